@@ -1,0 +1,60 @@
+"""The names this package shares with the other side; docs/contract.md is the source of truth.
+
+Kept as a private copy on purpose: webhook/ and agent/ ship in different images and share no code.
+tests/unit/test_contract.py fails when this copy drifts from docs/contract.md.
+"""
+
+from typing import Final
+
+ENV_SLOT: Final = "HOTUPGRADE_SLOT"
+ENV_RUN_DIR: Final = "HOTUPGRADE_RUN_DIR"
+ENV_POD_NAME: Final = "HOTUPGRADE_POD_NAME"
+ENV_POD_NAMESPACE: Final = "HOTUPGRADE_POD_NAMESPACE"
+ENV_POD_IP: Final = "HOTUPGRADE_POD_IP"
+ENV_STATUS_PORT: Final = "HOTUPGRADE_STATUS_PORT"
+ENV_ADMIN_PORT: Final = "HOTUPGRADE_ADMIN_PORT"
+ENV_BASE_ID: Final = "HOTUPGRADE_BASE_ID"
+ENV_DRAIN_SECONDS: Final = "HOTUPGRADE_DRAIN_SECONDS"
+ENV_PARENT_SHUTDOWN_SECONDS: Final = "HOTUPGRADE_PARENT_SHUTDOWN_SECONDS"
+ENV_BOOTSTRAP_TEMPLATE: Final = "HOTUPGRADE_BOOTSTRAP_TEMPLATE"
+ENV_UPSTREAM_PORT: Final = "HOTUPGRADE_UPSTREAM_PORT"
+ENV_WAIT_TIMEOUT: Final = "HOTUPGRADE_WAIT_TIMEOUT"
+
+RUN_DIR: Final = "/var/run/hotupgrade"
+SHM_DIR: Final = "/dev/shm"
+STATUS_PORT_A: Final = 15101
+STATUS_PORT_B: Final = 15102
+ADMIN_PORT: Final = 15100
+BASE_ID: Final = 7
+BOOTSTRAP_TEMPLATE: Final = "/etc/hotupgrade/envoy.yaml.tmpl"
+STATE_FILE: Final = "state.json"
+LOCK_FILE: Final = "state.lock"
+AGENT_BINARY: Final = "hotupgrade-agent"
+SHM_VOLUME: Final = "hotupgrade-shm"
+RUN_VOLUME: Final = "hotupgrade-run"
+
+LABEL_NAMESPACE_INJECTION: Final = "hotupgrade.io/injection"
+LABEL_POD_INJECT: Final = "hotupgrade.io/inject"
+ANNOTATION_STATUS: Final = "hotupgrade.io/status"
+ANNOTATION_TARGET_IMAGE: Final = "hotupgrade.io/target-image"
+ANNOTATION_UPGRADE: Final = "hotupgrade.io/upgrade"
+
+POST_START_COMMAND: Final = (
+    "/bin/sh",
+    "-c",
+    "command -v hotupgrade-agent >/dev/null 2>&1 || exit 0; exec hotupgrade-agent wait",
+)
+
+STATUS_FIELDS: Final = (
+    "slot",
+    "role",
+    "phase",
+    "epoch",
+    "envoy_version",
+    "hot_restart_version",
+    "last_error",
+    "state",
+)
+PHASES: Final = ("starting", "serving", "taking-over", "draining", "retired", "failed")
+ROLES: Final = ("active", "standby", "retired")
+SLOTS: Final = ("a", "b")

@@ -1,0 +1,58 @@
+"""webhook/ and agent/ agree with docs/contract.md, the only thing they share."""
+
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from agent import contract as agent_contract
+from webhook import contract as webhook_contract
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
+ROW = re.compile(r"^\| ([A-Z][A-Z0-9_]+) \| `([^`]+)` \|", re.MULTILINE)
+BACKTICKED = re.compile(r"`([^`]+)`")
+
+
+def documented_constants() -> dict[str, str]:
+    """Every `| CONSTANT | `value` |` row of the contract's tables."""
+    rows = dict(ROW.findall(DOC.read_text()))
+    assert len(rows) >= 30, "the contract tables were not parsed"
+    return rows
+
+
+def section(title: str) -> str:
+    text = DOC.read_text()
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+@pytest.mark.parametrize("module", [agent_contract, webhook_contract], ids=["agent", "webhook"])
+def test_every_documented_constant_matches(module: ModuleType) -> None:
+    for name, value in documented_constants().items():
+        assert hasattr(module, name), f"{module.__name__} lacks {name}"
+        assert str(getattr(module, name)) == value, f"{module.__name__}.{name} != {value}"
+
+
+def test_both_copies_define_the_same_names_and_values() -> None:
+    def public(module: ModuleType) -> dict[str, object]:
+        return {k: v for k, v in vars(module).items() if k.isupper()}
+
+    assert public(agent_contract) == public(webhook_contract)
+
+
+def test_post_start_hook_is_the_documented_one() -> None:
+    hook = section("Images and hooks")
+    command = agent_contract.POST_START_COMMAND
+    assert f"{command[0]} {command[1]} '{command[2]}'" in hook
+
+
+def test_status_fields_phases_and_roles_are_documented() -> None:
+    status = section("Agent status")
+    fields = re.findall(r"^\| `([a-z_]+)` \|", status, re.MULTILINE)
+    assert tuple(fields) == agent_contract.STATUS_FIELDS
+    phase_row = next(line for line in status.splitlines() if line.startswith("| `phase`"))
+    assert tuple(BACKTICKED.findall(phase_row)[1:]) == agent_contract.PHASES
+    role_row = next(line for line in status.splitlines() if line.startswith("| `role`"))
+    assert tuple(BACKTICKED.findall(role_row)[1:]) == agent_contract.ROLES
