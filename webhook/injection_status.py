@@ -74,7 +74,7 @@ def parse_status(raw: str) -> InjectionStatus:
     slots = data.get("slots")
     if not isinstance(slots, dict) or set(slots) != {data["active"], data["standby"]}:
         raise InvalidStatusError("field 'slots' must map both container names to their slot")
-    if sorted(slots.values()) != ["a", "b"]:
+    if not all(isinstance(slot, str) for slot in slots.values()) or sorted(slots.values()) != ["a", "b"]:
         raise InvalidStatusError("field 'slots' must assign slots 'a' and 'b'")
     return InjectionStatus(
         active=data["active"],

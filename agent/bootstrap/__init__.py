@@ -1,0 +1,72 @@
+"""Envoy bootstrap from a template: `${VAR}` replaced from the pod's environment.
+
+`render` is pure; `write_bootstrap` writes the per-slot file into the run dir. The default template
+ships as package data (envoy.yaml.tmpl) for images that do not bring their own.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Mapping
+from pathlib import Path
+
+from agent import contract
+from agent.config import AgentConfig
+
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml.tmpl"
+
+
+class BootstrapError(ValueError):
+    """The template cannot be rendered (unknown variable, bad placeholder, unreadable file)."""
+
+
+def template_values(environ: Mapping[str, str], config: AgentConfig) -> dict[str, str]:
+    """The environment plus the contract defaults the agent itself uses, so both always agree."""
+    values = dict(environ)
+    values.setdefault(contract.ENV_LISTEN_PORT, str(contract.LISTEN_PORT))
+    values.setdefault(contract.ENV_TCP_LISTEN_PORT, str(contract.TCP_LISTEN_PORT))
+    upstream = values.get(contract.ENV_UPSTREAM_PORT)
+    if upstream:
+        values.setdefault(contract.ENV_TCP_UPSTREAM_PORT, upstream)
+    values[contract.ENV_SLOT] = config.slot
+    values[contract.ENV_ADMIN_PORT] = str(config.admin_port)
+    values[contract.ENV_BASE_ID] = str(config.base_id)
+    values[contract.ENV_RUN_DIR] = str(config.run_dir)
+    return values
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Substitute `${VAR}`/`$VAR`; a name missing from `values` is an error, never an empty string."""
+    try:
+        return string.Template(template).substitute(values)
+    except KeyError as error:
+        raise BootstrapError(f"the bootstrap template uses ${{{error.args[0]}}}, which is not set") from None
+    except ValueError as error:
+        raise BootstrapError(f"the bootstrap template is malformed: {error}") from None
+
+
+def template_path(config: AgentConfig, *, default_exists: bool) -> Path:
+    """The configured template, else the image's default path, else the packaged template."""
+    if config.bootstrap_template is not None:
+        return config.bootstrap_template
+    return Path(contract.BOOTSTRAP_TEMPLATE) if default_exists else DEFAULT_TEMPLATE
+
+
+def bootstrap_file(config: AgentConfig, epoch: int) -> Path:
+    return config.run_dir / f"envoy-{config.slot}-epoch{epoch}.yaml"
+
+
+def write_bootstrap(config: AgentConfig, environ: Mapping[str, str], *, epoch: int) -> Path:
+    """Render the template into the run dir (per slot and epoch) and return the file's path."""
+    source = template_path(config, default_exists=Path(contract.BOOTSTRAP_TEMPLATE).is_file())
+    try:
+        text = source.read_text()
+    except OSError as error:
+        raise BootstrapError(f"cannot read bootstrap template {source}: {error.strerror}") from None
+    rendered = render(text, template_values(environ, config))
+    target = bootstrap_file(config, epoch)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(rendered)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,153 @@
+"""`hotupgrade-agent run | wait | status`: the sidecar's entrypoint, its postStart hook, and a peek.
+
+Configuration comes only from the environment names of docs/contract.md (agent/config.py).
+Exit codes: run 0 after SIGTERM, 1 on a startup error, 2 on bad configuration; wait 0 ready,
+1 this slot failed or retired, 2 timeout; status 0 printed, 1 no state yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from agent.config import AgentConfig, ConfigError, load_config
+
+START = time.monotonic()
+
+
+def _config() -> AgentConfig:
+    try:
+        return load_config(os.environ)
+    except ConfigError as error:
+        print(f"hotupgrade-agent: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run() -> int:
+    from agent.admin import EnvoyAdmin
+    from agent.envoy import EnvoyBinaryError, ThreadSpawner, probe_versions, resolve_binary
+    from agent.logs import EventLog
+    from agent.metrics import AgentMetrics
+    from agent.rundir import RunDir
+    from agent.status import StatusServer
+    from agent.supervisor import Supervisor
+
+    config = _config()
+    log = EventLog(config.slot)
+    try:
+        binary = resolve_binary(config.envoy_binary)
+        versions = probe_versions(binary)
+    except EnvoyBinaryError as error:
+        log.error("envoy-binary-unusable", error=str(error))
+        return 1
+    rundir = RunDir(config.run_dir)
+    rundir.ensure()
+    metrics = AgentMetrics()
+    supervisor = Supervisor(
+        config,
+        environ=dict(os.environ),
+        binary=binary,
+        versions=versions,
+        launcher=ThreadSpawner(),
+        admin=EnvoyAdmin(config.admin_port),
+        rundir=rundir,
+        metrics=metrics,
+        log=log,
+        started_at=START,
+    )
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.event("signal", signal=signal.Signals(signum).name)
+        supervisor.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        status = StatusServer(
+            port=config.status_port,
+            view=supervisor.view,
+            state=supervisor.shared_state,
+            metrics=metrics.render,
+        )
+    except OSError as error:
+        log.error("status-server-failed", port=config.status_port, error=str(error))
+        return 1
+    status.start()
+    log.event("status-server", port=status.port)
+    try:
+        return supervisor.run()
+    finally:
+        status.close()
+
+
+def _get(port: int, path: str) -> tuple[int, bytes] | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def wait(timeout: float | None) -> int:
+    """Poll this slot's status server until its Envoy is LIVE and owns the listeners."""
+    config = _config()
+    limit = config.wait_timeout if timeout is None else timeout
+    deadline = time.monotonic() + limit
+    last = "the agent's status server did not answer"
+    while time.monotonic() < deadline:
+        ready = _get(config.status_port, "/healthz/ready")
+        if ready is not None and ready[0] == 200:
+            print(f"hotupgrade-agent: slot {config.slot} is ready")
+            return 0
+        answer = _get(config.status_port, "/status")
+        if answer is not None and answer[0] == 200:
+            status = json.loads(answer[1])
+            last = f"phase {status['phase']}, last error: {status['last_error']}"
+            if status["phase"] in ("failed", "retired"):
+                print(f"hotupgrade-agent: slot {config.slot} {last}", file=sys.stderr)
+                return 1
+        time.sleep(0.1)
+    print(f"hotupgrade-agent: slot {config.slot} not ready after {limit:.0f}s ({last})", file=sys.stderr)
+    return 2
+
+
+def status() -> int:
+    """Print the shared state file of the run dir."""
+    from agent import contract
+
+    path = os.path.join(os.environ.get(contract.ENV_RUN_DIR) or contract.RUN_DIR, contract.STATE_FILE)
+    try:
+        with open(path) as handle:
+            print(json.dumps(json.load(handle), indent=2, sort_keys=True))
+    except FileNotFoundError:
+        print(f"hotupgrade-agent: no state at {path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hotupgrade-agent", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="supervise this slot's Envoy (the sidecar image's entrypoint)")
+    wait_parser = commands.add_parser("wait", help="wait until this slot's Envoy is LIVE (postStart hook)")
+    wait_parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds (default HOTUPGRADE_WAIT_TIMEOUT)"
+    )
+    commands.add_parser("status", help="print the shared state file")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run()
+    if args.command == "wait":
+        return wait(args.timeout)
+    return status()

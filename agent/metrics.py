@@ -1,0 +1,47 @@
+"""The agent's Prometheus metrics, on a registry of its own (no process-global collectors)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, generate_latest
+
+from agent import contract
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.takeovers = Counter(
+            "hotupgrade_agent_takeovers",
+            "Hot-restart takeovers this agent completed (its Envoy LIVE at epoch > 0).",
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "hotupgrade_agent_failures",
+            "Failures by reason (start_failed, refused, crash, lock_timeout, drain_error).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.epoch = Gauge(
+            "hotupgrade_agent_epoch", "Restart epoch of this slot's Envoy (-1: none).", registry=self.registry
+        )
+        self.epoch.set(-1)
+        self.takeover_seconds = Gauge(
+            "hotupgrade_agent_takeover_seconds",
+            "Seconds from agent start to its Envoy LIVE, last start.",
+            registry=self.registry,
+        )
+        self.drain_seconds = Gauge(
+            "hotupgrade_agent_drain_seconds",
+            "Seconds from our Envoy LIVE until the replaced Envoy exited, or of our own SIGTERM drain.",
+            registry=self.registry,
+        )
+        self.phase = Enum(
+            "hotupgrade_agent_phase",
+            "Phase of this slot.",
+            states=list(contract.PHASES),
+            registry=self.registry,
+        )
+        self.phase.state("starting")
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,84 @@
+"""The shared run dir: an exclusive lock and the atomically replaced state file.
+
+Both agents of a pod see this directory (a shared emptyDir). Writers hold the flock on LOCK_FILE;
+readers need no lock because the state file is only ever replaced whole (write tmp, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from agent import contract
+from agent.state import SharedState, StateFormatError, from_json, initial_state, to_json
+
+
+class LockTimeoutError(TimeoutError):
+    """Another agent held the run-dir lock for longer than we were willing to wait."""
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state_file = path / contract.STATE_FILE
+        self.lock_file = path / contract.LOCK_FILE
+
+    def ensure(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the exclusive run-dir lock; flock is released by the kernel if we die holding it."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                    break
+                except OSError as error:
+                    if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or deadline is None:
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise LockTimeoutError(f"{self.lock_file} still locked after {timeout}s") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    def read_state(self) -> SharedState | None:
+        """The current state, or None before the first agent wrote one."""
+        try:
+            text = self.state_file.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return from_json(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise StateFormatError(f"{self.state_file} is not JSON: {error}") from None
+
+    def read_or_initial(self, base_id: int) -> SharedState:
+        return self.read_state() or initial_state(base_id)
+
+    def write_state(self, state: SharedState) -> None:
+        """Replace the state file atomically; call with the lock held."""
+        tmp = self.state_file.with_name(f".{contract.STATE_FILE}.{os.getpid()}.tmp")
+        data = json.dumps(to_json(state), indent=2, sort_keys=True).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.state_file)
+        dir_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

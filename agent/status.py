@@ -1,0 +1,118 @@
+"""The per-slot status server: /healthz/ready, /status (docs/contract.md "Agent status"), /metrics.
+
+The documents are built by pure functions from an `AgentView` and the shared state; the server is a
+stdlib ThreadingHTTPServer in a daemon thread and only reads (it never writes the state file).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypedDict
+
+from agent.state import Phase, Role, SharedState, Slot, StateJSON, is_ready, role_of, to_json
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """What this agent knows about itself, beyond the shared state."""
+
+    slot: Slot
+    phase: Phase
+    epoch: int | None
+    envoy_running: bool
+    envoy_version: str | None
+    hot_restart_version: str | None
+    last_error: str | None
+
+
+class StatusJSON(TypedDict):
+    slot: Slot
+    role: Role
+    phase: Phase
+    epoch: int | None
+    envoy_version: str | None
+    hot_restart_version: str | None
+    last_error: str | None
+    state: StateJSON
+
+
+def status_document(view: AgentView, state: SharedState) -> StatusJSON:
+    return StatusJSON(
+        slot=view.slot,
+        role=role_of(state, view.slot, envoy_running=view.envoy_running),
+        phase=view.phase,
+        epoch=view.epoch,
+        envoy_version=view.envoy_version,
+        hot_restart_version=view.hot_restart_version,
+        last_error=view.last_error,
+        state=to_json(state),
+    )
+
+
+def view_is_ready(view: AgentView, state: SharedState) -> bool:
+    return view.phase == "serving" and is_ready(state, view.slot, envoy_running=view.envoy_running)
+
+
+class StatusServer:
+    """Serves the three endpoints from callables so it never holds stale data."""
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        view: Callable[[], AgentView],
+        state: Callable[[], SharedState],
+        metrics: Callable[[], bytes],
+        host: str = "0.0.0.0",
+    ) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._view = view
+        self._state = state
+        self._metrics = metrics
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="status-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz/ready":
+            ready = view_is_ready(self._view(), self._state())
+            self._send(request, 200 if ready else 503, b"ready\n" if ready else b"not ready\n", "text/plain")
+        elif path == "/status":
+            body = json.dumps(status_document(self._view(), self._state()), indent=2).encode()
+            self._send(request, 200, body, "application/json")
+        elif path == "/metrics":
+            self._send(request, 200, self._metrics(), "text/plain; version=0.0.4; charset=utf-8")
+        else:
+            self._send(request, 404, b"not found\n", "text/plain")
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str) -> None:
+        request.send_response(code)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)

@@ -1,0 +1,181 @@
+"""N hot upgrades of a real Envoy under load in a real pod harness; prints ONE JSON object.
+
+    sudo .venv/bin/python -m bench.hotupgrade --upgrades 10
+
+Runs as root (network and mount namespaces). Load is HTTP/1.1 keep-alive + HTTP/2 + long-lived TCP
+from the host to the pod IP, counted without retries (tests/harness/load.py). Takeover is measured
+from the new agent's container start to its Envoy LIVE and serving (the agent's own timestamp in the
+state file); the drain overhead is how long the old Envoy outlived --parent-shutdown-time-s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import contract
+from tests.harness.figures import UpgradeObservation, bench_figures
+from tests.harness.independent import IndependentClients
+from tests.harness.independent import available as independent_available
+from tests.harness.load import LoadConfig, LoadGenerator
+from tests.harness.metrics import sample
+from tests.harness.pod import Pod
+from tests.harness.sidecar import SidecarPod, Timings
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    upgrades: int = 10
+    drain_seconds: int = 2
+    parent_shutdown_seconds: int = 3
+    settle_seconds: float = 1.0
+    http1_connections: int = 8
+    http2_connections: int = 2
+    http2_streams: int = 4
+    tcp_connections: int = 4
+    independent_clients: bool = False
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def observe(timings: Timings, epoch: int, agent_metrics: str) -> UpgradeObservation:
+    """Takeover from the container start (so it includes the agent's own start-up) to serving."""
+    serving = timings.state_serving_since if timings.state_serving_since is not None else timings.live
+    return UpgradeObservation(
+        epoch=epoch,
+        takeover_s=serving - timings.started,
+        post_start_s=timings.takeover_s,
+        drain_s=timings.drain_s(),
+        agent_takeover_s=sample(agent_metrics, "hotupgrade_agent_takeover_seconds"),
+    )
+
+
+def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict[str, Any]:
+    """Set up a pod, start load, upgrade config.upgrades times alternating slots, return the figures."""
+    with Pod(workdir, run_dir_mount=contract.RUN_DIR, label="bench") as pod:
+        sidecars = SidecarPod(
+            pod, drain_seconds=config.drain_seconds, parent_shutdown_seconds=config.parent_shutdown_seconds
+        )
+        sidecars.start_pod()
+        progress(f"pod {pod.netns} at {pod.ip}: slot a serving at epoch 0")
+        load = LoadGenerator(
+            LoadConfig(
+                host=pod.ip,
+                http_port=contract.LISTEN_PORT,
+                tcp_port=contract.TCP_LISTEN_PORT,
+                http1_connections=config.http1_connections,
+                http2_connections=config.http2_connections,
+                http2_streams=config.http2_streams,
+                tcp_connections=config.tcp_connections,
+                # Bounded, but never before the upgrades are done: the run stops the load itself.
+                max_requests=10**9,
+                max_seconds=120.0 * (config.upgrades + 1),
+            )
+        ).start()
+        independent = None
+        if config.independent_clients:
+            independent = IndependentClients(f"http://{pod.ip}:{contract.LISTEN_PORT}/").start()
+        stop_sampling = threading.Event()
+        sampler = threading.Thread(target=_sample_rss, args=(sidecars, stop_sampling), daemon=True)
+        sampler.start()
+        observations: list[UpgradeObservation] = []
+        try:
+            time.sleep(config.settle_seconds)
+            for epoch in range(1, config.upgrades + 1):
+                slot = "b" if epoch % 2 else "a"
+                timings = sidecars.upgrade(slot)
+                observation = observe(timings, epoch, sidecars.metrics(slot))
+                observations.append(observation)
+                running = load.summary()
+                progress(
+                    f"upgrade {epoch}: slot {slot} took over at epoch {epoch} "
+                    f"in {observation.takeover_s:.2f}s (postStart {observation.post_start_s:.2f}s), "
+                    f"old Envoy gone {observation.drain_s:.2f}s later; "
+                    f"{running['requests']} requests so far, {running['failed']} failed"
+                )
+                time.sleep(config.settle_seconds)
+        except BaseException:
+            print(sidecars.logs()[-30000:], file=sys.stderr)
+            raise
+        finally:
+            summary = load.stop()
+            independent_results = independent.stop() if independent is not None else None
+            stop_sampling.set()
+            sampler.join(5)
+        figures = bench_figures(
+            load=summary,
+            upgrades=observations,
+            agent_rss_bytes=sidecars.rss_peak,
+            drain_seconds=config.drain_seconds,
+            parent_shutdown_seconds=config.parent_shutdown_seconds,
+        )
+        if independent_results is not None:
+            figures["independent_clients"] = independent_results
+        return figures
+
+
+def _sample_rss(sidecars: SidecarPod, stop: threading.Event) -> None:
+    while not stop.wait(0.2):
+        sidecars.sample_agent_rss()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.hotupgrade", description=__doc__.splitlines()[0])
+    parser.add_argument("--upgrades", type=int, default=10)
+    parser.add_argument("--drain-seconds", type=int, default=2)
+    parser.add_argument("--parent-shutdown-seconds", type=int, default=3)
+    parser.add_argument("--settle-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--independent-clients",
+        action="store_true",
+        help="also drive wrk (HTTP/1.1) and h2load (HTTP/2) at the pod (`make load-tools` installs them)",
+    )
+    parser.add_argument("--workdir", type=Path, help="keep logs and run dir here (default: a temp dir)")
+    return parser.parse_args(argv)
+
+
+def config_from(args: argparse.Namespace) -> BenchConfig:
+    return BenchConfig(
+        upgrades=args.upgrades,
+        drain_seconds=args.drain_seconds,
+        parent_shutdown_seconds=args.parent_shutdown_seconds,
+        settle_seconds=args.settle_seconds,
+        independent_clients=args.independent_clients,
+    )
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        sys.exit("bench.hotupgrade needs root: it creates a network namespace and mount namespaces")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    require_root()
+    if args.independent_clients and not independent_available():
+        sys.exit("--independent-clients needs wrk and h2load: run `make load-tools`")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        figures = run(config_from(args), args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="hotupgrade-bench-") as tmp:
+            figures = run(config_from(args), Path(tmp))
+    print(json.dumps(figures, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Assertions shared by the agent's integration tests: what "serving" and "closed cleanly" mean."""
+
+from __future__ import annotations
+
+from tests.harness.loadstats import EOF_MID_ECHO, LoadRecord
+from tests.harness.sidecar import SidecarPod, Timings
+from tests.integration.agent.conftest import PARENT_SHUTDOWN_SECONDS
+
+TCP_CONNECTIONS = 3
+# Slack for a slow, shared machine around "the TCP connection closed when the old Envoy exited".
+CLOSE_SLACK_S = 1.0
+
+
+def assert_serving(sidecars: SidecarPod, slot: str, epoch: int, *, admin: bool = True) -> None:
+    """slot's agent reports active/serving at epoch, the state file agrees, Envoy is LIVE at that epoch.
+
+    admin=False skips Envoy's admin API: a parent Envoy closes it for good when a child starts, even a
+    child that then fails (ShutdownAdmin is the first hot-restart message)."""
+    status = sidecars.status(slot)
+    assert (status["slot"], status["role"], status["phase"], status["epoch"]) == (
+        slot,
+        "active",
+        "serving",
+        epoch,
+    )
+    assert status["last_error"] is None
+    state = sidecars.state()
+    assert (state["active_slot"], state["epoch"]) == (slot, epoch)
+    assert state["slots"][slot]["phase"] == "serving"
+    assert state["hot_restart_version"] == status["hot_restart_version"]
+    if not admin:
+        return
+    info = sidecars.envoy_server_info()
+    assert info["state"] == "LIVE"
+    assert info["command_line_options"]["restart_epoch"] == epoch
+
+
+def assert_tcp_never_reset(record: LoadRecord) -> None:
+    """Server-side closes of long-lived TCP connections are FINs; the only TCP failure allowed is an echo
+    in flight at the instant of such a FIN (EOF_MID_ECHO), never a reset, timeout or wrong echo."""
+    assert all(c.clean or c.reason == EOF_MID_ECHO for c in record.tcp_closes), record.tcp_closes
+    tcp_failures = [f.error for f in record.failures if f.kind == "tcp"]
+    assert all(e.startswith(EOF_MID_ECHO) for e in tcp_failures), tcp_failures
+    assert len(tcp_failures) == sum(1 for c in record.tcp_closes if c.reason == EOF_MID_ECHO)
+
+
+def assert_tcp_closed_only_at_parent_shutdown(record: LoadRecord, timings: list[Timings]) -> None:
+    """Each connection is closed once per upgrade, and only when the old Envoy exits."""
+    assert_tcp_never_reset(record)
+    assert len(record.tcp_closes) == TCP_CONNECTIONS * len(timings), "one close per connection per upgrade"
+    windows = [
+        (
+            (t.state_serving_since or t.live) + PARENT_SHUTDOWN_SECONDS - CLOSE_SLACK_S,
+            t.retired + CLOSE_SLACK_S,
+        )
+        for t in timings
+    ]
+    for close in record.tcp_closes:
+        assert any(low <= close.at <= high for low, high in windows), f"{close} outside {windows}"

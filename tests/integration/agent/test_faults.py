@@ -1,0 +1,190 @@
+"""Faults during a hot upgrade, each under load: what must keep serving, and what must be recorded."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from agent import contract
+from agent.bootstrap import DEFAULT_TEMPLATE
+from tests.harness.load import LoadConfig, LoadGenerator
+from tests.harness.metrics import sample
+from tests.harness.sidecar import SidecarPod, make_image
+from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset
+from tests.integration.agent.conftest import PARENT_SHUTDOWN_SECONDS
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+# The Envoy child aborts about 10 s after its parent vanished unless the agent covers for it.
+PARENT_DEATH_ABORT_WINDOW_S = 10
+
+
+def start_load(sidecars: SidecarPod) -> LoadGenerator:
+    config = LoadConfig(
+        host=sidecars.pod.ip,
+        http_port=contract.LISTEN_PORT,
+        tcp_port=contract.TCP_LISTEN_PORT,
+        tcp_connections=2,
+    )
+    return LoadGenerator(config).start()
+
+
+def assert_no_failures(load: LoadGenerator) -> None:
+    summary = load.stop()
+    assert summary["requests"] > 0
+    assert summary["failed"] == 0, summary["failures"]
+    assert_tcp_never_reset(load.record)
+
+
+def _fail_a_takeover(sidecars: SidecarPod) -> None:
+    """Start slot b with a bootstrap Envoy rejects during initialisation; its postStart must fail.
+
+    It parses as YAML but routes to a cluster that does not exist: the child dies after it set the
+    INITIALIZING flag in shm (which must not block the next attempt) and after ShutdownAdmin."""
+    bad_template = sidecars.pod.base / "bad-envoy.yaml.tmpl"
+    bad_template.write_text(
+        DEFAULT_TEMPLATE.read_text().replace("cluster: app }", "cluster: no_such_cluster }")
+    )
+    assert "no_such_cluster" in bad_template.read_text()
+    bad = make_image(
+        sidecars.pod.base, "sidecar:bad-bootstrap", env={contract.ENV_BOOTSTRAP_TEMPLATE: str(bad_template)}
+    )
+    sidecars.stop("b")
+    sidecars.start_sidecar("b", bad)
+    rc, out = sidecars.post_start("b")
+    assert rc != 0, f"postStart must fail when the new Envoy cannot start: {out}"
+
+
+def test_new_envoy_with_bad_bootstrap_leaves_old_serving_and_next_attempt_succeeds(
+    sidecar_pod: SidecarPod,
+) -> None:
+    load = start_load(sidecar_pod)
+    try:
+        _fail_a_takeover(sidecar_pod)
+
+        status = sidecar_pod.status("b")
+        assert status["phase"] == "failed" and status["role"] != "active"
+        assert status["last_error"]
+        state = sidecar_pod.state()
+        assert state["slots"]["b"]["phase"] == "failed" and state["slots"]["b"]["error"]
+        assert (
+            sample(sidecar_pod.metrics("b"), "hotupgrade_agent_failures_total", {"reason": "start_failed"})
+            or 0
+        ) >= 1
+        assert_serving(sidecar_pod, "a", 0, admin=False)
+
+        sidecar_pod.stop("b")  # kubelet kills a container whose postStart failed
+        assert_serving(sidecar_pod, "a", 0, admin=False)
+        sidecar_pod.upgrade("b")  # the next attempt, with a good image
+        assert_serving(sidecar_pod, "b", 1)
+    finally:
+        assert_no_failures(load)
+
+
+def test_old_envoy_killed_mid_drain_leaves_new_serving(sidecar_pod: SidecarPod) -> None:
+    sidecar_pod.stop("b")
+    sidecar_pod.start_sidecar("b")
+    rc, out = sidecar_pod.post_start("b")
+    assert rc == 0, out
+    new_envoy = sidecar_pod.envoy_pids("b")
+    old_envoy = sidecar_pod.envoy_pids("a")
+    assert len(new_envoy) == 1 and len(old_envoy) == 1
+
+    os.kill(old_envoy[0], signal.SIGKILL)  # connections still on the old Envoy die with it: not asserted
+    time.sleep(0.2)
+    load = start_load(sidecar_pod)
+    try:
+        # Past the parent-shutdown time and the window in which an orphaned child would abort.
+        time.sleep(PARENT_SHUTDOWN_SECONDS + PARENT_DEATH_ABORT_WINDOW_S + 3)
+        assert sidecar_pod.envoy_pids("b") == new_envoy, "the new Envoy was never restarted or replaced"
+        assert_serving(sidecar_pod, "b", 1)
+        assert sidecar_pod.envoy_pids("a") == [], "the old agent must not restart a replaced Envoy"
+        assert sidecar_pod.state()["slots"]["a"]["phase"] == "retired"
+    finally:
+        assert_no_failures(load)
+
+
+def test_hot_restart_version_mismatch_is_refused_cleanly(sidecar_pod: SidecarPod) -> None:
+    other = make_image(sidecar_pod.pod.base, "sidecar:other-hot-restart", hot_restart_version="99.999")
+    load = start_load(sidecar_pod)
+    try:
+        sidecar_pod.stop("b")
+        sidecar_pod.start_sidecar("b", other)
+        rc, out = sidecar_pod.post_start("b")
+        assert rc != 0, out
+
+        status = sidecar_pod.status("b")
+        assert status["phase"] == "failed" and status["role"] != "active"
+        assert status["hot_restart_version"] == "99.999"
+        assert "99.999" in status["last_error"] and "11.104" in status["last_error"]
+        state = sidecar_pod.state()
+        assert state["hot_restart_version"] == "11.104"
+        assert "99.999" in (state["slots"]["b"]["error"] or "")
+        assert sample(sidecar_pod.metrics("b"), "hotupgrade_agent_failures_total", {"reason": "refused"}) == 1
+        assert sidecar_pod.envoy_pids("b") == [], "a refused slot never starts Envoy"
+        assert_serving(sidecar_pod, "a", 0)
+        assert sidecar_pod.stop("b") == 0
+        assert_serving(sidecar_pod, "a", 0)
+    finally:
+        assert_no_failures(load)
+
+
+def test_sigterm_to_retired_agent_leaves_active_untouched(sidecar_pod: SidecarPod) -> None:
+    load = start_load(sidecar_pod)
+    try:
+        sidecar_pod.stop("b")
+        sidecar_pod.start_sidecar("b")
+        rc, out = sidecar_pod.post_start("b")
+        assert rc == 0, out
+        sidecar_pod.wait_for("a retired", lambda: sidecar_pod.slot_phase("a") == "retired", timeout=60)
+        envoy_b = sidecar_pod.envoy_pids("b")
+        retired = sidecar_pod.status("a")
+        assert (retired["role"], retired["phase"], retired["epoch"]) == ("retired", "retired", 0)
+        assert sidecar_pod.envoy_pids("a") == []
+
+        stopping = time.monotonic()
+        assert sidecar_pod.stop("a", grace=30) == 0
+        assert time.monotonic() - stopping < 10, "a retired agent has nothing to drain"
+
+        time.sleep(1)
+        assert sidecar_pod.envoy_pids("b") == envoy_b
+        assert_serving(sidecar_pod, "b", 1)
+    finally:
+        assert_no_failures(load)
+
+
+def _slow_get(host: str, path: str) -> int:
+    conn = http.client.HTTPConnection(host, contract.LISTEN_PORT, timeout=30)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("after_failed_takeover", [False, True], ids=["plain", "after-failed-takeover"])
+def test_sigterm_to_active_agent_drains_without_failing_in_flight_requests(
+    sidecar_pod: SidecarPod, after_failed_takeover: bool
+) -> None:
+    if after_failed_takeover:
+        # A failed child already made the active Envoy close its admin API (ShutdownAdmin); the
+        # pod-deletion drain must still not fail in-flight requests.
+        _fail_a_takeover(sidecar_pod)
+        sidecar_pod.stop("b")
+    load = start_load(sidecar_pod)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        slow = [pool.submit(_slow_get, sidecar_pod.pod.ip, "/slow?ms=1500") for _ in range(6)]
+        time.sleep(0.7)  # well inside the 1.5 s the upstream holds each of them
+        sidecar_pod.sigterm("a")
+        summary = load.stop()  # the pod's endpoints are gone: no new requests, in-flight ones finish
+        assert [f.result(timeout=30) for f in slow] == [200] * 6
+
+    assert sidecar_pod.container("a").wait(timeout=contract.DRAIN_SECONDS + 30) == 0
+    assert summary["failed"] == 0, summary["failures"]
+    with pytest.raises(OSError):
+        sidecar_pod.pod.wait_port(contract.LISTEN_PORT, timeout=0)

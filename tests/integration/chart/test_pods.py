@@ -1,0 +1,159 @@
+"""Hardened pods: non-root, read-only root, no escalation, no capabilities, seccomp, requests and limits."""
+
+from typing import Any
+
+import pytest
+
+from tests.integration.chart.helm import Rendered, ci_values_names, rendered
+
+VALUE_SETS = [[], *[[name] for name in ci_values_names()]]
+IDS = ["default", *ci_values_names()]
+APP_VERSION_IMAGE = "sidecar-hotupgrade/webhook:0.1.0"
+
+
+def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*(pod.get("initContainers") or []), *pod["containers"]]
+
+
+def _pods(r: Rendered) -> list[dict[str, Any]]:
+    return [d["spec"]["template"]["spec"] for d in r.of_kind("Deployment")]
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
+def test_every_container_is_hardened(values: list[str]) -> None:
+    r = rendered(values)
+    pods = _pods(r)
+    assert pods
+    for pod in pods:
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] != 0
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault"
+        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+        mounts_tmp_volume = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+        for c in _containers(pod):
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, c["name"]
+            assert sc["readOnlyRootFilesystem"] is True, c["name"]
+            assert sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["privileged"] is False, c["name"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault", c["name"]
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]), c["name"]
+            assert "memory" in c["resources"]["limits"], c["name"]
+            # A read-only root still needs a writable /tmp (gunicorn heartbeats, metrics files).
+            tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
+            assert len(tmp) == 1 and tmp[0]["name"] in mounts_tmp_volume, c["name"]
+            assert c["image"] == APP_VERSION_IMAGE
+
+
+def test_webhook_server_container_has_no_api_token() -> None:
+    # Self-signed: only the certs containers get credentials; the server that faces the network has none.
+    pod = rendered().deployment("webhook")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    token_volumes = {v["name"] for v in pod["volumes"] if "projected" in v}
+    by_name = {c["name"]: c for c in _containers(pod)}
+    assert set(by_name) == {"certs-init", "webhook", "certs"}
+    assert not token_volumes & {m["name"] for m in by_name["webhook"]["volumeMounts"]}
+    for name in ("certs-init", "certs"):
+        assert token_volumes & {m["name"] for m in by_name[name]["volumeMounts"]}
+    assert "--once" in by_name["certs-init"]["args"] and "--once" not in by_name["certs"]["args"]
+
+
+def test_cert_manager_webhook_reads_the_secret_and_has_no_token() -> None:
+    r = rendered(["cert-manager"])
+    pod = r.deployment("webhook")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert [c["name"] for c in _containers(pod)] == ["webhook"]
+    assert not [v for v in pod["volumes"] if "projected" in v]
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    certificate = next(c for c in r.of_kind("Certificate") if "serving" in c["metadata"]["name"])
+    assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
+
+
+def test_webhook_serve_arguments_match_its_cli() -> None:
+    from webhook.cli import _parser
+
+    r = rendered()
+    webhook = next(
+        c for c in r.deployment("webhook")["spec"]["template"]["spec"]["containers"] if c["name"] == "webhook"
+    )
+    assert webhook["command"] == ["hotupgrade-webhook"]
+    args = _parser().parse_args(webhook["args"])
+    assert args.command == "serve"
+    assert args.bind == "0.0.0.0:9443"
+    assert str(args.config) == "/etc/hotupgrade/config.yaml"
+    tls_dir = next(m for m in webhook["volumeMounts"] if m["name"] == "tls")["mountPath"]
+    assert str(args.tls_cert) == f"{tls_dir}/tls.crt" and str(args.tls_key) == f"{tls_dir}/tls.key"
+    port = webhook["ports"][0]
+    assert port["containerPort"] == 9443 and webhook["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+
+
+@pytest.mark.parametrize("values", [[], ["servicemonitor"]], ids=["default", "servicemonitor"])
+def test_controller_arguments_match_its_cli(values: list[str]) -> None:
+    from webhook.controller.main import build_parser, policy_from
+
+    r = rendered(values)
+    c = r.deployment("controller")["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"][0] == "controller"
+    args = build_parser().parse_args(c["args"][1:])
+    policy_from(args)  # the allowlist regexes compile
+    assert args.leader_elect is True
+    assert args.lease_name == r.one("Lease")["metadata"]["name"]
+    assert args.lease_namespace == r.one("Lease")["metadata"]["namespace"]
+    assert args.identity == "$(POD_NAME)"
+    assert any(e["name"] == "POD_NAME" for e in c["env"])
+    assert args.metrics_port == c["ports"][0]["containerPort"]
+    if values:
+        assert args.prepull is True and args.namespace == ["team-a", "team-b"]
+        assert args.allow_image_prefix == ["registry.example.com/mesh/sidecar:"]
+
+
+def test_two_replicas_spread_and_protected_by_default() -> None:
+    r = rendered()
+    for component in ("webhook", "controller"):
+        d = r.deployment(component)
+        assert d["spec"]["replicas"] == 2
+        terms = d["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert (
+            terms[0]["podAffinityTerm"]["labelSelector"]["matchLabels"]
+            == d["spec"]["selector"]["matchLabels"]
+        )
+        pdb = next(
+            p for p in r.of_kind("PodDisruptionBudget") if p["spec"]["selector"] == d["spec"]["selector"]
+        )
+        assert pdb["spec"]["minAvailable"] == 1
+    assert r.deployment("webhook")["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_hard_anti_affinity_is_required_and_needs_no_surge_node() -> None:
+    r = rendered(["servicemonitor"])
+    for component in ("webhook", "controller"):
+        d = r.deployment(component)
+        assert (
+            "requiredDuringSchedulingIgnoredDuringExecution"
+            in d["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+        )
+        assert d["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+
+
+def test_single_replica_has_no_pdb_and_no_affinity() -> None:
+    r = rendered(["single-replica"])
+    assert r.of_kind("PodDisruptionBudget") == []
+    for component in ("webhook", "controller"):
+        d = r.deployment(component)
+        assert d["spec"]["replicas"] == 1 and "affinity" not in d["spec"]["template"]["spec"]
+
+
+def test_scrape_annotations_or_service_monitor() -> None:
+    default = rendered()
+    for component, scheme in (("webhook", "https"), ("controller", "http")):
+        annotations = default.deployment(component)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/scheme"] == scheme
+    assert default.of_kind("ServiceMonitor") == []
+    monitored = rendered(["servicemonitor"])
+    for component in ("webhook", "controller"):
+        annotations = monitored.deployment(component)["spec"]["template"]["metadata"].get("annotations") or {}
+        assert "prometheus.io/scrape" not in annotations
+    monitored.one("ServiceMonitor")

@@ -1,0 +1,144 @@
+"""Least privilege: each ServiceAccount gets exactly the permissions its process uses, no wildcards."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.chart.helm import NAMESPACE, Rendered, ci_values_names, rendered
+
+# (scope, apiGroup, resource, verb, resourceNames or None); scope is "cluster" or the Role's namespace.
+Permission = tuple[str, str, str, str, tuple[str, ...] | None]
+
+VALUE_SETS = [[], *[[name] for name in ci_values_names()]]
+IDS = ["default", *ci_values_names()]
+
+
+def _rules(r: Rendered, kind: str, name: str, namespace: str | None) -> list[dict[str, Any]]:
+    for role in r.of_kind(kind):
+        if role["metadata"]["name"] == name and role["metadata"].get("namespace") == namespace:
+            rules: list[dict[str, Any]] = role["rules"]
+            return rules
+    raise AssertionError(f"binding refers to a {kind} {name} that the chart does not create")
+
+
+def permissions(r: Rendered, service_account: str) -> set[Permission]:
+    """Every (scope, group, resource, verb, names) granted to the ServiceAccount by the chart's bindings."""
+    granted: set[Permission] = set()
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        for binding in r.of_kind(kind):
+            subjects = binding.get("subjects") or []
+            if not any(s["kind"] == "ServiceAccount" and s["name"] == service_account for s in subjects):
+                continue
+            assert all(s.get("namespace") == NAMESPACE for s in subjects)
+            ref = binding["roleRef"]
+            namespace = binding["metadata"].get("namespace")
+            assert (ref["kind"] == "ClusterRole") == (kind == "ClusterRoleBinding"), (
+                "no ClusterRole via RoleBinding"
+            )
+            scope = "cluster" if namespace is None else namespace
+            for rule in _rules(r, ref["kind"], ref["name"], namespace):
+                names = tuple(rule["resourceNames"]) if rule.get("resourceNames") else None
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        for verb in rule["verbs"]:
+                            granted.add((scope, group, resource, verb, names))
+    return granted
+
+
+def _all_rules(r: Rendered) -> Iterator[dict[str, Any]]:
+    for kind in ("ClusterRole", "Role"):
+        for role in r.of_kind(kind):
+            yield from role["rules"]
+
+
+def _sa(r: Rendered, component: str) -> str:
+    sa: str = r.deployment(component)["spec"]["template"]["spec"]["serviceAccountName"]
+    return sa
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
+def test_no_wildcards_and_no_escalation_verbs(values: list[str]) -> None:
+    r = rendered(values)
+    for rule in _all_rules(r):
+        for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+            assert "*" not in (rule.get(field) or []), rule
+        assert not rule.get("nonResourceURLs"), rule
+        assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"]), rule
+        assert not {"clusterroles", "clusterrolebindings", "roles", "rolebindings"} & set(
+            rule["resources"]
+        ), rule
+
+
+def test_controller_permissions_by_default() -> None:
+    r = rendered()
+    lease = r.one("Lease")["metadata"]["name"]
+    assert permissions(r, _sa(r, "controller")) == {
+        ("cluster", "", "pods", "get", None),
+        ("cluster", "", "pods", "list", None),
+        ("cluster", "", "pods", "watch", None),
+        ("cluster", "", "pods", "patch", None),
+        ("cluster", "", "events", "create", None),
+        (NAMESPACE, "coordination.k8s.io", "leases", "get", (lease,)),
+        (NAMESPACE, "coordination.k8s.io", "leases", "update", (lease,)),
+    }
+
+
+def test_prepull_adds_only_pod_create_and_delete() -> None:
+    base = permissions(rendered(), _sa(rendered(), "controller"))
+    r = rendered(sets=["controller.prePull=true"])
+    assert permissions(r, _sa(r, "controller")) - base == {
+        ("cluster", "", "pods", "create", None),
+        ("cluster", "", "pods", "delete", None),
+    }
+
+
+def test_self_signed_webhook_may_touch_only_its_secret_and_its_webhook_configurations() -> None:
+    r = rendered()
+    secret = r.one("Secret")["metadata"]["name"]
+    config_name = r.one("MutatingWebhookConfiguration")["metadata"]["name"]
+    assert config_name == r.one("ValidatingWebhookConfiguration")["metadata"]["name"]
+    assert permissions(r, _sa(r, "webhook")) == {
+        (NAMESPACE, "", "secrets", "get", (secret,)),
+        (NAMESPACE, "", "secrets", "update", (secret,)),
+        ("cluster", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", (config_name,)),
+        ("cluster", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", (config_name,)),
+        ("cluster", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "get", (config_name,)),
+        (
+            "cluster",
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "patch",
+            (config_name,),
+        ),
+    }
+
+
+@pytest.mark.parametrize("values", ["cert-manager", "cert-manager-issuer"])
+def test_cert_manager_webhook_has_no_permissions(values: str) -> None:
+    r = rendered([values])
+    assert permissions(r, _sa(r, "webhook")) == set()
+
+
+def test_no_controller_no_controller_rbac() -> None:
+    r = rendered(["no-controller"])
+    assert not [
+        m
+        for m in r.manifests
+        if m["kind"] in ("ClusterRole", "Role") and "controller" in m["metadata"]["name"]
+    ]
+    assert r.of_kind("Lease") == []
+
+
+def test_rbac_create_false_renders_no_rbac() -> None:
+    r = rendered(sets=["rbac.create=false"])
+    assert not [m for m in r.manifests if m["apiVersion"].startswith("rbac.authorization.k8s.io/")]
+
+
+def test_the_permission_check_sees_a_wildcard() -> None:
+    # A check that cannot fail is no check: a wildcard rule must show up in the computed grants.
+    r = rendered()
+    role = next(m for m in r.of_kind("ClusterRole") if "controller" in m["metadata"]["name"])
+    role["rules"].append({"apiGroups": [""], "resources": ["*"], "verbs": ["*"]})
+    assert ("cluster", "", "*", "*", None) in permissions(r, _sa(r, "controller"))
+    role["rules"].pop()

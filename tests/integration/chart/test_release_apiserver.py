@@ -1,0 +1,240 @@
+"""helm install / upgrade / uninstall against a real kube-apiserver, with the webhook's and the controller's
+own code writing what they write at run time, under the chart's RBAC (ServiceAccount tokens).
+
+No node is needed: both Deployments run 0 replicas, and this test plays their API side with the real
+code (`webhook.certs_k8s.reconcile`, `webhook.controller.leader.LeaderElector`). That proves the RBAC is
+enough (and no more), that the objects the chart creates empty are usable, and that `helm upgrade` keeps
+what those processes wrote. The webhooks are scoped to a namespace label nothing carries, so installing
+this release never affects anything else on the cluster.
+"""
+
+import base64
+import datetime
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes import config as kube_config
+from prometheus_client import CollectorRegistry
+
+from tests.integration.chart.helm import CHART, HelmError, run_helm
+from webhook.certs_k8s import KubernetesCertificates, reconcile
+from webhook.config import WebhookConfig, parse_config
+from webhook.controller.kube import Kube
+from webhook.controller.leader import LeaderElector
+from webhook.controller.metrics import ControllerMetrics
+
+pytestmark = pytest.mark.timeout(600)
+
+LOCAL_CLUSTER_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"
+# The README's release name, with a namespace name as long as its "hotupgrade-system": what users install.
+RELEASE = "hotupgrade"
+FULLNAME = f"{RELEASE}-sidecar-hotupgrade"
+NAMESPACE = f"hu-chart-{secrets.token_hex(4)}"
+# What a namespace holds before anything is installed into it.
+NAMESPACE_DEFAULTS = {("ConfigMap", "kube-root-ca.crt"), ("ServiceAccount", "default")}
+SETS = [
+    "webhook.replicas=0",
+    "controller.replicas=0",
+    "admission.namespaceSelectorExpressions[0].key=hotupgrade.io/chart-test",
+    "admission.namespaceSelectorExpressions[0].operator=Exists",
+]
+
+
+@pytest.fixture(scope="module")
+def kubeconfig() -> str:
+    path = os.environ.get("KUBECONFIG") or LOCAL_CLUSTER_KUBECONFIG
+    if not Path(path).is_file():
+        pytest.skip(f"no kubeconfig at {path}: bring the API server up with `make apiserver-up`")
+    try:
+        api_of("VersionApi", kube_config.new_client_from_config(config_file=path)).get_code()  # type: ignore[no-untyped-call]
+    except Exception as exc:  # any failure to reach it means: no API server to test against
+        pytest.skip(f"kube-apiserver from {path} not answering: {exc}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def admin(kubeconfig: str) -> client.ApiClient:
+    api: client.ApiClient = kube_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    return api
+
+
+def api_of(kind: str, api: client.ApiClient) -> Any:
+    """`client.<kind>(api)`, typed Any: the tests send and read plain JSON-ish values."""
+    return getattr(client, kind)(api)
+
+
+def helm(kubeconfig: str, *args: str) -> str:
+    return run_helm([*args, "--kubeconfig", kubeconfig, "--namespace", NAMESPACE]).stdout
+
+
+@pytest.fixture(scope="module")
+def release(kubeconfig: str, admin: client.ApiClient) -> Iterator[str]:
+    sets = [arg for s in SETS for arg in ("--set", s)]
+    try:
+        helm(kubeconfig, "install", RELEASE, str(CHART), "--create-namespace", *sets)
+        yield RELEASE
+    finally:
+        try:
+            helm(kubeconfig, "uninstall", RELEASE)
+        except HelmError as exc:
+            if "not found" not in str(exc):
+                raise
+        api_of("CoreV1Api", admin).delete_namespace(NAMESPACE)
+
+
+def as_service_account(admin: client.ApiClient, name: str) -> client.ApiClient:
+    """A client authenticated with a fresh token of the chart's ServiceAccount `name`."""
+    request = api_of("CoreV1Api", admin).create_namespaced_service_account_token(
+        name, NAMESPACE, {"spec": {"expirationSeconds": 600}}
+    )
+    cfg = client.Configuration()
+    cfg.host = admin.configuration.host
+    cfg.ssl_ca_cert = admin.configuration.ssl_ca_cert
+    cfg.verify_ssl = True
+    cfg.api_key = {"authorization": request.status.token}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
+    return client.ApiClient(cfg)
+
+
+def deployed_config(admin: client.ApiClient) -> WebhookConfig:
+    """The webhook's config, as the chart stored it in the cluster."""
+    cm = api_of("CoreV1Api", admin).read_namespaced_config_map(f"{FULLNAME}-config", NAMESPACE)
+    return parse_config(yaml.safe_load(cm.data["config.yaml"]))
+
+
+def ca_bundles(admin: client.ApiClient) -> list[str | None]:
+    adm = api_of("AdmissionregistrationV1Api", admin)
+    hooks = [
+        *adm.read_mutating_webhook_configuration(FULLNAME).webhooks,
+        *adm.read_validating_webhook_configuration(FULLNAME).webhooks,
+    ]
+    return [hook.client_config.ca_bundle for hook in hooks]
+
+
+def secret_data(admin: client.ApiClient) -> dict[str, bytes]:
+    secret = api_of("CoreV1Api", admin).read_namespaced_secret(f"{FULLNAME}-tls", NAMESPACE)
+    return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
+
+
+def lease_holder(admin: client.ApiClient) -> str | None:
+    lease = api_of("CoordinationV1Api", admin).read_namespaced_lease(
+        f"{FULLNAME}-controller-leader", NAMESPACE
+    )
+    holder: str | None = lease.spec.holder_identity if lease.spec else None
+    return holder
+
+
+def forbidden(call: Any, *args: Any) -> bool:
+    try:
+        call(*args)
+    except client.ApiException as exc:
+        return bool(exc.status == 403)
+    return False
+
+
+def test_webhook_certificates_work_under_the_charts_rbac(admin: client.ApiClient, release: str) -> None:
+    assert ca_bundles(admin) == [None, None, None] and secret_data(admin) == {}
+    webhook = as_service_account(admin, f"{FULLNAME}-webhook")
+    store = KubernetesCertificates(webhook, deployed_config(admin).certificates)
+    decided = reconcile(store, now=datetime.datetime.now(datetime.UTC))
+    assert decided.action != "keep"  # the chart's empty Secret read as "no certificate yet"
+    stored = secret_data(admin)
+    assert {"ca.crt", "ca.key", "tls.crt", "tls.key"} <= set(stored)
+    for bundle in ca_bundles(admin):
+        assert bundle is not None and stored["ca.crt"] in base64.b64decode(bundle)
+    # A second round keeps everything (and needs no more rights).
+    assert reconcile(store, now=datetime.datetime.now(datetime.UTC)).action == "keep"
+    # ... and the webhook can do nothing beyond its own objects.
+    core, adm = api_of("CoreV1Api", webhook), api_of("AdmissionregistrationV1Api", webhook)
+    assert forbidden(core.read_namespaced_secret, "some-other-secret", NAMESPACE)
+    assert forbidden(core.create_namespaced_secret, NAMESPACE, {"metadata": {"name": "x"}})
+    assert forbidden(core.list_namespaced_secret, NAMESPACE)
+    assert forbidden(adm.read_mutating_webhook_configuration, "someone-elses-webhook")
+    assert forbidden(core.list_namespaced_pod, NAMESPACE)
+
+
+def test_controller_leads_under_the_charts_rbac(admin: client.ApiClient, release: str) -> None:
+    controller = as_service_account(admin, f"{FULLNAME}-controller")
+    elector = LeaderElector(
+        Kube(controller),
+        name=f"{FULLNAME}-controller-leader",
+        namespace=NAMESPACE,
+        identity="controller-0",
+        metrics=ControllerMetrics(CollectorRegistry()),
+    )
+    assert elector.try_acquire_or_renew()  # the chart's empty Lease reads as released
+    assert lease_holder(admin) == "controller-0"
+    assert elector.try_acquire_or_renew()  # renew
+    core, coordination = api_of("CoreV1Api", controller), api_of("CoordinationV1Api", controller)
+    core.list_pod_for_all_namespaces(limit=1)  # watching pods cluster-wide is allowed
+    assert forbidden(coordination.read_namespaced_lease, "another-lease", NAMESPACE)
+    assert forbidden(coordination.create_namespaced_lease, NAMESPACE, {"metadata": {"name": "x"}, "spec": {}})
+    assert forbidden(core.list_namespaced_secret, NAMESPACE)
+    assert forbidden(core.delete_namespaced_pod, "any", NAMESPACE)  # prePull is off
+
+
+def test_helm_upgrade_keeps_what_the_processes_wrote(
+    kubeconfig: str, admin: client.ApiClient, release: str
+) -> None:
+    bundles, stored, holder = ca_bundles(admin), secret_data(admin), lease_holder(admin)
+    assert all(bundles) and stored and holder  # the earlier tests wrote them
+    sets = [arg for s in [*SETS, "injection.drainSeconds=12"] for arg in ("--set", s)]
+    helm(kubeconfig, "upgrade", RELEASE, str(CHART), *sets)
+    assert deployed_config(admin).drain_seconds == 12
+    assert ca_bundles(admin) == bundles
+    assert secret_data(admin) == stored
+    assert lease_holder(admin) == holder
+
+
+def _namespace_objects(admin: client.ApiClient) -> set[tuple[str, str]]:
+    core, apps, rbac = (
+        api_of("CoreV1Api", admin),
+        api_of("AppsV1Api", admin),
+        api_of("RbacAuthorizationV1Api", admin),
+    )
+    listings: list[tuple[str, Any]] = [
+        ("ConfigMap", core.list_namespaced_config_map),
+        ("Secret", core.list_namespaced_secret),
+        ("ServiceAccount", core.list_namespaced_service_account),
+        ("Service", core.list_namespaced_service),
+        ("Deployment", apps.list_namespaced_deployment),
+        ("Lease", api_of("CoordinationV1Api", admin).list_namespaced_lease),
+        ("Role", rbac.list_namespaced_role),
+        ("RoleBinding", rbac.list_namespaced_role_binding),
+        ("PodDisruptionBudget", api_of("PolicyV1Api", admin).list_namespaced_pod_disruption_budget),
+    ]
+    found: set[tuple[str, str]] = set()
+    for kind, list_fn in listings:
+        found |= {(kind, item.metadata.name) for item in list_fn(NAMESPACE).items}
+    return found - NAMESPACE_DEFAULTS
+
+
+def _cluster_objects(admin: client.ApiClient) -> set[tuple[str, str]]:
+    adm, rbac = api_of("AdmissionregistrationV1Api", admin), api_of("RbacAuthorizationV1Api", admin)
+    found: set[tuple[str, str]] = set()
+    for kind, list_fn in (
+        ("MutatingWebhookConfiguration", adm.list_mutating_webhook_configuration),
+        ("ValidatingWebhookConfiguration", adm.list_validating_webhook_configuration),
+        ("ClusterRole", rbac.list_cluster_role),
+        ("ClusterRoleBinding", rbac.list_cluster_role_binding),
+    ):
+        found |= {
+            (kind, item.metadata.name) for item in list_fn().items if item.metadata.name.startswith(FULLNAME)
+        }
+    return found
+
+
+def test_uninstall_leaves_nothing_behind(kubeconfig: str, admin: client.ApiClient, release: str) -> None:
+    before_cluster, before_namespace = _cluster_objects(admin), _namespace_objects(admin)
+    assert len(before_cluster) == 6  # 2 webhook configurations, 2 ClusterRoles, 2 ClusterRoleBindings
+    # Including what the processes rewrote (the Secret and the Lease lost Helm's labels on the way).
+    assert {("Secret", f"{FULLNAME}-tls"), ("Lease", f"{FULLNAME}-controller-leader")} <= before_namespace
+    helm(kubeconfig, "uninstall", RELEASE, "--wait")
+    assert _cluster_objects(admin) == set()
+    assert _namespace_objects(admin) == set()

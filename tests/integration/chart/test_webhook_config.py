@@ -1,0 +1,113 @@
+"""The injection ConfigMap: the real webhook config parser accepts it, and it names the chart's objects."""
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from tests.integration.chart.helm import CHART, NAMESPACE, ci_values_names, config_of, rendered
+from webhook.config import ConfigError, WebhookConfig, parse_config
+
+VALUE_SETS = [[], *[[name] for name in ci_values_names()]]
+IDS = ["default", *ci_values_names()]
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
+def test_the_webhook_accepts_the_rendered_config(values: list[str]) -> None:
+    r = rendered(values)
+    config = parse_config(config_of(r))
+    # The certificates section points at objects this very rendering creates.
+    certs = config.certificates
+    assert certs.service_name in r.names("Service")
+    assert certs.service_namespace == certs.secret_namespace == NAMESPACE
+    assert certs.mutating_webhook_configuration in r.names("MutatingWebhookConfiguration")
+    assert certs.validating_webhook_configuration in r.names("ValidatingWebhookConfiguration")
+    cert_manager = "cert-manager" in values[0] if values else False
+    assert certs.mode == ("files" if cert_manager else "self-signed")
+    if cert_manager:
+        serving = [c for c in r.of_kind("Certificate") if c["spec"]["secretName"] == certs.secret_name]
+        assert len(serving) == 1
+    else:
+        assert certs.secret_name in r.names("Secret")
+    # The guard trusts exactly the controller's ServiceAccount.
+    controller_sa = f"system:serviceaccount:{NAMESPACE}:"
+    assert config.controller_service_account.startswith(controller_sa)
+    if any(d["kind"] == "Deployment" and "controller" in d["metadata"]["name"] for d in r.manifests):
+        sa = r.deployment("controller")["spec"]["template"]["spec"]["serviceAccountName"]
+        assert config.controller_service_account == controller_sa + sa
+    # The webhook refuses the same namespaces the selectors exclude, its own included.
+    assert NAMESPACE in config.system_namespaces
+    assert {"kube-system", "kube-public", "kube-node-lease"} <= set(config.system_namespaces)
+
+
+def test_defaults_match_the_webhooks_own_defaults() -> None:
+    # values.yaml restates the webhook's defaults so they are visible; they must not drift apart.
+    # Only what the chart alone knows may differ: its namespace, its controller, its certificate objects.
+    ours = parse_config(config_of(rendered()))
+    builtin = WebhookConfig()
+    chart_specific = {"system_namespaces", "controller_service_account", "certificates"}
+    differing = {
+        f.name for f in dataclasses.fields(WebhookConfig) if getattr(ours, f.name) != getattr(builtin, f.name)
+    }
+    assert differing == chart_specific
+
+
+def test_injection_values_reach_the_config() -> None:
+    config = parse_config(config_of(rendered(["native-sidecar"])))
+    assert config.mode == "nativeSidecar"
+    assert config.container_names == ("proxy-blue", "proxy-green")
+    assert config.sidecar_image == "registry.example.com/mesh/sidecar:1.2.3"
+    assert config.image_pull_policy == "Always"
+    assert (config.drain_seconds, config.parent_shutdown_seconds, config.uid) == (20, 40, 2000)
+    assert config.shm_size_limit == "16Mi"
+    assert config.ports.upstream == 9000
+    assert dict(config.env) == {"ENVOY_LOG_LEVEL": "debug"}
+    assert "monitoring" in config.system_namespaces
+
+
+def test_a_value_the_schema_allows_but_the_webhook_refuses_is_caught_here() -> None:
+    # parentShutdownSeconds must exceed drainSeconds: a cross-field rule only the webhook knows.
+    raw = dict(config_of(rendered(sets=["injection.drainSeconds=60", "injection.parentShutdownSeconds=30"])))
+    with pytest.raises(ConfigError, match="parentShutdownSeconds"):
+        parse_config(raw)
+
+
+class _Recorder(dict[str, Any]):
+    """An empty config mapping that records every key the webhook's parser asks it for."""
+
+    SECTIONS = ("ports", "resources", "certificates")
+
+    def __init__(self, prefix: str, seen: set[str]) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.seen = seen
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.seen.add(self.prefix + key)
+        if not self.prefix and key in self.SECTIONS:
+            return _Recorder(f"{key}.", self.seen)
+        return default
+
+
+def _schema_keys(schema: dict[str, Any], prefix: str) -> set[str]:
+    keys: set[str] = set()
+    for key, sub in schema["properties"].items():
+        if "properties" in sub and key != "resources":
+            keys |= _schema_keys(sub, f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
+
+
+def test_chart_exposes_every_setting_the_webhook_reads() -> None:
+    # When the webhook learns a new setting, this fails until values.yaml and the schema expose it.
+    seen: set[str] = set()
+    parse_config(_Recorder("", seen))
+    read = {key for key in seen if key not in ("resources.requests", "resources.limits", *_Recorder.SECTIONS)}
+    read.add("resources")
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    exposed = _schema_keys(schema["properties"]["injection"], "")
+    set_by_chart = {"systemNamespaces", "controllerServiceAccount", "maxRequestBytes"}
+    set_by_chart |= {f"certificates.{key}" for key in config_of(rendered())["certificates"]}
+    assert read == exposed | set_by_chart

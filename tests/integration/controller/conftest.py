@@ -1,0 +1,60 @@
+"""A real kube-apiserver, named by KUBECONFIG (default: the local cluster's admin kubeconfig).
+
+Without one the tests skip, which CI counts as a failure. Every test gets its own namespace.
+"""
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiException
+
+from tests.integration.controller.fakes import KubeletSim
+from webhook.controller.kube import Kube, KubeError, load_api_client
+
+LOCAL_CLUSTER_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    path = os.environ.get("KUBECONFIG") or LOCAL_CLUSTER_KUBECONFIG
+    if not Path(path).is_file():
+        pytest.skip(f"no kubeconfig at {path}: bring the local cluster up with `make cluster-up`")
+    try:
+        Kube(load_api_client(path)).list_pods("default", page=1)
+    except KubeError as exc:
+        pytest.skip(f"kube-apiserver from {path} not answering: {exc}")
+    return path
+
+
+@pytest.fixture
+def kube(kubeconfig: str) -> Kube:
+    return Kube(load_api_client(kubeconfig))
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    name = f"hu-ctl-{secrets.token_hex(4)}"
+    core: Any = kube.core  # raw dict bodies; the typed client wants models
+    core.create_namespace({"metadata": {"name": name}}, _preload_content=False)
+    # Pods are refused until the namespace has its default ServiceAccount; kube-controller-manager makes
+    # it, but may not be running (or may be slow): create it, and let an AlreadyExists race pass.
+    try:
+        core.create_namespaced_service_account(
+            name, {"metadata": {"name": "default"}}, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    yield name
+    core.delete_namespace(name, _preload_content=False)
+
+
+@pytest.fixture
+def sim(kube: Kube, namespace: str) -> Iterator[KubeletSim]:
+    simulator = KubeletSim(kube, namespace)
+    yield simulator
+    simulator.close()

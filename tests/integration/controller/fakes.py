@@ -1,0 +1,274 @@
+"""Stand-ins for what these tests are NOT about: the kubelet and the agents inside the pod.
+
+The API server is real. The kubelet is simulated by writing pod status through the real status
+subresource (new containerID when a spec image changes, ErrImagePull for images marked broken), and
+the agents by a small HTTP server per pod on its own loopback address, answering `/status` on the
+contract's ports like the real agent would during a hand-over. Real kubelet and real agents are
+exercised by the e2e suite on the local cluster.
+"""
+
+import itertools
+import json
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from webhook.contract import STATUS_PORT_A, STATUS_PORT_B
+from webhook.controller.kube import Kube
+from webhook.injection_status import InjectionStatus
+
+EMPTY = "registry.local/hotupgrade-empty:test"
+OLD = "registry.local/hotupgrade-sidecar:1"
+NEW = "registry.local/hotupgrade-sidecar:2"
+BROKEN = "registry.local/hotupgrade-sidecar:broken"
+PAIR = ("hotupgrade-a", "hotupgrade-b")
+SLOT_OF = {"hotupgrade-a": "a", "hotupgrade-b": "b"}
+_ips = itertools.count(2)
+
+
+def fresh_loopback_ip() -> str:
+    """A loopback address of its own per simulated pod (all of 127/8 is local on Linux)."""
+    n = next(_ips) + secrets.randbelow(200) * 250
+    return f"127.{77 + n // 65000 % 100}.{n // 250 % 250 + 1}.{n % 250 + 2}"
+
+
+def status_annotation() -> InjectionStatus:
+    return InjectionStatus(
+        active="hotupgrade-a",
+        standby="hotupgrade-b",
+        slots=dict(SLOT_OF),
+        sidecar_image=OLD,
+        empty_image=EMPTY,
+        config_hash="test",
+    )
+
+
+def pod_manifest(
+    name: str, *, labels: dict[str, str] | None = None, parent_shutdown: int = 1
+) -> dict[str, Any]:
+    """An injected pod as the webhook would leave it; unschedulable, so no real kubelet touches it."""
+    env = [{"name": "HOTUPGRADE_PARENT_SHUTDOWN_SECONDS", "value": str(parent_shutdown)}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": labels or {"app": "web"},
+            "annotations": {"hotupgrade.io/status": status_annotation().render()},
+        },
+        "spec": {
+            "nodeSelector": {"hotupgrade.io/test-no-such-node": "true"},
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {"name": "hotupgrade-a", "image": OLD, "env": env},
+                {"name": "hotupgrade-b", "image": EMPTY, "env": env},
+                {"name": "app", "image": "registry.local/demo-app:1"},
+            ],
+        },
+    }
+
+
+class FakeAgents:
+    """Both slots' `/status` for one pod: active/serving, hand-over on start, drain, retire."""
+
+    def __init__(self, ip: str, *, drain_seconds: float = 1.0) -> None:
+        self.ip = ip
+        self.drain_seconds = drain_seconds
+        self.lock = threading.Lock()
+        self.active = "a"
+        self.epoch = 0
+        self.phases = {"a": "serving", "b": "standby"}
+        self.running_agent = {"a": True, "b": False}  # the empty image has no agent
+        self.drain_until: float | None = None
+        self.stall_take_over = False  # the new agent starts but never finishes taking over
+        self.servers = [self._serve("a", STATUS_PORT_A), self._serve("b", STATUS_PORT_B)]
+
+    def _serve(self, slot: str, port: int) -> ThreadingHTTPServer:
+        agents = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                doc = agents.document(slot)
+                body = json.dumps(doc).encode() if doc is not None else b"no agent"
+                self.send_response(200 if doc is not None else 503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        server = ThreadingHTTPServer((self.ip, port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def document(self, slot: str) -> dict[str, Any] | None:
+        with self.lock:
+            if self.drain_until is not None and time.monotonic() >= self.drain_until:
+                self.phases[self._other(self.active)] = "retired"
+                self.drain_until = None
+            if not self.running_agent[slot]:
+                return None
+            gone = self.phases[slot] in ("draining", "retired")
+            role = "active" if slot == self.active else ("retired" if gone else "standby")
+            return {
+                "slot": slot,
+                "role": role,
+                "phase": self.phases[slot],
+                "epoch": self.epoch if slot == self.active else None,
+                "envoy_version": "1.40.0",
+                "hot_restart_version": "11.104",
+                "last_error": None,
+                "state": {
+                    "active_slot": self.active,
+                    "epoch": self.epoch,
+                    "slots": {s: {"phase": p} for s, p in self.phases.items()},
+                },
+            }
+
+    @staticmethod
+    def _other(slot: str) -> str:
+        return "b" if slot == "a" else "a"
+
+    def container_started(self, slot: str, image: str) -> None:
+        """What the agent in a freshly started container does (the kubelet simulator calls this)."""
+        with self.lock:
+            if image == EMPTY:
+                self.running_agent[slot] = False
+                if slot != self.active:
+                    self.phases[slot] = "standby"
+                return
+            self.running_agent[slot] = True
+            if slot == self.active:
+                return
+            if self.stall_take_over:
+                self.phases[slot] = "starting"
+                return
+            old = self.active
+            self.active, self.epoch = slot, self.epoch + 1
+            self.phases[slot], self.phases[old] = "serving", "draining"
+            self.drain_until = time.monotonic() + self.drain_seconds
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+class KubeletSim:
+    """Writes pod status the way a kubelet would after spec image changes (real status subresource)."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.agents: dict[str, FakeAgents] = {}
+        self.broken = {BROKEN}
+        self.generation = itertools.count(1)
+
+    def add_pod(
+        self, name: str, *, labels: dict[str, str] | None = None, drain_seconds: float = 1.0
+    ) -> FakeAgents:
+        self.kube.create_pod(self.namespace, pod_manifest(name, labels=labels))
+        agents = FakeAgents(fresh_loopback_ip(), drain_seconds=drain_seconds)
+        self.agents[name] = agents
+        self.sync(name)
+        return agents
+
+    def sync(self, name: str) -> None:
+        pod = self.kube.get_pod(self.namespace, name)
+        if pod is None:
+            return
+        agents = self.agents[name]
+        previous = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []}
+        statuses = []
+        for container in pod["spec"]["containers"]:
+            cname, image = container["name"], container["image"]
+            before = previous.get(cname)
+            if before is not None and before["image"] == image:
+                statuses.append(before)
+                continue
+            statuses.append(self._started(cname, image, before))
+            if cname in SLOT_OF and image not in self.broken:
+                agents.container_started(SLOT_OF[cname], image)
+        ready = all("running" in s["state"] for s in statuses)
+        body = {
+            "status": {
+                "phase": "Running",
+                "podIP": agents.ip,
+                "podIPs": [{"ip": agents.ip}],
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "containerStatuses": statuses,
+            }
+        }
+        self.kube.core.patch_namespaced_pod_status(
+            name, self.namespace, body, _content_type="application/merge-patch+json", _preload_content=False
+        )
+
+    def _started(self, cname: str, image: str, before: dict[str, Any] | None) -> dict[str, Any]:
+        restarts = 0 if before is None else int(before.get("restartCount", 0)) + 1
+        if image in self.broken:
+            state: dict[str, Any] = {"waiting": {"reason": "ErrImagePull", "message": f"{image}: not found"}}
+            return {
+                "name": cname,
+                "image": image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": restarts,
+            } | {"state": state}
+        return {
+            "name": cname,
+            "image": image,
+            "imageID": f"{image}@sha256:{abs(hash(image)):064x}"[:80],
+            "containerID": f"containerd://{cname}-{next(self.generation)}",
+            "ready": True,
+            "started": True,
+            "restartCount": restarts,
+            "state": {"running": {"startedAt": "2026-11-26T12:00:00Z"}},
+        }
+
+    def sync_all(self) -> None:
+        for name in list(self.agents):
+            self.sync(name)
+
+    def close(self) -> None:
+        for agents in self.agents.values():
+            agents.close()
+
+
+class Background:
+    """Run `tick` every `interval` seconds on a thread until closed; remember the first error."""
+
+    def __init__(self, tick: Any, interval: float = 0.2) -> None:
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+        def loop() -> None:
+            while not self.stop.wait(interval):
+                try:
+                    tick()
+                except Exception as exc:  # reported by close(); a conflict now and then is expected
+                    if "409" not in str(exc):
+                        self.errors.append(exc)
+
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def wait_until(check: Any, *, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll `check()` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")

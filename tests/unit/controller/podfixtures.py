@@ -1,0 +1,163 @@
+"""Raw pod documents and agent views for the step-function tests, shaped like API server output."""
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from webhook.controller.keys import (
+    ANNOTATION_STATUS,
+    ANNOTATION_TARGET_IMAGE,
+    ANNOTATION_UPGRADE,
+)
+from webhook.controller.observed import AgentView, ObservedPod, PrePullView, observe_pod
+from webhook.controller.record import UpgradeRecord
+from webhook.injection_status import InjectionStatus
+
+EMPTY = "registry.local/hotupgrade-empty:1"
+OLD = "registry.local/hotupgrade-sidecar:1"
+NEW = "registry.local/hotupgrade-sidecar:2"
+T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+
+STATUS = InjectionStatus(
+    active="hotupgrade-a",
+    standby="hotupgrade-b",
+    slots={"hotupgrade-a": "a", "hotupgrade-b": "b"},
+    sidecar_image=OLD,
+    empty_image=EMPTY,
+    config_hash="cafe",
+)
+
+
+def container_status(name: str, image: str, cid: str | None, *, state: str = "running", **extra: Any) -> Any:
+    states: dict[str, Any] = {
+        "running": {"running": {"startedAt": "2026-11-26T11:00:00Z"}},
+        "waiting": {
+            "waiting": {
+                "reason": extra.pop("reason", "ContainerCreating"),
+                "message": extra.pop("message", ""),
+            }
+        },
+        "terminated": {
+            "terminated": {"reason": extra.pop("reason", "Error"), "exitCode": extra.pop("exit_code", 1)}
+        },
+    }
+    out: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imageID": f"{image}@sha256:{abs(hash(image)):x}",
+        "restartCount": extra.pop("restarts", 0),
+        "ready": state == "running",
+        "started": state == "running",
+        "state": states[state],
+    }
+    if cid:
+        out["containerID"] = cid
+    return out
+
+
+def raw_pod(
+    *,
+    status: InjectionStatus | None = STATUS,
+    target: str | None = NEW,
+    record: UpgradeRecord | None = None,
+    ready: bool = True,
+    parent_shutdown: int = 30,
+) -> dict[str, Any]:
+    """An injected pod: app container plus the pair, slot a active on OLD, slot b on EMPTY."""
+    annotations: dict[str, str] = {}
+    if status is not None:
+        annotations[ANNOTATION_STATUS] = status.render()
+    if target is not None:
+        annotations[ANNOTATION_TARGET_IMAGE] = target
+    if record is not None:
+        annotations[ANNOTATION_UPGRADE] = record.render()
+    env = [{"name": "HOTUPGRADE_PARENT_SHUTDOWN_SECONDS", "value": str(parent_shutdown)}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "shop",
+            "uid": "0b5e3c9e-1111-4e6f-9b1c-2f0e7d6a5c01",
+            "resourceVersion": "1000",
+            "annotations": annotations,
+        },
+        "spec": {
+            "nodeName": "node-1",
+            "containers": [
+                {"name": "hotupgrade-a", "image": OLD, "env": env},
+                {"name": "hotupgrade-b", "image": EMPTY, "env": env},
+                {"name": "app", "image": "registry.local/demo-app:1"},
+            ],
+        },
+        "status": {
+            "podIP": "10.88.0.7",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [
+                container_status("hotupgrade-a", OLD, "containerd://a1"),
+                container_status("hotupgrade-b", EMPTY, "containerd://b1"),
+                container_status("app", "registry.local/demo-app:1", "containerd://app1"),
+            ],
+        },
+    }
+
+
+def set_container(
+    pod: dict[str, Any], name: str, *, image: str | None = None, **status: Any
+) -> dict[str, Any]:
+    """A copy of `pod` with container `name` given a new spec image and/or a new kubelet status."""
+    out = copy.deepcopy(pod)
+    for container in out["spec"]["containers"]:
+        if container["name"] == name and image is not None:
+            container["image"] = image
+    if status:
+        statuses = out["status"]["containerStatuses"]
+        index = next(i for i, s in enumerate(statuses) if s["name"] == name)
+        spec_image = next(c["image"] for c in out["spec"]["containers"] if c["name"] == name)
+        statuses[index] = container_status(
+            name, status.pop("status_image", spec_image), status.pop("cid"), **status
+        )
+    return out
+
+
+def agent(
+    slot: str,
+    role: str,
+    phase: str,
+    *,
+    active: str = "a",
+    slots: dict[str, str] | None = None,
+    epoch: int | None = 0,
+    last_error: str | None = None,
+) -> AgentView:
+    return AgentView(
+        slot=slot,
+        reachable=True,
+        role=role,
+        phase=phase,
+        epoch=epoch,
+        last_error=last_error,
+        active_slot=active,
+        slot_phases=slots or {},
+    )
+
+
+def unreachable(slot: str) -> AgentView:
+    return AgentView(slot=slot, reachable=False, error="NewConnectionError")
+
+
+SERVING_A = {
+    "a": agent("a", "active", "serving", slots={"a": "serving", "b": "standby"}),
+    "b": unreachable("b"),
+}
+
+
+def observe(
+    pod: dict[str, Any],
+    *,
+    agents: dict[str, AgentView] | None = None,
+    after: float = 0.0,
+    pre_pull: PrePullView | None = None,
+) -> ObservedPod:
+    """The snapshot `after` seconds past T0."""
+    return observe_pod(pod, now=T0 + timedelta(seconds=after), agents=agents, pre_pull=pre_pull)

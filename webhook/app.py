@@ -1,0 +1,152 @@
+"""The Flask app: thin HTTP shells around the pure injection (webhook.inject) and guard (webhook.guard).
+
+Error mapping lives here and only here: a body that is not an AdmissionReview v1 gets HTTP 400 with
+the reason; a review about something else gets `allowed: true`; an unexpected failure after the uid is
+known gets a denial naming the error (what failurePolicy Fail would do), never an HTTP 500 for bad input.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from webhook import admission, logs
+from webhook.admission import AdmissionRequest, BadReviewError, ReviewJSON
+from webhook.config_source import ConfigSource
+from webhook.guard import review_update
+from webhook.inject import plan_injection
+from webhook.metrics import Metrics
+
+Handler = Callable[[AdmissionRequest], tuple[ReviewJSON, str]]
+
+
+class BodyTooLargeError(BadReviewError):
+    """The request body is over the configured limit."""
+
+
+def read_body(limit: int) -> bytes:
+    """Read at most `limit` bytes of the request body, or raise BadReviewError.
+
+    A client that stalls mid-body times out (webhook.tls bounds every socket read) and gets a 400.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLargeError(f"body is {length} bytes, over the limit of {limit} bytes")
+    try:
+        body = request.stream.read(limit + 1)
+    except (TimeoutError, OSError) as exc:
+        raise BadReviewError(f"could not read the body: {exc}") from exc
+    if len(body) > limit:
+        raise BodyTooLargeError(f"body is over the limit of {limit} bytes")
+    return body
+
+
+def _pod_label(pod: dict[str, Any] | None, fallback: str) -> str:
+    metadata = pod.get("metadata") if pod is not None else None
+    if isinstance(metadata, dict):
+        for key in ("name", "generateName"):
+            if isinstance(metadata.get(key), str) and metadata[key]:
+                return str(metadata[key])
+    return fallback
+
+
+def create_app(config_source: ConfigSource, metrics: Metrics) -> Flask:
+    """The webhook app for a config source and a metrics set (both owned by the caller)."""
+    app = Flask("webhook")
+
+    def mutate(review: AdmissionRequest) -> tuple[ReviewJSON, str]:
+        if not review.is_pod or review.operation != "CREATE":
+            return admission.allow(review.uid), "allowed"
+        if review.object is None:
+            raise BadReviewError("request.object must be the Pod for a CREATE")
+        config = config_source.current()
+        metadata = review.object.get("metadata")
+        namespace = review.namespace or (
+            str(metadata.get("namespace") or "") if isinstance(metadata, dict) else ""
+        )
+        decision, patch = plan_injection(review.object, namespace=namespace, config=config)
+        metrics.injections.labels(decision.reason).inc()
+        logs.event(
+            "mutate",
+            uid=review.uid,
+            namespace=namespace,
+            pod=_pod_label(review.object, review.name),
+            decision=decision.reason,
+            patch_ops=len(patch),
+            dry_run=review.dry_run,
+        )
+        return admission.allow(review.uid, patch), "patched" if patch else "allowed"
+
+    def validate(review: AdmissionRequest) -> tuple[ReviewJSON, str]:
+        if not review.is_pod or review.operation != "UPDATE":
+            return admission.allow(review.uid), "allowed"
+        if review.object is None or review.old_object is None:
+            raise BadReviewError("request.object and request.oldObject must be the Pod for an UPDATE")
+        config = config_source.current()
+        verdict = review_update(
+            review.old_object,
+            review.object,
+            username=review.username,
+            controller_user=config.controller_service_account,
+        )
+        if verdict.allowed:
+            return admission.allow(review.uid), "allowed"
+        metrics.denials.labels(verdict.reason).inc()
+        logs.event(
+            "guard-denied",
+            uid=review.uid,
+            namespace=review.namespace,
+            pod=_pod_label(review.old_object, review.name),
+            user=review.username,
+            reason=verdict.reason,
+        )
+        return admission.deny(review.uid, verdict.message), "denied"
+
+    def answer(endpoint: str, handler: Handler) -> tuple[object, str, int]:
+        """The payload, the result label and the HTTP status: the one place errors are mapped."""
+        uid = ""
+        try:
+            review = admission.parse_review(read_body(config_source.current().max_request_bytes))
+            uid = review.uid
+            payload, result = handler(review)
+        except BadReviewError as exc:
+            logs.event("bad-request", level=logging.WARNING, endpoint=endpoint, uid=uid, error=str(exc))
+            return {"error": str(exc)}, "bad_request", 400
+        except Exception as exc:
+            if not uid:
+                raise  # parse_review raises only BadReviewError for bad input: this is a bug, let it show
+            logs.event("admission-failed", level=logging.ERROR, endpoint=endpoint, uid=uid, exc_info=True)
+            return admission.deny(uid, f"internal error in {endpoint}: {exc}", 500), "error", 200
+        return payload, result, 200
+
+    def serve(endpoint: str, handler: Handler) -> tuple[Response, int]:
+        started = time.perf_counter()
+        payload, result, status = answer(endpoint, handler)
+        metrics.admissions.labels(endpoint, result).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return jsonify(payload), status
+
+    @app.post("/mutate")
+    def mutate_endpoint() -> tuple[Response, int]:
+        return serve("mutate", mutate)
+
+    @app.post("/validate")
+    def validate_endpoint() -> tuple[Response, int]:
+        return serve("validate", validate)
+
+    @app.get("/healthz")
+    def healthz() -> tuple[str, int]:
+        return "ok\n", 200
+
+    @app.get("/readyz")
+    def readyz() -> tuple[str, int]:
+        config_source.current()  # a config source that cannot answer makes this raise: not ready
+        return "ok\n", 200
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

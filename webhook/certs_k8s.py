@@ -1,0 +1,199 @@
+"""Self-signed mode, the I/O shell: the Secret, the webhook configurations' caBundle, the served files.
+
+One reconcile reads the Secret, asks webhook.certs.plan what it should hold, publishes the caBundle
+*before* storing a certificate signed by a new CA (so the apiserver never sees a serving cert it cannot
+verify for longer than its informer lag), stores the Secret with optimistic concurrency (a conflict
+means another replica won: re-read next round), and writes tls.crt/tls.key atomically for
+`serve` (which reloads them per connection). Every replica runs it; they converge on one Secret.
+"""
+
+import base64
+import datetime
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client
+from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
+
+from webhook import logs
+from webhook.certs import CertBundle, Plan, bundle_from_secret_data, next_check, plan
+from webhook.config import Certificates, WebhookConfig
+
+RETRY_SECONDS = 10.0
+CONFLICT_RETRY_SECONDS = 0.5
+
+
+class KubernetesCertificates:
+    """Reads and writes the certificate Secret and patches caBundle; built on the official client."""
+
+    def __init__(self, api: client.ApiClient, settings: Certificates) -> None:
+        self.core = client.CoreV1Api(api)
+        self.admission = client.AdmissionregistrationV1Api(api)
+        self.settings = settings
+
+    def read(self) -> tuple[CertBundle | None, client.V1Secret | None]:
+        """The stored bundle (None if absent or unusable) and the Secret itself (None if absent)."""
+        try:
+            secret = self.core.read_namespaced_secret(
+                self.settings.secret_name, self.settings.secret_namespace
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None, None
+            raise
+        data = {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
+        return bundle_from_secret_data(data), secret
+
+    def write(self, bundle: CertBundle, existing: client.V1Secret | None) -> None:
+        """Create the Secret, or update `existing` as read (its resourceVersion makes a race a 409).
+
+        An update keeps the Secret's metadata: the chart creates it empty so that Helm owns it, and
+        Helm's labels and annotations must survive.
+        """
+        data: dict[str, bytes | str] = {
+            key: base64.b64encode(value).decode() for key, value in bundle.to_secret_data().items()
+        }
+        if existing is None:
+            body = client.V1Secret(
+                metadata=client.V1ObjectMeta(
+                    name=self.settings.secret_name,
+                    namespace=self.settings.secret_namespace,
+                    labels={"app.kubernetes.io/managed-by": "hotupgrade-webhook"},
+                ),
+                type="Opaque",
+                data=data,
+            )
+            self.core.create_namespaced_secret(self.settings.secret_namespace, body)
+            return
+        existing.data = data
+        self.core.replace_namespaced_secret(
+            self.settings.secret_name, self.settings.secret_namespace, existing
+        )
+
+    def publish_ca_bundle(self, ca_bundle: bytes) -> int:
+        """Set caBundle on every webhook of both configurations; returns how many were changed."""
+        encoded = base64.b64encode(ca_bundle).decode()
+        changed = 0
+        targets: list[tuple[str, Any, Any]] = [
+            (
+                self.settings.mutating_webhook_configuration,
+                self.admission.read_mutating_webhook_configuration,
+                self.admission.patch_mutating_webhook_configuration,
+            ),
+            (
+                self.settings.validating_webhook_configuration,
+                self.admission.read_validating_webhook_configuration,
+                self.admission.patch_validating_webhook_configuration,
+            ),
+        ]
+        for name, read, patch in targets:
+            try:
+                current = read(name)
+            except ApiException as exc:
+                if exc.status == 404:
+                    logs.event("webhook-configuration-missing", level=logging.WARNING, name=name)
+                    continue
+                raise
+            # A JSON patch list (sent as application/json-patch+json) with a test on resourceVersion.
+            ops: list[dict[str, Any]] = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": current.metadata.resource_version,
+                }
+            ]
+            for index, webhook in enumerate(current.webhooks or []):
+                existing = webhook.client_config.ca_bundle
+                if existing != encoded:
+                    op = "replace" if existing else "add"
+                    ops.append(
+                        {"op": op, "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
+                    )
+            if len(ops) > 1:
+                patch(name, ops)
+                changed += len(ops) - 1
+        return changed
+
+
+def reconcile(store: KubernetesCertificates, *, now: datetime.datetime) -> Plan:
+    """One round: read, plan, publish the bundle, store the Secret. Raises ApiException on conflict."""
+    current, secret = store.read()
+    decided = plan(current, now=now, settings=store.settings)
+    if decided.action == "create":
+        # Nothing is served yet (the server waits for the files): store first, so that of two replicas
+        # racing to create, only the one whose write won publishes its CA.
+        store.write(decided.bundle, secret)
+        changed = store.publish_ca_bundle(decided.bundle.ca_bundle(now))
+    else:
+        # Bundle first: it must trust a new CA before a certificate signed by it is served.
+        changed = store.publish_ca_bundle(decided.bundle.ca_bundle(now))
+        if decided.action != "keep":
+            store.write(decided.bundle, secret)
+    logs.event("certificates-reconciled", action=decided.action, ca_bundle_updates=changed)
+    return decided
+
+
+def write_files(bundle: CertBundle, out_dir: Path) -> bool:
+    """Atomically replace tls.crt and tls.key in `out_dir` when they differ; True if anything changed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    changed = False
+    # Key before cert: the server's reloader retries until the pair matches, whichever it sees first.
+    for name, content, mode in (
+        ("tls.key", bundle.serving.key_pem, 0o600),
+        ("tls.crt", bundle.serving.cert_pem, 0o644),
+    ):
+        target = out_dir / name
+        if target.exists() and target.read_bytes() == content:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+        changed = True
+    return changed
+
+
+def _api_client() -> client.ApiClient:
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def run_certs(config: WebhookConfig, *, out_dir: Path, once: bool) -> int:
+    """Keep the self-signed certificate fresh until killed (or one round with `once`)."""
+    logs.configure()
+    if config.certificates.mode != "self-signed":
+        logs.event("certs-not-self-signed", level=logging.ERROR, mode=config.certificates.mode)
+        return 2
+    store = KubernetesCertificates(_api_client(), config.certificates)
+    while True:
+        now = datetime.datetime.now(datetime.UTC)
+        try:
+            decided = reconcile(store, now=now)
+            if write_files(decided.bundle, out_dir):
+                logs.event("certificate-files-written", dir=str(out_dir))
+            wait = next_check(decided.bundle, now=now, settings=config.certificates).total_seconds()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            logs.event("certificates-failed", level=logging.WARNING, error=str(exc))
+            wait = RETRY_SECONDS
+        except ApiException as exc:
+            # Conflicts (another replica won, or a configuration changed under the patch) and 5xx: retry.
+            logs.event("certificates-failed", level=logging.WARNING, status=exc.status, reason=exc.reason)
+            conflict = exc.status in (409, 422)  # 422: the caBundle patch's resourceVersion test failed
+            if once and not conflict and exc.status not in (500, 503, 504):
+                return 1
+            # A conflict means another replica just wrote: re-read at once and converge on its bundle.
+            wait = CONFLICT_RETRY_SECONDS if conflict else RETRY_SECONDS
+        else:
+            if once:
+                return 0
+        time.sleep(max(CONFLICT_RETRY_SECONDS, wait))

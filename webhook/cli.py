@@ -1,0 +1,111 @@
+"""`hotupgrade-webhook`: serve the admission webhook, manage its self-signed certificate, run the controller.
+
+hotupgrade-webhook serve --bind HOST:PORT --tls-cert FILE --tls-key FILE [--config FILE]
+hotupgrade-webhook certs --config FILE --out-dir DIR [--once]
+hotupgrade-webhook check-config [--config FILE]
+hotupgrade-webhook controller ...   (webhook.controller.main)
+"""
+
+import argparse
+import importlib
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotupgrade-webhook", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve", help="serve /mutate, /validate, /healthz, /readyz, /metrics over TLS"
+    )
+    serve.add_argument("--bind", required=True, help="HOST:PORT to listen on")
+    serve.add_argument(
+        "--tls-cert", required=True, type=Path, help="PEM certificate chain (reloaded on change)"
+    )
+    serve.add_argument("--tls-key", required=True, type=Path, help="PEM private key (reloaded on change)")
+    serve.add_argument("--config", type=Path, help="YAML config (reloaded on change); defaults if omitted")
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    serve.add_argument(
+        "--read-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may stall (handshake, headers, body) before it is dropped (default 10)",
+    )
+
+    certs = commands.add_parser(
+        "certs", help="self-signed mode: keep the CA, Secret, caBundle and files fresh"
+    )
+    certs.add_argument("--config", type=Path, help="YAML config (its certificates section)")
+    certs.add_argument("--out-dir", required=True, type=Path, help="where to write tls.crt and tls.key")
+    certs.add_argument("--once", action="store_true", help="reconcile once and exit")
+
+    check = commands.add_parser("check-config", help="validate a config file and print the effective config")
+    check.add_argument("--config", type=Path)
+
+    commands.add_parser(
+        "controller", help="run the upgrade controller (arguments are passed on)", add_help=False
+    )
+    return parser
+
+
+def run_controller(argv: list[str]) -> int:
+    """Dispatch to webhook.controller.main:main, imported only when asked for."""
+    try:
+        module = importlib.import_module("webhook.controller.main")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("webhook.controller", "webhook.controller.main"):
+            raise
+        print(
+            "hotupgrade-webhook: the controller is not installed (no module webhook.controller.main)",
+            file=sys.stderr,
+        )
+        return 2
+    code: int = module.main(argv)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] == ["controller"]:
+        return run_controller(args_list[1:])
+    args = _parser().parse_args(args_list)
+    from webhook.config import ConfigError, load_config
+
+    try:
+        if args.command == "serve":
+            from webhook.server import ServeOptions, serve
+
+            if args.workers < 1 or args.threads < 1:
+                print("hotupgrade-webhook: --workers and --threads must be at least 1", file=sys.stderr)
+                return 2
+            options = ServeOptions(
+                bind=args.bind,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                config=args.config,
+                workers=args.workers,
+                threads=args.threads,
+                read_timeout=args.read_timeout,
+            )
+            return serve(options)
+        if args.command == "certs":
+            from webhook.certs_k8s import run_certs
+
+            return run_certs(load_config(args.config), out_dir=args.out_dir, once=args.once)
+        config = load_config(args.config)
+        print(json.dumps({"hash": config.injection_hash(), "config": asdict(config)}, indent=2))
+        return 0
+    except ConfigError as exc:
+        print(f"hotupgrade-webhook: invalid config: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"hotupgrade-webhook: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The webhook's configuration: a YAML file (a mounted ConfigMap) parsed into frozen dataclasses.
+
+Every field has a default, so the webhook runs with no file at all. Validation names the bad field
+(`ports.admin: must be an integer in 1..65535`). Pure: `parse_config` takes the parsed YAML, `load_config`
+only reads the file.
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from webhook import contract
+
+Mode = Literal["containers", "nativeSidecar"]
+CertificateMode = Literal["files", "self-signed"]
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+# https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$")
+# RFC 1123 label, the rule for container names.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+# Resource names (cpu, example.com/gpu) and object names (may contain dots).
+DNS_LABEL_OR_RESOURCE = re.compile(r"^([a-z0-9.-]+/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+SERVICE_ACCOUNT_USER = re.compile(r"^system:serviceaccount:[a-z0-9.-]+:[a-z0-9.-]+$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message starts with the dotted name of the bad field."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits of each sidecar container, as Kubernetes quantities."""
+
+    requests: tuple[tuple[str, str], ...] = (("cpu", "50m"), ("memory", "64Mi"))
+    limits: tuple[tuple[str, str], ...] = (("memory", "256Mi"),)
+
+    def to_json(self) -> dict[str, dict[str, str]]:
+        rendered: dict[str, dict[str, str]] = {}
+        if self.requests:
+            rendered["requests"] = dict(self.requests)
+        if self.limits:
+            rendered["limits"] = dict(self.limits)
+        return rendered
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Ports the pair uses inside the pod's network namespace."""
+
+    status_a: int = contract.STATUS_PORT_A
+    status_b: int = contract.STATUS_PORT_B
+    admin: int = contract.ADMIN_PORT
+    listen: int = contract.LISTEN_PORT
+    tcp_listen: int = contract.TCP_LISTEN_PORT
+    upstream: int = 8080
+    tcp_upstream: int | None = None  # None: the agent forwards TCP to `upstream`
+
+    def effective_tcp_upstream(self) -> int:
+        return self.upstream if self.tcp_upstream is None else self.tcp_upstream
+
+    def status_port(self, slot: str) -> int:
+        return self.status_a if slot == "a" else self.status_b
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """How the webhook gets its serving certificate: from files, or self-signed and stored in a Secret."""
+
+    mode: CertificateMode = "files"
+    secret_name: str = "hotupgrade-webhook-tls"
+    secret_namespace: str = "hotupgrade-system"
+    service_name: str = "hotupgrade-webhook"
+    service_namespace: str = "hotupgrade-system"
+    mutating_webhook_configuration: str = "hotupgrade-sidecar-injector"
+    validating_webhook_configuration: str = "hotupgrade-sidecar-guard"
+    validity_days: int = 365
+    ca_validity_days: int = 3650
+    renew_before_days: int = 30
+    check_interval_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Everything that shapes an injection, plus the guard's and the server's settings."""
+
+    sidecar_image: str = "sidecar-hotupgrade/sidecar:0.1.0"
+    empty_image: str = "sidecar-hotupgrade/empty:0.1.0"
+    image_pull_policy: PullPolicy | None = None
+    container_names: tuple[str, str] = ("hotupgrade-a", "hotupgrade-b")
+    mode: Mode = "containers"
+    hold_application_until_proxy_starts: bool = True
+    uid: int = 1337
+    resources: Resources = field(default_factory=Resources)
+    drain_seconds: int = contract.DRAIN_SECONDS
+    parent_shutdown_seconds: int = contract.PARENT_SHUTDOWN_SECONDS
+    wait_timeout_seconds: int = contract.WAIT_TIMEOUT
+    envoy_binary: str | None = None
+    base_id: int = contract.BASE_ID
+    bootstrap_template: str = contract.BOOTSTRAP_TEMPLATE
+    shm_size_limit: str | None = None
+    ports: Ports = field(default_factory=Ports)
+    env: tuple[tuple[str, str], ...] = ()
+    system_namespaces: tuple[str, ...] = ("kube-system", "kube-public", "kube-node-lease")
+    controller_service_account: str = "system:serviceaccount:hotupgrade-system:hotupgrade-controller"
+    # An UPDATE review carries two pods, each up to etcd's default 1.5 MiB request limit.
+    max_request_bytes: int = 8 * 1024 * 1024
+    certificates: Certificates = field(default_factory=Certificates)
+
+    def injection_hash(self) -> str:
+        """A short hash of every field that changes what gets injected (recorded in the status)."""
+        shaping = {
+            "sidecarImage": self.sidecar_image,
+            "emptyImage": self.empty_image,
+            "imagePullPolicy": self.image_pull_policy,
+            "containerNames": list(self.container_names),
+            "mode": self.mode,
+            "hold": self.hold_application_until_proxy_starts,
+            "uid": self.uid,
+            "resources": self.resources.to_json(),
+            "drainSeconds": self.drain_seconds,
+            "parentShutdownSeconds": self.parent_shutdown_seconds,
+            "waitTimeoutSeconds": self.wait_timeout_seconds,
+            "baseId": self.base_id,
+            "bootstrapTemplate": self.bootstrap_template,
+            "shmSizeLimit": self.shm_size_limit,
+            "ports": [
+                self.ports.status_a,
+                self.ports.status_b,
+                self.ports.admin,
+                self.ports.listen,
+                self.ports.tcp_listen,
+                self.ports.upstream,
+                self.ports.tcp_upstream,
+            ],
+            "envoyBinary": self.envoy_binary,
+            "env": [list(pair) for pair in self.env],
+        }
+        digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
+        return digest[:16]
+
+
+T = TypeVar("T")
+
+
+class _Fields:
+    """Reads typed fields out of one YAML mapping, rejecting unknown keys; errors carry the dotted path."""
+
+    def __init__(self, raw: object, prefix: str) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{prefix or 'config'}: must be a mapping, got {type(raw).__name__}")
+        self.raw: Mapping[Any, Any] = raw
+        self.prefix = prefix
+        self.seen: set[str] = set()
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def get(self, key: str, default: T) -> object | T:
+        self.seen.add(key)
+        value = self.raw.get(key, default)
+        return default if value is None else value
+
+    def string(self, key: str, default: str, pattern: re.Pattern[str] | None = None) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self.name(key)}: must be a non-empty string")
+        if pattern is not None and not pattern.match(value):
+            raise ConfigError(f"{self.name(key)}: {value!r} does not match {pattern.pattern}")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        value = self.get(key, None)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self.name(key)}: must be a non-empty string or null")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{self.name(key)}: must be an integer in {low}..{high}, got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.name(key)}: must be true or false, got {value!r}")
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(key, default)
+        if value not in choices:
+            raise ConfigError(f"{self.name(key)}: must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    def done(self) -> None:
+        unknown = sorted(str(key) for key in self.raw if key not in self.seen)
+        if unknown:
+            raise ConfigError(f"{self.name(unknown[0])}: unknown field")
+
+
+def _string_map(
+    raw: object, name: str, key_pattern: re.Pattern[str], value_pattern: re.Pattern[str] | None
+) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{name}: must be a mapping")
+    pairs: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key_pattern.match(key):
+            raise ConfigError(f"{name}.{key}: invalid name")
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{name}.{key}: must be a string or a number")
+        text = str(value)
+        if value_pattern is not None and not value_pattern.match(text):
+            raise ConfigError(f"{name}.{key}: {text!r} is not a Kubernetes quantity")
+        pairs.append((key, text))
+    return tuple(sorted(pairs))
+
+
+def _parse_resources(raw: object) -> Resources:
+    if raw is None:
+        return Resources()
+    fields = _Fields(raw, "resources")
+    requests = _string_map(fields.get("requests", {}), "resources.requests", DNS_LABEL_OR_RESOURCE, QUANTITY)
+    limits = _string_map(fields.get("limits", {}), "resources.limits", DNS_LABEL_OR_RESOURCE, QUANTITY)
+    fields.done()
+    return Resources(requests=requests, limits=limits)
+
+
+def _parse_ports(raw: object) -> Ports:
+    fields = _Fields(raw, "ports")
+    defaults = Ports()
+    ports = Ports(
+        status_a=fields.integer("statusA", defaults.status_a, 1, 65535),
+        status_b=fields.integer("statusB", defaults.status_b, 1, 65535),
+        admin=fields.integer("admin", defaults.admin, 1, 65535),
+        listen=fields.integer("listen", defaults.listen, 1, 65535),
+        tcp_listen=fields.integer("tcpListen", defaults.tcp_listen, 1, 65535),
+        upstream=fields.integer("upstream", defaults.upstream, 1, 65535),
+        tcp_upstream=None
+        if fields.get("tcpUpstream", None) is None
+        else fields.integer("tcpUpstream", 0, 1, 65535),
+    )
+    fields.done()
+    # Every port the pair binds must be distinct, and the app's ports must not be one of them.
+    bound = {
+        "statusA": ports.status_a,
+        "statusB": ports.status_b,
+        "admin": ports.admin,
+        "listen": ports.listen,
+        "tcpListen": ports.tcp_listen,
+    }
+    seen: dict[int, str] = {}
+    for key, port in bound.items():
+        if port in seen:
+            raise ConfigError(f"ports.{key}: {port} is already used by ports.{seen[port]}")
+        seen[port] = key
+    for key, app_port in (("upstream", ports.upstream), ("tcpUpstream", ports.tcp_upstream)):
+        if app_port in seen:
+            raise ConfigError(f"ports.{key}: {app_port} is already used by ports.{seen[app_port]}")
+    return ports
+
+
+def _parse_certificates(raw: object) -> Certificates:
+    fields = _Fields(raw, "certificates")
+    d = Certificates()
+    certificates = Certificates(
+        mode=fields.choice("mode", d.mode, ("files", "self-signed")),  # type: ignore[arg-type]
+        secret_name=fields.string("secretName", d.secret_name, DNS_LABEL_OR_RESOURCE),
+        secret_namespace=fields.string("secretNamespace", d.secret_namespace, DNS_LABEL),
+        service_name=fields.string("serviceName", d.service_name, DNS_LABEL),
+        service_namespace=fields.string("serviceNamespace", d.service_namespace, DNS_LABEL),
+        mutating_webhook_configuration=fields.string(
+            "mutatingWebhookConfiguration", d.mutating_webhook_configuration, DNS_LABEL_OR_RESOURCE
+        ),
+        validating_webhook_configuration=fields.string(
+            "validatingWebhookConfiguration", d.validating_webhook_configuration, DNS_LABEL_OR_RESOURCE
+        ),
+        validity_days=fields.integer("validityDays", d.validity_days, 2, 3650),
+        ca_validity_days=fields.integer("caValidityDays", d.ca_validity_days, 2, 36500),
+        renew_before_days=fields.integer("renewBeforeDays", d.renew_before_days, 1, 3649),
+        check_interval_seconds=fields.integer("checkIntervalSeconds", d.check_interval_seconds, 1, 86400),
+    )
+    fields.done()
+    if certificates.renew_before_days >= certificates.validity_days:
+        raise ConfigError("certificates.renewBeforeDays: must be less than certificates.validityDays")
+    if certificates.ca_validity_days < certificates.validity_days:
+        raise ConfigError("certificates.caValidityDays: must be at least certificates.validityDays")
+    return certificates
+
+
+def parse_config(raw: object) -> WebhookConfig:
+    """Build a validated config from parsed YAML (None or {} gives the defaults)."""
+    fields = _Fields(raw, "")
+    d = WebhookConfig()
+    names = fields.get("containerNames", list(d.container_names))
+    if not isinstance(names, list) or len(names) != 2:
+        raise ConfigError("containerNames: must be a list of two container names [slot a, slot b]")
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not DNS_LABEL.match(name):
+            raise ConfigError(f"containerNames[{index}]: {name!r} is not a valid container name")
+    if names[0] == names[1]:
+        raise ConfigError("containerNames: the two names must differ")
+    env = _string_map(fields.get("env", {}), "env", ENV_NAME, None)
+    for key, _ in env:
+        if key.startswith("HOTUPGRADE_"):
+            raise ConfigError(f"env.{key}: HOTUPGRADE_* variables are set by the webhook")
+    system_namespaces = fields.get("systemNamespaces", list(d.system_namespaces))
+    if not isinstance(system_namespaces, list) or not all(isinstance(n, str) for n in system_namespaces):
+        raise ConfigError("systemNamespaces: must be a list of namespace names")
+    config = WebhookConfig(
+        sidecar_image=fields.string("sidecarImage", d.sidecar_image),
+        empty_image=fields.string("emptyImage", d.empty_image),
+        image_pull_policy=fields.choice(  # type: ignore[arg-type]
+            "imagePullPolicy", "", ("", "Always", "IfNotPresent", "Never")
+        )
+        or None,
+        container_names=(names[0], names[1]),
+        mode=fields.choice("mode", d.mode, ("containers", "nativeSidecar")),  # type: ignore[arg-type]
+        hold_application_until_proxy_starts=fields.boolean(
+            "holdApplicationUntilProxyStarts", d.hold_application_until_proxy_starts
+        ),
+        uid=fields.integer("uid", d.uid, 1, 2**31 - 1),
+        resources=_parse_resources(fields.get("resources", None)),
+        drain_seconds=fields.integer("drainSeconds", d.drain_seconds, 1, 86400),
+        parent_shutdown_seconds=fields.integer("parentShutdownSeconds", d.parent_shutdown_seconds, 1, 86400),
+        wait_timeout_seconds=fields.integer("waitTimeoutSeconds", d.wait_timeout_seconds, 1, 3600),
+        envoy_binary=fields.optional_string("envoyBinary"),
+        base_id=fields.integer("baseId", d.base_id, 0, 2**31 - 1),
+        bootstrap_template=fields.string("bootstrapTemplate", d.bootstrap_template),
+        shm_size_limit=fields.optional_string("shmSizeLimit"),
+        ports=_parse_ports(fields.get("ports", None)),
+        env=env,
+        system_namespaces=tuple(system_namespaces),
+        controller_service_account=fields.string(
+            "controllerServiceAccount", d.controller_service_account, SERVICE_ACCOUNT_USER
+        ),
+        max_request_bytes=fields.integer("maxRequestBytes", d.max_request_bytes, 1024, 64 * 1024 * 1024),
+        certificates=_parse_certificates(fields.get("certificates", None)),
+    )
+    fields.done()
+    if config.parent_shutdown_seconds < config.drain_seconds:
+        raise ConfigError("parentShutdownSeconds: must be at least drainSeconds")
+    if config.shm_size_limit is not None and not QUANTITY.match(config.shm_size_limit):
+        raise ConfigError(f"shmSizeLimit: {config.shm_size_limit!r} is not a Kubernetes quantity")
+    return config
+
+
+def load_config(path: Path | None) -> WebhookConfig:
+    """Read and validate the YAML file at `path`; None means the built-in defaults."""
+    if path is None:
+        return WebhookConfig()
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
+    return parse_config(raw)

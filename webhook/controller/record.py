@@ -1,0 +1,228 @@
+"""The `hotupgrade.io/upgrade` annotation: the controller's only memory of an upgrade.
+
+Everything needed to resume after a restart is in here (containers, slots, container ids seen before
+each image change), so the reconciler keeps no state of its own. Pure: parsing and rendering only.
+"""
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, NotRequired, TypedDict
+
+RECORD_VERSION = 1
+
+
+class Phase(StrEnum):
+    """Where an upgrade stands; the last two are terminal."""
+
+    PENDING = "Pending"  # checks not yet passed (pod not Ready, old agent not serving, ...)
+    PRE_PULLING = "PrePulling"  # a short-lived pod pulls the target image on the node
+    TAKING_OVER = "TakingOver"  # standby runs the target image; waiting for its agent to serve
+    DRAINING = "Draining"  # new Envoy serves; waiting for the old one to exit
+    RESETTING = "Resetting"  # old container set to the empty image; waiting for it to run
+    ROLLING_BACK = "RollingBack"  # standby set back to the empty image; old Envoy keeps serving
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+IN_FLIGHT = frozenset(
+    {Phase.PENDING, Phase.PRE_PULLING, Phase.TAKING_OVER, Phase.DRAINING, Phase.RESETTING, Phase.ROLLING_BACK}
+)
+
+
+class Reason(StrEnum):
+    """Why an upgrade failed; stable strings for Events, metrics and the record."""
+
+    NOT_ALLOWED = "NotAllowed"
+    INVALID_STATUS = "InvalidStatus"
+    STANDBY_NOT_EMPTY = "StandbyNotEmpty"
+    CHECKS_TIMEOUT = "ChecksTimeout"
+    PRE_PULL_FAILED = "PrePullFailed"
+    PRE_PULL_TIMEOUT = "PrePullTimeout"
+    STANDBY_CHANGED = "StandbyChanged"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    CONTAINER_FAILED = "ContainerFailed"
+    AGENT_FAILED = "AgentFailed"
+    TAKE_OVER_TIMEOUT = "TakeOverTimeout"
+    TAKE_OVER_STUCK = "TakeOverStuck"
+    DRAIN_TIMEOUT = "DrainTimeout"
+    RESET_TIMEOUT = "ResetTimeout"
+    ABORTED = "Aborted"
+
+
+class UpgradeRecordJSON(TypedDict):
+    version: int
+    phase: str
+    to: str
+    attempt: int
+    started: str
+    phaseSince: str
+    message: str
+    oldContainer: str
+    newContainer: str
+    oldSlot: str
+    newSlot: str
+    emptyImage: str
+    takenOver: bool
+    finished: NotRequired[str]
+    reason: NotRequired[str]
+    standbyIDBefore: NotRequired[str]
+    standbyRestartsBefore: NotRequired[int]
+    oldContainerID: NotRequired[str]
+    rollbackFromID: NotRequired[str]
+    retryToken: NotRequired[str]
+    abortToken: NotRequired[str]
+    prePullPod: NotRequired[str]
+
+
+class InvalidRecordError(ValueError):
+    """The annotation is present but is not a record this version understands."""
+
+
+@dataclass(frozen=True)
+class UpgradeRecord:
+    """One upgrade of one pod: `from_image` -> `to_image`, moving `old_container` -> `new_container`."""
+
+    phase: Phase
+    from_image: str
+    to_image: str
+    attempt: int
+    started: datetime
+    phase_since: datetime
+    message: str
+    old_container: str
+    new_container: str
+    old_slot: str
+    new_slot: str
+    empty_image: str
+    taken_over: bool = False
+    finished: datetime | None = None
+    reason: Reason | None = None
+    standby_id_before: str | None = None  # standby containerID before its image was set to the target
+    standby_restarts_before: int | None = None
+    old_container_id: str | None = None  # old containerID before its image was reset to empty
+    rollback_from_id: str | None = None  # standby containerID when the rollback started
+    retry_token: str | None = None  # value of hotupgrade.io/retry this attempt consumed
+    abort_token: str | None = None  # value of hotupgrade.io/abort already handled
+    pre_pull_pod: str | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        return self.phase in IN_FLIGHT
+
+    def moved(self, phase: Phase, *, now: datetime, message: str, **changes: Any) -> "UpgradeRecord":
+        """This record in a new phase since `now`; terminal phases also get `finished`."""
+        finished = now if phase in (Phase.COMPLETED, Phase.FAILED) else self.finished
+        return replace(self, phase=phase, phase_since=now, message=message, finished=finished, **changes)
+
+    def to_json(self) -> UpgradeRecordJSON:
+        out = UpgradeRecordJSON(
+            version=RECORD_VERSION,
+            phase=str(self.phase),
+            to=self.to_image,
+            attempt=self.attempt,
+            started=format_time(self.started),
+            phaseSince=format_time(self.phase_since),
+            message=self.message,
+            oldContainer=self.old_container,
+            newContainer=self.new_container,
+            oldSlot=self.old_slot,
+            newSlot=self.new_slot,
+            emptyImage=self.empty_image,
+            takenOver=self.taken_over,
+        )
+        data: dict[str, Any] = dict(out)
+        data["from"] = self.from_image  # `from` is a keyword, so it is not a TypedDict field
+        optional: dict[str, Any] = {
+            "finished": format_time(self.finished) if self.finished else None,
+            "reason": str(self.reason) if self.reason else None,
+            "standbyIDBefore": self.standby_id_before,
+            "standbyRestartsBefore": self.standby_restarts_before,
+            "oldContainerID": self.old_container_id,
+            "rollbackFromID": self.rollback_from_id,
+            "retryToken": self.retry_token,
+            "abortToken": self.abort_token,
+            "prePullPod": self.pre_pull_pod,
+        }
+        data.update({k: v for k, v in optional.items() if v is not None})
+        return data  # type: ignore[return-value]
+
+    def render(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+
+def format_time(when: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as Kubernetes writes timestamps."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(raw: str) -> datetime:
+    """Parse a `format_time` string (or any ISO 8601 with offset) into an aware datetime."""
+    parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _opt_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRecordError(f"field {key!r} must be a string")
+    return value
+
+
+def parse_record(raw: str) -> UpgradeRecord:
+    """Parse the annotation value; raise InvalidRecordError with the reason when it is malformed."""
+    try:
+        data: Any = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRecordError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRecordError("not a JSON object")
+    if data.get("version") != RECORD_VERSION:
+        raise InvalidRecordError(f"unsupported version {data.get('version')!r}")
+    required: tuple[str, ...] = ("phase", "from", "to", "started", "phaseSince", "oldContainer")
+    required += ("newContainer", "oldSlot", "newSlot", "emptyImage")
+    for key in required:
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise InvalidRecordError(f"field {key!r} must be a non-empty string")
+    if not isinstance(data.get("attempt"), int) or data["attempt"] < 1:
+        raise InvalidRecordError("field 'attempt' must be a positive integer")
+    try:
+        phase = Phase(data["phase"])
+        reason_raw = _opt_str(data, "reason")
+        reason = Reason(reason_raw) if reason_raw else None
+        started = parse_time(data["started"])
+        phase_since = parse_time(data["phaseSince"])
+        finished_raw = _opt_str(data, "finished")
+        finished = parse_time(finished_raw) if finished_raw else None
+    except ValueError as exc:
+        raise InvalidRecordError(str(exc)) from exc
+    restarts = data.get("standbyRestartsBefore")
+    if restarts is not None and not isinstance(restarts, int):
+        raise InvalidRecordError("field 'standbyRestartsBefore' must be an integer")
+    return UpgradeRecord(
+        phase=phase,
+        from_image=data["from"],
+        to_image=data["to"],
+        attempt=data["attempt"],
+        started=started,
+        phase_since=phase_since,
+        message=str(data.get("message", "")),
+        old_container=data["oldContainer"],
+        new_container=data["newContainer"],
+        old_slot=data["oldSlot"],
+        new_slot=data["newSlot"],
+        empty_image=data["emptyImage"],
+        taken_over=bool(data.get("takenOver", False)),
+        finished=finished,
+        reason=reason,
+        standby_id_before=_opt_str(data, "standbyIDBefore"),
+        standby_restarts_before=restarts,
+        old_container_id=_opt_str(data, "oldContainerID"),
+        rollback_from_id=_opt_str(data, "rollbackFromID"),
+        retry_token=_opt_str(data, "retryToken"),
+        abort_token=_opt_str(data, "abortToken"),
+        pre_pull_pod=_opt_str(data, "prePullPod"),
+    )

@@ -1,0 +1,199 @@
+"""Sidecar injection as a pure function: a pod in, the pod with the sidecar pair out, and the JSON patch.
+
+No I/O, no clock, no environment. The HTTP shell (webhook.app) parses the AdmissionReview and calls
+`plan_injection`.
+
+Opt-in: a webhook cannot see namespace labels without an API call per admission, so the
+MutatingWebhookConfiguration's selectors do the opt-in (namespace label `hotupgrade.io/injection=enabled`
+with pod label `hotupgrade.io/inject` not `false`, or pod label `hotupgrade.io/inject=true` in any other
+namespace). Whatever reaches /mutate is treated as opted in; this module still refuses what it can see
+for itself: opt-out label, system namespaces, hostNetwork pods, already injected pods, name clashes.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook import contract, jsondiff
+from webhook.config import WebhookConfig
+from webhook.injection_status import InjectionStatus
+
+Pod = dict[str, Any]
+JSONPatch = list[dict[str, Any]]
+
+SLOTS = ("a", "b")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to inject, and the reason (`inject`, or why not) for logs and metrics."""
+
+    inject: bool
+    reason: str
+
+
+def _mapping(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _well_formed(pod: Mapping[str, Any]) -> bool:
+    """The parts injection reads or writes have the types a real Pod has."""
+    metadata = pod.get("metadata", {})
+    spec = pod.get("spec")
+    if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
+        return False
+    for key in ("labels", "annotations"):
+        section = metadata.get(key, {})
+        if section is not None and not isinstance(section, Mapping):
+            return False
+    if not isinstance(spec.get("containers"), list):
+        return False
+    for key in ("initContainers", "volumes"):
+        if spec.get(key) is not None and not isinstance(spec.get(key), list):
+            return False
+    items = [*spec["containers"], *(spec.get("initContainers") or []), *(spec.get("volumes") or [])]
+    return all(isinstance(item, Mapping) for item in items)
+
+
+def decide(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> Decision:
+    """Decide whether this pod gets the sidecar pair (see the module docstring for opt-in)."""
+    if not _well_formed(pod):
+        return Decision(False, "malformed-pod")
+    metadata = pod.get("metadata", {})
+    spec = pod["spec"]
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    if spec.get("hostNetwork") is True:
+        return Decision(False, "host-network")
+    if namespace in config.system_namespaces:
+        return Decision(False, "system-namespace")
+    if labels.get(contract.LABEL_POD_INJECT) == "false":
+        return Decision(False, "opted-out")
+    if contract.ANNOTATION_STATUS in annotations:
+        return Decision(False, "already-injected")
+    taken = [c.get("name") for c in [*spec["containers"], *(spec.get("initContainers") or [])]]
+    if any(name in taken for name in config.container_names):
+        return Decision(False, "container-name-taken")
+    volumes = [v.get("name") for v in spec.get("volumes") or []]
+    if contract.RUN_VOLUME in volumes or contract.SHM_VOLUME in volumes:
+        return Decision(False, "volume-name-taken")
+    return Decision(True, "inject")
+
+
+def _field_env(name: str, field_path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}}
+
+
+def sidecar_env(slot: str, config: WebhookConfig) -> list[dict[str, Any]]:
+    """The contract's environment for one slot, then the configured extra variables."""
+    values = [
+        (contract.ENV_SLOT, slot),
+        (contract.ENV_RUN_DIR, contract.RUN_DIR),
+        (contract.ENV_STATUS_PORT, str(config.ports.status_port(slot))),
+        (contract.ENV_ADMIN_PORT, str(config.ports.admin)),
+        (contract.ENV_BASE_ID, str(config.base_id)),
+        (contract.ENV_DRAIN_SECONDS, str(config.drain_seconds)),
+        (contract.ENV_PARENT_SHUTDOWN_SECONDS, str(config.parent_shutdown_seconds)),
+        (contract.ENV_BOOTSTRAP_TEMPLATE, config.bootstrap_template),
+        (contract.ENV_UPSTREAM_PORT, str(config.ports.upstream)),
+        (contract.ENV_LISTEN_PORT, str(config.ports.listen)),
+        (contract.ENV_TCP_LISTEN_PORT, str(config.ports.tcp_listen)),
+        (contract.ENV_TCP_UPSTREAM_PORT, str(config.ports.effective_tcp_upstream())),
+        (contract.ENV_WAIT_TIMEOUT, str(config.wait_timeout_seconds)),
+    ]
+    if config.envoy_binary is not None:
+        values.append((contract.ENV_ENVOY_BINARY, config.envoy_binary))
+    env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in values]
+    env += [
+        _field_env(contract.ENV_POD_NAME, "metadata.name"),
+        _field_env(contract.ENV_POD_NAMESPACE, "metadata.namespace"),
+        _field_env(contract.ENV_POD_IP, "status.podIP"),
+    ]
+    env += [{"name": name, "value": value} for name, value in config.env]
+    return env
+
+
+def sidecar_container(*, name: str, slot: str, image: str, config: WebhookConfig) -> dict[str, Any]:
+    """One container of the pair; the two differ only in name, slot (env) and image."""
+    container: dict[str, Any] = {"name": name, "image": image}
+    if config.image_pull_policy is not None:
+        container["imagePullPolicy"] = config.image_pull_policy
+    # No command/args: each image's entrypoint decides (contract, "Images and hooks").
+    container["env"] = sidecar_env(slot, config)
+    container["resources"] = config.resources.to_json()
+    container["securityContext"] = {
+        # The same uid in both containers: Envoy's hot restart needs it for the shm segment and sockets.
+        "runAsUser": config.uid,
+        "runAsGroup": config.uid,
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    container["volumeMounts"] = [
+        {"name": contract.RUN_VOLUME, "mountPath": contract.RUN_DIR},
+        {"name": contract.SHM_VOLUME, "mountPath": contract.SHM_DIR},
+    ]
+    container["lifecycle"] = {"postStart": {"exec": {"command": list(contract.POST_START_COMMAND)}}}
+    if config.mode == "nativeSidecar":
+        container["restartPolicy"] = "Always"
+    return container
+
+
+def injected_volumes(config: WebhookConfig) -> list[dict[str, Any]]:
+    """The shared run dir and the memory-backed /dev/shm both containers mount."""
+    shm: dict[str, Any] = {"medium": "Memory"}
+    if config.shm_size_limit is not None:
+        shm["sizeLimit"] = config.shm_size_limit
+    return [
+        {"name": contract.RUN_VOLUME, "emptyDir": {}},
+        {"name": contract.SHM_VOLUME, "emptyDir": shm},
+    ]
+
+
+def injection_status(config: WebhookConfig) -> InjectionStatus:
+    """The status annotation of a freshly injected pod: slot a is active and runs the sidecar image."""
+    active, standby = config.container_names
+    return InjectionStatus(
+        active=active,
+        standby=standby,
+        slots={active: "a", standby: "b"},
+        sidecar_image=config.sidecar_image,
+        empty_image=config.empty_image,
+        config_hash=config.injection_hash(),
+    )
+
+
+def inject(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> Pod:
+    """Return a copy of `pod` with the pair injected, or an unchanged copy when `decide` says no."""
+    # A JSON round trip is a faster deep copy than copy.deepcopy for plain JSON data.
+    mutated: Pod = json.loads(json.dumps(pod))
+    if not decide(pod, namespace=namespace, config=config).inject:
+        return mutated
+    pair = [
+        sidecar_container(name=name, slot=slot, image=image, config=config)
+        for name, slot, image in zip(
+            config.container_names, SLOTS, (config.sidecar_image, config.empty_image), strict=True
+        )
+    ]
+    spec = mutated["spec"]
+    key = "initContainers" if config.mode == "nativeSidecar" else "containers"
+    existing = spec.get(key) or []
+    # Containers start in order and a postStart hook blocks the next one: first means the app waits.
+    spec[key] = [*pair, *existing] if config.hold_application_until_proxy_starts else [*existing, *pair]
+    spec["volumes"] = [*(spec.get("volumes") or []), *injected_volumes(config)]
+    metadata = mutated.setdefault("metadata", {})
+    annotations = metadata.get("annotations") or {}
+    annotations[contract.ANNOTATION_STATUS] = injection_status(config).render()
+    metadata["annotations"] = annotations
+    return mutated
+
+
+def plan_injection(
+    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig
+) -> tuple[Decision, JSONPatch]:
+    """The decision and the JSON patch (a diff of the injected copy against the original)."""
+    decision = decide(pod, namespace=namespace, config=config)
+    if not decision.inject:
+        return decision, []
+    return decision, jsondiff.diff(pod, inject(pod, namespace=namespace, config=config))
