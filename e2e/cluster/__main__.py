@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
+import os
 import sys
 
 from e2e.cluster import build, lifecycle
@@ -12,6 +13,7 @@ from e2e.cluster import settings as s
 from e2e.images import builder
 
 LOCK_FILE = s.CACHE_DIR / ".cluster.lock"
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/go/bin")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("component", nargs="?", default="kubelet", help="for `logs`: which component")
     parser.add_argument("--purge", action="store_true", help="for `down`: also delete the image store")
     args = parser.parse_args(argv)
+    # ip, iptables, debootstrap, modprobe live in sbin: make sure a minimal CI environment finds them.
+    path = os.environ.get("PATH", "").split(":")
+    os.environ["PATH"] = ":".join([*path, *(d for d in SBIN_DIRS if d not in path)])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if args.command in ("status", "logs"):
         return run(args)

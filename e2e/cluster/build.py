@@ -14,6 +14,16 @@ from e2e.cluster import settings as s
 log = logging.getLogger("e2e.cluster")
 
 
+def go_binary() -> str:
+    """Go from PATH, else the toolchain's usual home (CI may run with a minimal environment)."""
+    return shutil.which("go") or "/usr/local/go/bin/go"
+
+
+def go_env(**extra: str) -> dict[str, str]:
+    """The environment for go: ours plus a HOME (its module cache lives there) if CI stripped it."""
+    return {"HOME": "/root", **os.environ, "GOTOOLCHAIN": "local", **extra}
+
+
 def ldflags(version: str) -> str:
     """Version stamps the official build sets, so components report the real release."""
     major, minor = version.removeprefix("v").split(".")[:2]
@@ -35,7 +45,7 @@ def go_build_argv(out_dir: Path, version: str, commands: tuple[str, ...]) -> lis
         "nice",
         "-n",
         "15",
-        "go",
+        go_binary(),
         "build",
         "-p",
         "2",
@@ -59,13 +69,7 @@ def ensure_kubernetes() -> Path:
     tmp = s.K8S_BIN_DIR.with_name("bin.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "GOCACHE": str(s.GO_BUILD_CACHE),
-        "CGO_ENABLED": "0",
-        "GOFLAGS": "-mod=readonly",
-        "GOTOOLCHAIN": "local",
-    }
+    env = go_env(GOCACHE=str(s.GO_BUILD_CACHE), CGO_ENABLED="0", GOFLAGS="-mod=readonly")
     started = time.monotonic()
     log.info("event=go-build version=%s out=%s", s.K8S_VERSION, s.K8S_BIN_DIR)
     subprocess.run(go_build_argv(tmp, s.K8S_VERSION, s.K8S_COMMANDS), check=True, cwd=s.BUILD_MODULE, env=env)
@@ -78,16 +82,16 @@ def ensure_kubernetes() -> Path:
 def kubernetes_source_dir() -> Path:
     """The k8s.io/kubernetes module in the Go module cache (downloaded if needed)."""
     out = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes"],
+        [go_binary(), "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes"],
         check=True,
         text=True,
         capture_output=True,
         cwd=s.BUILD_MODULE,
-        env={**os.environ, "GOFLAGS": "-mod=readonly"},
+        env=go_env(GOFLAGS="-mod=readonly"),
     )
     path = Path(out.stdout.strip())
     if not path.is_dir():
-        subprocess.run(["go", "mod", "download", "k8s.io/kubernetes"], check=True, cwd=s.BUILD_MODULE)
+        subprocess.run([go_binary(), "mod", "download", "k8s.io/kubernetes"], check=True, cwd=s.BUILD_MODULE)
     return path
 
 

@@ -1,12 +1,16 @@
 """The injection ConfigMap: the real webhook config parser accepts it, and it names the chart's objects."""
 
 import dataclasses
+import datetime
 import json
 from typing import Any
 
 import pytest
+import yaml
+from cryptography import x509
 
-from tests.integration.chart.helm import CHART, NAMESPACE, ci_values_names, config_of, rendered
+from tests.integration.chart.helm import CHART, NAMESPACE, ci_values_names, config_of, rendered, run_helm
+from webhook.certs import plan
 from webhook.config import ConfigError, WebhookConfig, parse_config
 
 VALUE_SETS = [[], *[[name] for name in ci_values_names()]]
@@ -111,3 +115,26 @@ def test_chart_exposes_every_setting_the_webhook_reads() -> None:
     set_by_chart = {"systemNamespaces", "controllerServiceAccount", "maxRequestBytes"}
     set_by_chart |= {f"certificates.{key}" for key in config_of(rendered())["certificates"]}
     assert read == exposed | set_by_chart
+
+
+@pytest.mark.parametrize(
+    ("release", "namespace"),
+    [
+        ("hotupgrade", "hotupgrade-system"),  # the README's install command
+        ("hu-chart", "hotupgrade-chart-e2e"),  # e2e/test_chart.py
+        ("sidecar-hotupgrade", "mesh"),  # release named like the chart: fullname is the release name
+    ],
+)
+def test_self_signed_mode_can_issue_a_certificate_for_the_charts_names(release: str, namespace: str) -> None:
+    # The webhook's own certificate planner, fed the certificates section the chart renders.
+    text = run_helm(
+        ["template", release, str(CHART), "--namespace", namespace, "--show-only", "templates/configmap.yaml"]
+    )
+    config = parse_config(yaml.safe_load(yaml.safe_load(text.stdout)["data"]["config.yaml"]))
+    decided = plan(None, now=datetime.datetime.now(datetime.UTC), settings=config.certificates)
+    assert decided.action != "keep"
+    cert = x509.load_pem_x509_certificate(decided.bundle.serving.cert_pem)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert f"{config.certificates.service_name}.{namespace}.svc" in names
