@@ -31,36 +31,51 @@ def _config() -> AgentConfig:
 
 
 def run() -> int:
-    from agent.admin import EnvoyAdmin
-    from agent.envoy import EnvoyBinaryError, ThreadSpawner, probe_versions, resolve_binary
+    from agent.envoy import EnvoyBinaryError, EnvoyValidator, probe_versions, resolve_binary
     from agent.logs import EventLog
-    from agent.metrics import AgentMetrics
+    from agent.preflight import start_preflight
     from agent.rundir import RunDir
-    from agent.status import StatusServer
-    from agent.supervisor import Supervisor
 
     config = _config()
+    environ = dict(os.environ)
     log = EventLog(config.slot)
+    validator = EnvoyValidator()
+    rundir = RunDir(config.run_dir)
+    rundir.ensure()
     try:
         binary = resolve_binary(config.envoy_binary)
-        versions = probe_versions(binary)
     except EnvoyBinaryError as error:
         log.error("envoy-binary-unusable", error=str(error))
         return 1
-    rundir = RunDir(config.run_dir)
-    rundir.ensure()
+    # Validating the first bootstrap overlaps the version probe, the imports below and the first observation.
+    preflight = start_preflight(config, environ, binary=binary, validator=validator)
+    try:
+        versions = probe_versions(binary)
+    except EnvoyBinaryError as error:
+        preflight.cancel()
+        log.error("envoy-binary-unusable", error=str(error))
+        return 1
+
+    from agent.admin import EnvoyAdmin
+    from agent.envoy import ThreadSpawner
+    from agent.metrics import AgentMetrics
+    from agent.status import StatusServer
+    from agent.supervisor import Supervisor
+
     metrics = AgentMetrics()
     supervisor = Supervisor(
         config,
-        environ=dict(os.environ),
+        environ=environ,
         binary=binary,
         versions=versions,
         launcher=ThreadSpawner(),
+        validator=validator,
         admin=EnvoyAdmin(config.admin_port),
         rundir=rundir,
         metrics=metrics,
         log=log,
         started_at=START,
+        preflight=preflight,
     )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -77,6 +92,7 @@ def run() -> int:
             metrics=metrics.render,
         )
     except OSError as error:
+        preflight.cancel()
         log.error("status-server-failed", port=config.status_port, error=str(error))
         return 1
     status.start()

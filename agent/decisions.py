@@ -160,6 +160,49 @@ def parent_vanished_early(*, seconds_since_live: float, parent_shutdown_seconds:
     return seconds_since_live < parent_shutdown_seconds - 1.0
 
 
+@dataclass(frozen=True)
+class BootstrapValid:
+    pass
+
+
+@dataclass(frozen=True)
+class BootstrapInvalid:
+    error: str
+
+
+@dataclass(frozen=True)
+class ValidationInconclusive:
+    reason: str
+
+
+BootstrapVerdict = BootstrapValid | BootstrapInvalid | ValidationInconclusive
+
+# Envoy's validate mode reports a rejected bootstrap as one critical log line (config_validation/server.cc).
+_REJECTED_MARKER = "error initializing configuration"
+
+
+def bootstrap_verdict(returncode: int | None, output: str) -> BootstrapVerdict:
+    """`envoy --mode validate` result: exit 0 valid, a non-zero exit invalid, no exit or a signal unknown.
+
+    A signal or timeout says nothing about the bootstrap (OOM kill, overloaded node): retry, do not refuse.
+    """
+    if returncode == 0:
+        return BootstrapValid()
+    if returncode is None or returncode < 0:
+        what = "did not finish" if returncode is None else describe_exit(returncode)
+        return ValidationInconclusive(f"bootstrap validation {what}")
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    rejected = [line for line in lines if _REJECTED_MARKER in line]
+    if rejected:
+        # Drop the "[time][tid][critical][main] [file:line] " prefix: the message is what helps.
+        message = rejected[-1][rejected[-1].index(_REJECTED_MARKER) :]
+    elif lines:
+        message = lines[-1]
+    else:
+        message = "no output"
+    return BootstrapInvalid(f"Envoy rejected the bootstrap ({describe_exit(returncode)}): {message}")
+
+
 DrainProgress = Literal["wait", "done", "deadline"]
 
 

@@ -1,10 +1,14 @@
 """The supervisor: one per sidecar container; owns this slot's Envoy and records every step.
 
 Paths through it (decisions in agent/decisions.py, everything here is I/O):
-- start: under the run-dir lock, observe (state file, admin /server_info, bound hot-restart sockets),
-  then fresh start at epoch 0, hot-restart takeover at N+1, refuse (hot-restart version mismatch), or
-  wait and retry (tenacity). The lock is held until our Envoy is LIVE or dead, so no two Envoys of the
-  pod ever initialise at once (which is what makes clearing a stale INITIALIZING flag safe).
+- start: render the bootstrap and start `envoy --mode validate` on it (agent/preflight.py); meanwhile
+  take the run-dir lock and observe (state file, admin /server_info, bound hot-restart sockets), then
+  fresh start at epoch 0, hot-restart takeover at N+1, refuse (hot-restart version mismatch), or wait
+  and retry (tenacity).
+  A bootstrap Envoy rejects fails the start before any Envoy is spawned: a hot-restart child that dies
+  in init has already made the live Envoy close its admin API for good (ShutdownAdmin). The lock is
+  held until our Envoy is LIVE or dead, so no two Envoys of the pod ever initialise at once (which is
+  what makes clearing a stale INITIALIZING flag safe).
 - after a takeover: follow the replaced Envoy until its parent socket disappears; if it vanished before
   our Terminate was due, bind its socket and stand in for it (agent/hotrestart.py, envoy#7468).
 - our Envoy exits: replaced (retire, never restart), crashed (restart with backoff at the right epoch),
@@ -34,11 +38,14 @@ from tenacity import (
 
 from agent import hotrestart
 from agent.admin import AdminError, EnvoyAdmin
-from agent.bootstrap import BootstrapError, write_bootstrap
+from agent.bootstrap import bootstrap_file, write_bootstrap_file
 from agent.config import AgentConfig
 from agent.decisions import (
     INITIALIZING_FLAG,
     LIVE,
+    BootstrapInvalid,
+    BootstrapValid,
+    BootstrapVerdict,
     ExitAction,
     FreshStart,
     Observation,
@@ -47,8 +54,10 @@ from agent.decisions import (
     Retire,
     Stopped,
     TakeOver,
+    ValidationInconclusive,
     Wait,
     after_envoy_exit,
+    bootstrap_verdict,
     decide_start,
     describe_exit,
     drain_progress,
@@ -56,9 +65,16 @@ from agent.decisions import (
     parent_vanished_early,
     socket_id,
 )
-from agent.envoy import EnvoyLauncher, EnvoyOptions, EnvoyVersions, RunningEnvoy
+from agent.envoy import (
+    BootstrapValidator,
+    EnvoyLauncher,
+    EnvoyOptions,
+    EnvoyVersions,
+    RunningEnvoy,
+)
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
+from agent.preflight import Preflight, start_preflight
 from agent.rundir import LockTimeoutError, RunDir
 from agent.state import (
     Phase,
@@ -80,6 +96,8 @@ LIVE_TIMEOUT = 60.0
 POLL = 0.05
 TAKEOVER_ATTEMPTS = 3
 STAND_IN_GRACE = 30.0
+# Validation takes ~0.1 s; a busy node may stretch it, and a hung one is retried, not refused.
+VALIDATE_TIMEOUT = 60.0
 
 
 class StartFailedError(RuntimeError):
@@ -111,17 +129,22 @@ class Supervisor:
         binary: str,
         versions: EnvoyVersions,
         launcher: EnvoyLauncher,
+        validator: BootstrapValidator,
         admin: EnvoyAdmin,
         rundir: RunDir,
         metrics: AgentMetrics,
         log: EventLog,
         started_at: float,
+        preflight: Preflight | None = None,
     ) -> None:
+        """`preflight`: the first start's bootstrap validation, started by the caller as early as it could."""
         self.config = config
         self.environ = environ
         self.binary = binary
         self.versions = versions
         self.launcher = launcher
+        self.validator = validator
+        self._preflight = preflight
         self.admin = admin
         self.rundir = rundir
         self.metrics = metrics
@@ -301,16 +324,45 @@ class Supervisor:
         )
 
     def _attempt_start(self) -> StartOutcome:
-        if self.stop_requested.is_set():
-            raise StartAbortedError
+        # Validation runs while we take the lock and observe; the first one started even earlier.
+        preflight, self._preflight = self._preflight, None
+        if preflight is None:
+            preflight = start_preflight(
+                self.config, self.environ, binary=self.binary, validator=self.validator
+            )
         try:
+            if self.stop_requested.is_set():
+                raise StartAbortedError
             with self.rundir.locked(timeout=LOCK_TIMEOUT):
-                return self._start_locked()
+                return self._start_locked(preflight)
         except LockTimeoutError as error:
             self.metrics.failures.labels(reason="lock_timeout").inc()
             raise StartFailedError(str(error)) from None
+        finally:
+            preflight.cancel()
 
-    def _start_locked(self) -> StartOutcome:
+    def _await_verdict(self, preflight: Preflight) -> BootstrapVerdict:
+        """Wait for the preflight's validation; SIGTERM cuts the wait short."""
+        validation = preflight.validation
+        if validation is None:
+            return ValidationInconclusive(f"cannot run bootstrap validation: {preflight.spawn_error}")
+        waiting = time.monotonic()
+        deadline = waiting + VALIDATE_TIMEOUT
+        while (run := validation.poll_result(timeout=0.2)) is None:
+            if self.stop_requested.is_set():
+                raise StartAbortedError
+            if time.monotonic() > deadline:
+                return bootstrap_verdict(None, "")
+        verdict = bootstrap_verdict(run.returncode, run.output)
+        self.log.event(
+            "bootstrap-validated",
+            verdict=type(verdict).__name__,
+            validate_seconds=round(run.seconds, 3),
+            waited_seconds=round(time.monotonic() - waiting, 3),
+        )
+        return verdict
+
+    def _start_locked(self, preflight: Preflight) -> StartOutcome:
         slot, config = self.config.slot, self.config
         state = self._read_state()
         admin_view = self.admin.server_info()
@@ -347,12 +399,25 @@ class Supervisor:
             if isinstance(decision, TakeOver)
             else None
         )
+        if preflight.text is None:
+            return self._attempt_failed(str(preflight.render_error), epoch=epoch, phase=phase, permanent=True)
+        verdict = self._await_verdict(preflight)
+        if isinstance(verdict, BootstrapInvalid):
+            # Before any hot restart: the live Envoy keeps serving with its admin API.
+            return self._attempt_failed(
+                verdict.error,
+                epoch=epoch,
+                phase=phase,
+                permanent=True,
+                failure="invalid_bootstrap",
+                event="bootstrap-invalid",
+            )
+        if isinstance(verdict, ValidationInconclusive):
+            return self._attempt_failed(verdict.reason, epoch=epoch, phase=phase, permanent=False)
+        assert isinstance(verdict, BootstrapValid)
         if isinstance(decision, TakeOver):
             self._clear_stale_initializing(admin_view.state if admin_view is not None else None)
-        try:
-            bootstrap = write_bootstrap(config, self.environ, epoch=epoch)
-        except BootstrapError as error:
-            return self._attempt_failed(str(error), epoch=epoch, phase=phase, permanent=True)
+        bootstrap = write_bootstrap_file(bootstrap_file(config, epoch), preflight.text)
         envoy = self.launcher.start(
             EnvoyOptions(
                 binary=self.binary,
@@ -413,9 +478,18 @@ class Supervisor:
         self.log.event("envoy-live", pid=envoy.pid, takeover_seconds=round(takeover_seconds, 3))
         return "started"
 
-    def _attempt_failed(self, reason: str, *, epoch: int, phase: Phase, permanent: bool) -> StartOutcome:
+    def _attempt_failed(
+        self,
+        reason: str,
+        *,
+        epoch: int,
+        phase: Phase,
+        permanent: bool,
+        failure: str = "start_failed",
+        event: str = "envoy-start-failed",
+    ) -> StartOutcome:
         """Record a failed attempt (lock held); permanent failures are not retried."""
-        self.log.error("envoy-start-failed", error=reason, permanent=permanent)
+        self.log.error(event, error=reason, permanent=permanent)
         self._set(error=reason)
         state = self._read_state()
         state = with_slot(
@@ -426,9 +500,9 @@ class Supervisor:
             epoch=epoch,
             error=reason,
         )
-        self._record(state, "envoy-start-failed", epoch=epoch, detail=reason)
+        self._record(state, event, epoch=epoch, detail=reason)
         if permanent:
-            self.metrics.failures.labels(reason="start_failed").inc()
+            self.metrics.failures.labels(reason=failure).inc()
             self._set(phase="failed")
             return "failed"
         raise StartFailedError(reason)

@@ -21,6 +21,7 @@ from webhook.config import Certificates
 
 # Backdate certificates a little: the apiserver's clock may be behind ours.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
+COMMON_NAME_MAX = 64
 
 SECRET_CA_CERT = "ca.crt"
 SECRET_CA_KEY = "ca.key"
@@ -133,10 +134,15 @@ def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
     )
 
 
+def fit_common_name(name: str) -> str:
+    """`name` cut to the 64 characters a CN may hold (RFC 5280 ub-common-name); the SANs carry names."""
+    return name[:COMMON_NAME_MAX]
+
+
 def new_ca(*, now: datetime.datetime, validity: datetime.timedelta, common_name: str) -> KeyPair:
     """A fresh self-signed CA that can sign only end-entity certificates."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fit_common_name(common_name))])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -164,7 +170,7 @@ def issue_serving(
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[-1])]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fit_common_name(dns_names[0]))]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -248,4 +254,6 @@ def next_check(bundle: CertBundle, *, now: datetime.datetime, settings: Certific
 
 
 def _ca_name(settings: Certificates) -> str:
-    return f"{settings.service_name}.{settings.service_namespace} webhook CA"
+    # The suffix must survive the CN cap so that operators can tell the CA from the serving cert.
+    suffix = " webhook CA"
+    return f"{settings.service_name}.{settings.service_namespace}"[: COMMON_NAME_MAX - len(suffix)] + suffix

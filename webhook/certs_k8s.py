@@ -27,6 +27,9 @@ from webhook.config import Certificates, WebhookConfig
 
 RETRY_SECONDS = 10.0
 CONFLICT_RETRY_SECONDS = 0.5
+# Every API call is bounded: without it a connection the apiserver (or the network) stops answering
+# blocks the renewal loop forever, and the certificate silently expires.
+REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 class KubernetesCertificates:
@@ -36,12 +39,16 @@ class KubernetesCertificates:
         self.core = client.CoreV1Api(api)
         self.admission = client.AdmissionregistrationV1Api(api)
         self.settings = settings
+        # Configurations the last publish could not find: retry soon, not after the check interval.
+        self.missing: list[str] = []
 
     def read(self) -> tuple[CertBundle | None, client.V1Secret | None]:
         """The stored bundle (None if absent or unusable) and the Secret itself (None if absent)."""
         try:
             secret = self.core.read_namespaced_secret(
-                self.settings.secret_name, self.settings.secret_namespace
+                self.settings.secret_name,
+                self.settings.secret_namespace,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -69,17 +76,23 @@ class KubernetesCertificates:
                 type="Opaque",
                 data=data,
             )
-            self.core.create_namespaced_secret(self.settings.secret_namespace, body)
+            self.core.create_namespaced_secret(
+                self.settings.secret_namespace, body, _request_timeout=REQUEST_TIMEOUT_SECONDS
+            )
             return
         existing.data = data
         self.core.replace_namespaced_secret(
-            self.settings.secret_name, self.settings.secret_namespace, existing
+            self.settings.secret_name,
+            self.settings.secret_namespace,
+            existing,
+            _request_timeout=REQUEST_TIMEOUT_SECONDS,
         )
 
     def publish_ca_bundle(self, ca_bundle: bytes) -> int:
         """Set caBundle on every webhook of both configurations; returns how many were changed."""
         encoded = base64.b64encode(ca_bundle).decode()
         changed = 0
+        self.missing = []
         targets: list[tuple[str, Any, Any]] = [
             (
                 self.settings.mutating_webhook_configuration,
@@ -94,10 +107,11 @@ class KubernetesCertificates:
         ]
         for name, read, patch in targets:
             try:
-                current = read(name)
+                current = read(name, _request_timeout=REQUEST_TIMEOUT_SECONDS)
             except ApiException as exc:
                 if exc.status == 404:
                     logs.event("webhook-configuration-missing", level=logging.WARNING, name=name)
+                    self.missing.append(name)
                     continue
                 raise
             # A JSON patch list (sent as application/json-patch+json) with a test on resourceVersion.
@@ -116,7 +130,7 @@ class KubernetesCertificates:
                         {"op": op, "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
                     )
             if len(ops) > 1:
-                patch(name, ops)
+                patch(name, ops, _request_timeout=REQUEST_TIMEOUT_SECONDS)
                 changed += len(ops) - 1
         return changed
 
@@ -182,6 +196,10 @@ def run_certs(config: WebhookConfig, *, out_dir: Path, once: bool) -> int:
             if write_files(decided.bundle, out_dir):
                 logs.event("certificate-files-written", dir=str(out_dir))
             wait = next_check(decided.bundle, now=now, settings=config.certificates).total_seconds()
+            if store.missing:
+                # Helm may create the configuration after this pod starts; until it has a caBundle the
+                # apiserver cannot call the webhook, so do not wait a whole check interval for it.
+                wait = min(wait, RETRY_SECONDS)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             logs.event("certificates-failed", level=logging.WARNING, error=str(exc))
             wait = RETRY_SECONDS

@@ -1,7 +1,8 @@
 """Envoy bootstrap from a template: `${VAR}` replaced from the pod's environment.
 
-`render` is pure; `write_bootstrap` writes the per-slot file into the run dir. The default template
-ships as package data (envoy.yaml.tmpl) for images that do not bring their own.
+`render` is pure; `render_bootstrap` reads the template and `write_bootstrap_file` writes the rendered
+text into the run dir (per slot and epoch for Envoy, per slot for `envoy --mode validate`). The default
+template ships as package data (envoy.yaml.tmpl) for images that do not bring their own.
 """
 
 from __future__ import annotations
@@ -57,16 +58,23 @@ def bootstrap_file(config: AgentConfig, epoch: int) -> Path:
     return config.run_dir / f"envoy-{config.slot}-epoch{epoch}.yaml"
 
 
-def write_bootstrap(config: AgentConfig, environ: Mapping[str, str], *, epoch: int) -> Path:
-    """Render the template into the run dir (per slot and epoch) and return the file's path."""
+def validation_file(config: AgentConfig) -> Path:
+    return config.run_dir / f"envoy-{config.slot}-validate.yaml"
+
+
+def render_bootstrap(config: AgentConfig, environ: Mapping[str, str]) -> str:
+    """Read the template (configured, image default or packaged) and render it for this slot."""
     source = template_path(config, default_exists=Path(contract.BOOTSTRAP_TEMPLATE).is_file())
     try:
         text = source.read_text()
     except OSError as error:
         raise BootstrapError(f"cannot read bootstrap template {source}: {error.strerror}") from None
-    rendered = render(text, template_values(environ, config))
-    target = bootstrap_file(config, epoch)
+    return render(text, template_values(environ, config))
+
+
+def write_bootstrap_file(target: Path, text: str) -> Path:
+    """Write atomically (Envoy may read the file while we replace it); returns target."""
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(rendered)
+    tmp.write_text(text)
     os.replace(tmp, target)
     return target

@@ -206,6 +206,9 @@ def up(apiserver_only: bool = False) -> float:
     started = time.monotonic()
     if is_healthy(apiserver_only):
         log.info("event=already-up")
+        if not apiserver_only:
+            # Pods must run what the working tree holds now: rebuild/import what changed (fast if nothing).
+            builder.import_all(s.CONTAINERD_SOCKET, builder.ensure_all())
         return time.monotonic() - started
     down()  # Whatever a crash or an earlier run left behind.
     host.ensure_packages(s.APT_PACKAGES)

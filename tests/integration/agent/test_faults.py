@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -41,46 +43,92 @@ def assert_no_failures(load: LoadGenerator) -> None:
     assert_tcp_never_reset(load.record)
 
 
-def _fail_a_takeover(sidecars: SidecarPod) -> None:
-    """Start slot b with a bootstrap Envoy rejects during initialisation; its postStart must fail.
+# Two bad bootstraps of a new image. Envoy's validate mode rejects the first, so the agent refuses the
+# takeover before any hot restart and the old Envoy keeps its admin API. The second (a listener on an
+# address the pod does not have) passes validation and only fails when the child binds it: after
+# ShutdownAdmin and with INITIALIZING set, so the old Envoy serves on without admin.
+INVALID = "invalid"
+FAILS_IN_INIT = "fails-in-init"
+BAD_BOOTSTRAPS = {
+    INVALID: ("cluster: app }", "cluster: no_such_cluster }"),
+    FAILS_IN_INIT: (
+        "address: 0.0.0.0, port_value: ${HOTUPGRADE_TCP_LISTEN_PORT}",
+        "address: 192.0.2.1, port_value: ${HOTUPGRADE_TCP_LISTEN_PORT}",
+    ),
+}
 
-    It parses as YAML but routes to a cluster that does not exist: the child dies after it set the
-    INITIALIZING flag in shm (which must not block the next attempt) and after ShutdownAdmin."""
-    bad_template = sidecars.pod.base / "bad-envoy.yaml.tmpl"
-    bad_template.write_text(
-        DEFAULT_TEMPLATE.read_text().replace("cluster: app }", "cluster: no_such_cluster }")
-    )
-    assert "no_such_cluster" in bad_template.read_text()
-    bad = make_image(
-        sidecars.pod.base, "sidecar:bad-bootstrap", env={contract.ENV_BOOTSTRAP_TEMPLATE: str(bad_template)}
+
+def _fail_a_takeover(sidecars: SidecarPod, fault: str) -> None:
+    """Start slot b with a bootstrap Envoy cannot run; its postStart must fail."""
+    good, bad = BAD_BOOTSTRAPS[fault]
+    template = DEFAULT_TEMPLATE.read_text()
+    assert template.count(good) == 1
+    bad_template = sidecars.pod.base / f"bad-envoy-{fault}.yaml.tmpl"
+    bad_template.write_text(template.replace(good, bad))
+    image = make_image(
+        sidecars.pod.base, f"sidecar:{fault}", env={contract.ENV_BOOTSTRAP_TEMPLATE: str(bad_template)}
     )
     sidecars.stop("b")
-    sidecars.start_sidecar("b", bad)
+    sidecars.start_sidecar("b", image)
     rc, out = sidecars.post_start("b")
     assert rc != 0, f"postStart must fail when the new Envoy cannot start: {out}"
 
 
-def test_new_envoy_with_bad_bootstrap_leaves_old_serving_and_next_attempt_succeeds(
+def agent_events(sidecars: SidecarPod, slot: str) -> list[dict[str, Any]]:
+    """The agent's structured log (one JSON object per line) from slot's container output."""
+    lines = sidecars.container(slot).logs().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_new_envoy_with_invalid_bootstrap_is_refused_before_hot_restart(sidecar_pod: SidecarPod) -> None:
+    load = start_load(sidecar_pod)
+    try:
+        _fail_a_takeover(sidecar_pod, INVALID)
+
+        status = sidecar_pod.status("b")
+        assert status["phase"] == "failed" and status["role"] != "active"
+        assert "unknown cluster 'no_such_cluster'" in status["last_error"]
+        state = sidecar_pod.state()
+        assert state["slots"]["b"]["phase"] == "failed"
+        assert "unknown cluster 'no_such_cluster'" in state["slots"]["b"]["error"]
+        metrics = sidecar_pod.metrics("b")
+        assert sample(metrics, "hotupgrade_agent_failures_total", {"reason": "invalid_bootstrap"}) == 1
+        assert (sample(metrics, "hotupgrade_agent_failures_total", {"reason": "start_failed"}) or 0) == 0
+        assert sidecar_pod.envoy_pids("b") == [], "no Envoy may start from a bootstrap that failed validation"
+        assert "envoy-spawned" not in [e["event"] for e in agent_events(sidecar_pod, "b")]
+        assert_serving(sidecar_pod, "a", 0)  # admin API included: no ShutdownAdmin happened
+
+        sidecar_pod.stop("b")  # kubelet kills a container whose postStart failed
+        assert_serving(sidecar_pod, "a", 0)
+        sidecar_pod.upgrade("b")  # the next attempt, with a good image
+        assert_serving(sidecar_pod, "b", 1)
+    finally:
+        assert_no_failures(load)
+
+
+def test_new_envoy_failing_in_init_leaves_old_serving_and_next_attempt_succeeds(
     sidecar_pod: SidecarPod,
 ) -> None:
     load = start_load(sidecar_pod)
     try:
-        _fail_a_takeover(sidecar_pod)
+        _fail_a_takeover(sidecar_pod, FAILS_IN_INIT)
 
         status = sidecar_pod.status("b")
         assert status["phase"] == "failed" and status["role"] != "active"
-        assert status["last_error"]
+        assert "before it was LIVE" in status["last_error"]
         state = sidecar_pod.state()
         assert state["slots"]["b"]["phase"] == "failed" and state["slots"]["b"]["error"]
         assert (
             sample(sidecar_pod.metrics("b"), "hotupgrade_agent_failures_total", {"reason": "start_failed"})
             or 0
         ) >= 1
+        validated = [e for e in agent_events(sidecar_pod, "b") if e["event"] == "bootstrap-validated"]
+        assert validated and {e["verdict"] for e in validated} == {"BootstrapValid"}
         assert_serving(sidecar_pod, "a", 0, admin=False)
 
         sidecar_pod.stop("b")  # kubelet kills a container whose postStart failed
         assert_serving(sidecar_pod, "a", 0, admin=False)
-        sidecar_pod.upgrade("b")  # the next attempt, with a good image
+        sidecar_pod.upgrade("b")  # the next attempt, with a good image, clears INITIALIZING
         assert_serving(sidecar_pod, "b", 1)
     finally:
         assert_no_failures(load)
@@ -141,7 +189,13 @@ def test_sigterm_to_retired_agent_leaves_active_untouched(sidecar_pod: SidecarPo
         sidecar_pod.start_sidecar("b")
         rc, out = sidecar_pod.post_start("b")
         assert rc == 0, out
-        sidecar_pod.wait_for("a retired", lambda: sidecar_pod.slot_phase("a") == "retired", timeout=60)
+        # The new agent may record the old Envoy's exit in the state file a moment before the old agent
+        # itself notices it: wait for both.
+        sidecar_pod.wait_for(
+            "a retired",
+            lambda: sidecar_pod.slot_phase("a") == "retired" and sidecar_pod.status("a")["phase"] == "retired",
+            timeout=60,
+        )
         envoy_b = sidecar_pod.envoy_pids("b")
         retired = sidecar_pod.status("a")
         assert (retired["role"], retired["phase"], retired["epoch"]) == ("retired", "retired", 0)
@@ -167,15 +221,19 @@ def _slow_get(host: str, path: str) -> int:
         conn.close()
 
 
-@pytest.mark.parametrize("after_failed_takeover", [False, True], ids=["plain", "after-failed-takeover"])
+@pytest.mark.parametrize("fault", [None, INVALID, FAILS_IN_INIT], ids=["plain", INVALID, FAILS_IN_INIT])
 def test_sigterm_to_active_agent_drains_without_failing_in_flight_requests(
-    sidecar_pod: SidecarPod, after_failed_takeover: bool
+    sidecar_pod: SidecarPod, fault: str | None
 ) -> None:
-    if after_failed_takeover:
-        # A failed child already made the active Envoy close its admin API (ShutdownAdmin); the
-        # pod-deletion drain must still not fail in-flight requests.
-        _fail_a_takeover(sidecar_pod)
+    if fault is not None:
+        # After a refused takeover the admin API still answers; after a child that failed in init it
+        # is closed for good (ShutdownAdmin). Either way the pod-deletion drain must not fail a request.
+        _fail_a_takeover(sidecar_pod, fault)
         sidecar_pod.stop("b")
+    admin_open = fault != FAILS_IN_INIT
+    if admin_open:
+        info = sidecar_pod.envoy_server_info()  # GET /server_info on the admin port, inside the pod netns
+        assert (info["state"], info["command_line_options"]["restart_epoch"]) == ("LIVE", 0)
     load = start_load(sidecar_pod)
     with ThreadPoolExecutor(max_workers=6) as pool:
         slow = [pool.submit(_slow_get, sidecar_pod.pod.ip, "/slow?ms=1500") for _ in range(6)]
@@ -188,3 +246,7 @@ def test_sigterm_to_active_agent_drains_without_failing_in_flight_requests(
     assert summary["failed"] == 0, summary["failures"]
     with pytest.raises(OSError):
         sidecar_pod.pod.wait_port(contract.LISTEN_PORT, timeout=0)
+    events = [e["event"] for e in agent_events(sidecar_pod, "a")]
+    assert "draining" in events and "drain-failed" not in events
+    # The graceful admin drain when the admin API answers; Envoy's DrainListeners only when it cannot.
+    assert ("drain-without-admin" in events) is not admin_open

@@ -9,7 +9,7 @@ import pytest
 
 from agent.admin import AdminError, parse_active_connections, parse_server_info
 from agent.decisions import LiveEnvoy
-from agent.envoy import EnvoyBinaryError, EnvoyOptions, envoy_command, parse_version
+from agent.envoy import EnvoyBinaryError, EnvoyOptions, envoy_command, parse_version, validate_command
 from agent.hotrestart import SOCKET_PATH
 
 
@@ -64,6 +64,16 @@ def test_envoy_command_has_epoch_base_id_socket_and_drain_times() -> None:
     assert pairs["--socket-path"] == SOCKET_PATH
     assert pairs["--drain-time-s"] == "10"
     assert pairs["--parent-shutdown-time-s"] == "15"
+
+
+def test_validate_command_checks_the_file_without_joining_the_hot_restart() -> None:
+    argv = validate_command("/bin/envoy", Path("/run/v.yaml"))
+    assert argv[0] == "/bin/envoy"
+    assert argv[argv.index("--mode") + 1] == "validate"
+    assert argv[argv.index("--config-path") + 1] == "/run/v.yaml"
+    assert "--disable-hot-restart" in argv
+    # An epoch, base id or socket path would name the live Envoy's hot-restart shm and sockets.
+    assert not {"--restart-epoch", "--base-id", "--socket-path"} & set(argv)
 
 
 def test_version_parsing() -> None:

@@ -8,6 +8,8 @@ from agent.decisions import (
     INITIALIZING_FLAG,
     LIVE,
     UNKNOWN,
+    BootstrapInvalid,
+    BootstrapValid,
     FreshStart,
     LiveEnvoy,
     Observation,
@@ -16,8 +18,10 @@ from agent.decisions import (
     Retire,
     Stopped,
     TakeOver,
+    ValidationInconclusive,
     Wait,
     after_envoy_exit,
+    bootstrap_verdict,
     choose_epoch,
     decide_start,
     drain_progress,
@@ -176,3 +180,40 @@ def test_drain_waits_for_zero_connections_or_the_deadline(
         drain_progress(active_connections=active_connections, seconds_draining=seconds, drain_seconds=10)
         == progress
     )
+
+
+REJECTED = (
+    "[2026-11-26 14:34:05.224][31833][critical][main] [source/server/config_validation/server.cc:76] "
+    "error initializing configuration 'bad.yaml': route: unknown cluster 'no_such_cluster'\n"
+)
+
+
+def test_validation_exit_zero_is_a_valid_bootstrap() -> None:
+    assert bootstrap_verdict(0, "configuration 'x.yaml' OK\n") == BootstrapValid()
+
+
+def test_rejected_bootstrap_keeps_envoys_message_without_the_log_prefix() -> None:
+    verdict = bootstrap_verdict(1, "some warning\n" + REJECTED)
+    assert verdict == BootstrapInvalid(
+        "Envoy rejected the bootstrap (exit status 1): "
+        "error initializing configuration 'bad.yaml': route: unknown cluster 'no_such_cluster'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [("first\nlast line\n\n", "last line"), ("", "no output")],
+)
+def test_rejected_bootstrap_without_envoys_marker_keeps_the_last_line(output: str, message: str) -> None:
+    verdict = bootstrap_verdict(2, output)
+    assert verdict == BootstrapInvalid(f"Envoy rejected the bootstrap (exit status 2): {message}")
+
+
+@pytest.mark.parametrize(
+    ("returncode", "reason"),
+    [(None, "bootstrap validation did not finish"), (-9, "bootstrap validation killed by signal 9")],
+)
+def test_validation_that_never_exited_says_nothing_about_the_bootstrap(
+    returncode: int | None, reason: str
+) -> None:
+    assert bootstrap_verdict(returncode, REJECTED) == ValidationInconclusive(reason)

@@ -145,3 +145,18 @@ def test_next_check_is_capped_by_the_interval_and_the_next_deadline(
         **{**SETTINGS.__dict__, "check_interval_seconds": 3600 if days == 0 else 86400 * 5}
     )
     assert next_check(created, now=T0 + days * DAY, settings=settings) == expected
+
+
+def test_names_longer_than_a_common_name_allows_still_get_certificates() -> None:
+    # A Helm release `hotupgrade` in `hotupgrade-system` gives a 73-character FQDN; a CN holds 64.
+    service, namespace = "hotupgrade-sidecar-hotupgrade-webhook", "hotupgrade-system"
+    settings = Certificates(service_name=service, service_namespace=namespace)
+    created = plan(None, now=T0, settings=settings)
+    ca = created.bundle.ca.certificate()
+    serving = created.bundle.serving.certificate()
+    serving.verify_directly_issued_by(ca)
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == service_dns_names(service, namespace)
+    assert max(map(len, service_dns_names(service, namespace))) > 64
+    ca_cn = ca.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    assert isinstance(ca_cn, str) and ca_cn.endswith(" webhook CA") and len(ca_cn) <= 64
