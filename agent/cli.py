@@ -13,13 +13,15 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from agent.config import AgentConfig, ConfigError, load_config
 
 START = time.monotonic()
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _config() -> AgentConfig:
@@ -78,12 +80,11 @@ def run() -> int:
         preflight=preflight,
     )
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    def on_signal(signum: int) -> None:
         log.event("signal", signal=signal.Signals(signum).name)
         supervisor.request_stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    _handle_stop_signals(on_signal)
     try:
         status = StatusServer(
             port=config.status_port,
@@ -101,6 +102,31 @@ def run() -> int:
         return supervisor.run()
     finally:
         status.close()
+
+
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    """Installed so that Python's C-level handler writes the signal to the wakeup fd."""
+
+
+def _handle_stop_signals(on_signal: Callable[[int], None]) -> None:
+    """Run on_signal for SIGTERM/SIGINT on a thread of its own (main thread only, before other handlers).
+
+    A Python signal handler runs on the main thread between two bytecodes; one that logs or sets an
+    Event deadlocks when the main thread holds that lock at the time (seen: SIGTERM during log.bind).
+    """
+    read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(read_fd, True)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _ignore)
+
+    def watch() -> None:
+        while True:
+            for signum in os.read(read_fd, 64):
+                if signum in STOP_SIGNALS:
+                    on_signal(signum)
+
+    threading.Thread(target=watch, name="stop-signals", daemon=True).start()
 
 
 def _get(port: int, path: str) -> tuple[int, bytes] | None:

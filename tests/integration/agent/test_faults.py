@@ -53,7 +53,7 @@ BAD_BOOTSTRAPS = {
     INVALID: ("cluster: app }", "cluster: no_such_cluster }"),
     FAILS_IN_INIT: (
         "address: 0.0.0.0, port_value: ${HOTUPGRADE_TCP_LISTEN_PORT}",
-        "address: 192.0.2.1, port_value: ${HOTUPGRADE_TCP_LISTEN_PORT}",
+        "address: 203.0.113.1, port_value: ${HOTUPGRADE_TCP_LISTEN_PORT}",
     ),
 }
 
@@ -193,7 +193,7 @@ def test_sigterm_to_retired_agent_leaves_active_untouched(sidecar_pod: SidecarPo
         # itself notices it: wait for both.
         sidecar_pod.wait_for(
             "a retired",
-            lambda: sidecar_pod.slot_phase("a") == "retired" and sidecar_pod.status("a")["phase"] == "retired",
+            lambda: sidecar_pod.slot_phase("a") == sidecar_pod.status("a")["phase"] == "retired",
             timeout=60,
         )
         envoy_b = sidecar_pod.envoy_pids("b")

@@ -181,12 +181,12 @@ def cluster(kubeconfig: str) -> Iterator[Cluster]:
         )
         yield made
     finally:
-        for delete in (
-            made.admission.delete_mutating_webhook_configuration,
-            made.admission.delete_validating_webhook_configuration,
+        for delete, name in (
+            (made.admission.delete_mutating_webhook_configuration, made.mutating),
+            (made.admission.delete_validating_webhook_configuration, made.validating),
         ):
             try:
-                delete(made.mutating if "mutating" in delete.__name__ else made.validating)
+                delete(name)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -477,14 +477,26 @@ def test_a_configuration_changed_under_the_ca_bundle_patch_is_retried(
     assert_files_match_secret(tmp_path / "out", data)
 
 
-def run_certs_cli(cluster: Cluster, tmp_path: Path, validity: dict[str, int], out: Path) -> None:
+def certs_command(
+    cluster: Cluster, tmp_path: Path, validity: dict[str, int], out: Path, *, once: bool = True
+) -> list[str]:
+    """`hotupgrade-webhook certs` with a config file naming this test's Secret and configurations."""
     config = tmp_path / f"config-{secrets.token_hex(2)}.yaml"
     config.write_text(yaml.safe_dump({"certificates": cluster.certificates_section(validity)}))
-    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
+    return [str(CLI), "certs", "--config", str(config), "--out-dir", str(out), *(["--once"] if once else [])]
+
+
+def kube_env(kubeconfig: str | Path) -> dict[str, str]:
+    """The environment of a process outside any cluster, pointed at `kubeconfig`."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     env.pop("KUBERNETES_SERVICE_HOST", None)
+    return env
+
+
+def run_certs_cli(cluster: Cluster, tmp_path: Path, validity: dict[str, int], out: Path) -> None:
     done = subprocess.run(
-        [str(CLI), "certs", "--config", str(config), "--out-dir", str(out), "--once"],
-        env=env,
+        certs_command(cluster, tmp_path, validity, out),
+        env=kube_env(cluster.kubeconfig),
         capture_output=True,
         timeout=120,
         check=False,
@@ -570,16 +582,10 @@ def test_a_configuration_that_appears_later_gets_its_ca_bundle_soon(cluster: Clu
         "webhooks": validating.to_dict(serialize=True)["webhooks"],
     }
     cluster.admission.delete_validating_webhook_configuration(cluster.validating)
-    config = tmp_path / "config.yaml"
-    section = cluster.certificates_section({**INITIAL, "checkIntervalSeconds": 3600})
-    config.write_text(yaml.safe_dump({"certificates": section}))
     out = tmp_path / "tls"
-    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
-    env.pop("KUBERNETES_SERVICE_HOST", None)
+    command = certs_command(cluster, tmp_path, {**INITIAL, "checkIntervalSeconds": 3600}, out, once=False)
     log = (tmp_path / "certs.log").open("wb")
-    process = subprocess.Popen(
-        [str(CLI), "certs", "--config", str(config), "--out-dir", str(out)], env=env, stdout=log, stderr=log
-    )
+    process = subprocess.Popen(command, env=kube_env(cluster.kubeconfig), stdout=log, stderr=log)
     try:
         wait_for((out / "tls.crt").exists, timeout=START_TIMEOUT, what="the certificate files")
         data = cluster.secret_data()
@@ -656,18 +662,10 @@ def test_a_stalled_apiserver_connection_times_out_and_is_retried(cluster: Cluste
     kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
     proxied = tmp_path / "kubeconfig"
     proxied.write_text(yaml.safe_dump(kubeconfig))
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"certificates": cluster.certificates_section(INITIAL)}))
-    env = {**os.environ, "KUBECONFIG": str(proxied)}
-    env.pop("KUBERNETES_SERVICE_HOST", None)
-    log = (tmp_path / "certs.log").open("wb")
     out = tmp_path / "tls"
-    process = subprocess.Popen(
-        [str(CLI), "certs", "--config", str(config), "--out-dir", str(out), "--once"],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    log = (tmp_path / "certs.log").open("wb")
+    command = certs_command(cluster, tmp_path, INITIAL, out)
+    process = subprocess.Popen(command, env=kube_env(proxied), stdout=log, stderr=log)
     try:
         wait_for(lambda: bool(proxy.held), timeout=START_TIMEOUT, what="the first connection")
         proxy.stalling.clear()  # the apiserver is back for new connections; the first one stays dead
