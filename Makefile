@@ -20,8 +20,10 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m bench.demo
 
-## Every test: lint, unit, integration (real Envoy), e2e (real cluster).
-test: lint unit integration e2e
+## Every test: lint, unit, integration (real Envoy, real API server), e2e (real cluster).
+## The cluster comes up before integration and goes down after e2e, or at once when integration fails.
+test: lint unit
+	$(MAKE) --no-print-directory integration e2e || { rc=$$?; $(PY) -m e2e.cluster down; exit $$rc; }
 
 lint: venv
 	$(VENV)/bin/ruff check .
