@@ -75,12 +75,8 @@ def driver() -> str:
     return os.environ.get("E2E_UPGRADE_DRIVER", "controller")
 
 
-@pytest.fixture(scope="session")
-def controller(api: client.ApiClient, controller_api: client.ApiClient, workdir: Path) -> Iterator[str]:
-    """The upgrade controller as a host process with the ServiceAccount's token (controller driver only)."""
-    if driver() != "controller":
-        yield "direct"
-        return
+def write_controller_kubeconfig(controller_api: client.ApiClient, path: Path) -> Path:
+    """A kubeconfig with the controller ServiceAccount's token (the identity the guard lets through)."""
     cfg = controller_api.configuration
     kubeconfig = {
         "apiVersion": "v1",
@@ -92,17 +88,30 @@ def controller(api: client.ApiClient, controller_api: client.ApiClient, workdir:
         "users": [{"name": "u", "user": {"token": cfg.api_key["authorization"]}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
     }
-    path = workdir / "controller.kubeconfig"
     path.write_text(yaml.safe_dump(kubeconfig))
     path.chmod(0o600)
-    log = (workdir / "controller.log").open("ab")
+    return path
+
+
+def start_controller(
+    controller_api: client.ApiClient,
+    workdir: Path,
+    *,
+    name: str = "controller",
+    namespaces: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """The controller as a host process logging to workdir/<name>.log; all namespaces by default."""
+    path = write_controller_kubeconfig(controller_api, workdir / f"{name}.kubeconfig")
+    log = (workdir / f"{name}.log").open("ab")
     exe = str(Path(sys.executable).with_name("hotupgrade-webhook"))
+    scope = [arg for ns in namespaces for arg in ("--namespace", ns)]
     process = subprocess.Popen(
         [
             exe,
             "controller",
             "--kubeconfig",
             str(path),
+            *scope,
             "--no-leader-elect",
             "--metrics-port",
             "0",
@@ -120,16 +129,32 @@ def controller(api: client.ApiClient, controller_api: client.ApiClient, workdir:
         stdin=subprocess.DEVNULL,
     )
     log.close()
+    return process
+
+
+def stop_controller(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM (SIGKILL after 20 s); the log's tail goes to stderr unless it stopped cleanly."""
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    if process.returncode not in (0, -15):
+        print(log.read_text()[-4000:], file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def controller(api: client.ApiClient, controller_api: client.ApiClient, workdir: Path) -> Iterator[str]:
+    """The upgrade controller as a host process with the ServiceAccount's token (controller driver only)."""
+    if driver() != "controller":
+        yield "direct"
+        return
+    process = start_controller(controller_api, workdir)
     try:
         yield "controller"
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if process.returncode not in (0, -15):
-            print((workdir / "controller.log").read_text()[-4000:], file=sys.stderr)
+        stop_controller(process, workdir / "controller.log")
 
 
 @pytest.fixture
