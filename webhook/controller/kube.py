@@ -187,15 +187,23 @@ class Kube:
         except NotFoundError:
             return
 
-    def record_event(self, pod: Mapping[str, Any], event: Event, *, now: datetime | None = None) -> None:
-        """A core/v1 Event on the pod (what `kubectl describe pod` shows)."""
+    def record_event(
+        self,
+        pod: Mapping[str, Any],
+        event: Event,
+        *,
+        now: datetime | None = None,
+        name: str | None = None,
+    ) -> None:
+        """A core/v1 Event on the pod (what `kubectl describe pod` shows). With a fixed `name`, posting
+        the same Event twice raises ConflictError (409 AlreadyExists) instead of showing it twice."""
         meta = pod.get("metadata") or {}
         stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{meta.get('name')}.{uuid.uuid4().hex[:12]}",
+                "name": name or f"{meta.get('name')}.{uuid.uuid4().hex[:12]}",
                 "namespace": meta.get("namespace"),
             },
             "involvedObject": {

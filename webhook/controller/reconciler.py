@@ -3,6 +3,9 @@
 The only place errors become retries: a conflict (409, or a failed `test` op) or a transient API error
 reruns the whole read-decide-act with tenacity (never a blind re-send of a stale patch); anything
 left over becomes a requeue-after. Resuming after a controller restart needs nothing special.
+Events too: each write records the Event it owes; the Event is posted (under a name fixed per attempt
+and step, so a re-post is 409 AlreadyExists) and marked posted afterwards, and every reconcile first
+posts whatever the record still owes. A crash between write and post delays the Event, never loses it.
 """
 
 import logging
@@ -26,10 +29,10 @@ from webhook.controller.actions import (
 from webhook.controller.kube import ConflictError, Kube, KubeError, NotFoundError, TransientError
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.observed import AgentView, ObservedPod, PrePullView, containers_of, observe_pod
-from webhook.controller.patches import patch_for, pre_pull_pod_manifest
+from webhook.controller.patches import event_posted_patch, patch_for, pre_pull_pod_manifest
 from webhook.controller.policy import Policy
-from webhook.controller.record import Phase
-from webhook.controller.steps import current_record, needs_agents, next_step
+from webhook.controller.record import Phase, event_name
+from webhook.controller.steps import current_record, needs_agents, next_step, record_in
 
 RETRY_ATTEMPTS = 6
 ERROR_REQUEUE = 10.0
@@ -51,6 +54,11 @@ def pre_pull_view(pod: Mapping[str, Any] | None) -> PrePullView:
         waiting_reason=pull.waiting_reason if pull else None,
         message=(pull.waiting_message if pull else None) or status.get("message"),
     )
+
+
+def _owes_event(pod: Mapping[str, Any]) -> bool:
+    record = record_in((pod.get("metadata") or {}).get("annotations") or {})
+    return record is not None and record.event_due is not None
 
 
 def _kind(action: Action) -> str:
@@ -119,21 +127,24 @@ class Reconciler:
         pod = self.kube.get_pod(namespace, name)
         if pod is None:
             return None
+        pod = self._post_owed_event(pod)
         observed = self.observe(pod)
         action = next_step(observed, self.policy)
-        return self._act(pod, observed, action)
+        return self._act(observed, action)
 
-    def _act(self, pod: Mapping[str, Any], observed: ObservedPod, action: Action) -> float | None:
+    def _act(self, observed: ObservedPod, action: Action) -> float | None:
         context: dict[str, Any] = {"pod": observed.key, "action": _kind(action)}
         if isinstance(action, Noop):
             self.metrics.reconciles.labels(result="noop").inc()
             logs.event("reconcile_noop", level=logging.DEBUG, reason=action.reason, **context)
             return None
         if isinstance(action, CreatePrePullPod):
-            return self._pre_pull(pod, observed, action)
+            return self._pre_pull(observed, action)
         ops = patch_for(action, observed.resource_version)
+        owes = False
         if ops:
-            self.kube.patch_pod(observed.namespace, observed.name, ops)
+            written = self._post_owed_event(self.kube.patch_pod(observed.namespace, observed.name, ops))
+            owes = _owes_event(written)
         record = action.record
         fields: dict[str, Any] = {**context}
         if record is not None:
@@ -144,12 +155,10 @@ class Reconciler:
             self.metrics.reconciles.labels(result="write" if ops else "wait").inc()
             if ops:
                 logs.event("upgrade_progress", **fields)
-            self._event(pod, action.event)
             return action.requeue_after
         self.metrics.reconciles.labels(result="write").inc()
         self.metrics.actions.labels(action=_kind(action)).inc()
         logs.event("upgrade_step", **fields)
-        self._event(pod, action.event)
         if isinstance(action, SetImage | Fail) and action.delete_pre_pull:
             self._delete_quietly(observed.namespace, action.delete_pre_pull)
         if isinstance(action, Complete):
@@ -157,20 +166,18 @@ class Reconciler:
             self.metrics.upgrade_seconds.observe(
                 (action.record.phase_since - action.record.started).total_seconds()
             )
-            return None
         if isinstance(action, Fail):
             reason = str(action.record.reason or "")
             self.metrics.upgrades.labels(result="failed", reason=reason).inc()
-            return None
+        if isinstance(action, Complete | Fail):
+            return ERROR_REQUEUE if owes else None  # terminal: look again only for an Event still owed
         return action.requeue_after
 
-    def _pre_pull(self, pod: Mapping[str, Any], observed: ObservedPod, action: CreatePrePullPod) -> float:
+    def _pre_pull(self, observed: ObservedPod, action: CreatePrePullPod) -> float:
         if action.record is not None:
-            self.kube.patch_pod(
-                observed.namespace, observed.name, patch_for(action, observed.resource_version)
-            )
+            ops = patch_for(action, observed.resource_version)
+            self._post_owed_event(self.kube.patch_pod(observed.namespace, observed.name, ops))
             logs.event("upgrade_step", pod=observed.key, action="CreatePrePullPod", node=action.node_name)
-            self._event(pod, action.event)
         owner = {"name": observed.name, "uid": observed.uid}
         manifest = pre_pull_pod_manifest(action, namespace=observed.namespace, owner=owner)
         try:
@@ -181,21 +188,36 @@ class Reconciler:
         self.metrics.reconciles.labels(result="write").inc()
         return action.requeue_after
 
-    def _event(self, pod: Mapping[str, Any], event: Event | None) -> None:
-        """Events are best effort: losing one must not redo a step that already happened."""
-        if event is None:
-            return
+    def _post_owed_event(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """Post the Event the pod's record owes and mark it posted; returns the pod as it now is.
+
+        A failed post is logged and left owed (retried next reconcile): it must not hold up the upgrade.
+        """
+        meta = pod.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        record = record_in(annotations)
+        owed = record.event_due if record is not None else None
+        if record is None or owed is None:
+            return pod
+        name = event_name(record, pod_name=str(meta.get("name")), pod_uid=str(meta.get("uid")))
+        event = Event(type=owed.type, reason=owed.reason, message=owed.message)
         try:
-            self.kube.record_event(pod, event, now=self.clock())
+            self.kube.record_event(pod, event, now=self.clock(), name=name)
+        except ConflictError as exc:
+            if "AlreadyExists" not in exc.message:
+                return self._event_failed(pod, event, exc)
+            logs.event("event_already_posted", pod=meta.get("name"), reason=owed.reason, name=name)
         except KubeError as exc:
-            meta = pod.get("metadata") or {}
-            logs.event(
-                "event_failed",
-                level=logging.WARNING,
-                pod=meta.get("name"),
-                reason=event.reason,
-                error=str(exc),
-            )
+            return self._event_failed(pod, event, exc)
+        ops = event_posted_patch(record, str(meta.get("resourceVersion")))
+        return self.kube.patch_pod(str(meta.get("namespace")), str(meta.get("name")), ops)
+
+    def _event_failed(self, pod: dict[str, Any], event: Event, exc: KubeError) -> dict[str, Any]:
+        meta = pod.get("metadata") or {}
+        logs.event(
+            "event_failed", level=logging.WARNING, pod=meta.get("name"), reason=event.reason, error=str(exc)
+        )
+        return pod
 
     def _delete_quietly(self, namespace: str, name: str) -> None:
         try:

@@ -1,9 +1,11 @@
 """The `hotupgrade.io/upgrade` annotation: the controller's only memory of an upgrade.
 
 Everything needed to resume after a restart is in here (containers, slots, container ids seen before
-each image change), so the reconciler keeps no state of its own. Pure: parsing and rendering only.
+each image change, the Event the last step still owes), so the reconciler keeps no state of its own.
+Pure: parsing and rendering only.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -51,6 +53,14 @@ class Reason(StrEnum):
     ABORTED = "Aborted"
 
 
+class OwedEventJSON(TypedDict):
+    seq: int
+    type: str
+    reason: str
+    message: str
+    posted: bool
+
+
 class UpgradeRecordJSON(TypedDict):
     version: int
     phase: str
@@ -74,10 +84,27 @@ class UpgradeRecordJSON(TypedDict):
     retryToken: NotRequired[str]
     abortToken: NotRequired[str]
     prePullPod: NotRequired[str]
+    event: NotRequired[OwedEventJSON]
 
 
 class InvalidRecordError(ValueError):
     """The annotation is present but is not a record this version understands."""
+
+
+@dataclass(frozen=True)
+class OwedEvent:
+    """The Event written with the record, posted after it: a crash in between leaves `posted` false."""
+
+    seq: int  # 1, 2, ... along this upgrade; with attempt and reason it fixes the Event's name
+    type: str
+    reason: str
+    message: str
+    posted: bool = False
+
+    def to_json(self) -> OwedEventJSON:
+        return OwedEventJSON(
+            seq=self.seq, type=self.type, reason=self.reason, message=self.message, posted=self.posted
+        )
 
 
 @dataclass(frozen=True)
@@ -106,10 +133,25 @@ class UpgradeRecord:
     retry_token: str | None = None  # value of hotupgrade.io/retry this attempt consumed
     abort_token: str | None = None  # value of hotupgrade.io/abort already handled
     pre_pull_pod: str | None = None
+    event: OwedEvent | None = None  # None: nothing owed (also every record written before this field)
 
     @property
     def in_flight(self) -> bool:
         return self.phase in IN_FLIGHT
+
+    @property
+    def event_due(self) -> OwedEvent | None:
+        """The Event this record owes and that is not known to be posted yet."""
+        return self.event if self.event is not None and not self.event.posted else None
+
+    def owing(self, event_type: str, reason: str, message: str) -> "UpgradeRecord":
+        """This record, owing one more Event (the next in this attempt's sequence)."""
+        seq = self.event.seq + 1 if self.event is not None else 1
+        return replace(self, event=OwedEvent(seq=seq, type=event_type, reason=reason, message=message))
+
+    def event_posted(self) -> "UpgradeRecord":
+        """This record with its owed Event marked as posted."""
+        return replace(self, event=replace(self.event, posted=True)) if self.event is not None else self
 
     def moved(self, phase: Phase, *, now: datetime, message: str, **changes: Any) -> "UpgradeRecord":
         """This record in a new phase since `now`; terminal phases also get `finished`."""
@@ -144,6 +186,7 @@ class UpgradeRecord:
             "retryToken": self.retry_token,
             "abortToken": self.abort_token,
             "prePullPod": self.pre_pull_pod,
+            "event": self.event.to_json() if self.event is not None else None,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         return data  # type: ignore[return-value]
@@ -161,6 +204,28 @@ def parse_time(raw: str) -> datetime:
     """Parse a `format_time` string (or any ISO 8601 with offset) into an aware datetime."""
     parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def event_name(record: UpgradeRecord, *, pod_name: str, pod_uid: str) -> str:
+    """The name of the owed Event: the same for every post of it, so a re-post is AlreadyExists.
+    The reason is in it too: `seq` restarts if a record was rewritten without it (an older controller)."""
+    seq, reason = (record.event.seq, record.event.reason) if record.event is not None else (0, "")
+    key = f"{pod_uid}\0{record.to_image}\0{record.attempt}\0{format_time(record.started)}\0{reason}\0{seq}"
+    return f"{pod_name[:200]}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _parse_event(value: Any) -> OwedEvent | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRecordError("field 'event' must be an object")
+    seq, posted = value.get("seq"), value.get("posted")
+    if not isinstance(seq, int) or seq < 1 or not isinstance(posted, bool):
+        raise InvalidRecordError("field 'event' needs a positive integer 'seq' and a boolean 'posted'")
+    kind, reason, message = value.get("type"), value.get("reason"), value.get("message")
+    if not (isinstance(kind, str) and isinstance(reason, str) and isinstance(message, str)):
+        raise InvalidRecordError("field 'event' needs string 'type', 'reason' and 'message'")
+    return OwedEvent(seq=seq, type=kind, reason=reason, message=message, posted=posted)
 
 
 def _opt_str(data: dict[str, Any], key: str) -> str | None:
@@ -225,4 +290,5 @@ def parse_record(raw: str) -> UpgradeRecord:
         retry_token=_opt_str(data, "retryToken"),
         abort_token=_opt_str(data, "abortToken"),
         pre_pull_pod=_opt_str(data, "prePullPod"),
+        event=_parse_event(data.get("event")),
     )

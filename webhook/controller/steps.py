@@ -5,10 +5,12 @@ the agents' status and the `hotupgrade.io/upgrade` record, which is why a restar
 where the last one stopped. Steps (issue 5): checks -> optional pre-pull -> standby gets the target ->
 new agent serves -> old Envoy retired -> old container gets the empty image -> status swapped.
 Before the take-over every failure rolls the standby back; after it, rolling back would cut traffic,
-so failures leave the new Envoy serving and record why.
+so failures leave the new Envoy serving and record why. Every Event a step emits is also written
+into the record it writes (`owing`), so the shell can post it after the write, and again after a crash.
 """
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -63,6 +65,19 @@ PRE_PULL_NAME_PREFIX = "hotupgrade-prepull-"
 
 def next_step(pod: ObservedPod, policy: Policy) -> Action:
     """Decide the one next thing to do for this pod."""
+    return _owe_event(_decide(pod, policy))
+
+
+def _owe_event(action: Action) -> Action:
+    """The action with its Event also owed by its record: the record is written first, the Event posted
+    after, and the record keeps saying so until the shell marks it posted."""
+    if isinstance(action, Noop) or action.event is None or action.record is None:
+        return action
+    event = action.event
+    return replace(action, record=action.record.owing(event.type, event.reason, event.message))
+
+
+def _decide(pod: ObservedPod, policy: Policy) -> Action:
     if pod.deleting:
         return Noop("pod is terminating")
     raw_status = pod.annotations.get(ANNOTATION_STATUS)
@@ -106,7 +121,12 @@ def status_after_take_over(status: InjectionStatus, record: UpgradeRecord) -> In
 
 def current_record(pod: ObservedPod) -> UpgradeRecord | None:
     """The pod's upgrade record; a corrupted one counts as none (the checks refuse unsafe starts)."""
-    raw = pod.annotations.get(ANNOTATION_UPGRADE)
+    return record_in(pod.annotations)
+
+
+def record_in(annotations: Mapping[str, str]) -> UpgradeRecord | None:
+    """The upgrade record in these annotations, or None (absent or corrupted)."""
+    raw = annotations.get(ANNOTATION_UPGRADE)
     if raw is None:
         return None
     try:

@@ -6,7 +6,7 @@ controller makes and how the API server answers it.
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, KubeletSim, wait_until
+from webhook.controller.actions import Event
 from webhook.controller.agents import AgentClient
 from webhook.controller.keys import (
     ANNOTATION_RETRY,
@@ -265,3 +266,88 @@ def test_agents_unreachable_keeps_the_upgrade_pending(kube: Kube, namespace: str
     record = record_of(pod)
     assert record is not None and record.phase is Phase.PENDING and "unreachable" in record.message
     assert image_of(pod, "hotupgrade-b") == EMPTY
+
+
+# --- Events survive a controller killed between the record write and the Event post -----------
+
+UPGRADE_EVENTS = ["UpgradeStarted", "TakenOver", "Drained", "UpgradeCompleted"]
+
+
+class ControllerKilled(BaseException):
+    """The process died here: a BaseException, so nothing in the controller handles it."""
+
+
+class DyingEventSink(Kube):
+    """A Kube whose process dies once around posting the Event `reason`: before it reaches the API
+    server, or after it landed but before the controller could mark it posted."""
+
+    def __init__(self, base: Kube, *, reason: str, after_post: bool) -> None:
+        super().__init__(base.api_client)
+        self.reason = reason
+        self.after_post = after_post
+        self.killed = False
+
+    def record_event(
+        self, pod: Mapping[str, Any], event: Event, *, now: datetime | None = None, name: str | None = None
+    ) -> None:
+        if event.reason != self.reason or self.killed:
+            return super().record_event(pod, event, now=now, name=name)
+        self.killed = True
+        if self.after_post:
+            super().record_event(pod, event, now=now, name=name)
+        raise ControllerKilled(f"killed {'after' if self.after_post else 'before'} posting {event.reason}")
+
+
+@pytest.mark.parametrize(
+    ("reason", "after_post"),
+    [(reason, False) for reason in UPGRADE_EVENTS] + [("TakenOver", True), ("UpgradeCompleted", True)],
+)
+def test_event_cut_off_by_a_crash_is_posted_exactly_once_after_restart(
+    kube: Kube, namespace: str, sim: KubeletSim, reason: str, after_post: bool
+) -> None:
+    sim.add_pod("web-0", drain_seconds=2)
+    annotate(kube, namespace, "web-0", **{ANNOTATION_TARGET_IMAGE: NEW})
+    dying = DyingEventSink(kube, reason=reason, after_post=after_post)
+    first = Reconciler(
+        dying, AgentClient(timeout=2.0), POLICY, metrics=ControllerMetrics(CollectorRegistry())
+    )
+    with pytest.raises(ControllerKilled):
+        drive(first, sim, "web-0", lambda _: False)
+    pod = kube.get_pod(namespace, "web-0")
+    assert pod is not None
+    record = record_of(pod)
+    assert record is not None and record.event_due is not None, "the step was written, the Event not marked"
+    assert record.event_due.reason == reason
+    upto = UPGRADE_EVENTS.index(reason) + 1
+    emitted = UPGRADE_EVENTS[:upto] if after_post else UPGRADE_EVENTS[: upto - 1]
+    assert event_reasons(kube, namespace, "web-0") == emitted
+    restarted, _ = make_reconciler(kube)  # no memory but the annotation
+    restarted.reconcile(namespace, "web-0")
+    reasons = event_reasons(kube, namespace, "web-0")
+    assert reasons[:upto] == UPGRADE_EVENTS[:upto] and reasons.count(reason) == 1, reasons
+    pod = drive(restarted, sim, "web-0", phase_is(Phase.COMPLETED))
+    for _ in range(3):
+        restarted.reconcile(namespace, "web-0")
+    assert event_reasons(kube, namespace, "web-0") == UPGRADE_EVENTS, "each Event once, none lost"
+    final = record_of(pod)
+    assert final is not None and final.event is not None and final.event.posted
+
+
+def test_record_from_before_owed_events_causes_no_duplicate_events(
+    kube: Kube, namespace: str, sim: KubeletSim
+) -> None:
+    sim.add_pod("web-0", drain_seconds=3)
+    first, _ = make_reconciler(kube)
+    annotate(kube, namespace, "web-0", **{ANNOTATION_TARGET_IMAGE: NEW})
+    pod = drive(first, sim, "web-0", phase_is(Phase.DRAINING))
+    assert event_reasons(kube, namespace, "web-0") == ["UpgradeStarted", "TakenOver"]
+    legacy = json.loads(pod["metadata"]["annotations"][ANNOTATION_UPGRADE])
+    del legacy["event"]  # as a controller before owed Events wrote it (it posted its Events inline)
+    annotate(kube, namespace, "web-0", **{ANNOTATION_UPGRADE: json.dumps(legacy)})
+    upgraded, _ = make_reconciler(kube)
+    pod = drive(upgraded, sim, "web-0", phase_is(Phase.COMPLETED))
+    assert event_reasons(kube, namespace, "web-0") == UPGRADE_EVENTS
+    version = pod["metadata"]["resourceVersion"]
+    assert upgraded.reconcile(namespace, "web-0") is None
+    again = kube.get_pod(namespace, "web-0")
+    assert again is not None and again["metadata"]["resourceVersion"] == version, "quiet once done"

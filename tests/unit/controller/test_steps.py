@@ -721,3 +721,72 @@ def test_pre_pull_pod_name_is_stable_and_dns_safe() -> None:
     name = pre_pull_pod_name("uid-1", NEW)
     assert name == pre_pull_pod_name("uid-1", NEW) != pre_pull_pod_name("uid-1", OLD)
     assert len(name) <= 63 and name.replace("-", "").isalnum() and name.islower()
+
+
+# --- Events owed by the record --------------------------------------------------------------
+
+
+def owed(action: Action) -> tuple[int, str, str] | None:
+    """(seq, type, reason) of the Event the action's record owes, checked against the action's Event."""
+    assert not isinstance(action, Noop) and action.record is not None
+    due = action.record.event_due
+    if due is None:
+        return None
+    assert action.event is not None and (due.type, due.reason, due.message) == (
+        action.event.type,
+        action.event.reason,
+        action.event.message,
+    )
+    return due.seq, due.type, due.reason
+
+
+def test_every_event_of_an_upgrade_is_owed_by_the_record_written_with_it() -> None:
+    start = next_step(observe(raw_pod(), agents=SERVING_A), POLICY)
+    assert owed(start) == (1, "Normal", "UpgradeStarted")
+    pod = swapped_in(apply(raw_pod(), start))
+    took = next_step(observe(pod, agents=TAKEN_OVER, after=5), POLICY)
+    assert owed(took) == (2, "Normal", "TakenOver")
+    pod = apply(pod, took)
+    drained = next_step(observe(pod, agents=DRAINED, after=20), POLICY)
+    assert owed(drained) == (3, "Normal", "Drained")
+    pod = set_container(apply(pod, drained), "hotupgrade-a", cid="containerd://a2", restarts=1)
+    done = next_step(observe(pod, agents=DRAINED, after=22), POLICY)
+    assert isinstance(done, Complete) and owed(done) == (4, "Normal", "UpgradeCompleted")
+    assert record_of(apply(pod, done)).event_due == done.record.event_due, "the patch carries it"
+
+
+def test_a_posted_event_is_not_owed_again_and_the_next_one_is_numbered_after_it() -> None:
+    pod = taking_over()
+    posted = record_of(pod).event_posted()
+    pod["metadata"]["annotations"][ANNOTATION_UPGRADE] = posted.render()
+    assert posted.event is not None and posted.event.posted and posted.event_due is None
+    waiting = next_step(observe(pod, agents=SERVING_A, after=1), POLICY)
+    assert isinstance(waiting, WaitFor) and waiting.record is None
+    took = next_step(observe(swapped_in(pod), agents=TAKEN_OVER, after=5), POLICY)
+    assert owed(took) == (2, "Normal", "TakenOver")
+
+
+def test_a_write_without_an_event_keeps_what_the_record_owes() -> None:
+    pod = resetting()
+    assert record_of(pod).event_due is not None
+    reapply = next_step(
+        observe(set_container(pod, "hotupgrade-a", image=OLD), agents=DRAINED, after=21), POLICY
+    )
+    assert isinstance(reapply, ResetOldToEmpty) and reapply.event is None
+    assert reapply.record.event == record_of(pod).event, "not dropped, not renumbered"
+    consumed = next_step(observe(annotate(draining(), abort="x"), agents=TAKEN_OVER, after=6), POLICY)
+    assert isinstance(consumed, WaitFor) and consumed.event is None and consumed.record is not None
+    assert consumed.record.event == record_of(draining()).event
+
+
+def test_two_failures_in_one_attempt_owe_two_events() -> None:
+    pod = rolling_back()
+    first = record_of(pod)
+    assert first.event_due is not None and first.event_due.reason == "UpgradeFailed"
+    timeout = next_step(observe(pod, agents=SERVING_A, after=5 + 61), POLICY)
+    assert isinstance(timeout, Fail) and owed(timeout) == (
+        first.event_due.seq + 1,
+        "Warning",
+        "UpgradeFailed",
+    )
+    assert timeout.record.attempt == first.attempt
