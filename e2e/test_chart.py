@@ -32,11 +32,12 @@ RELEASE_NAMESPACE = os.environ.get("E2E_CHART_NAMESPACE", "hotupgrade-chart-e2e"
 FULLNAME = f"{RELEASE}-sidecar-hotupgrade"
 HELM_WAIT = "4m"
 HELM_TIMEOUT = 5 * 60.0  # helm's own --timeout, plus its time to report
-# The sidecar image carries the whole package (webhook and controller included): the chart runs it with
-# its own command, so the suite needs no separate webhook image.
-CHART_IMAGE = ("sidecar-hotupgrade/sidecar", "0.1.0")
+# No `image` value: the release runs the chart's default image (values.yaml repository, tag = appVersion),
+# which e2e/images builds and imports into the cluster, so the test proves the default works.
+DEFAULT_IMAGE = "sidecar-hotupgrade/webhook:" + str(
+    yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+)
 VALUES: dict[str, Any] = {
-    "image": {"repository": CHART_IMAGE[0], "tag": CHART_IMAGE[1], "pullPolicy": "IfNotPresent"},
     "injection": {
         "sidecarImage": conftest.SIDECAR_IMAGES[0],
         "emptyImage": conftest.EMPTY_IMAGE,
@@ -173,6 +174,11 @@ def test_install_runs_webhook_and_controller_in_cluster(api: client.ApiClient, r
     leader = kube.wait_until("a controller leads", holder, 120, interval=2.0)
     controllers = kube.list_pods(api, RELEASE_NAMESPACE, "app.kubernetes.io/component=controller")
     assert leader in {p["metadata"]["name"] for p in controllers}
+    # Every container of both components (webhook, certs, controller) runs the chart's default image.
+    pods = kube.list_pods(api, RELEASE_NAMESPACE, f"app.kubernetes.io/instance={RELEASE}")
+    containers = [c for p in pods for c in [*p["spec"].get("initContainers", []), *p["spec"]["containers"]]]
+    images = {c["image"] for c in containers}
+    assert images == {DEFAULT_IMAGE}, images
 
 
 def test_in_cluster_webhook_injects_and_guards(

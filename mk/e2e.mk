@@ -1,7 +1,7 @@
 # e2e: a real single-node Kubernetes on this machine (e2e/cluster/README.md) and the suite that runs on it.
 # `make e2e` installs what it needs, brings the cluster up, runs the suite and always tears the cluster down.
 E2E_KUBECONFIG := /var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig
-E2E_PYTEST_ARGS ?=
+E2E_PYTEST_ARGS ?= -s  # the suite prints its figures (requests, failures, NotReady windows) as JSON lines
 KIND ?= kind
 KIND_CLUSTER ?= hotupgrade-e2e
 KIND_NODE_IMAGE ?= kindest/node:v1.34.0
@@ -53,7 +53,7 @@ e2e-kind: venv
 	$(KIND) create cluster --name $(KIND_CLUSTER) --image $(KIND_NODE_IMAGE) --config e2e/kind-config.yaml \
 	  --kubeconfig $(KIND_KUBECONFIG)
 	for img in sidecar-hotupgrade/sidecar:0.1.0 sidecar-hotupgrade/sidecar:0.1.1 sidecar-hotupgrade/sidecar:broken \
-	  sidecar-hotupgrade/empty:0.1.0 sidecar-hotupgrade/demo-app:0.1.0; do \
+	  sidecar-hotupgrade/empty:0.1.0 sidecar-hotupgrade/demo-app:0.1.0 sidecar-hotupgrade/webhook:0.1.0; do \
 	  $(KIND) load docker-image --name $(KIND_CLUSTER) $$img || exit 1; done
 	node=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' $(KIND_CLUSTER)-control-plane); \
 	ip route replace $(KIND_POD_CIDR) via $$node; \

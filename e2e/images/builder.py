@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from e2e.cluster import build as k8s_build
 from e2e.cluster import settings as s
 from e2e.images import oci
@@ -45,6 +47,11 @@ SKIP_PREFIXES = (
 SIDECAR_REPO = "docker.io/sidecar-hotupgrade/sidecar"
 EMPTY_IMAGE = "docker.io/sidecar-hotupgrade/empty:0.1.0"
 DEMO_IMAGE = "docker.io/sidecar-hotupgrade/demo-app:0.1.0"
+# The chart's default image (values.yaml image.repository, tag = Chart.yaml appVersion).
+WEBHOOK_REPO = "docker.io/sidecar-hotupgrade/webhook"
+CHART_YAML = s.REPO_ROOT / "charts" / "sidecar-hotupgrade" / "Chart.yaml"
+# The chart's podSecurityContext runAsUser/runAsGroup; the image runs as this user by itself, too.
+NONROOT_UID = 65532
 BROKEN_TEMPLATE_LINE = "this_field_does_not_exist_in_envoy_bootstrap: true\n"
 
 
@@ -144,6 +151,9 @@ PIP_ENV = {
     "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     "HOME": "/root",
     "LANG": "C.UTF-8",
+    # Hash-based .pyc files (py_compile's default when this is set): no install time inside the layer,
+    # so the same wheels give the same layer digest.
+    "SOURCE_DATE_EPOCH": "0",
 }
 
 
@@ -332,6 +342,48 @@ def app_layer(base: Path, lowers: list[BuiltLayer], wheels: Wheels, variant: Sid
     return chroot_layer(f"app-{key}", [*(layer.upper for layer in lowers), base], build)
 
 
+def _check_webhook_imports(merged: Path) -> None:
+    """Import every webhook module and run the CLI as the non-root user: proves nothing needs Envoy."""
+    script = (
+        "import importlib, pkgutil, webhook\n"
+        "for m in pkgutil.walk_packages(webhook.__path__, 'webhook.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print('webhook-imports-ok')\n"
+        "try:\n"
+        "    import envoy\n"
+        "except ModuleNotFoundError:\n"
+        "    print('no-envoy')\n"
+    )
+    chroot = ["/usr/sbin/chroot", f"--userspec={NONROOT_UID}:{NONROOT_UID}", str(merged)]
+    env = {**PIP_ENV, "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(
+        [*chroot, f"{VENV}/bin/python", "-c", script], env=env, text=True, capture_output=True, check=False
+    )
+    if out.returncode != 0 or out.stdout.split() != ["webhook-imports-ok", "no-envoy"]:
+        raise RuntimeError(f"webhook image: import check failed:\n{out.stdout}{out.stderr}")
+    run([*chroot, f"{VENV}/bin/hotupgrade-webhook", "--help"], env=env, stdout=subprocess.DEVNULL)
+
+
+def webhook_layer(base: Path, deps: BuiltLayer, wheels: Wheels) -> BuiltLayer:
+    """The project's wheel on the dependencies (no Envoy), a PATH symlink and the non-root user."""
+    [wheel] = [p.name for p in wheels.project.glob("*.whl")]
+
+    def build(merged: Path) -> None:
+        _pip_install(merged, wheels.project, [wheel])
+        link = merged / "usr" / "local" / "bin" / "hotupgrade-webhook"
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"{VENV}/bin/hotupgrade-webhook")
+        etc = merged / "etc"
+        with (etc / "passwd").open("a") as f:
+            f.write(f"nonroot:x:{NONROOT_UID}:{NONROOT_UID}:nonroot:/tmp:/usr/sbin/nologin\n")
+        with (etc / "group").open("a") as f:
+            f.write(f"nonroot:x:{NONROOT_UID}:\n")
+        _check_webhook_imports(merged)
+
+    key = sha(deps.layer.digest, wheels.project.name, str(NONROOT_UID))
+    return chroot_layer(f"webhook-{key}", [deps.upper, base], build)
+
+
 # ---- images ----------------------------------------------------------------------------------------
 
 
@@ -398,6 +450,33 @@ def ensure_demo_image(base_layer: oci.Layer) -> Path:
             env=[IMAGE_PATH, "PORT=8080", "ECHO_PORT=9000"],
         )
         return _finish(spec, [base_layer, layer], out)
+
+
+def chart_app_version() -> str:
+    """appVersion of the chart: the default tag of its image."""
+    return str(yaml.safe_load(CHART_YAML.read_text())["appVersion"])
+
+
+def ensure_webhook_image(base: Path, base_layer: oci.Layer, wheels: Wheels) -> tuple[Path, list[Path]]:
+    """The chart's default image: Debian + python3 | the dependencies (the sidecar's layer) | the project.
+    No Envoy; runs as 65532 and writes nothing outside /tmp (the chart's read-only root filesystem)."""
+    deps = deps_layer(base, base_layer, wheels)
+    app = webhook_layer(base, deps, wheels)
+    layers = [base_layer, deps.layer, app.layer]
+    version = chart_app_version()
+    name = f"{WEBHOOK_REPO}:{version}"
+    out = _archive(name, sha(name, *(layer.digest for layer in layers), builder_hash()))
+    used = [deps.upper.parent, app.upper.parent]
+    if out.exists():
+        return out, used
+    spec = oci.ImageSpec(
+        name,
+        ["hotupgrade-webhook"],
+        env=[IMAGE_PATH, "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "HOME=/tmp"],
+        labels={"io.hotupgrade.image": "webhook", "io.hotupgrade.version": version},
+        user=f"{NONROOT_UID}:{NONROOT_UID}",
+    )
+    return _finish(spec, layers, out), used
 
 
 def hot_restart_version(envoy: BuiltLayer) -> str:
@@ -467,6 +546,9 @@ def ensure_all() -> list[Path]:
     # abort as the child, so such a set of images is useless for them.
     if len(set(versions.values())) != 1:
         raise RuntimeError(f"sidecar images differ in Envoy hot-restart version: {versions}")
+    archive, layer_dirs = ensure_webhook_image(base, base_layer, wheels)
+    archives.append(archive)
+    used.update(layer_dirs)
     prune(used)
     log.info("event=images-ready seconds=%.1f count=%d", time.monotonic() - started, len(archives))
     return archives

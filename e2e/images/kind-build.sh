@@ -9,3 +9,5 @@ docker build -f e2e/images/sidecar/Dockerfile --build-arg BROKEN_BOOTSTRAP=true 
   -t sidecar-hotupgrade/sidecar:broken .
 docker build -t sidecar-hotupgrade/empty:0.1.0 e2e/images/empty
 docker build -t sidecar-hotupgrade/demo-app:0.1.0 e2e/images/demo-app
+# The chart's default image (values.yaml image.repository, tag = Chart.yaml appVersion).
+docker build -f e2e/images/webhook/Dockerfile -t sidecar-hotupgrade/webhook:0.1.0 .

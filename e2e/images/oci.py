@@ -40,6 +40,7 @@ class ImageSpec:
     )
     workdir: str = "/"
     labels: dict[str, str] = field(default_factory=dict)
+    user: str = ""  # "uid:gid"; empty means root (and leaves the config of root images unchanged)
 
 
 def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -140,6 +141,7 @@ def image_config(spec: ImageSpec, layers: list[Layer]) -> bytes:
             "Env": spec.env,
             "WorkingDir": spec.workdir,
             "Labels": spec.labels or None,
+            "User": spec.user or None,
         },
         "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
         "history": [
