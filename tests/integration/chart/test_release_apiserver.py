@@ -10,10 +10,8 @@ this release never affects anything else on the cluster.
 
 import base64
 import datetime
-import os
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from prometheus_client import CollectorRegistry
 
+from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.chart.helm import CHART, HelmError, run_helm
 from webhook.certs_k8s import KubernetesCertificates, reconcile
 from webhook.config import WebhookConfig, parse_config
@@ -31,7 +30,6 @@ from webhook.controller.metrics import ControllerMetrics
 
 pytestmark = pytest.mark.timeout(600)
 
-LOCAL_CLUSTER_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"
 # The README's release name, with a namespace name as long as its "hotupgrade-system": what users install.
 RELEASE = "hotupgrade"
 FULLNAME = f"{RELEASE}-sidecar-hotupgrade"
@@ -48,14 +46,7 @@ SETS = [
 
 @pytest.fixture(scope="module")
 def kubeconfig() -> str:
-    path = os.environ.get("KUBECONFIG") or LOCAL_CLUSTER_KUBECONFIG
-    if not Path(path).is_file():
-        pytest.skip(f"no kubeconfig at {path}: bring the API server up with `make apiserver-up`")
-    try:
-        api_of("VersionApi", kube_config.new_client_from_config(config_file=path)).get_code()  # type: ignore[no-untyped-call]
-    except Exception as exc:  # any failure to reach it means: no API server to test against
-        pytest.skip(f"kube-apiserver from {path} not answering: {exc}")
-    return path
+    return reachable_kubeconfig()
 
 
 @pytest.fixture(scope="module")

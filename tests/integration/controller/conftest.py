@@ -3,31 +3,21 @@
 Without one the tests skip, which CI counts as a failure. Every test gets its own namespace.
 """
 
-import os
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client import ApiException
 
+from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.controller.fakes import KubeletSim
-from webhook.controller.kube import Kube, KubeError, load_api_client
-
-LOCAL_CLUSTER_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"
+from webhook.controller.kube import Kube, load_api_client
 
 
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
-    path = os.environ.get("KUBECONFIG") or LOCAL_CLUSTER_KUBECONFIG
-    if not Path(path).is_file():
-        pytest.skip(f"no kubeconfig at {path}: bring the local cluster up with `make cluster-up`")
-    try:
-        Kube(load_api_client(path)).list_pods("default", page=1)
-    except KubeError as exc:
-        pytest.skip(f"kube-apiserver from {path} not answering: {exc}")
-    return path
+    return reachable_kubeconfig()
 
 
 @pytest.fixture

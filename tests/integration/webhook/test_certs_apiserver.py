@@ -29,6 +29,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.webhook.conftest import CLI, START_TIMEOUT, TLSFiles, WebhookProcess
 from webhook import certs_k8s, logs
 from webhook.certs import new_ca, service_dns_names
@@ -38,7 +39,6 @@ from webhook.controller.kube import load_api_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-LOCAL_CLUSTER_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"
 SERVICE = "hu-webhook"
 SECRET = "hu-webhook-tls"
 HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm", "helm.sh/chart": "sidecar-hotupgrade-0.1.0"}
@@ -55,14 +55,7 @@ AFTER_PREVIOUS_CA_EXPIRED = {"validityDays": 30, "caValidityDays": 30, "renewBef
 
 @pytest.fixture(scope="module")
 def kubeconfig() -> str:
-    path = os.environ.get("KUBECONFIG") or LOCAL_CLUSTER_KUBECONFIG
-    if not Path(path).is_file():
-        pytest.skip(f"no kubeconfig at {path}: bring the local cluster up with `make cluster-up`")
-    try:
-        client.CoreV1Api(load_api_client(path)).list_namespace(limit=1)
-    except (ApiException, OSError) as exc:
-        pytest.skip(f"kube-apiserver from {path} not answering: {exc}")
-    return path
+    return reachable_kubeconfig()
 
 
 @dataclass
