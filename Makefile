@@ -23,7 +23,7 @@ demo: venv
 ## Every test: lint, unit, integration (real Envoy, real API server), e2e (real cluster).
 ## The cluster comes up before integration and goes down after e2e, or at once when integration fails.
 test: lint unit
-	$(MAKE) --no-print-directory integration e2e || { rc=$$?; $(PY) -m e2e.cluster down; exit $$rc; }
+	$(MAKE) --no-print-directory integration e2e || { rc=$$?; $(PY) -m localcluster down; exit $$rc; }
 
 lint: venv
 	$(VENV)/bin/ruff check .

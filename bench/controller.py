@@ -3,7 +3,7 @@
     python -m bench.controller [--kubeconfig FILE] [--pods 1000,2000] [--settle 15]
 
 For each size N, creates N injected pods (unschedulable, so no kubelet runs them) in a fresh namespace,
-starts the real `hotupgrade-webhook controller` process scoped to it (leader election on), waits for
+starts the real `hotupgrade-controller` process scoped to it (leader election on), waits for
 its initial list and watch, and reads VmRSS/VmHWM from /proc. N = 0 is the baseline; the figure is
 (RSS(N) - RSS(0)) / N * 1000. For scale, the same pods held as client *models* (what an informer cache
 built on the client's deserialization would keep) are measured in a separate process.
@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from webhook.controller.kube import Kube, load_api_client
+from controller.kube import Kube, load_api_client
 
 DEFAULT_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"
-CONTROLLER = str(Path(sys.executable).parent / "hotupgrade-webhook")
+CONTROLLER = str(Path(sys.executable).parent / "hotupgrade-controller")
 STATUS = json.dumps(
     {
         "version": 1,
@@ -100,9 +100,7 @@ def measure(kubeconfig: str, kube: Kube, count: int, settle: float) -> dict[str,
         with log.open("wb") as stream:
             args = ["--kubeconfig", kubeconfig, "--namespace", namespace, "--lease-namespace", namespace]
             args += ["--metrics-port", "0", "--identity", "bench"]
-            proc = subprocess.Popen(
-                [CONTROLLER, "controller", *args], stdout=stream, stderr=subprocess.STDOUT
-            )
+            proc = subprocess.Popen([CONTROLLER, *args], stdout=stream, stderr=subprocess.STDOUT)
             try:
                 deadline = time.monotonic() + 120
                 while '"pods_listed"' not in log.read_text(errors="replace"):

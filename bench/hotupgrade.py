@@ -3,7 +3,7 @@
     sudo .venv/bin/python -m bench.hotupgrade --upgrades 10
 
 Runs as root (network and mount namespaces). Load is HTTP/1.1 keep-alive + HTTP/2 + long-lived TCP
-from the host to the pod IP, counted without retries (tests/harness/load.py). Takeover is measured
+from the host to the pod IP, counted without retries (podharness/load.py). Takeover is measured
 from the new agent's container start to its Envoy LIVE and serving (the agent's own timestamp in the
 state file); the drain overhead is how long the old Envoy outlived --parent-shutdown-time-s.
 """
@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from agent import contract
-from tests.harness.figures import UpgradeObservation, bench_figures
-from tests.harness.independent import IndependentClients
-from tests.harness.independent import available as independent_available
-from tests.harness.load import LoadConfig, LoadGenerator
-from tests.harness.metrics import sample
-from tests.harness.pod import Pod
-from tests.harness.sidecar import SidecarPod, Timings
+from podharness.figures import UpgradeObservation, bench_figures
+from podharness.independent import IndependentClients
+from podharness.independent import available as independent_available
+from podharness.load import LoadConfig, LoadGenerator
+from podharness.metrics import sample
+from podharness.pod import Pod
+from podharness.sidecar import SidecarPod, Timings
 
 
 @dataclass(frozen=True)

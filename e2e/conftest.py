@@ -103,12 +103,11 @@ def start_controller(
     """The controller as a host process logging to workdir/<name>.log; all namespaces by default."""
     path = write_controller_kubeconfig(controller_api, workdir / f"{name}.kubeconfig")
     log = (workdir / f"{name}.log").open("ab")
-    exe = str(Path(sys.executable).with_name("hotupgrade-webhook"))
+    exe = str(Path(sys.executable).with_name("hotupgrade-controller"))
     scope = [arg for ns in namespaces for arg in ("--namespace", ns)]
     process = subprocess.Popen(
         [
             exe,
-            "controller",
             "--kubeconfig",
             str(path),
             *scope,

@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client
 
 from e2e import conftest, kube, upgrade
-from tests.integration.chart.helm import CHART, HelmError, run_helm
+from localcluster.helm import CHART, HelmError, run_helm
 from webhook import contract
 
 pytestmark = pytest.mark.timeout(900)
@@ -33,7 +33,7 @@ FULLNAME = f"{RELEASE}-sidecar-hotupgrade"
 HELM_WAIT = "4m"
 HELM_TIMEOUT = 5 * 60.0  # helm's own --timeout, plus its time to report
 # No `image` value: the release runs the chart's default image (values.yaml repository, tag = appVersion),
-# which e2e/images builds and imports into the cluster, so the test proves the default works.
+# which localcluster/imagebuilder builds and imports into the cluster, so the test proves the default works.
 DEFAULT_IMAGE = "sidecar-hotupgrade/webhook:" + str(
     yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 )

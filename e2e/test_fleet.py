@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from controller.record import IN_FLIGHT
 from e2e import conftest, kube, upgrade
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
-from webhook.controller.record import IN_FLIGHT
 
 pytestmark = pytest.mark.timeout(1800)
 

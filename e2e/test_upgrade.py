@@ -12,8 +12,8 @@ import pytest
 from kubernetes import client
 
 from e2e import conftest, kube, upgrade
-from tests.harness.load import LoadConfig, LoadGenerator
-from tests.harness.loadstats import EOF_MID_ECHO
+from podharness.load import LoadConfig, LoadGenerator
+from podharness.loadstats import EOF_MID_ECHO
 from webhook import contract
 
 pytestmark = pytest.mark.timeout(1500)

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 
 from e2e import kube
-from e2e.cluster import pki
+from localcluster import pki
 from webhook import contract
 
 MUTATING_NAME = "hotupgrade-e2e-injector"

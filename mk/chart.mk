@@ -4,7 +4,9 @@ HELM_VERSION ?= v3.22.0
 # The Kubernetes minor of the client-go that helm $(HELM_VERSION) requires (its go.mod): helm's default
 # .Capabilities.KubeVersion for `helm template`/`lint`, as upstream's own Makefile stamps it.
 HELM_K8S_MINOR ?= 37
-HELM_CACHE ?= /var/cache/sidecar-hotupgrade/helm-$(HELM_VERSION)
+SIDECAR_HOTUPGRADE_CACHE ?= /var/cache/sidecar-hotupgrade
+export SIDECAR_HOTUPGRADE_CACHE
+HELM_CACHE ?= $(SIDECAR_HOTUPGRADE_CACHE)/helm-$(HELM_VERSION)
 HELM := $(HELM_CACHE)/bin/helm
 # Go from PATH, else the toolchain's usual home (CI runs with a minimal environment).
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)

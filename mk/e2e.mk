@@ -1,4 +1,4 @@
-# e2e: a real single-node Kubernetes on this machine (e2e/cluster/README.md) and the suite that runs on it.
+# e2e: a real single-node Kubernetes on this machine (localcluster/README.md) and the suite that runs on it.
 # `make e2e` installs what it needs, brings the cluster up, runs the suite and always tears the cluster down.
 E2E_KUBECONFIG := /var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig
 E2E_PYTEST_ARGS ?= -s  # the suite prints its figures (requests, failures, NotReady windows) as JSON lines
@@ -11,24 +11,24 @@ KIND_KUBECONFIG ?= /tmp/hotupgrade-kind.kubeconfig
 
 ## Local cluster: etcd, control plane, containerd, kubelet, kube-proxy, images imported (warm: seconds).
 cluster-up: venv
-	$(PY) -m e2e.cluster up
+	$(PY) -m localcluster up
 
 ## Stop everything and remove processes, mounts, netns, interfaces, iptables rules and state.
 cluster-down: venv
-	$(PY) -m e2e.cluster down
+	$(PY) -m localcluster down
 
 cluster-status: venv
-	$(PY) -m e2e.cluster status
+	$(PY) -m localcluster status
 
 ## Only etcd + kube-apiserver (for integration tests that need a real API server, no node).
 apiserver-up: venv
-	$(PY) -m e2e.cluster apiserver
+	$(PY) -m localcluster apiserver
 
 ## Build (or find in /var/cache/sidecar-hotupgrade) the pinned Kubernetes binaries / the images.
 e2e-build: venv
-	$(PY) -m e2e.cluster build
+	$(PY) -m localcluster build
 e2e-images: venv
-	$(PY) -m e2e.cluster images
+	$(PY) -m localcluster images
 
 ## Integration tests of the controller, the webhook's certificates and the chart talk to the local API
 ## server (they skip without it, and a skip fails CI): bring the cluster up before them. `e2e` then finds it
@@ -38,8 +38,8 @@ integration: cluster-up
 ## Up, suite, down (down runs even when up or the suite fails; the suite's exit code wins).
 ## E2E_KEEP_CLUSTER=1 skips the teardown (the cluster is shared by everyone on this machine).
 e2e: venv
-	$(PY) -m e2e.cluster up && KUBECONFIG=$(E2E_KUBECONFIG) $(PY) -m pytest e2e $(E2E_PYTEST_ARGS); \
-	rc=$$?; [ -n "$$E2E_KEEP_CLUSTER" ] || $(PY) -m e2e.cluster down; exit $$rc
+	$(PY) -m localcluster up && KUBECONFIG=$(E2E_KUBECONFIG) $(PY) -m pytest e2e $(E2E_PYTEST_ARGS); \
+	rc=$$?; [ -n "$$E2E_KEEP_CLUSTER" ] || $(PY) -m localcluster down; exit $$rc
 
 ## The suite against whatever cluster KUBECONFIG names (the local one by default); no up/down.
 e2e-local: venv
@@ -49,7 +49,7 @@ e2e-local: venv
 ## The suite talks to pod IPs from the host (load, agent /status), so the pod CIDR is routed to the node.
 KIND_POD_CIDR ?= 10.244.0.0/16
 e2e-kind: venv
-	e2e/images/kind-build.sh
+	images/kind-build.sh
 	$(KIND) create cluster --name $(KIND_CLUSTER) --image $(KIND_NODE_IMAGE) --config e2e/kind-config.yaml \
 	  --kubeconfig $(KIND_KUBECONFIG)
 	for img in sidecar-hotupgrade/sidecar:0.1.0 sidecar-hotupgrade/sidecar:0.1.1 sidecar-hotupgrade/sidecar:broken \

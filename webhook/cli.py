@@ -1,13 +1,11 @@
-"""`hotupgrade-webhook`: serve the admission webhook, manage its self-signed certificate, run the controller.
+"""`hotupgrade-webhook`: serve the admission webhook and manage its self-signed certificate.
 
 hotupgrade-webhook serve --bind HOST:PORT --tls-cert FILE --tls-key FILE [--config FILE]
 hotupgrade-webhook certs --config FILE --out-dir DIR [--once]
 hotupgrade-webhook check-config [--config FILE]
-hotupgrade-webhook controller ...   (webhook.controller.main)
 """
 
 import argparse
-import importlib
 import json
 import sys
 from dataclasses import asdict
@@ -46,33 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and print the effective config")
     check.add_argument("--config", type=Path)
 
-    commands.add_parser(
-        "controller", help="run the upgrade controller (arguments are passed on)", add_help=False
-    )
     return parser
 
 
-def run_controller(argv: list[str]) -> int:
-    """Dispatch to webhook.controller.main:main, imported only when asked for."""
-    try:
-        module = importlib.import_module("webhook.controller.main")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("webhook.controller", "webhook.controller.main"):
-            raise
-        print(
-            "hotupgrade-webhook: the controller is not installed (no module webhook.controller.main)",
-            file=sys.stderr,
-        )
-        return 2
-    code: int = module.main(argv)
-    return code
-
-
 def main(argv: list[str] | None = None) -> int:
-    args_list = sys.argv[1:] if argv is None else argv
-    if args_list[:1] == ["controller"]:
-        return run_controller(args_list[1:])
-    args = _parser().parse_args(args_list)
+    args = _parser().parse_args(argv)
     from webhook.config import ConfigError, load_config
 
     try:

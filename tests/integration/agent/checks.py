@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.harness.loadstats import EOF_MID_ECHO, LoadRecord
-from tests.harness.sidecar import SidecarPod, Timings
+from podharness.loadstats import EOF_MID_ECHO, LoadRecord
+from podharness.sidecar import SidecarPod, Timings
 from tests.integration.agent.conftest import PARENT_SHUTDOWN_SECONDS
 
 TCP_CONNECTIONS = 3

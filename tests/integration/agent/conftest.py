@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent import contract
-from tests.harness.pod import Pod
-from tests.harness.sidecar import SidecarPod
+from podharness.pod import Pod
+from podharness.sidecar import SidecarPod
 
 # Short drains keep the suite fast; the parent-shutdown time is what an upgrade waits for.
 DRAIN_SECONDS = 2

@@ -14,9 +14,9 @@ import pytest
 
 from agent import contract
 from agent.bootstrap import DEFAULT_TEMPLATE
-from tests.harness.load import LoadConfig, LoadGenerator
-from tests.harness.metrics import sample
-from tests.harness.sidecar import SidecarPod, make_image
+from podharness.load import LoadConfig, LoadGenerator
+from podharness.metrics import sample
+from podharness.sidecar import SidecarPod, make_image
 from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset
 from tests.integration.agent.conftest import PARENT_SHUTDOWN_SECONDS
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from agent import contract
-from tests.harness import envoyproc
-from tests.harness.load import LoadConfig, LoadGenerator
-from tests.harness.netns import NETNS_DIR
-from tests.harness.pod import Pod
-from tests.harness.sidecar import SidecarPod
+from podharness import envoyproc
+from podharness.load import LoadConfig, LoadGenerator
+from podharness.netns import NETNS_DIR
+from podharness.pod import Pod
+from podharness.sidecar import SidecarPod
 from tests.integration.agent.checks import assert_tcp_never_reset
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from agent import contract
-from tests.harness.load import LoadConfig, LoadGenerator
-from tests.harness.metrics import sample
-from tests.harness.sidecar import SidecarPod
+from podharness.load import LoadConfig, LoadGenerator
+from podharness.metrics import sample
+from podharness.sidecar import SidecarPod
 from tests.integration.agent.checks import (
     TCP_CONNECTIONS,
     assert_serving,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.integration.chart.helm import pinned_helm_path
+from localcluster.helm import pinned_helm_path
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,6 +1,6 @@
 """cert-manager and Prometheus Operator objects, checked field by field (no CRD schemas offline)."""
 
-from tests.integration.chart.helm import NAMESPACE, rendered
+from localcluster.helm import NAMESPACE, rendered
 
 
 def test_cert_manager_bootstraps_its_own_ca_by_default() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.integration.chart.helm import (
+from localcluster.helm import (
     CHART,
     HelmError,
     ci_values_names,

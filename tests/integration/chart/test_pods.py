@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.chart.helm import Rendered, ci_values_names, rendered
+from localcluster.helm import Rendered, ci_values_names, rendered
 
 VALUE_SETS = [[], *[[name] for name in ci_values_names()]]
 IDS = ["default", *ci_values_names()]
@@ -90,12 +90,12 @@ def test_webhook_serve_arguments_match_its_cli() -> None:
 
 @pytest.mark.parametrize("values", [[], ["servicemonitor"]], ids=["default", "servicemonitor"])
 def test_controller_arguments_match_its_cli(values: list[str]) -> None:
-    from webhook.controller.main import build_parser, policy_from
+    from controller.main import build_parser, policy_from
 
     r = rendered(values)
     c = r.deployment("controller")["spec"]["template"]["spec"]["containers"][0]
-    assert c["args"][0] == "controller"
-    args = build_parser().parse_args(c["args"][1:])
+    assert c["command"] == ["hotupgrade-controller"]
+    args = build_parser().parse_args(c["args"])
     policy_from(args)  # the allowlist regexes compile
     assert args.leader_elect is True
     assert args.lease_name == r.one("Lease")["metadata"]["name"]

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.chart.helm import NAMESPACE, Rendered, ci_values_names, rendered
+from localcluster.helm import NAMESPACE, Rendered, ci_values_names, rendered
 
 # (scope, apiGroup, resource, verb, resourceNames or None); scope is "cluster" or the Role's namespace.
 Permission = tuple[str, str, str, str, tuple[str, ...] | None]

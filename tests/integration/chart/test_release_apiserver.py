@@ -2,7 +2,7 @@
 own code writing what they write at run time, under the chart's RBAC (ServiceAccount tokens).
 
 No node is needed: both Deployments run 0 replicas, and this test plays their API side with the real
-code (`webhook.certs_k8s.reconcile`, `webhook.controller.leader.LeaderElector`). That proves the RBAC is
+code (`webhook.certs_k8s.reconcile`, `controller.leader.LeaderElector`). That proves the RBAC is
 enough (and no more), that the objects the chart creates empty are usable, and that `helm upgrade` keeps
 what those processes wrote. The webhooks are scoped to a namespace label nothing carries, so installing
 this release never affects anything else on the cluster.
@@ -20,13 +20,13 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from prometheus_client import CollectorRegistry
 
+from controller.kube import Kube
+from controller.leader import LeaderElector
+from controller.metrics import ControllerMetrics
+from localcluster.helm import CHART, HelmError, run_helm
 from tests.integration.apiserver import reachable_kubeconfig
-from tests.integration.chart.helm import CHART, HelmError, run_helm
 from webhook.certs_k8s import KubernetesCertificates, reconcile
 from webhook.config import WebhookConfig, parse_config
-from webhook.controller.kube import Kube
-from webhook.controller.leader import LeaderElector
-from webhook.controller.metrics import ControllerMetrics
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.chart.helm import CHART, HelmError, render
+from localcluster.helm import CHART, HelmError, render
 
 REJECTED = {
     "top-level typo": ["replicaCount=3"],

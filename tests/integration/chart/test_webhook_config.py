@@ -9,7 +9,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from tests.integration.chart.helm import CHART, NAMESPACE, ci_values_names, config_of, rendered, run_helm
+from localcluster.helm import CHART, NAMESPACE, ci_values_names, config_of, rendered, run_helm
 from webhook.certs import plan
 from webhook.config import ConfigError, WebhookConfig, parse_config
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.chart.helm import NAMESPACE, Rendered, ci_values_names, config_of, rendered
+from localcluster.helm import NAMESPACE, Rendered, ci_values_names, config_of, rendered
 from tests.integration.chart.selectors import matches
 from webhook import contract
 from webhook.config import parse_config

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiException
 
+from controller.kube import Kube, load_api_client
 from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.controller.fakes import KubeletSim
-from webhook.controller.kube import Kube, load_api_client
 
 
 @pytest.fixture(scope="session")

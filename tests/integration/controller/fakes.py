@@ -15,8 +15,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from controller.kube import Kube
 from webhook.contract import STATUS_PORT_A, STATUS_PORT_B
-from webhook.controller.kube import Kube
 from webhook.injection_status import InjectionStatus
 
 EMPTY = "registry.local/hotupgrade-empty:test"

@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.agents import AgentClient
+from controller.cli.podinfo import pod_info
+from controller.keys import ANNOTATION_TARGET_IMAGE
+from controller.kube import Kube
+from controller.main import Controller
+from controller.metrics import ControllerMetrics
+from controller.policy import Policy
+from controller.reconciler import Reconciler
+from controller.record import Phase, Reason
 from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, Background, KubeletSim, wait_until
-from webhook.cli_tools.podinfo import pod_info
-from webhook.controller.agents import AgentClient
-from webhook.controller.keys import ANNOTATION_TARGET_IMAGE
-from webhook.controller.kube import Kube
-from webhook.controller.main import Controller
-from webhook.controller.metrics import ControllerMetrics
-from webhook.controller.policy import Policy
-from webhook.controller.reconciler import Reconciler
-from webhook.controller.record import Phase, Reason
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -15,18 +15,18 @@ from typing import Any
 
 import pytest
 
+from controller.keys import ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
+from controller.kube import Kube
+from controller.leader import lease_view, micro_time
+from controller.main import EXIT_LEASE_LOST
+from controller.record import Phase, UpgradeRecord, parse_record
 from tests.integration.controller.fakes import NEW, Background, KubeletSim, wait_until
-from webhook.controller.keys import ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
-from webhook.controller.kube import Kube
-from webhook.controller.leader import lease_view, micro_time
-from webhook.controller.main import EXIT_LEASE_LOST
-from webhook.controller.record import Phase, UpgradeRecord, parse_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LEASE = "hotupgrade-controller"
-# The console script the chart runs: `hotupgrade-webhook controller ARGS` -> webhook.controller.main:main.
-WEBHOOK_CLI = str(Path(sys.executable).parent / "hotupgrade-webhook")
+# The console script the chart runs: `hotupgrade-controller ARGS` -> controller.main:main.
+CONTROLLER_CLI = str(Path(sys.executable).parent / "hotupgrade-controller")
 
 
 class ControllerProcess:
@@ -47,7 +47,7 @@ class ControllerProcess:
         ]  # fmt: skip
         self.stream = log.open("ab")
         self.proc = subprocess.Popen(
-            [WEBHOOK_CLI, "controller", *args], stdout=self.stream, stderr=subprocess.STDOUT, cwd=os.getcwd()
+            [CONTROLLER_CLI, *args], stdout=self.stream, stderr=subprocess.STDOUT, cwd=os.getcwd()
         )
 
     def logs(self) -> str:

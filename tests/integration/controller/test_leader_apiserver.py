@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from webhook.controller.kube import Kube
-from webhook.controller.leader import LeaderElector, lease_view
-from webhook.controller.metrics import ControllerMetrics
+from controller.kube import Kube
+from controller.leader import LeaderElector, lease_view
+from controller.metrics import ControllerMetrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -13,23 +13,23 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, KubeletSim, wait_until
-from webhook.controller.actions import Event
-from webhook.controller.agents import AgentClient
-from webhook.controller.keys import (
+from controller.actions import Event
+from controller.agents import AgentClient
+from controller.keys import (
     ANNOTATION_RETRY,
     ANNOTATION_STATUS,
     ANNOTATION_TARGET_IMAGE,
     ANNOTATION_UPGRADE,
 )
-from webhook.controller.kube import ConflictError, Kube
-from webhook.controller.metrics import ControllerMetrics
-from webhook.controller.observed import observe_pod
-from webhook.controller.patches import patch_for
-from webhook.controller.policy import Policy
-from webhook.controller.reconciler import Reconciler
-from webhook.controller.record import Phase, Reason, UpgradeRecord, parse_record
-from webhook.controller.steps import next_step
+from controller.kube import ConflictError, Kube
+from controller.metrics import ControllerMetrics
+from controller.observed import observe_pod
+from controller.patches import patch_for
+from controller.policy import Policy
+from controller.reconciler import Reconciler
+from controller.record import Phase, Reason, UpgradeRecord, parse_record
+from controller.steps import next_step
+from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, KubeletSim, wait_until
 from webhook.injection_status import parse_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -98,11 +98,3 @@ def test_check_config_prints_the_effective_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert '"sidecar_image": "localhost/s:9"' in result.stdout
-
-
-def test_the_controller_subcommand_dispatches_to_the_controller(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [str(CLI), "controller", "--help"], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert "not installed" not in result.stderr
-    assert result.returncode == 0, result.stderr

@@ -4,13 +4,13 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from webhook.controller.keys import (
+from controller.keys import (
     ANNOTATION_STATUS,
     ANNOTATION_TARGET_IMAGE,
     ANNOTATION_UPGRADE,
 )
-from webhook.controller.observed import AgentView, ObservedPod, PrePullView, observe_pod
-from webhook.controller.record import UpgradeRecord
+from controller.observed import AgentView, ObservedPod, PrePullView, observe_pod
+from controller.record import UpgradeRecord
 from webhook.injection_status import InjectionStatus
 
 EMPTY = "registry.local/hotupgrade-empty:1"

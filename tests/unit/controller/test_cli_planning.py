@@ -5,9 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, STATUS, T0, raw_pod
-from webhook.cli_tools.commands import Progress
-from webhook.cli_tools.planning import (
+from controller.cli.commands import Progress
+from controller.cli.planning import (
     Outcome,
     Remedy,
     batch_finished,
@@ -17,9 +16,10 @@ from webhook.cli_tools.planning import (
     status_row,
     summary_rows,
 )
-from webhook.cli_tools.podinfo import PodInfo, pod_info
-from webhook.cli_tools.table import clip, render_bar, render_table
-from webhook.controller.record import Phase, UpgradeRecord
+from controller.cli.podinfo import PodInfo, pod_info
+from controller.cli.table import clip, render_bar, render_table
+from controller.record import Phase, UpgradeRecord
+from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, STATUS, T0, raw_pod
 
 RECORD = UpgradeRecord(
     phase=Phase.TAKING_OVER,

@@ -3,8 +3,8 @@
 import threading
 from datetime import UTC, datetime
 
-from webhook.controller.leader import LeaseDecision, LeaseView, decide_lease, lease_body, lease_view
-from webhook.controller.workqueue import WorkQueue
+from controller.leader import LeaseDecision, LeaseView, decide_lease, lease_body, lease_view
+from controller.workqueue import WorkQueue
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
 

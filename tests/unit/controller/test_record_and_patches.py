@@ -6,18 +6,17 @@ from dataclasses import replace
 import jsonpatch
 import pytest
 
-from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, STATUS, T0, raw_pod
-from webhook.controller.actions import CreatePrePullPod, Event, Fail, WaitFor
-from webhook.controller.observed import agent_view, normalize_image, observe_pod, parent_shutdown_seconds
-from webhook.controller.patches import (
+from controller.actions import CreatePrePullPod, Event, Fail, WaitFor
+from controller.observed import agent_view, normalize_image, observe_pod, parent_shutdown_seconds
+from controller.patches import (
     annotation_path,
     event_posted_patch,
     patch_for,
     pointer_token,
     pre_pull_pod_manifest,
 )
-from webhook.controller.policy import ImageAllowlist
-from webhook.controller.record import (
+from controller.policy import ImageAllowlist
+from controller.record import (
     InvalidRecordError,
     OwedEvent,
     Phase,
@@ -26,6 +25,7 @@ from webhook.controller.record import (
     event_name,
     parse_record,
 )
+from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, STATUS, T0, raw_pod
 
 RECORD = UpgradeRecord(
     phase=Phase.ROLLING_BACK,

@@ -10,6 +10,35 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from controller.actions import (
+    Action,
+    Complete,
+    CreatePrePullPod,
+    Fail,
+    Noop,
+    PatchStandbyImage,
+    ResetOldToEmpty,
+    RollBack,
+    SetImage,
+    WaitFor,
+)
+from controller.keys import (
+    ANNOTATION_ABORT,
+    ANNOTATION_RETRY,
+    ANNOTATION_STATUS,
+    ANNOTATION_TARGET_IMAGE,
+    ANNOTATION_UPGRADE,
+)
+from controller.observed import PrePullView
+from controller.patches import patch_for
+from controller.policy import ImageAllowlist, Policy
+from controller.record import Phase, Reason, UpgradeRecord, parse_record
+from controller.steps import (
+    needs_agents,
+    next_step,
+    pre_pull_pod_name,
+    status_after_take_over,
+)
 from tests.unit.controller.podfixtures import (
     EMPTY,
     NEW,
@@ -22,35 +51,6 @@ from tests.unit.controller.podfixtures import (
     raw_pod,
     set_container,
     unreachable,
-)
-from webhook.controller.actions import (
-    Action,
-    Complete,
-    CreatePrePullPod,
-    Fail,
-    Noop,
-    PatchStandbyImage,
-    ResetOldToEmpty,
-    RollBack,
-    SetImage,
-    WaitFor,
-)
-from webhook.controller.keys import (
-    ANNOTATION_ABORT,
-    ANNOTATION_RETRY,
-    ANNOTATION_STATUS,
-    ANNOTATION_TARGET_IMAGE,
-    ANNOTATION_UPGRADE,
-)
-from webhook.controller.observed import PrePullView
-from webhook.controller.patches import patch_for
-from webhook.controller.policy import ImageAllowlist, Policy
-from webhook.controller.record import Phase, Reason, UpgradeRecord, parse_record
-from webhook.controller.steps import (
-    needs_agents,
-    next_step,
-    pre_pull_pod_name,
-    status_after_take_over,
 )
 from webhook.injection_status import parse_status
 

@@ -1,0 +1,94 @@
+"""What `next_step` can ask the shell to do. Every write also records the new upgrade record,
+in the same JSON patch, so progress and the change it describes can never diverge.
+"""
+
+from dataclasses import dataclass
+
+from controller.record import UpgradeRecord
+from webhook.injection_status import InjectionStatus
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event on the pod: type Normal or Warning, a CamelCase reason, a message."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Noop:
+    """Nothing to do until the pod changes."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    """Look again after `requeue_after` seconds; write `record` first when it is given."""
+
+    reason: str
+    requeue_after: float
+    record: UpgradeRecord | None = None
+    event: Event | None = None
+
+
+@dataclass(frozen=True)
+class SetImage:
+    """Test that `container` (at `spec_path`) runs `expect_image`, then set `image`, with the record."""
+
+    container: str
+    spec_path: str
+    expect_image: str
+    image: str
+    record: UpgradeRecord
+    event: Event | None
+    requeue_after: float
+    delete_pre_pull: str | None = None  # the pre-pull pod to remove once this patch landed
+
+
+class PatchStandbyImage(SetImage):
+    """Step 3: the standby gets the target image."""
+
+
+class ResetOldToEmpty(SetImage):
+    """Step 6: the drained old container gets the empty image."""
+
+
+class RollBack(SetImage):
+    """Any failure before take-over: the standby goes back to the empty image."""
+
+
+@dataclass(frozen=True)
+class CreatePrePullPod:
+    """Step 2: run the target image on the pod's node once so the swap does not wait on a pull."""
+
+    pod_name: str
+    node_name: str
+    image: str
+    record: UpgradeRecord | None  # written (pinned to the resourceVersion) before the pod is created
+    requeue_after: float
+    event: Event | None = None
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Record phase Failed; also rewrite the status annotation when the new Envoy already serves."""
+
+    record: UpgradeRecord
+    event: Event
+    status: InjectionStatus | None = None
+    delete_pre_pull: str | None = None
+
+
+@dataclass(frozen=True)
+class Complete:
+    """Record Completed and the swapped `hotupgrade.io/status` in one patch."""
+
+    record: UpgradeRecord
+    status: InjectionStatus
+    event: Event
+
+
+Action = Noop | WaitFor | SetImage | CreatePrePullPod | Fail | Complete

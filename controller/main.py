@@ -1,0 +1,189 @@
+"""`hotupgrade-controller ARGS` -> `main(argv)`: wire the shell together and run it.
+
+Leader election gates everything that writes; on lease loss the process exits (status 3) so that a
+supervisor restarts it as a follower, never a replica that half-believes it still leads.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from controller.agents import AgentClient
+from controller.kube import Kube, load_api_client
+from controller.leader import LeaderElector
+from controller.metrics import ControllerMetrics
+from controller.policy import ImageAllowlist, Policy
+from controller.reconciler import Reconciler
+from controller.watcher import PodWatcher
+from controller.workqueue import WorkQueue
+from webhook import logs
+
+EXIT_LEASE_LOST = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hotupgrade-controller", description="Run the upgrade controller.")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
+    p.add_argument("--namespace", action="append", default=[], help="watch only this namespace (repeatable)")
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--lease-name", default="hotupgrade-controller")
+    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
+    p.add_argument("--lease-duration", type=int, default=15, help="seconds")
+    p.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
+    p.add_argument("--retry-period", type=float, default=2.0, help="seconds")
+    p.add_argument("--identity", default=f"{socket.gethostname()}_{os.getpid()}")
+    p.add_argument("--allow-image-prefix", action="append", default=[], help="allowed target image prefix")
+    p.add_argument(
+        "--allow-image-regex", action="append", default=[], help="allowed target image (full match)"
+    )
+    p.add_argument("--step-timeout", type=float, default=300.0, help="seconds per step (drain excepted)")
+    p.add_argument("--drain-grace", type=float, default=120.0, help="seconds on top of parent-shutdown time")
+    p.add_argument("--poll-interval", type=float, default=2.0, help="seconds between agent status checks")
+    p.add_argument("--prepull", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--watch-timeout", type=int, default=300, help="seconds before a pod watch is renewed")
+    p.add_argument("--metrics-port", type=int, default=9090, help="0 disables the metrics server")
+    p.add_argument("--metrics-bind", default="0.0.0.0")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def policy_from(args: argparse.Namespace) -> Policy:
+    for pattern in args.allow_image_regex:
+        re.compile(pattern)  # fail at startup, not at the first upgrade
+    return Policy(
+        allowlist=ImageAllowlist(
+            prefixes=tuple(args.allow_image_prefix), patterns=tuple(args.allow_image_regex)
+        ),
+        step_timeout=args.step_timeout,
+        drain_grace=args.drain_grace,
+        poll_interval=args.poll_interval,
+        pre_pull=args.prepull,
+    )
+
+
+class Controller:
+    """Watchers feed the queue; workers reconcile one key at a time each."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        kube: Kube,
+        *,
+        namespaces: Sequence[str],
+        workers: int,
+        metrics: ControllerMetrics,
+        watch_timeout: int = 300,
+    ) -> None:
+        self.reconciler = reconciler
+        self.queue = WorkQueue()
+        self.stop = threading.Event()
+        self.metrics = metrics
+        self.workers = workers
+        scopes: list[str | None] = list(namespaces) or [None]
+        self.watchers = [
+            PodWatcher(
+                kube, self.queue, namespace=ns, metrics=metrics, stop=self.stop, watch_timeout=watch_timeout
+            )
+            for ns in scopes
+        ]
+
+    def start(self) -> None:
+        for watcher in self.watchers:
+            threading.Thread(
+                target=watcher.run, name=f"watch-{watcher.namespace or 'all'}", daemon=True
+            ).start()
+        for index in range(self.workers):
+            threading.Thread(target=self._work, name=f"worker-{index}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                namespace, name = key.split("/", 1)
+                requeue = self.reconciler.reconcile(namespace, name)
+            except Exception:  # a bug must not kill the worker; the key is retried later
+                logs.event("reconcile_crashed", pod=key, exc_info=True)
+                requeue = 30.0
+            finally:
+                self.queue.done(key)
+            if requeue is not None:
+                self.queue.add_after(key, requeue)
+            self.metrics.queue_depth.set(self.queue.depth())
+
+    def shut_down(self) -> None:
+        self.stop.set()
+        self.queue.shut_down()
+
+
+def main(argv: list[str]) -> int:
+    """Run the controller until SIGTERM/SIGINT (0) or lease loss (EXIT_LEASE_LOST)."""
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
+    policy = policy_from(args)
+    registry = CollectorRegistry()
+    metrics = ControllerMetrics(registry)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_bind, registry=registry)
+    kube = Kube(load_api_client(args.kubeconfig))
+    reconciler = Reconciler(kube, AgentClient(), policy, metrics=metrics)
+    controller = Controller(
+        reconciler,
+        kube,
+        namespaces=args.namespace,
+        workers=args.workers,
+        metrics=metrics,
+        watch_timeout=args.watch_timeout,
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logs.event("controller_stopping", signal=signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logs.event(
+        "controller_starting",
+        identity=args.identity,
+        namespaces=args.namespace or "all",
+        leader_elect=args.leader_elect,
+        allowlist="everything" if policy.allowlist.allows_everything else "configured",
+        step_timeout=policy.step_timeout,
+        prepull=policy.pre_pull,
+    )
+    elector = None
+    if args.leader_elect:
+        elector = LeaderElector(
+            kube,
+            name=args.lease_name,
+            namespace=args.lease_namespace,
+            identity=args.identity,
+            metrics=metrics,
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+        if not elector.acquire(stopping):
+            return 0
+    controller.start()
+    if elector is not None:
+        if not elector.hold(stopping):
+            logs.event("controller_exiting", reason="lease lost")
+            os._exit(EXIT_LEASE_LOST)  # workers may be mid-request: do not let them finish as a non-leader
+        controller.shut_down()
+        elector.release()
+    else:
+        stopping.wait()
+        controller.shut_down()
+    logs.event("controller_stopped")
+    return 0

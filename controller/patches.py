@@ -1,0 +1,92 @@
+"""JSON patches for the controller's writes. Pure.
+
+Every patch pins the resourceVersion the decision was made on (the API server answers 409 Conflict if
+the pod changed since) and, for image changes, `test`s the image it replaces, so a stale view fails
+instead of clobbering. The record rides in the same patch, so it never disagrees with the pod.
+"""
+
+from typing import Any
+
+from controller.actions import Complete, CreatePrePullPod, Fail, SetImage, WaitFor
+from controller.keys import ANNOTATION_STATUS, ANNOTATION_UPGRADE
+from controller.record import UpgradeRecord
+
+JSONPatch = list[dict[str, Any]]
+
+
+def pointer_token(key: str) -> str:
+    """Escape one JSON pointer token (RFC 6901): `~` -> `~0`, `/` -> `~1`."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def annotation_path(key: str) -> str:
+    return "/metadata/annotations/" + pointer_token(key)
+
+
+def _precondition(resource_version: str) -> JSONPatch:
+    # A `replace` (not `test`) so that the API server's optimistic concurrency answers 409 Conflict.
+    return [{"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}]
+
+
+def _record_op(record: UpgradeRecord) -> dict[str, Any]:
+    return {"op": "add", "path": annotation_path(ANNOTATION_UPGRADE), "value": record.render()}
+
+
+def patch_for(
+    action: SetImage | WaitFor | Fail | Complete | CreatePrePullPod, resource_version: str
+) -> JSONPatch:
+    """The patch that carries out `action` on a pod last seen at `resource_version` ([] if none)."""
+    ops = _precondition(resource_version)
+    if isinstance(action, SetImage):
+        image_path = f"{action.spec_path}/image"
+        ops.append({"op": "test", "path": image_path, "value": action.expect_image})
+        ops.append({"op": "replace", "path": image_path, "value": action.image})
+        ops.append(_record_op(action.record))
+        return ops
+    if isinstance(action, Complete | Fail) and action.status is not None:
+        ops.append({"op": "add", "path": annotation_path(ANNOTATION_STATUS), "value": action.status.render()})
+    record = action.record
+    if record is None:
+        return []
+    ops.append(_record_op(record))
+    return ops
+
+
+def event_posted_patch(record: UpgradeRecord, resource_version: str) -> JSONPatch:
+    """Mark the record's owed Event posted, on the pod as last seen. Not a `test` of the annotation: the
+    API server compares JSON text, and Go escapes `<`, `>`, `&` and non-ASCII unlike Python (422)."""
+    return [*_precondition(resource_version), _record_op(record.event_posted())]
+
+
+def pre_pull_pod_manifest(
+    action: CreatePrePullPod, *, namespace: str, owner: dict[str, str]
+) -> dict[str, Any]:
+    """A pod that runs the target image once on the node, so its layers are there for the swap."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": action.pod_name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "hotupgrade-controller"},
+            # Owned by the upgraded pod: garbage-collected with it if the controller never cleans up.
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", **owner}],
+        },
+        "spec": {
+            "nodeName": action.node_name,
+            "restartPolicy": "Never",
+            "tolerations": [{"operator": "Exists"}],
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "pull",
+                    "image": action.image,
+                    "imagePullPolicy": "IfNotPresent",
+                    # The sidecar image has /bin/sh (docs/contract.md); the entrypoint would start an agent.
+                    "command": ["/bin/sh", "-c", "exit 0"],
+                    "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}},
+                }
+            ],
+        },
+    }

@@ -1,0 +1,615 @@
+"""The upgrade step machine: `next_step(observed, policy) -> action`. Pure, no I/O, no clock.
+
+The reconciler calls it after every change and every requeue; it re-derives everything from the pod,
+the agents' status and the `hotupgrade.io/upgrade` record, which is why a restarted controller resumes
+where the last one stopped. Steps (issue 5): checks -> optional pre-pull -> standby gets the target ->
+new agent serves -> old Envoy retired -> old container gets the empty image -> status swapped.
+Before the take-over every failure rolls the standby back; after it, rolling back would cut traffic,
+so failures leave the new Envoy serving and record why. Every Event a step emits is also written
+into the record it writes (`owing`), so the shell can post it after the write, and again after a crash.
+"""
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+
+from controller.actions import (
+    Action,
+    Complete,
+    CreatePrePullPod,
+    Event,
+    Fail,
+    Noop,
+    PatchStandbyImage,
+    ResetOldToEmpty,
+    RollBack,
+    SetImage,
+    WaitFor,
+)
+from controller.keys import (
+    ANNOTATION_ABORT,
+    ANNOTATION_RETRY,
+    ANNOTATION_STATUS,
+    ANNOTATION_TARGET_IMAGE,
+    ANNOTATION_UPGRADE,
+)
+from controller.observed import (
+    AgentView,
+    ContainerView,
+    ObservedPod,
+    parent_shutdown_seconds,
+    runs_spec_image,
+)
+from controller.policy import Policy
+from controller.record import InvalidRecordError, Phase, Reason, UpgradeRecord, parse_record
+from webhook.injection_status import InjectionStatus, InvalidStatusError, parse_status
+
+# Container states after which the kubelet will not get the container running without a change.
+FATAL_WAITING = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerError",
+        "CreateContainerConfigError",
+        "RunContainerError",
+        "CrashLoopBackOff",
+        "PostStartHookError",
+    }
+)
+PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+PRE_PULL_NAME_PREFIX = "hotupgrade-prepull-"
+
+
+def next_step(pod: ObservedPod, policy: Policy) -> Action:
+    """Decide the one next thing to do for this pod."""
+    return _owe_event(_decide(pod, policy))
+
+
+def _owe_event(action: Action) -> Action:
+    """The action with its Event also owed by its record: the record is written first, the Event posted
+    after, and the record keeps saying so until the shell marks it posted."""
+    if isinstance(action, Noop) or action.event is None or action.record is None:
+        return action
+    event = action.event
+    return replace(action, record=action.record.owing(event.type, event.reason, event.message))
+
+
+def _decide(pod: ObservedPod, policy: Policy) -> Action:
+    if pod.deleting:
+        return Noop("pod is terminating")
+    raw_status = pod.annotations.get(ANNOTATION_STATUS)
+    if raw_status is None:
+        return Noop("pod is not injected")
+    record = current_record(pod)
+    target = pod.annotations.get(ANNOTATION_TARGET_IMAGE) or None
+    try:
+        status = parse_status(raw_status)
+    except InvalidStatusError as exc:
+        return _invalid_status(pod, record, target, str(exc))
+    if record is not None and record.in_flight and record.phase is not Phase.PENDING:
+        return _continue(pod, status, record, policy)
+    return _start(pod, status, record, target, policy)
+
+
+def needs_agents(pod: ObservedPod, policy: Policy) -> bool:
+    """Whether asking the agents can change the decision: every Noop is decided without them, so the
+    shell skips the two HTTP calls for the many pods that are merely watched or already upgraded."""
+    return not isinstance(next_step(pod, policy), Noop)
+
+
+def pre_pull_pod_name(pod_uid: str, image: str) -> str:
+    """A stable, DNS-safe name, so a restarted controller finds the pod it created."""
+    digest = hashlib.sha256(f"{pod_uid}\0{image}".encode()).hexdigest()[:16]
+    return PRE_PULL_NAME_PREFIX + digest
+
+
+def drain_deadline_seconds(old: ContainerView | None, policy: Policy) -> float:
+    """How long draining may take: the old Envoy's parent-shutdown time plus a grace period."""
+    shutdown = parent_shutdown_seconds(old, policy.default_parent_shutdown) if old else 0
+    return float(shutdown or policy.default_parent_shutdown) + policy.drain_grace
+
+
+def status_after_take_over(status: InjectionStatus, record: UpgradeRecord) -> InjectionStatus:
+    """The status annotation once `record.new_container` serves `record.to_image` (idempotent)."""
+    if status.active == record.new_container:
+        return replace(status, sidecar_image=record.to_image)
+    return status.swapped(sidecar_image=record.to_image)
+
+
+def current_record(pod: ObservedPod) -> UpgradeRecord | None:
+    """The pod's upgrade record; a corrupted one counts as none (the checks refuse unsafe starts)."""
+    return record_in(pod.annotations)
+
+
+def record_in(annotations: Mapping[str, str]) -> UpgradeRecord | None:
+    """The upgrade record in these annotations, or None (absent or corrupted)."""
+    raw = annotations.get(ANNOTATION_UPGRADE)
+    if raw is None:
+        return None
+    try:
+        return parse_record(raw)
+    except InvalidRecordError:
+        return None
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+def _elapsed(record: UpgradeRecord, now: datetime) -> float:
+    return (now - record.phase_since).total_seconds()
+
+
+def _event(reason: str, message: str, *, warning: bool = False) -> Event:
+    return Event(type="Warning" if warning else "Normal", reason=reason, message=message)
+
+
+def _invalid_status(pod: ObservedPod, record: UpgradeRecord | None, target: str | None, why: str) -> Action:
+    if target is None:
+        return Noop(f"status annotation unusable ({why}) and no target")
+    if record is not None and record.to_image == target and record.phase is Phase.FAILED:
+        return Noop(f"status annotation unusable ({why}); already recorded")
+    message = f"cannot upgrade: {ANNOTATION_STATUS} is unusable: {why}"
+    failed = UpgradeRecord(
+        phase=Phase.FAILED,
+        from_image="unknown",
+        to_image=target,
+        attempt=(record.attempt + 1) if record and record.to_image == target else 1,
+        started=pod.now,
+        phase_since=pod.now,
+        finished=pod.now,
+        message=message,
+        reason=Reason.INVALID_STATUS,
+        old_container="unknown",
+        new_container="unknown",
+        old_slot="unknown",
+        new_slot="unknown",
+        empty_image="unknown",
+        retry_token=pod.annotations.get(ANNOTATION_RETRY),
+        abort_token=pod.annotations.get(ANNOTATION_ABORT),
+    )
+    return Fail(record=failed, event=_event("UpgradeFailed", message, warning=True))
+
+
+def _start(
+    pod: ObservedPod,
+    status: InjectionStatus,
+    record: UpgradeRecord | None,
+    target: str | None,
+    policy: Policy,
+) -> Action:
+    """No upgrade past its checks: start one if the target asks for it, or keep a Pending one going."""
+    pending = record if record is not None and record.phase is Phase.PENDING else None
+    retry = pod.annotations.get(ANNOTATION_RETRY)
+    if target is None:
+        if pending is not None:
+            return _fail(
+                pod, pending, Reason.ABORTED, "target image annotation removed before the upgrade began"
+            )
+        return Noop("no target image")
+    if pending is None and record is not None:
+        retried = retry is not None and retry != record.retry_token
+        if record.to_image == target and not retried:
+            return Noop(f"upgrade to {target} already {record.phase}")  # no retry storm
+        if retried and record.phase is Phase.FAILED and record.taken_over and record.to_image == target:
+            return _resume_drain(pod, record, retry)
+    if target == status.sidecar_image and pending is None:
+        return Noop("already running the target image")
+    if pending is not None and pending.to_image != target:
+        pending = None  # a new target supersedes a Pending upgrade that has not touched the pod
+    if pending is not None:
+        base = pending
+    else:
+        base = UpgradeRecord(
+            phase=Phase.PENDING,
+            from_image=status.sidecar_image,
+            to_image=target,
+            attempt=(record.attempt + 1) if record is not None and record.to_image == target else 1,
+            started=pod.now,
+            phase_since=pod.now,
+            message="checking",
+            old_container=status.active,
+            new_container=status.standby,
+            old_slot=status.slots[status.active],
+            new_slot=status.slots[status.standby],
+            empty_image=status.empty_image,
+            retry_token=retry,
+            abort_token=pod.annotations.get(ANNOTATION_ABORT),
+        )
+    abort = pod.annotations.get(ANNOTATION_ABORT)
+    if pending is not None and abort is not None and abort != pending.abort_token:
+        return _fail(
+            pod, replace(pending, abort_token=abort), Reason.ABORTED, "aborted before the upgrade began"
+        )
+    return _check(pod, status, base, policy, already_pending=pending is not None)
+
+
+def _check(
+    pod: ObservedPod, status: InjectionStatus, base: UpgradeRecord, policy: Policy, *, already_pending: bool
+) -> Action:
+    """Step 1: permanent refusals fail at once, passing conditions wait (bounded by step_timeout)."""
+    target = base.to_image
+    if not policy.allowlist.allows(target):
+        return _fail(pod, base, Reason.NOT_ALLOWED, f"image {target} is not in the controller's allowlist")
+    old = pod.containers.get(base.old_container)
+    new = pod.containers.get(base.new_container)
+    if old is None or new is None:
+        missing = base.old_container if old is None else base.new_container
+        return _fail(
+            pod, base, Reason.INVALID_STATUS, f"container {missing} named in {ANNOTATION_STATUS} is missing"
+        )
+    if new.image != status.empty_image:
+        why = f"standby container {new.name} runs {new.image}, not the empty image {status.empty_image}"
+        return _fail(pod, base, Reason.STANDBY_NOT_EMPTY, why)
+    waiting = _not_yet(pod, base, old, new)
+    if waiting is not None:
+        if already_pending and _elapsed(base, pod.now) > policy.step_timeout:
+            why = f"checks did not pass within {policy.step_timeout:.0f}s: {waiting}"
+            return _fail(pod, base, Reason.CHECKS_TIMEOUT, why)
+        message = f"waiting: {waiting}"
+        if already_pending and base.message == message:
+            return WaitFor(reason=message, requeue_after=policy.poll_interval)
+        return WaitFor(
+            reason=message, requeue_after=policy.poll_interval, record=replace(base, message=message)
+        )
+    started = _event(
+        "UpgradeStarted", f"upgrading sidecar {base.from_image} -> {target} (attempt {base.attempt})"
+    )
+    if policy.pre_pull:
+        if not pod.node_name:
+            return _take_over_patch(pod, base, new, started, note="pre-pull skipped: pod has no node")
+        name = pre_pull_pod_name(pod.uid, target)
+        record = base.moved(
+            Phase.PRE_PULLING,
+            now=pod.now,
+            message=f"pre-pulling {target} on {pod.node_name}",
+            pre_pull_pod=name,
+        )
+        return CreatePrePullPod(
+            pod_name=name,
+            node_name=pod.node_name,
+            image=target,
+            record=record,
+            requeue_after=policy.poll_interval,
+            event=started,
+        )
+    return _take_over_patch(pod, base, new, started)
+
+
+def _not_yet(pod: ObservedPod, base: UpgradeRecord, old: ContainerView, new: ContainerView) -> str | None:
+    """The first check that has not passed yet, or None when the upgrade may begin."""
+    if not pod.pod_ready:
+        return "pod is not Ready"
+    if not new.running:
+        return f"standby container {new.name} is not running"
+    agent = pod.agents.get(base.old_slot)
+    if agent is None or not agent.reachable:
+        why = agent.error if agent is not None and agent.error else "no answer"
+        return f"agent of active slot {base.old_slot} unreachable ({why})"
+    if agent.role != "active" or agent.phase != "serving":
+        return f"agent of active slot {base.old_slot} is {agent.role}/{agent.phase}, not active/serving"
+    if agent.active_slot is not None and agent.active_slot != base.old_slot:
+        return f"agent state says slot {agent.active_slot} is active, status annotation says {base.old_slot}"
+    del old  # the old container's state is the agent's business; it answered active/serving
+    return None
+
+
+def _take_over_patch(
+    pod: ObservedPod, base: UpgradeRecord, new: ContainerView, event: Event | None, *, note: str = ""
+) -> SetImage:
+    message = f"standby {new.name} set to {base.to_image}; waiting for its agent to take over"
+    record = base.moved(
+        Phase.TAKING_OVER,
+        now=pod.now,
+        message=f"{message} ({note})" if note else message,
+        standby_id_before=new.container_id,
+        standby_restarts_before=new.restart_count,
+        pre_pull_pod=None,
+    )
+    return _set_image(
+        PatchStandbyImage,
+        new,
+        base.to_image,
+        record,
+        requeue_after=0.5,
+        event=event,
+        delete_pre_pull=base.pre_pull_pod,
+    )
+
+
+def _fail(
+    pod: ObservedPod,
+    record: UpgradeRecord,
+    reason: Reason,
+    why: str,
+    *,
+    status: InjectionStatus | None = None,
+) -> Fail:
+    failed = record.moved(Phase.FAILED, now=pod.now, message=why, reason=reason)
+    return Fail(
+        record=failed,
+        event=_event("UpgradeFailed", f"{reason}: {why}", warning=True),
+        status=status,
+        delete_pre_pull=record.pre_pull_pod,
+    )
+
+
+SetImageKind = type[PatchStandbyImage] | type[ResetOldToEmpty] | type[RollBack]
+
+
+def _set_image(
+    kind: SetImageKind,
+    container: ContainerView,
+    image: str,
+    record: UpgradeRecord,
+    *,
+    requeue_after: float,
+    event: Event | None = None,
+    delete_pre_pull: str | None = None,
+) -> SetImage:
+    """Set `container`'s image (the current one `test`ed, so a stale view fails), recording `record`."""
+    return kind(
+        container=container.name,
+        spec_path=container.spec_path,
+        expect_image=container.image,
+        image=image,
+        record=record,
+        event=event,
+        requeue_after=requeue_after,
+        delete_pre_pull=delete_pre_pull,
+    )
+
+
+def _to_empty(
+    kind: type[ResetOldToEmpty] | type[RollBack],
+    container: ContainerView,
+    record: UpgradeRecord,
+    policy: Policy,
+    *,
+    event: Event | None = None,
+) -> SetImage:
+    return _set_image(
+        kind, container, record.empty_image, record, requeue_after=policy.poll_interval, event=event
+    )
+
+
+def _runs_fresh(container: ContainerView, previous_id: str | None) -> bool:
+    """Running the spec's image in a container other than `previous_id` (containerID, not imageID: two
+    tags may share a digest; and the image name, so a restart of the old container does not count)."""
+    fresh = container.container_id is not None and container.container_id != previous_id
+    return container.running and fresh and runs_spec_image(container)
+
+
+def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str, policy: Policy) -> Action:
+    """Put the standby back on the empty image; the old Envoy never stopped serving."""
+    new = pod.containers.get(record.new_container)
+    if new is None or new.image == record.empty_image:
+        return _fail(pod, record, reason, f"{why}; standby untouched")
+    rolling = record.moved(
+        Phase.ROLLING_BACK,
+        now=pod.now,
+        message=f"rolling back: {why}",
+        reason=reason,
+        rollback_from_id=new.container_id,
+        pre_pull_pod=None,
+    )
+    event = _event("UpgradeFailed", f"{reason}: {why}; rolling back", warning=True)
+    return _set_image(
+        RollBack,
+        new,
+        record.empty_image,
+        rolling,
+        requeue_after=policy.poll_interval,
+        event=event,
+        delete_pre_pull=record.pre_pull_pod,
+    )
+
+
+def _continue(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord, policy: Policy) -> Action:
+    abort = pod.annotations.get(ANNOTATION_ABORT)
+    if abort is not None and abort != record.abort_token and record.phase is not Phase.ROLLING_BACK:
+        consumed = replace(record, abort_token=abort)
+        if record.phase in (Phase.PRE_PULLING, Phase.TAKING_OVER) and not _new_agent_owns_traffic(
+            pod, record
+        ):
+            return _roll_back(pod, consumed, Reason.ABORTED, "aborted by user", policy)
+        message = f"abort ignored: the new Envoy already took over; finishing forward ({record.message})"
+        return WaitFor(reason=message, requeue_after=0.1, record=replace(consumed, message=message))
+    if record.phase is Phase.PRE_PULLING:
+        return _pre_pulling(pod, record, policy)
+    if record.phase is Phase.TAKING_OVER:
+        return _taking_over(pod, record, policy)
+    if record.phase is Phase.DRAINING:
+        return _draining(pod, status, record, policy)
+    if record.phase is Phase.RESETTING:
+        return _resetting(pod, status, record, policy)
+    return _rolling_back(pod, record, policy)
+
+
+def _pre_pulling(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Action:
+    new = pod.containers.get(record.new_container)
+    if new is None or new.image != record.empty_image:
+        shown = new.image if new else "missing"
+        return _fail(pod, record, Reason.STANDBY_CHANGED, f"standby changed to {shown} during pre-pull")
+    pull = pod.pre_pull
+    if pull is not None and pull.exists and pull.phase == "Succeeded":
+        return _take_over_patch(pod, record, new, None, note=f"pre-pulled on {pod.node_name}")
+    if pull is not None and pull.exists and (pull.phase == "Failed" or pull.waiting_reason in PULL_FAILURES):
+        why = (
+            f"pre-pull of {record.to_image} failed: {pull.waiting_reason or pull.phase}: {pull.message or ''}"
+        )
+        return _fail(pod, record, Reason.PRE_PULL_FAILED, why.rstrip(": "))
+    if _elapsed(record, pod.now) > policy.step_timeout:
+        why = f"pre-pull of {record.to_image} did not finish within {policy.step_timeout:.0f}s"
+        return _fail(pod, record, Reason.PRE_PULL_TIMEOUT, why)
+    if (pull is None or not pull.exists) and pod.node_name and record.pre_pull_pod:
+        return CreatePrePullPod(
+            pod_name=record.pre_pull_pod,
+            node_name=pod.node_name,
+            image=record.to_image,
+            record=None,
+            requeue_after=policy.poll_interval,
+        )
+    return WaitFor(reason="pre-pull running", requeue_after=policy.poll_interval)
+
+
+def _new_agent_owns_traffic(pod: ObservedPod, record: UpgradeRecord) -> bool:
+    """Whether the new slot's Envoy may already hold the listeners (then rollback would cut traffic)."""
+    new_agent = pod.agents.get(record.new_slot)
+    owns = new_agent is not None and new_agent.reachable
+    if owns and new_agent and (new_agent.role == "active" or new_agent.phase in ("taking-over", "serving")):
+        return True
+    return any(a.reachable and a.active_slot == record.new_slot for a in pod.agents.values())
+
+
+def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Action:
+    """Step 4: new containerID running and its agent active/serving, or roll back."""
+    new = pod.containers.get(record.new_container)
+    if new is None:
+        return _fail(
+            pod, record, Reason.STANDBY_CHANGED, f"standby container {record.new_container} disappeared"
+        )
+    if new.image != record.to_image:
+        return _roll_back(
+            pod,
+            record,
+            Reason.STANDBY_CHANGED,
+            f"standby image changed to {new.image} outside the controller",
+            policy,
+        )
+    agent = pod.agents.get(record.new_slot)
+    fresh = _runs_fresh(new, record.standby_id_before)
+    if (
+        fresh
+        and agent is not None
+        and agent.reachable
+        and agent.role == "active"
+        and agent.phase == "serving"
+    ):
+        message = (
+            f"slot {record.new_slot} took over (epoch {agent.epoch}); waiting for the old Envoy to drain"
+        )
+        draining = record.moved(Phase.DRAINING, now=pod.now, message=message, taken_over=True)
+        event = _event("TakenOver", f"{new.name} ({record.to_image}) serves, epoch {agent.epoch}")
+        return WaitFor(reason=message, requeue_after=policy.poll_interval, record=draining, event=event)
+    if agent is not None and agent.reachable and agent.phase == "failed":
+        why = f"agent of slot {record.new_slot} failed: {agent.last_error or 'no error given'}"
+        return _roll_back(pod, record, Reason.AGENT_FAILED, why, policy)
+    if new.waiting_reason in FATAL_WAITING:
+        reason = Reason.IMAGE_PULL_FAILED if new.waiting_reason in PULL_FAILURES else Reason.CONTAINER_FAILED
+        why = f"{new.name}: {new.waiting_reason}: {new.waiting_message or ''}".rstrip(": ")
+        return _roll_back(pod, record, reason, why, policy)
+    baseline = record.standby_restarts_before
+    if baseline is not None and new.restart_count > baseline + 1 and not _new_agent_owns_traffic(pod, record):
+        why = f"{new.name} restarted {new.restart_count - baseline - 1} time(s) after the image change"
+        return _roll_back(pod, record, Reason.CONTAINER_FAILED, why, policy)
+    elapsed = _elapsed(record, pod.now)
+    if elapsed > policy.step_timeout:
+        if not _new_agent_owns_traffic(pod, record):
+            why = f"slot {record.new_slot} did not take over within {policy.step_timeout:.0f}s"
+            return _roll_back(pod, record, Reason.TAKE_OVER_TIMEOUT, why, policy)
+        if elapsed > 2 * policy.step_timeout:
+            why = (
+                f"slot {record.new_slot} is {agent.phase if agent else 'unknown'} after {elapsed:.0f}s; "
+                "not rolled back because its Envoy may hold the listeners"
+            )
+            return _fail(pod, record, Reason.TAKE_OVER_STUCK, why)
+    return WaitFor(
+        reason=f"waiting for slot {record.new_slot} to take over", requeue_after=policy.poll_interval
+    )
+
+
+def _old_slot_phase(pod: ObservedPod, record: UpgradeRecord) -> str | None:
+    for slot in (record.new_slot, record.old_slot):  # the new agent's copy of the shared state first
+        agent: AgentView | None = pod.agents.get(slot)
+        if agent is not None and agent.reachable and record.old_slot in agent.slot_phases:
+            return agent.slot_phases[record.old_slot]
+    return None
+
+
+def _draining(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord, policy: Policy) -> Action:
+    """Step 5: never touch the old container before its Envoy has exited."""
+    old = pod.containers.get(record.old_container)
+    phase = _old_slot_phase(pod, record)
+    if old is not None and old.image == record.empty_image and old.running:  # resumed after a reset
+        return _complete(pod, status, record)
+    if phase == "retired" and old is not None:
+        message = f"old Envoy in slot {record.old_slot} exited; {old.name} set to the empty image"
+        resetting = record.moved(
+            Phase.RESETTING, now=pod.now, message=message, old_container_id=old.container_id
+        )
+        drained = _event("Drained", f"old Envoy in {old.name} drained and exited")
+        return _to_empty(ResetOldToEmpty, old, resetting, policy, event=drained)
+    deadline = drain_deadline_seconds(old, policy)
+    if _elapsed(record, pod.now) > deadline:
+        why = (
+            f"old Envoy in slot {record.old_slot} still {phase or 'unknown'} after {deadline:.0f}s; "
+            f"new Envoy serves from {record.new_container}, old container left as is "
+            f"(set {ANNOTATION_RETRY} to resume)"
+        )
+        return _fail(pod, record, Reason.DRAIN_TIMEOUT, why, status=status_after_take_over(status, record))
+    return WaitFor(
+        reason=f"old slot {record.old_slot} is {phase or 'unknown'}", requeue_after=policy.poll_interval
+    )
+
+
+def _resetting(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord, policy: Policy) -> Action:
+    """Step 6: the old container runs the empty image again; swap the status annotation."""
+    old = pod.containers.get(record.old_container)
+    if old is None:
+        why = f"old container {record.old_container} disappeared"
+        return _fail(pod, record, Reason.RESET_TIMEOUT, why, status=status_after_take_over(status, record))
+    if old.image != record.empty_image:  # reapply: a stale write elsewhere undid ours
+        return _to_empty(ResetOldToEmpty, old, record, policy)
+    if _runs_fresh(old, record.old_container_id):
+        return _complete(pod, status, record)
+    if _elapsed(record, pod.now) > policy.step_timeout:
+        why = (
+            f"{old.name} did not run the empty image within {policy.step_timeout:.0f}s "
+            f"({old.waiting_reason or 'not running'}); new Envoy serves from {record.new_container}"
+        )
+        return _fail(pod, record, Reason.RESET_TIMEOUT, why, status=status_after_take_over(status, record))
+    return WaitFor(
+        reason=f"waiting for {old.name} to run the empty image", requeue_after=policy.poll_interval
+    )
+
+
+def _complete(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord) -> Complete:
+    message = f"sidecar {record.from_image} -> {record.to_image}; active container {record.new_container}"
+    done = record.moved(Phase.COMPLETED, now=pod.now, message=message)
+    event = _event("UpgradeCompleted", message)
+    return Complete(record=done, status=status_after_take_over(status, record), event=event)
+
+
+def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Action:
+    """After a failure: done when the standby runs a fresh container on the empty image."""
+    new = pod.containers.get(record.new_container)
+    reason = record.reason or Reason.TAKE_OVER_TIMEOUT
+    original = record.message.removeprefix("rolling back: ")
+    if new is None:
+        return _fail(pod, record, reason, f"{original}; standby container disappeared during rollback")
+    if new.image != record.empty_image:
+        return _to_empty(RollBack, new, record, policy)
+    if _runs_fresh(new, record.rollback_from_id):
+        failed = record.moved(Phase.FAILED, now=pod.now, message=f"{original}; rolled back", reason=reason)
+        event = _event(
+            "RolledBack", f"{new.name} back on the empty image; old Envoy kept serving: {original}"
+        )
+        return Fail(record=failed, event=event)
+    if _elapsed(record, pod.now) > policy.step_timeout:
+        waited = f"{policy.step_timeout:.0f}s"
+        why = f"{original}; rollback incomplete: {new.name} not on the empty image after {waited}"
+        return _fail(pod, record, reason, why)
+    return WaitFor(
+        reason=f"waiting for {new.name} to run the empty image", requeue_after=policy.poll_interval
+    )
+
+
+def _resume_drain(pod: ObservedPod, record: UpgradeRecord, retry: str | None) -> Action:
+    """An explicit retry after a post-take-over failure resumes at draining, never restarts the swap."""
+    message = "retry: resuming at draining (the new Envoy already serves)"
+    resumed = record.moved(Phase.DRAINING, now=pod.now, message=message, reason=None, retry_token=retry)
+    resumed = replace(resumed, attempt=record.attempt + 1, finished=None)
+    return WaitFor(reason=message, requeue_after=0.1, record=resumed)
