@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint unit integration e2e clean
+.PHONY: venv demo test fresh-test lint unit integration e2e clean
 .DEFAULT_GOAL := test
 
 $(STAMP): pyproject.toml
@@ -24,6 +24,10 @@ demo: venv
 ## The cluster comes up before integration and goes down after e2e, or at once when integration fails.
 test: lint unit
 	$(MAKE) --no-print-directory integration e2e || { rc=$$?; $(PY) -m localcluster down; exit $$rc; }
+
+## The cold path: .ci/run on a fresh clone with empty Go, pip and project caches (prints its wall time).
+fresh-test:
+	bash .ci/fresh-test
 
 lint: venv
 	$(VENV)/bin/ruff check .
