@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import contract
-from agent.state import Slot, as_slot
+from agent.contract import Slot
+from agent.state import as_slot
 
 
 class ConfigError(ValueError):

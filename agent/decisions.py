@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.state import SharedState, Slot, replaced_by_other
+from agent.contract import Slot
+from agent.state import SharedState, replaced_by_other, with_event, with_slot, with_stopped
 
 LIVE = "LIVE"
 # server_info state we did not see because the admin did not answer (its socket proves it runs).
@@ -138,6 +139,19 @@ def after_envoy_exit(
         # Exit 0 is the parent's normal end after Terminate; anything else happened mid-drain.
         return Retire(error=None if returncode == 0 else f"Envoy {describe_exit(returncode)} while draining")
     return Restart(reason=f"Envoy {describe_exit(returncode)}")
+
+
+def exit_state(
+    state: SharedState, slot: Slot, action: ExitAction, *, epoch: int, now: float
+) -> SharedState | None:
+    """The state after our Envoy of `epoch` exited: retired, crashed (starting again), or None if stopped."""
+    if isinstance(action, Retire):
+        state = with_stopped(state, slot, epoch=epoch, now=now, error=action.error)
+        return with_event(state, now=now, slot=slot, event="retired", epoch=epoch)
+    if isinstance(action, Restart):
+        state = with_slot(state, slot, now=now, phase="starting", epoch=epoch, error=action.reason)
+        return with_event(state, now=now, slot=slot, event="envoy-crashed", epoch=epoch)
+    return None
 
 
 def must_clear_initializing(flags: int, *, live_state: str | None) -> bool:

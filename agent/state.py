@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypedDict, cast
+from typing import TypedDict
 
 from agent import contract
-
-Slot = Literal["a", "b"]
-Phase = Literal["starting", "serving", "taking-over", "draining", "retired", "failed"]
-Role = Literal["active", "standby", "retired"]
+from agent.contract import AgentPhase, AgentRole, Slot
 
 SCHEMA_VERSION = 1
 HISTORY_LIMIT = 64
 
 
 class SlotJSON(TypedDict):
-    phase: Phase | None
+    phase: AgentPhase | None
     since: float | None
     pid: int | None
     epoch: int | None
@@ -56,7 +53,7 @@ class StateFormatError(ValueError):
 class SlotRecord:
     """One slot's last known phase; `pid` is in that container's PID namespace (informative only)."""
 
-    phase: Phase | None = None
+    phase: AgentPhase | None = None
     since: float | None = None
     pid: int | None = None
     epoch: int | None = None
@@ -90,7 +87,7 @@ def as_slot(value: str) -> Slot:
     """Validate a slot name coming from the outside."""
     if value not in contract.SLOTS:
         raise ValueError(f"slot must be one of {contract.SLOTS}, not {value!r}")
-    return cast(Slot, value)
+    return value
 
 
 def other_slot(slot: Slot) -> Slot:
@@ -106,7 +103,7 @@ def with_slot(
     slot: Slot,
     *,
     now: float,
-    phase: Phase,
+    phase: AgentPhase,
     epoch: int | None = None,
     pid: int | None = None,
     error: str | None = None,
@@ -175,7 +172,7 @@ def with_stopped(
     return state
 
 
-def role_of(state: SharedState, slot: Slot, *, envoy_running: bool) -> Role:
+def role_of(state: SharedState, slot: Slot, *, envoy_running: bool) -> AgentRole:
     """The slot's role as /status reports it; a slot draining after being replaced is already retired."""
     phase = state.slots[slot].phase
     if phase == "retired" or (phase == "draining" and state.active_slot != slot):
@@ -246,7 +243,7 @@ def _opt_float(value: object, name: str) -> float | None:
     return float(value)
 
 
-def _opt_phase(value: object) -> Phase | None:
+def _opt_phase(value: object) -> AgentPhase | None:
     if value is None:
         return None
     if value not in contract.PHASES:

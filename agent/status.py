@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict
 
-from agent.state import Phase, Role, SharedState, Slot, StateJSON, is_ready, role_of, to_json
+from agent.contract import AgentPhase, AgentRole, Slot
+from agent.state import SharedState, StateJSON, is_ready, role_of, to_json
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class AgentView:
     """What this agent knows about itself, beyond the shared state."""
 
     slot: Slot
-    phase: Phase
+    phase: AgentPhase
     epoch: int | None
     envoy_running: bool
     envoy_version: str | None
@@ -31,8 +32,8 @@ class AgentView:
 
 class StatusJSON(TypedDict):
     slot: Slot
-    role: Role
-    phase: Phase
+    role: AgentRole
+    phase: AgentPhase
     epoch: int | None
     envoy_version: str | None
     hot_restart_version: str | None
