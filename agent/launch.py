@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from agent import hotrestart
+from agent import hotrestart, startplan
 from agent.admin import EnvoyAdmin
 from agent.bootstrap import bootstrap_file, write_bootstrap_file
 from agent.config import AgentConfig
@@ -43,14 +43,7 @@ from agent.metrics import AgentMetrics
 from agent.preflight import Preflight, start_preflight
 from agent.records import LOCK_TIMEOUT, StateRecorder
 from agent.rundir import LockTimeoutError, RunDir
-from agent.startplan import (
-    Launch,
-    failed_attempt_state,
-    live_state,
-    plan_start,
-    refused_state,
-    spawned_state,
-)
+from agent.startplan import Launch
 from agent.view import ViewKeeper
 
 LIVE_TIMEOUT = 60.0
@@ -149,7 +142,7 @@ class EnvoyStarter:
             bound_socket_ids=hotrestart.read_bound_parent_ids(self.config.base_id),
             own_hot_restart_version=self.versions.hot_restart_version,
         )
-        plan = plan_start(observation, self.config)
+        plan = startplan.plan_start(observation, self.config, envoy_version=self.versions.version)
         decision = plan.decision if isinstance(plan, Launch) else plan
         self.log.event(
             "start-decision",
@@ -162,7 +155,7 @@ class EnvoyStarter:
             self.metrics.failures.labels(reason="refused").inc()
             self.view.set(phase="failed", error=plan.reason)
             self.log.error("takeover-refused", reason=plan.reason)
-            state = refused_state(state, self.config.slot, reason=plan.reason, now=time.time())
+            state = startplan.refused_state(state, self.config.slot, reason=plan.reason, now=time.time())
             self.records.record(state, "refused", epoch=None, detail=plan.reason)
             return "refused"
         if isinstance(plan, Wait):
@@ -183,7 +176,7 @@ class EnvoyStarter:
             self._clear_stale_initializing(plan.live_state)
         envoy = self._spawn(plan, preflight.text)
         # Recorded after the spawn so the state file's fsyncs overlap Envoy's start, not precede it.
-        state = spawned_state(state, plan, pid=envoy.pid, now=time.time())
+        state = startplan.spawned_state(state, plan, pid=envoy.pid, now=time.time())
         self.records.record(state, "envoy-starting", epoch=plan.epoch, detail=str(plan.decision))
         try:
             self._wait_live(envoy)
@@ -213,14 +206,7 @@ class EnvoyStarter:
     def _live(self, envoy: RunningEnvoy, plan: Launch) -> Started:
         """Record our Envoy as the active one and report it serving (lock held)."""
         takeover_seconds = time.monotonic() - self.started_at
-        state = live_state(
-            self.records.read(),
-            plan,
-            pid=envoy.pid,
-            envoy_version=self.versions.version,
-            hot_restart_version=self.versions.hot_restart_version,
-            now=time.time(),
-        )
+        state = startplan.live_state(self.records.read(), plan, pid=envoy.pid, now=time.time())
         self.records.record(
             state, "envoy-live", epoch=plan.epoch, detail=f"{takeover_seconds:.3f}s after agent start"
         )
@@ -246,7 +232,7 @@ class EnvoyStarter:
         """Record a failed attempt (lock held); permanent failures are not retried."""
         self.log.error(event, error=reason, permanent=permanent)
         self.view.set(error=reason)
-        state = failed_attempt_state(
+        state = startplan.failed_attempt_state(
             self.records.read(), plan, reason=reason, permanent=permanent, now=time.time()
         )
         self.records.record(state, event, epoch=plan.epoch, detail=reason)

@@ -30,6 +30,9 @@ class Launch:
     base_id: int
     drain_seconds: int
     parent_shutdown_seconds: int
+    # Of this image's Envoy: what the state file records once it is LIVE.
+    envoy_version: str
+    hot_restart_version: str
     # The other slot when its recorded Envoy is the one we take over from (None: not ours to retire).
     parent_slot: Slot | None
     # The active slot recorded before this start; after a fresh start its Envoy is known to be gone.
@@ -61,7 +64,7 @@ class Launch:
 StartPlan = Launch | Refuse | Wait
 
 
-def plan_start(observation: Observation, config: AgentConfig) -> StartPlan:
+def plan_start(observation: Observation, config: AgentConfig, *, envoy_version: str) -> StartPlan:
     """Launch (fresh start or takeover), Refuse (incompatible hot-restart versions) or Wait (mid-start)."""
     decision = decide_start(observation)
     if isinstance(decision, Refuse | Wait):
@@ -78,6 +81,8 @@ def plan_start(observation: Observation, config: AgentConfig) -> StartPlan:
         base_id=config.base_id,
         drain_seconds=config.drain_seconds,
         parent_shutdown_seconds=config.parent_shutdown_seconds,
+        envoy_version=envoy_version,
+        hot_restart_version=observation.own_hot_restart_version,
         parent_slot=parent_slot,
         previous_slot=state.active_slot,
         live_state=None if observation.admin is None else observation.admin.state,
@@ -94,15 +99,7 @@ def spawned_state(state: SharedState, launch: Launch, *, pid: int, now: float) -
     return with_slot(state, launch.slot, now=now, phase=launch.phase, epoch=launch.epoch, pid=pid)
 
 
-def live_state(
-    state: SharedState,
-    launch: Launch,
-    *,
-    pid: int,
-    envoy_version: str,
-    hot_restart_version: str,
-    now: float,
-) -> SharedState:
+def live_state(state: SharedState, launch: Launch, *, pid: int, now: float) -> SharedState:
     """Our Envoy is LIVE and owns the listeners; the slot it replaced starts draining or is gone."""
     slot = launch.slot
     state = with_active(
@@ -111,8 +108,8 @@ def live_state(
         now=now,
         epoch=launch.epoch,
         pid=pid,
-        envoy_version=envoy_version,
-        hot_restart_version=hot_restart_version,
+        envoy_version=launch.envoy_version,
+        hot_restart_version=launch.hot_restart_version,
     )
     previous = launch.previous_slot
     if not launch.takeover and previous is not None and previous != slot:

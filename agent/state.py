@@ -18,6 +18,8 @@ HISTORY_LIMIT = 64
 
 
 class SlotJSON(TypedDict):
+    """One slot in the state file."""
+
     phase: AgentPhase | None
     since: float | None
     pid: int | None
@@ -26,6 +28,8 @@ class SlotJSON(TypedDict):
 
 
 class EventJSON(TypedDict):
+    """One step in the state file's history."""
+
     at: float
     slot: Slot
     event: str
@@ -34,6 +38,8 @@ class EventJSON(TypedDict):
 
 
 class StateJSON(TypedDict):
+    """The state file as JSON (docs/contract.md "Agent status", field `state`)."""
+
     schema: int
     active_slot: Slot | None
     epoch: int | None
@@ -62,6 +68,8 @@ class SlotRecord:
 
 @dataclass(frozen=True)
 class Event:
+    """One step of an agent, as the history records it (`at`: Unix time)."""
+
     at: float
     slot: Slot
     event: str
@@ -91,10 +99,12 @@ def as_slot(value: str) -> Slot:
 
 
 def other_slot(slot: Slot) -> Slot:
+    """The twin of `slot`."""
     return "b" if slot == "a" else "a"
 
 
 def initial_state(base_id: int) -> SharedState:
+    """The state before any agent recorded anything."""
     return SharedState(base_id=base_id)
 
 
@@ -199,6 +209,7 @@ def replaced_by_other(state: SharedState, slot: Slot, *, epoch: int) -> bool:
 
 
 def to_json(state: SharedState) -> StateJSON:
+    """The state as the file stores it (slots sorted)."""
     slots: dict[Slot, SlotJSON] = {
         name: SlotJSON(
             phase=record.phase, since=record.since, pid=record.pid, epoch=record.epoch, error=record.error

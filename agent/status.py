@@ -31,6 +31,8 @@ class AgentView:
 
 
 class StatusJSON(TypedDict):
+    """GET /status (docs/contract.md "Agent status")."""
+
     slot: Slot
     role: AgentRole
     phase: AgentPhase
@@ -42,6 +44,7 @@ class StatusJSON(TypedDict):
 
 
 def status_document(view: AgentView, state: SharedState) -> StatusJSON:
+    """The /status document of this slot."""
     return StatusJSON(
         slot=view.slot,
         role=role_of(state, view.slot, envoy_running=view.envoy_running),
@@ -55,6 +58,7 @@ def status_document(view: AgentView, state: SharedState) -> StatusJSON:
 
 
 def view_is_ready(view: AgentView, state: SharedState) -> bool:
+    """/healthz/ready: our Envoy is LIVE, recorded active, serving and running."""
     return view.phase == "serving" and is_ready(state, view.slot, envoy_running=view.envoy_running)
 
 
@@ -88,12 +92,15 @@ class StatusServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on (the bound one when 0 was asked)."""
         return int(self._server.server_address[1])
 
     def start(self) -> None:
+        """Serve from a daemon thread."""
         self._thread.start()
 
     def close(self) -> None:
+        """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
 

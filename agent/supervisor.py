@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 
 from tenacity import (
     RetryError,
@@ -43,14 +42,12 @@ from agent.decisions import (
     exit_state,
 )
 from agent.drain import drain_gracefully
-from agent.envoy import BootstrapValidator, EnvoyLauncher, EnvoyVersions, RunningEnvoy
+from agent.envoy import RunningEnvoy
 from agent.handover import Following, HandOver
 from agent.launch import EnvoyStarter, StartAbortedError, Started, StartFailedError, StartOutcome
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
-from agent.preflight import Preflight
 from agent.records import StateRecorder
-from agent.rundir import RunDir
 from agent.state import SharedState, replaced_by_other, with_slot, with_stopped
 from agent.status import AgentView
 from agent.view import ViewKeeper
@@ -65,46 +62,24 @@ class Supervisor:
         self,
         config: AgentConfig,
         *,
-        environ: Mapping[str, str],
-        binary: str,
-        versions: EnvoyVersions,
-        launcher: EnvoyLauncher,
-        validator: BootstrapValidator,
+        starter: EnvoyStarter,
+        records: StateRecorder,
+        view: ViewKeeper,
         admin: EnvoyAdmin,
-        rundir: RunDir,
         metrics: AgentMetrics,
         log: EventLog,
-        started_at: float,
-        preflight: Preflight | None = None,
+        stop: threading.Event,
     ) -> None:
-        """`preflight`: the first start's bootstrap validation, started by the caller as early as it could."""
+        """The starter shares `records`, `view` and `stop` (set by `request_stop`); cli.py wires them."""
         self.config = config
-        self.versions = versions
+        self.starter = starter
+        self.records = records
+        self.view_keeper = view
         self.admin = admin
-        self.rundir = rundir
         self.metrics = metrics
         self.log = log
-        self.stop_requested = threading.Event()
-        self.records = StateRecorder(rundir, slot=config.slot, base_id=config.base_id, log=log)
-        self.view_keeper = ViewKeeper(slot=config.slot, versions=versions, metrics=metrics, log=log)
-        self.starter = EnvoyStarter(
-            config,
-            environ=environ,
-            binary=binary,
-            versions=versions,
-            launcher=launcher,
-            validator=validator,
-            admin=admin,
-            rundir=rundir,
-            records=self.records,
-            view=self.view_keeper,
-            metrics=metrics,
-            log=log,
-            stop=self.stop_requested,
-            started_at=started_at,
-            preflight=preflight,
-        )
-        self.handover = HandOver(config, records=self.records, metrics=metrics, log=log)
+        self.stop_requested = stop
+        self.handover = HandOver(config, records=records, metrics=metrics, log=log)
         self._next_replaced_check = 0.0
 
     # -- what the status server reads ------------------------------------------------------------
@@ -127,11 +102,11 @@ class Supervisor:
 
     def run(self) -> int:
         """Start our Envoy, watch it until a stop is requested, then shut down; the process exit code."""
-        self.rundir.ensure()
+        versions = self.starter.versions
         self.log.event(
             "agent-started",
-            envoy_version=self.versions.version,
-            hot_restart_version=self.versions.hot_restart_version,
+            envoy_version=versions.version,
+            hot_restart_version=versions.hot_restart_version,
             base_id=self.config.base_id,
         )
         self.start(attempts=TAKEOVER_ATTEMPTS)

@@ -25,6 +25,7 @@ from agent.decisions import (
 )
 from agent.startplan import (
     Launch,
+    StartPlan,
     failed_attempt_state,
     live_state,
     plan_start,
@@ -34,9 +35,13 @@ from agent.startplan import (
 from agent.state import initial_state, with_active, with_slot
 from tests.unit.agent.states import OURS, active, observe
 
+ENVOY_VERSION = "1.40.0"
 
-def config(slot: str, **environ: str) -> AgentConfig:
-    return load_config({contract.ENV_SLOT: slot, **environ})
+
+def plan_for(observation: Observation, slot: str, **environ: str) -> StartPlan:
+    """The plan of an agent in `slot` whose environment adds `environ` to the contract defaults."""
+    config: AgentConfig = load_config({contract.ENV_SLOT: slot, **environ})
+    return plan_start(observation, config, envoy_version=ENVOY_VERSION)
 
 
 def test_fresh_pod_starts_at_epoch_zero() -> None:
@@ -106,16 +111,14 @@ def test_socket_ids_wrap_every_three_epochs() -> None:
 
 
 def test_fresh_pod_plan_starts_epoch_zero_with_the_configured_base_id_and_timings() -> None:
-    plan = plan_start(
+    plan = plan_for(
         observe(initial_state(7)),
-        config(
-            "a",
-            **{
-                contract.ENV_BASE_ID: "7",
-                contract.ENV_DRAIN_SECONDS: "3",
-                contract.ENV_PARENT_SHUTDOWN_SECONDS: "5",
-            },
-        ),
+        "a",
+        **{
+            contract.ENV_BASE_ID: "7",
+            contract.ENV_DRAIN_SECONDS: "3",
+            contract.ENV_PARENT_SHUTDOWN_SECONDS: "5",
+        },
     )
     assert plan == Launch(
         decision=FreshStart(epoch=0),
@@ -123,6 +126,8 @@ def test_fresh_pod_plan_starts_epoch_zero_with_the_configured_base_id_and_timing
         base_id=7,
         drain_seconds=3,
         parent_shutdown_seconds=5,
+        envoy_version=ENVOY_VERSION,
+        hot_restart_version=OURS,
         parent_slot=None,
         previous_slot=None,
         live_state=None,
@@ -132,7 +137,7 @@ def test_fresh_pod_plan_starts_epoch_zero_with_the_configured_base_id_and_timing
 
 def test_takeover_plan_names_the_other_slot_as_parent_and_reports_taking_over() -> None:
     observation = observe(active("a", epoch=4), admin=LiveEnvoy(4, OURS, LIVE), bound=frozenset({1}))
-    plan = plan_start(observation, config("b"))
+    plan = plan_for(observation, "b")
     assert isinstance(plan, Launch)
     assert plan.decision == decide_start(observation) == TakeOver(epoch=5, parent_epoch=4)
     assert (plan.epoch, plan.takeover, plan.parent_epoch, plan.phase) == (5, True, 4, "taking-over")
@@ -146,23 +151,23 @@ def test_restart_after_a_crash_mid_drain_takes_over_from_the_other_slots_drainin
         active("a", epoch=0), "b", now=2.0, epoch=1, pid=11, envoy_version="1.40.0", hot_restart_version=OURS
     )
     state = with_slot(state, "b", now=3.0, phase="starting", epoch=1, error="Envoy killed by signal 9")
-    plan = plan_start(observe(state, bound=frozenset({socket_id(0)})), config("b"))
+    plan = plan_for(observe(state, bound=frozenset({socket_id(0)})), "b")
     assert isinstance(plan, Launch)
     assert plan.decision == TakeOver(epoch=1, parent_epoch=0)
     assert (plan.parent_slot, plan.live_state) == ("a", None)
 
 
 def test_a_parent_whose_epoch_no_slot_records_is_not_ours_to_retire() -> None:
-    plan = plan_start(observe(active("a", epoch=1), admin=LiveEnvoy(6, OURS, LIVE)), config("b"))
+    plan = plan_for(observe(active("a", epoch=1), admin=LiveEnvoy(6, OURS, LIVE)), "b")
     assert isinstance(plan, Launch)
     assert (plan.epoch, plan.parent_epoch, plan.parent_slot) == (7, 6, None)
 
 
 def test_the_admins_state_is_kept_for_the_initializing_check() -> None:
-    plan = plan_start(observe(active("a", epoch=2), bound=frozenset({socket_id(2)})), config("b"))
+    plan = plan_for(observe(active("a", epoch=2), bound=frozenset({socket_id(2)})), "b")
     assert isinstance(plan, Launch)
     assert plan.live_state is None, "no admin answer: the socket proved it runs"
-    plan = plan_start(observe(active("a"), admin=LiveEnvoy(0, OURS, UNKNOWN)), config("b"))
+    plan = plan_for(observe(active("a"), admin=LiveEnvoy(0, OURS, UNKNOWN)), "b")
     assert isinstance(plan, Launch) and plan.live_state == UNKNOWN
 
 
@@ -176,7 +181,7 @@ def test_the_admins_state_is_kept_for_the_initializing_check() -> None:
     ids=["refuse", "wait-initializing", "wait-unknown-sockets"],
 )
 def test_refusals_and_waits_are_the_decision_itself(observation: Observation) -> None:
-    plan = plan_start(observation, config("b"))
+    plan = plan_for(observation, "b")
     assert isinstance(plan, Refuse | Wait)
     assert plan == decide_start(observation)
 
@@ -185,7 +190,7 @@ def test_refusals_and_waits_are_the_decision_itself(observation: Observation) ->
 
 
 def takeover_plan() -> Launch:
-    plan = plan_start(observe(active("a", epoch=0), admin=LiveEnvoy(0, OURS, LIVE)), config("b"))
+    plan = plan_for(observe(active("a", epoch=0), admin=LiveEnvoy(0, OURS, LIVE)), "b")
     assert isinstance(plan, Launch)
     return plan
 
@@ -204,32 +209,27 @@ def test_spawned_envoy_is_recorded_in_the_launch_phase_with_its_epoch_and_pid() 
 
 
 def test_live_after_a_takeover_makes_us_active_and_the_parent_slot_drain() -> None:
-    state = live_state(
-        active("a"), takeover_plan(), pid=42, envoy_version="1.40.0", hot_restart_version=OURS, now=5.0
-    )
-    assert (state.active_slot, state.epoch, state.hot_restart_version) == ("b", 1, OURS)
+    state = live_state(active("a"), takeover_plan(), pid=42, now=5.0)
+    assert (state.active_slot, state.epoch) == ("b", 1)
+    assert (state.envoy_version, state.hot_restart_version) == (ENVOY_VERSION, OURS)
     assert (state.slots["b"].phase, state.slots["b"].pid) == ("serving", 42)
     assert state.slots["a"].phase == "draining"
 
 
 def test_live_after_a_fresh_start_retires_the_previously_active_slot() -> None:
     # a was recorded active but its Envoy is gone (no admin, no socket): b starts fresh at epoch 0.
-    plan = plan_start(observe(active("a", epoch=3)), config("b"))
-    assert isinstance(plan, Launch) and plan.decision == FreshStart(epoch=0)
-    state = live_state(
-        active("a", epoch=3), plan, pid=42, envoy_version="v", hot_restart_version=OURS, now=5.0
-    )
+    launch = plan_for(observe(active("a", epoch=3)), "b")
+    assert isinstance(launch, Launch) and launch.decision == FreshStart(epoch=0)
+    state = live_state(active("a", epoch=3), launch, pid=42, now=5.0)
     assert (state.active_slot, state.epoch) == ("b", 0)
     assert state.slots["a"].phase == "retired"
     assert state.slots["a"].error == "its Envoy was gone when b started"
 
 
 def test_live_after_a_fresh_start_of_the_same_slot_retires_nothing() -> None:
-    plan = plan_start(observe(active("a", epoch=3)), config("a"))
-    assert isinstance(plan, Launch) and plan.previous_slot == "a"
-    state = live_state(
-        active("a", epoch=3), plan, pid=42, envoy_version="v", hot_restart_version=OURS, now=5.0
-    )
+    launch = plan_for(observe(active("a", epoch=3)), "a")
+    assert isinstance(launch, Launch) and launch.previous_slot == "a"
+    state = live_state(active("a", epoch=3), launch, pid=42, now=5.0)
     assert (state.active_slot, state.epoch, state.slots["a"].phase) == ("a", 0, "serving")
     assert state.slots["b"].phase is None
 
