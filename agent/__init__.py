@@ -2,7 +2,11 @@
 
 Two agents (slots `a` and `b`) share a run dir, a network namespace and /dev/shm, nothing else. They
 coordinate only through the run dir (flock on LOCK_FILE, atomically replaced STATE_FILE) and Envoy's own
-hot-restart protocol. Layout: `decisions` and `state` are the pure core; `supervisor` drives Envoy
-(`envoy`, `admin`, `hotrestart`) and records every step; `status` serves /healthz/ready, /status and
-/metrics; `cli` is `hotupgrade-agent run | wait | status`. docs/contract.md is all it shares with webhook/.
+hot-restart protocol. Layout:
+- pure core (no I/O, no clock, no environment): `contract`, `state`, `decisions`, `startplan`, `config`;
+- shells: `supervisor` orchestrates; `launch` carries out a start (with `preflight`, `envoy`, `admin`,
+  `hotrestart`, `bootstrap`); `handover` follows the Envoy we replaced and stands in for it; `drain` is
+  our SIGTERM drain; `records` writes the state file (`rundir`); `view`, `status` and `metrics` are what
+  /healthz/ready, /status and /metrics show; `logs` the event lines;
+- `cli` is `hotupgrade-agent run | wait | status`. docs/contract.md is all it shares with webhook/.
 """

@@ -40,6 +40,8 @@ def parse_active_connections(body: str) -> int:
 
 
 class EnvoyAdmin:
+    """The admin API of whichever Envoy of the pod holds the admin port now (1 s timeout per call)."""
+
     def __init__(self, port: int, *, host: str = "127.0.0.1", timeout: float = 1.0) -> None:
         self.host = host
         self.port = port
@@ -67,8 +69,10 @@ class EnvoyAdmin:
             return None
 
     def drain_listeners_gracefully(self) -> None:
+        """POST /drain_listeners?graceful: listeners keep accepting while connections drain."""
         self._request("POST", "/drain_listeners?graceful")
 
     def active_connections(self) -> int:
+        """Downstream connections open on all listeners but admin; AdminError if the admin does not answer."""
         body = self._request("GET", "/stats?filter=downstream_cx_active")
         return parse_active_connections(body.decode())

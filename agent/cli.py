@@ -33,6 +33,7 @@ def _config() -> AgentConfig:
 
 
 def run() -> int:
+    """`hotupgrade-agent run`: supervise this slot's Envoy until SIGTERM; the exit code."""
     from agent.envoy import EnvoyBinaryError, EnvoyValidator, probe_versions, resolve_binary
     from agent.logs import EventLog
     from agent.preflight import start_preflight
@@ -60,24 +61,37 @@ def run() -> int:
 
     from agent.admin import EnvoyAdmin
     from agent.envoy import ThreadSpawner
+    from agent.launch import EnvoyStarter
     from agent.metrics import AgentMetrics
+    from agent.records import StateRecorder
     from agent.status import StatusServer
     from agent.supervisor import Supervisor
+    from agent.view import ViewKeeper
 
     metrics = AgentMetrics()
-    supervisor = Supervisor(
+    admin = EnvoyAdmin(config.admin_port)
+    records = StateRecorder(rundir, slot=config.slot, base_id=config.base_id, log=log)
+    view = ViewKeeper(slot=config.slot, versions=versions, metrics=metrics, log=log)
+    stop = threading.Event()
+    starter = EnvoyStarter(
         config,
         environ=environ,
         binary=binary,
         versions=versions,
         launcher=ThreadSpawner(),
         validator=validator,
-        admin=EnvoyAdmin(config.admin_port),
+        admin=admin,
         rundir=rundir,
+        records=records,
+        view=view,
         metrics=metrics,
         log=log,
+        stop=stop,
         started_at=START,
         preflight=preflight,
+    )
+    supervisor = Supervisor(
+        config, starter=starter, records=records, view=view, admin=admin, metrics=metrics, log=log, stop=stop
     )
 
     def on_signal(signum: int) -> None:
@@ -179,6 +193,7 @@ def status() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one command; its exit code."""
     parser = argparse.ArgumentParser(prog="hotupgrade-agent", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="supervise this slot's Envoy (the sidecar image's entrypoint)")

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import contract
-from agent.state import Slot, as_slot
+from agent.contract import Slot
+from agent.state import as_slot
 
 
 class ConfigError(ValueError):
@@ -19,6 +20,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """Everything the agent reads from its environment (docs/contract.md), validated."""
+
     slot: Slot
     run_dir: Path
     shm_dir: Path
@@ -35,6 +38,7 @@ class AgentConfig:
 
     @property
     def other_slot(self) -> Slot:
+        """The twin container's slot."""
         return "b" if self.slot == "a" else "a"
 
 
@@ -52,6 +56,7 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
 
 
 def default_status_port(slot: Slot) -> int:
+    """The contract's status port of `slot`."""
     return contract.STATUS_PORT_A if slot == "a" else contract.STATUS_PORT_B
 
 

@@ -1,6 +1,7 @@
 """Pure decisions of the agent: which epoch, take over or not, what an Envoy exit means.
 
-No I/O, no clock, no environment: the supervisor observes the world, calls these, and acts.
+No I/O, no clock, no environment: the shells (agent/launch.py, agent/supervisor.py, agent/handover.py)
+observe the world, call these, and act; agent/startplan.py builds the start plan on `decide_start`.
 Envoy facts they rely on (Envoy 1.40, source/server/hot_restart_impl.cc and hot_restarting_*.cc):
 the child of epoch N is N+1 with the same base id; socket names only use `epoch % 3`; epoch 0
 recreates the shared memory segment; a hot-restart version mismatch makes the child abort.
@@ -11,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.state import SharedState, Slot, replaced_by_other
+from agent.contract import Slot
+from agent.state import SharedState, replaced_by_other, with_event, with_slot, with_stopped
 
 LIVE = "LIVE"
 # server_info state we did not see because the admin did not answer (its socket proves it runs).
@@ -39,22 +41,30 @@ class Observation:
 
 @dataclass(frozen=True)
 class FreshStart:
+    """No Envoy of the pod runs: start ours at epoch 0 (which recreates the shared memory)."""
+
     epoch: int = 0
 
 
 @dataclass(frozen=True)
 class TakeOver:
+    """Hot-restart from the live Envoy of `parent_epoch`: ours is `epoch` = parent_epoch + 1."""
+
     epoch: int
     parent_epoch: int
 
 
 @dataclass(frozen=True)
 class Refuse:
+    """Never start here: this image's Envoy cannot hot-restart from the live one."""
+
     reason: str
 
 
 @dataclass(frozen=True)
 class Wait:
+    """Another Envoy is mid-start or unaccounted for: try again later."""
+
     reason: str
 
 
@@ -108,16 +118,22 @@ def decide_start(observation: Observation) -> StartDecision:
 
 @dataclass(frozen=True)
 class Retire:
+    """Our Envoy was replaced and ended its drain (`error` if not by its normal Terminate)."""
+
     error: str | None
 
 
 @dataclass(frozen=True)
 class Restart:
+    """Our Envoy was the active one and crashed: start it again."""
+
     reason: str
 
 
 @dataclass(frozen=True)
 class Stopped:
+    """We stopped our Envoy ourselves (SIGTERM): nothing to do."""
+
     pass
 
 
@@ -125,6 +141,7 @@ ExitAction = Retire | Restart | Stopped
 
 
 def describe_exit(returncode: int) -> str:
+    """A Popen returncode in words: 'exit status N' or 'killed by signal N'."""
     return f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
 
 
@@ -138,6 +155,19 @@ def after_envoy_exit(
         # Exit 0 is the parent's normal end after Terminate; anything else happened mid-drain.
         return Retire(error=None if returncode == 0 else f"Envoy {describe_exit(returncode)} while draining")
     return Restart(reason=f"Envoy {describe_exit(returncode)}")
+
+
+def exit_state(
+    state: SharedState, slot: Slot, action: ExitAction, *, epoch: int, now: float
+) -> SharedState | None:
+    """The state after our Envoy of `epoch` exited: retired, crashed (starting again), or None if stopped."""
+    if isinstance(action, Retire):
+        state = with_stopped(state, slot, epoch=epoch, now=now, error=action.error)
+        return with_event(state, now=now, slot=slot, event="retired", epoch=epoch)
+    if isinstance(action, Restart):
+        state = with_slot(state, slot, now=now, phase="starting", epoch=epoch, error=action.reason)
+        return with_event(state, now=now, slot=slot, event="envoy-crashed", epoch=epoch)
+    return None
 
 
 def must_clear_initializing(flags: int, *, live_state: str | None) -> bool:
@@ -162,16 +192,22 @@ def parent_vanished_early(*, seconds_since_live: float, parent_shutdown_seconds:
 
 @dataclass(frozen=True)
 class BootstrapValid:
+    """`envoy --mode validate` accepted the bootstrap."""
+
     pass
 
 
 @dataclass(frozen=True)
 class BootstrapInvalid:
+    """Envoy rejected the bootstrap: retrying cannot help."""
+
     error: str
 
 
 @dataclass(frozen=True)
 class ValidationInconclusive:
+    """The validation said nothing about the bootstrap (no exit, a signal, or it could not run)."""
+
     reason: str
 
 

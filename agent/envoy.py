@@ -28,6 +28,8 @@ class EnvoyBinaryError(RuntimeError):
 
 @dataclass(frozen=True)
 class EnvoyVersions:
+    """What the binary says of itself: `--version` and `--hot-restart-version` (e.g. "11.104")."""
+
     version: str
     hot_restart_version: str
 
@@ -134,20 +136,34 @@ class RunningEnvoy(Protocol):
     """One Envoy process of one epoch."""
 
     @property
-    def pid(self) -> int: ...
+    def pid(self) -> int:
+        """The process id, in this container's PID namespace."""
+        ...
 
     @property
-    def epoch(self) -> int: ...
+    def epoch(self) -> int:
+        """Its `--restart-epoch`."""
+        ...
 
-    def poll(self) -> int | None: ...
+    def poll(self) -> int | None:
+        """The returncode once it exited, else None."""
+        ...
 
-    def stop(self, timeout: float) -> int: ...
+    def stop(self, timeout: float) -> int:
+        """SIGTERM, SIGKILL after `timeout` seconds; the returncode."""
+        ...
 
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        ...
 
 
 class EnvoyLauncher(Protocol):
-    def start(self, options: EnvoyOptions) -> RunningEnvoy: ...
+    """Starts Envoy processes."""
+
+    def start(self, options: EnvoyOptions) -> RunningEnvoy:
+        """Spawn one Envoy epoch with these options; OSError if it cannot be spawned."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -160,15 +176,23 @@ class ValidationRun:
 
 
 class PendingValidation(Protocol):
+    """One `envoy --mode validate` run, maybe still going."""
+
     def poll_result(self, timeout: float) -> ValidationRun | None:
         """The run once it exits within timeout, else None."""
         ...
 
-    def cancel(self) -> None: ...
+    def cancel(self) -> None:
+        """Kill the run if it still goes, and reap it."""
+        ...
 
 
 class BootstrapValidator(Protocol):
-    def start(self, binary: str, bootstrap: Path) -> PendingValidation: ...
+    """Starts bootstrap validations."""
+
+    def start(self, binary: str, bootstrap: Path) -> PendingValidation:
+        """Start `binary --mode validate` on `bootstrap`; returns at once, OSError if it cannot run."""
+        ...
 
 
 class EnvoyValidation:
@@ -180,6 +204,7 @@ class EnvoyValidation:
         self._output = b""
 
     def poll_result(self, timeout: float) -> ValidationRun | None:
+        """The run once it exits within `timeout` seconds, else None."""
         try:
             self._output, _ = self._process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -191,13 +216,17 @@ class EnvoyValidation:
         )
 
     def cancel(self) -> None:
+        """Kill the run if it still goes, and reap it."""
         if self._process.poll() is None:
             self._process.kill()
         self._process.communicate()
 
 
 class EnvoyValidator:
+    """Runs `envoy --mode validate` as a subprocess (BootstrapValidator)."""
+
     def start(self, binary: str, bootstrap: Path) -> PendingValidation:
+        """Start `binary --mode validate` on `bootstrap`; returns at once, OSError if it cannot run."""
         process = subprocess.Popen(
             validate_command(binary, bootstrap),
             stdin=subprocess.DEVNULL,
@@ -216,16 +245,20 @@ class EnvoyProcess:
 
     @property
     def pid(self) -> int:
+        """The process id, in this container's PID namespace."""
         return self._process.pid
 
     @property
     def epoch(self) -> int:
+        """Its `--restart-epoch`."""
         return self._epoch
 
     def poll(self) -> int | None:
+        """The returncode once it exited, else None."""
         return self._process.poll()
 
     def stop(self, timeout: float) -> int:
+        """SIGTERM, SIGKILL after `timeout` seconds; the returncode."""
         if self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
         try:
@@ -235,6 +268,7 @@ class EnvoyProcess:
             return self._process.wait()
 
     def kill(self) -> None:
+        """SIGKILL and reap."""
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
@@ -257,6 +291,7 @@ class ThreadSpawner:
                 future.set_exception(error)
 
     def start(self, options: EnvoyOptions) -> RunningEnvoy:
+        """Spawn one Envoy epoch from the spawner thread (waits up to 30 s for the fork)."""
         future: Future[subprocess.Popen[bytes]] = Future()
         self._requests.put((envoy_command(options), future))
         return EnvoyProcess(future.result(timeout=30), options.epoch)

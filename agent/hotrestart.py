@@ -103,6 +103,7 @@ def _varint(data: bytes, offset: int) -> tuple[int, int]:
 
 
 def frame(message: bytes) -> bytes:
+    """Prefix a serialised HotRestartMessage with its 8-byte big-endian length, as Envoy expects."""
     return _LENGTH.pack(len(message)) + message
 
 
@@ -163,6 +164,7 @@ class ParentStandIn:
             self._sock.close()
 
     def close(self) -> None:
+        """Stop answering and let go of the parent's socket name (waits up to 2 s)."""
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
@@ -170,11 +172,14 @@ class ParentStandIn:
 
 @dataclass(frozen=True)
 class ShmLayout:
+    """Size and version of Envoy's `struct SharedMemory`, from `--hot-restart-version`."""
+
     size: int
     version: int
 
     @property
     def flags_offset(self) -> int:
+        """Byte offset of the flags word: the last 8 bytes of the struct."""
         return self.size - _U64.size
 
 
@@ -185,6 +190,7 @@ def layout_from_hot_restart_version(hot_restart_version: str) -> ShmLayout:
 
 
 def shm_path(shm_dir: Path, base_id: int) -> Path:
+    """Envoy's shared memory segment for `base_id` (`envoy_shared_memory_{base_id*10}`)."""
     return shm_dir / f"envoy_shared_memory_{base_id * 10}"
 
 

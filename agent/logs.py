@@ -23,13 +23,16 @@ class EventLog:
             self._context.update(context)
 
     def event(self, name: str, *, level: str = "info", **fields: Any) -> None:
+        """Write one event line with the bound context and `fields`."""
         with self._lock:
             record = {"ts": round(time.time(), 3), "level": level, "event": name, **self._context, **fields}
             self._stream.write(json.dumps(record, default=str) + "\n")
             self._stream.flush()
 
     def error(self, name: str, **fields: Any) -> None:
+        """An event at level error."""
         self.event(name, level="error", **fields)
 
     def warning(self, name: str, **fields: Any) -> None:
+        """An event at level warning."""
         self.event(name, level="warning", **fields)

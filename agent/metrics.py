@@ -8,6 +8,8 @@ from agent import contract
 
 
 class AgentMetrics:
+    """The agent's counters and gauges (served on /metrics by the status server)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.takeovers = Counter(
@@ -45,4 +47,5 @@ class AgentMetrics:
         self.phase.state("starting")
 
     def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
         return generate_latest(self.registry)

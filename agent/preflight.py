@@ -3,7 +3,7 @@
 A hot-restart child that rejects its bootstrap has already made the live Envoy close its admin API
 (ShutdownAdmin comes first), so every start validates before it spawns Envoy. The preflight starts
 early and runs in the background (the first one before the binary's versions are probed, later ones
-before the run-dir lock); the supervisor collects the verdict just before it would spawn Envoy.
+before the run-dir lock); agent/launch.py collects the verdict just before it would spawn Envoy.
 Validate mode runs with hot restart off: it must not touch the live Envoy's shm or sockets.
 """
 
@@ -27,6 +27,7 @@ class Preflight:
     spawn_error: str | None
 
     def cancel(self) -> None:
+        """Stop the validation if it still runs."""
         if self.validation is not None:
             self.validation.cancel()
 

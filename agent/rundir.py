@@ -24,12 +24,15 @@ class LockTimeoutError(TimeoutError):
 
 
 class RunDir:
+    """The run dir both agents of the pod share: its lock and its state file."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.state_file = path / contract.STATE_FILE
         self.lock_file = path / contract.LOCK_FILE
 
     def ensure(self) -> None:
+        """Create the directory if the volume is empty."""
         self.path.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
@@ -64,6 +67,7 @@ class RunDir:
             raise StateFormatError(f"{self.state_file} is not JSON: {error}") from None
 
     def read_or_initial(self, base_id: int) -> SharedState:
+        """The current state, or the initial one before the first agent wrote one."""
         return self.read_state() or initial_state(base_id)
 
     def write_state(self, state: SharedState) -> None:

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypedDict, cast
+from typing import TypedDict
 
 from agent import contract
-
-Slot = Literal["a", "b"]
-Phase = Literal["starting", "serving", "taking-over", "draining", "retired", "failed"]
-Role = Literal["active", "standby", "retired"]
+from agent.contract import AgentPhase, AgentRole, Slot
 
 SCHEMA_VERSION = 1
 HISTORY_LIMIT = 64
 
 
 class SlotJSON(TypedDict):
-    phase: Phase | None
+    """One slot in the state file."""
+
+    phase: AgentPhase | None
     since: float | None
     pid: int | None
     epoch: int | None
@@ -29,6 +28,8 @@ class SlotJSON(TypedDict):
 
 
 class EventJSON(TypedDict):
+    """One step in the state file's history."""
+
     at: float
     slot: Slot
     event: str
@@ -37,6 +38,8 @@ class EventJSON(TypedDict):
 
 
 class StateJSON(TypedDict):
+    """The state file as JSON (docs/contract.md "Agent status", field `state`)."""
+
     schema: int
     active_slot: Slot | None
     epoch: int | None
@@ -56,7 +59,7 @@ class StateFormatError(ValueError):
 class SlotRecord:
     """One slot's last known phase; `pid` is in that container's PID namespace (informative only)."""
 
-    phase: Phase | None = None
+    phase: AgentPhase | None = None
     since: float | None = None
     pid: int | None = None
     epoch: int | None = None
@@ -65,6 +68,8 @@ class SlotRecord:
 
 @dataclass(frozen=True)
 class Event:
+    """One step of an agent, as the history records it (`at`: Unix time)."""
+
     at: float
     slot: Slot
     event: str
@@ -90,14 +95,16 @@ def as_slot(value: str) -> Slot:
     """Validate a slot name coming from the outside."""
     if value not in contract.SLOTS:
         raise ValueError(f"slot must be one of {contract.SLOTS}, not {value!r}")
-    return cast(Slot, value)
+    return value
 
 
 def other_slot(slot: Slot) -> Slot:
+    """The twin of `slot`."""
     return "b" if slot == "a" else "a"
 
 
 def initial_state(base_id: int) -> SharedState:
+    """The state before any agent recorded anything."""
     return SharedState(base_id=base_id)
 
 
@@ -106,7 +113,7 @@ def with_slot(
     slot: Slot,
     *,
     now: float,
-    phase: Phase,
+    phase: AgentPhase,
     epoch: int | None = None,
     pid: int | None = None,
     error: str | None = None,
@@ -175,7 +182,7 @@ def with_stopped(
     return state
 
 
-def role_of(state: SharedState, slot: Slot, *, envoy_running: bool) -> Role:
+def role_of(state: SharedState, slot: Slot, *, envoy_running: bool) -> AgentRole:
     """The slot's role as /status reports it; a slot draining after being replaced is already retired."""
     phase = state.slots[slot].phase
     if phase == "retired" or (phase == "draining" and state.active_slot != slot):
@@ -202,6 +209,7 @@ def replaced_by_other(state: SharedState, slot: Slot, *, epoch: int) -> bool:
 
 
 def to_json(state: SharedState) -> StateJSON:
+    """The state as the file stores it (slots sorted)."""
     slots: dict[Slot, SlotJSON] = {
         name: SlotJSON(
             phase=record.phase, since=record.since, pid=record.pid, epoch=record.epoch, error=record.error
@@ -246,7 +254,7 @@ def _opt_float(value: object, name: str) -> float | None:
     return float(value)
 
 
-def _opt_phase(value: object) -> Phase | None:
+def _opt_phase(value: object) -> AgentPhase | None:
     if value is None:
         return None
     if value not in contract.PHASES:

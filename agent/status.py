@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict
 
-from agent.state import Phase, Role, SharedState, Slot, StateJSON, is_ready, role_of, to_json
+from agent.contract import AgentPhase, AgentRole, Slot
+from agent.state import SharedState, StateJSON, is_ready, role_of, to_json
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class AgentView:
     """What this agent knows about itself, beyond the shared state."""
 
     slot: Slot
-    phase: Phase
+    phase: AgentPhase
     epoch: int | None
     envoy_running: bool
     envoy_version: str | None
@@ -30,9 +31,11 @@ class AgentView:
 
 
 class StatusJSON(TypedDict):
+    """GET /status (docs/contract.md "Agent status")."""
+
     slot: Slot
-    role: Role
-    phase: Phase
+    role: AgentRole
+    phase: AgentPhase
     epoch: int | None
     envoy_version: str | None
     hot_restart_version: str | None
@@ -41,6 +44,7 @@ class StatusJSON(TypedDict):
 
 
 def status_document(view: AgentView, state: SharedState) -> StatusJSON:
+    """The /status document of this slot."""
     return StatusJSON(
         slot=view.slot,
         role=role_of(state, view.slot, envoy_running=view.envoy_running),
@@ -54,6 +58,7 @@ def status_document(view: AgentView, state: SharedState) -> StatusJSON:
 
 
 def view_is_ready(view: AgentView, state: SharedState) -> bool:
+    """/healthz/ready: our Envoy is LIVE, recorded active, serving and running."""
     return view.phase == "serving" and is_ready(state, view.slot, envoy_running=view.envoy_running)
 
 
@@ -87,12 +92,15 @@ class StatusServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on (the bound one when 0 was asked)."""
         return int(self._server.server_address[1])
 
     def start(self) -> None:
+        """Serve from a daemon thread."""
         self._thread.start()
 
     def close(self) -> None:
+        """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
 

@@ -4,7 +4,7 @@ Kept as a private copy on purpose: webhook/ and agent/ ship in different images 
 tests/unit/test_contract.py fails when this copy drifts from docs/contract.md.
 """
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 ENV_SLOT: Final = "HOTUPGRADE_SLOT"
 ENV_RUN_DIR: Final = "HOTUPGRADE_RUN_DIR"
@@ -64,6 +64,12 @@ STATUS_FIELDS: Final = (
     "last_error",
     "state",
 )
-PHASES: Final = ("starting", "serving", "taking-over", "draining", "retired", "failed")
-ROLES: Final = ("active", "standby", "retired")
-SLOTS: Final = ("a", "b")
+
+# The agent's slots, phases and roles as types (docs/contract.md "Agent status"); the tuples are
+# derived from them, so each value is written once per copy.
+Slot = Literal["a", "b"]
+AgentPhase = Literal["starting", "serving", "taking-over", "draining", "retired", "failed"]
+AgentRole = Literal["active", "standby", "retired"]
+PHASES: Final[tuple[AgentPhase, ...]] = get_args(AgentPhase)
+ROLES: Final[tuple[AgentRole, ...]] = get_args(AgentRole)
+SLOTS: Final[tuple[Slot, ...]] = get_args(Slot)

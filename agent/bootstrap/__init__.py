@@ -55,10 +55,12 @@ def template_path(config: AgentConfig, *, default_exists: bool) -> Path:
 
 
 def bootstrap_file(config: AgentConfig, epoch: int) -> Path:
+    """Where the bootstrap of this slot's Envoy of `epoch` is written (in the run dir)."""
     return config.run_dir / f"envoy-{config.slot}-epoch{epoch}.yaml"
 
 
 def validation_file(config: AgentConfig) -> Path:
+    """Where the bootstrap for `envoy --mode validate` is written (one per slot)."""
     return config.run_dir / f"envoy-{config.slot}-validate.yaml"
 
 

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 from types import ModuleType
+from typing import Literal, get_args, get_origin
 
 import pytest
 
@@ -12,6 +13,8 @@ from webhook import contract as webhook_contract
 DOC = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
 ROW = re.compile(r"^\| ([A-Z][A-Z0-9_]+) \| `([^`]+)` \|", re.MULTILINE)
 BACKTICKED = re.compile(r"`([^`]+)`")
+# The Literal types each copy defines, and the tuple of values derived from each.
+LITERAL_TYPES = {"Slot": "SLOTS", "AgentPhase": "PHASES", "AgentRole": "ROLES"}
 
 
 def documented_constants() -> dict[str, str]:
@@ -56,3 +59,21 @@ def test_status_fields_phases_and_roles_are_documented() -> None:
     assert tuple(BACKTICKED.findall(phase_row)[1:]) == agent_contract.PHASES
     role_row = next(line for line in status.splitlines() if line.startswith("| `role`"))
     assert tuple(BACKTICKED.findall(role_row)[1:]) == agent_contract.ROLES
+    slot_row = next(line for line in status.splitlines() if line.startswith("| `slot`"))
+    assert tuple(BACKTICKED.findall(slot_row)[1:]) == agent_contract.SLOTS
+
+
+@pytest.mark.parametrize("module", [agent_contract, webhook_contract], ids=["agent", "webhook"])
+def test_slots_phases_and_roles_are_literal_types_with_their_tuples_derived(module: ModuleType) -> None:
+    for type_name, tuple_name in LITERAL_TYPES.items():
+        literal = getattr(module, type_name)
+        assert get_origin(literal) is Literal, f"{module.__name__}.{type_name} is not a Literal"
+        assert get_args(literal) == getattr(module, tuple_name), f"{module.__name__}.{type_name}"
+
+
+def test_both_copies_define_the_same_literal_types() -> None:
+    for type_name in LITERAL_TYPES:
+        assert get_args(getattr(agent_contract, type_name)) == get_args(getattr(webhook_contract, type_name))
+    documented = section("Agent status")
+    for type_name in LITERAL_TYPES:
+        assert f"`{type_name}`" in documented, f"docs/contract.md does not name {type_name}"

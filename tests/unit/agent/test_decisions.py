@@ -1,4 +1,8 @@
-"""The agent's pure decisions: epochs, takeover vs fresh start vs refusal, what an Envoy exit means."""
+"""The agent's pure decisions after the start: Envoy exits, stale flags, drains, bootstrap verdicts.
+
+The start decision itself (epochs, takeover vs fresh start vs refusal) is tested with the start plan,
+in test_startplan.py.
+"""
 
 from __future__ import annotations
 
@@ -10,115 +14,18 @@ from agent.decisions import (
     UNKNOWN,
     BootstrapInvalid,
     BootstrapValid,
-    FreshStart,
-    LiveEnvoy,
-    Observation,
-    Refuse,
     Restart,
     Retire,
     Stopped,
-    TakeOver,
     ValidationInconclusive,
-    Wait,
     after_envoy_exit,
     bootstrap_verdict,
-    choose_epoch,
-    decide_start,
     drain_progress,
-    live_envoy,
+    exit_state,
     must_clear_initializing,
     parent_vanished_early,
-    socket_id,
 )
-from agent.state import SharedState, initial_state, with_active
-
-OURS = "11.104"
-
-
-def active(slot: str = "a", epoch: int = 0, version: str = OURS) -> SharedState:
-    assert slot in ("a", "b")
-    return with_active(
-        initial_state(7),
-        "a" if slot == "a" else "b",
-        now=1.0,
-        epoch=epoch,
-        pid=10,
-        envoy_version="1.40.0",
-        hot_restart_version=version,
-    )
-
-
-def observe(
-    state: SharedState,
-    *,
-    admin: LiveEnvoy | None = None,
-    bound: frozenset[int] = frozenset(),
-    own: str = OURS,
-) -> Observation:
-    return Observation(state=state, admin=admin, bound_socket_ids=bound, own_hot_restart_version=own)
-
-
-def test_fresh_pod_starts_at_epoch_zero() -> None:
-    assert decide_start(observe(initial_state(7))) == FreshStart(epoch=0)
-
-
-def test_live_envoy_is_taken_over_at_the_next_epoch_with_its_parent_named() -> None:
-    decision = decide_start(observe(active(epoch=4), admin=LiveEnvoy(4, OURS, LIVE), bound=frozenset({1})))
-    assert decision == TakeOver(epoch=5, parent_epoch=4)
-
-
-def test_admin_answer_wins_over_a_stale_state_file() -> None:
-    decision = decide_start(observe(active(epoch=1), admin=LiveEnvoy(6, OURS, LIVE)))
-    assert decision == TakeOver(epoch=7, parent_epoch=6)
-
-
-def test_hot_restart_version_mismatch_is_refused_with_both_versions() -> None:
-    decision = decide_start(observe(active(), admin=LiveEnvoy(0, "10.104", LIVE)))
-    assert isinstance(decision, Refuse)
-    assert "10.104" in decision.reason and OURS in decision.reason
-
-
-def test_mismatch_against_the_recorded_version_when_the_admin_is_silent() -> None:
-    decision = decide_start(observe(active(epoch=2, version="12.112"), bound=frozenset({socket_id(2)})))
-    assert isinstance(decision, Refuse)
-
-
-def test_a_live_envoy_that_is_not_yet_live_makes_us_wait() -> None:
-    decision = decide_start(observe(active(), admin=LiveEnvoy(0, OURS, "INITIALIZING")))
-    assert isinstance(decision, Wait)
-
-
-def test_recorded_epoch_with_a_bound_socket_counts_as_live_without_admin() -> None:
-    observation = observe(active(epoch=3), bound=frozenset({socket_id(3)}))
-    assert live_envoy(observation) == LiveEnvoy(3, OURS, UNKNOWN)
-    assert decide_start(observation) == TakeOver(epoch=4, parent_epoch=3)
-
-
-def test_parent_of_a_dead_recorded_child_is_found_by_its_socket() -> None:
-    # Recorded epoch 5 crashed mid-drain; its parent 4 still holds its socket.
-    observation = observe(active(epoch=5), bound=frozenset({socket_id(4)}))
-    assert decide_start(observation) == TakeOver(epoch=5, parent_epoch=4)
-
-
-def test_dead_recorded_envoy_means_fresh_start() -> None:
-    assert decide_start(observe(active(epoch=5))) == FreshStart(epoch=0)
-
-
-def test_unknown_bound_sockets_make_us_wait() -> None:
-    decision = decide_start(observe(initial_state(7), bound=frozenset({2})))
-    assert isinstance(decision, Wait)
-    assert "[2]" in decision.reason
-
-
-@pytest.mark.parametrize(
-    ("live", "epoch"), [(None, 0), (LiveEnvoy(0, OURS, LIVE), 1), (LiveEnvoy(8, OURS, LIVE), 9)]
-)
-def test_choose_epoch(live: LiveEnvoy | None, epoch: int) -> None:
-    assert choose_epoch(live) == epoch
-
-
-def test_socket_ids_wrap_every_three_epochs() -> None:
-    assert [socket_id(e) for e in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+from tests.unit.agent.states import active
 
 
 def test_exit_zero_after_being_replaced_retires() -> None:
@@ -144,6 +51,31 @@ def test_active_envoy_exit_is_a_crash_to_restart(returncode: int) -> None:
 
 def test_exit_we_asked_for_is_just_stopped() -> None:
     assert after_envoy_exit(active("a", epoch=2), "a", epoch=2, returncode=0, stopping=True) == Stopped()
+
+
+def test_a_retired_envoy_is_recorded_retired_with_its_error() -> None:
+    state = exit_state(
+        active("b", epoch=1), "a", Retire("Envoy killed by signal 9 while draining"), epoch=0, now=5.0
+    )
+    assert state is not None
+    assert (state.slots["a"].phase, state.slots["a"].error) == (
+        "retired",
+        "Envoy killed by signal 9 while draining",
+    )
+    assert (state.active_slot, state.epoch) == ("b", 1)
+    assert (state.history[-1].event, state.history[-1].slot, state.history[-1].epoch) == ("retired", "a", 0)
+
+
+def test_a_crashed_envoy_is_recorded_starting_again_at_its_epoch() -> None:
+    state = exit_state(active("a", epoch=2), "a", Restart("Envoy exit status 1"), epoch=2, now=5.0)
+    assert state is not None
+    record = state.slots["a"]
+    assert (record.phase, record.epoch, record.error) == ("starting", 2, "Envoy exit status 1")
+    assert (state.history[-1].event, state.history[-1].epoch) == ("envoy-crashed", 2)
+
+
+def test_an_envoy_we_stopped_records_nothing() -> None:
+    assert exit_state(active("a", epoch=2), "a", Stopped(), epoch=2, now=5.0) is None
 
 
 @pytest.mark.parametrize(

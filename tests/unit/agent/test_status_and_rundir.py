@@ -16,7 +16,7 @@ def view(phase: str = "serving", running: bool = True) -> AgentView:
     assert phase in contract.PHASES
     return AgentView(
         slot="a",
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         epoch=0,
         envoy_running=running,
         envoy_version="v",

@@ -1,0 +1,296 @@
+"""The launch shell: one start attempt, from the bootstrap's validation to our Envoy LIVE and recorded.
+
+An attempt takes the run-dir lock, observes (state file, admin /server_info, bound hot-restart sockets),
+asks agent/startplan.py what to do, and carries the plan out: collect the bootstrap's verdict (started by
+agent/preflight.py before the lock), clear a stale INITIALIZING flag before a takeover, spawn Envoy
+(agent/envoy.py), wait until it is LIVE at its epoch, and record each step in the state file, the view
+and the metrics. The lock is held until our Envoy is LIVE or dead, so no two Envoys of the pod ever
+initialise at once (which is what makes clearing a stale INITIALIZING flag safe).
+A bootstrap Envoy rejects fails the attempt before any Envoy is spawned: a hot-restart child that dies in
+init has already made the live Envoy close its admin API for good (ShutdownAdmin).
+Retrying a failed attempt is the supervisor's decision; this module only says whether it may.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from agent import hotrestart, startplan
+from agent.admin import EnvoyAdmin
+from agent.bootstrap import bootstrap_file, write_bootstrap_file
+from agent.config import AgentConfig
+from agent.decisions import (
+    INITIALIZING_FLAG,
+    LIVE,
+    BootstrapInvalid,
+    BootstrapValid,
+    BootstrapVerdict,
+    Observation,
+    Refuse,
+    ValidationInconclusive,
+    Wait,
+    bootstrap_verdict,
+    describe_exit,
+    must_clear_initializing,
+)
+from agent.envoy import BootstrapValidator, EnvoyLauncher, EnvoyOptions, EnvoyVersions, RunningEnvoy
+from agent.logs import EventLog
+from agent.metrics import AgentMetrics
+from agent.preflight import Preflight, start_preflight
+from agent.records import LOCK_TIMEOUT, StateRecorder
+from agent.rundir import LockTimeoutError, RunDir
+from agent.startplan import Launch
+from agent.view import ViewKeeper
+
+LIVE_TIMEOUT = 60.0
+POLL = 0.05
+# Validation takes ~0.1 s; a busy node may stretch it, and a hung one is retried, not refused.
+VALIDATE_TIMEOUT = 60.0
+
+StartOutcome = Literal["started", "refused", "failed", "aborted"]
+
+
+class StartFailedError(RuntimeError):
+    """One start attempt failed and may be retried."""
+
+
+class StartAbortedError(RuntimeError):
+    """SIGTERM arrived while starting."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """Our Envoy is LIVE and recorded as the active one; `live_at` is time.monotonic() at that moment."""
+
+    envoy: RunningEnvoy
+    launch: Launch
+    live_at: float
+
+
+class EnvoyStarter:
+    """Carries out start attempts for this slot; one at a time, from the supervisor's thread."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        environ: Mapping[str, str],
+        binary: str,
+        versions: EnvoyVersions,
+        launcher: EnvoyLauncher,
+        validator: BootstrapValidator,
+        admin: EnvoyAdmin,
+        rundir: RunDir,
+        records: StateRecorder,
+        view: ViewKeeper,
+        metrics: AgentMetrics,
+        log: EventLog,
+        stop: threading.Event,
+        started_at: float,
+        preflight: Preflight | None,
+    ) -> None:
+        """`started_at`: time.monotonic() at agent start; `preflight`: the first attempt's validation."""
+        self.config = config
+        self.environ = environ
+        self.binary = binary
+        self.versions = versions
+        self.launcher = launcher
+        self.validator = validator
+        self.admin = admin
+        self.rundir = rundir
+        self.records = records
+        self.view = view
+        self.metrics = metrics
+        self.log = log
+        self.stop = stop
+        self.started_at = started_at
+        self._preflight = preflight
+        self._went_live = False
+
+    def attempt(self) -> Started | Literal["refused", "failed"]:
+        """One attempt: Started, refused or failed for good; StartFailedError when a retry may succeed.
+
+        Raises StartAbortedError when SIGTERM arrives meanwhile.
+        """
+        # Validation runs while we take the lock and observe; the first one started even earlier.
+        preflight, self._preflight = self._preflight, None
+        if preflight is None:
+            preflight = start_preflight(
+                self.config, self.environ, binary=self.binary, validator=self.validator
+            )
+        try:
+            if self.stop.is_set():
+                raise StartAbortedError
+            with self.rundir.locked(timeout=LOCK_TIMEOUT):
+                return self._attempt_locked(preflight)
+        except LockTimeoutError as error:
+            self.metrics.failures.labels(reason="lock_timeout").inc()
+            raise StartFailedError(str(error)) from None
+        finally:
+            preflight.cancel()
+
+    def _attempt_locked(self, preflight: Preflight) -> Started | Literal["refused", "failed"]:
+        state = self.records.read()
+        admin_view = self.admin.server_info()
+        observation = Observation(
+            state=state,
+            admin=admin_view,
+            bound_socket_ids=hotrestart.read_bound_parent_ids(self.config.base_id),
+            own_hot_restart_version=self.versions.hot_restart_version,
+        )
+        plan = startplan.plan_start(observation, self.config, envoy_version=self.versions.version)
+        decision = plan.decision if isinstance(plan, Launch) else plan
+        self.log.event(
+            "start-decision",
+            decision=type(decision).__name__,
+            detail=str(decision),
+            admin_epoch=None if admin_view is None else admin_view.epoch,
+            bound_socket_ids=sorted(observation.bound_socket_ids),
+        )
+        if isinstance(plan, Refuse):
+            self.metrics.failures.labels(reason="refused").inc()
+            self.view.set(phase="failed", error=plan.reason)
+            self.log.error("takeover-refused", reason=plan.reason)
+            state = startplan.refused_state(state, self.config.slot, reason=plan.reason, now=time.time())
+            self.records.record(state, "refused", epoch=None, detail=plan.reason)
+            return "refused"
+        if isinstance(plan, Wait):
+            raise StartFailedError(plan.reason)
+        self.view.set(phase=plan.phase, epoch=plan.epoch)
+        if preflight.text is None:
+            return self._failed(plan, str(preflight.render_error), permanent=True)
+        verdict = self._await_verdict(preflight)
+        if isinstance(verdict, BootstrapInvalid):
+            # Before any hot restart: the live Envoy keeps serving with its admin API.
+            return self._failed(
+                plan, verdict.error, permanent=True, failure="invalid_bootstrap", event="bootstrap-invalid"
+            )
+        if isinstance(verdict, ValidationInconclusive):
+            return self._failed(plan, verdict.reason, permanent=False)
+        assert isinstance(verdict, BootstrapValid)
+        if plan.takeover:
+            self._clear_stale_initializing(plan.live_state)
+        envoy = self._spawn(plan, preflight.text)
+        # Recorded after the spawn so the state file's fsyncs overlap Envoy's start, not precede it.
+        state = startplan.spawned_state(state, plan, pid=envoy.pid, now=time.time())
+        self.records.record(state, "envoy-starting", epoch=plan.epoch, detail=str(plan.decision))
+        try:
+            self._wait_live(envoy)
+        except (StartFailedError, StartAbortedError) as error:
+            if envoy.poll() is None:
+                envoy.kill()
+            if isinstance(error, StartAbortedError):
+                raise
+            return self._failed(plan, str(error), permanent=False)
+        return self._live(envoy, plan)
+
+    def _spawn(self, plan: Launch, bootstrap_text: str) -> RunningEnvoy:
+        bootstrap = write_bootstrap_file(bootstrap_file(self.config, plan.epoch), bootstrap_text)
+        envoy = self.launcher.start(
+            EnvoyOptions(
+                binary=self.binary,
+                bootstrap=bootstrap,
+                epoch=plan.epoch,
+                base_id=plan.base_id,
+                drain_seconds=plan.drain_seconds,
+                parent_shutdown_seconds=plan.parent_shutdown_seconds,
+            )
+        )
+        self.log.event("envoy-spawned", pid=envoy.pid)
+        return envoy
+
+    def _live(self, envoy: RunningEnvoy, plan: Launch) -> Started:
+        """Record our Envoy as the active one and report it serving (lock held)."""
+        takeover_seconds = time.monotonic() - self.started_at
+        state = startplan.live_state(self.records.read(), plan, pid=envoy.pid, now=time.time())
+        self.records.record(
+            state, "envoy-live", epoch=plan.epoch, detail=f"{takeover_seconds:.3f}s after agent start"
+        )
+        self.view.adopt(envoy)
+        if not self._went_live:  # the metric is agent start -> first LIVE; restarts do not count
+            self._went_live = True
+            self.metrics.takeover_seconds.set(takeover_seconds)
+        if plan.takeover:
+            self.metrics.takeovers.inc()
+        live_at = time.monotonic()
+        self.log.event("envoy-live", pid=envoy.pid, takeover_seconds=round(takeover_seconds, 3))
+        return Started(envoy=envoy, launch=plan, live_at=live_at)
+
+    def _failed(
+        self,
+        plan: Launch,
+        reason: str,
+        *,
+        permanent: bool,
+        failure: str = "start_failed",
+        event: str = "envoy-start-failed",
+    ) -> Literal["failed"]:
+        """Record a failed attempt (lock held); permanent failures are not retried."""
+        self.log.error(event, error=reason, permanent=permanent)
+        self.view.set(error=reason)
+        state = startplan.failed_attempt_state(
+            self.records.read(), plan, reason=reason, permanent=permanent, now=time.time()
+        )
+        self.records.record(state, event, epoch=plan.epoch, detail=reason)
+        if permanent:
+            self.metrics.failures.labels(reason=failure).inc()
+            self.view.set(phase="failed")
+            return "failed"
+        raise StartFailedError(reason)
+
+    def _await_verdict(self, preflight: Preflight) -> BootstrapVerdict:
+        """Wait for the preflight's validation; SIGTERM cuts the wait short."""
+        validation = preflight.validation
+        if validation is None:
+            return ValidationInconclusive(f"cannot run bootstrap validation: {preflight.spawn_error}")
+        waiting = time.monotonic()
+        deadline = waiting + VALIDATE_TIMEOUT
+        while (run := validation.poll_result(timeout=0.2)) is None:
+            if self.stop.is_set():
+                raise StartAbortedError
+            if time.monotonic() > deadline:
+                return bootstrap_verdict(None, "")
+        verdict = bootstrap_verdict(run.returncode, run.output)
+        self.log.event(
+            "bootstrap-validated",
+            verdict=type(verdict).__name__,
+            validate_seconds=round(run.seconds, 3),
+            waited_seconds=round(time.monotonic() - waiting, 3),
+        )
+        return verdict
+
+    def _wait_live(self, envoy: RunningEnvoy) -> None:
+        """Until the admin API answers LIVE for our epoch; StartFailedError if Envoy exits or times out."""
+        deadline = time.monotonic() + LIVE_TIMEOUT
+        while True:
+            returncode = envoy.poll()
+            if returncode is not None:
+                raise StartFailedError(
+                    f"Envoy epoch {envoy.epoch} {describe_exit(returncode)} before it was LIVE"
+                )
+            info = self.admin.server_info()
+            if info is not None and info.epoch == envoy.epoch and info.state == LIVE:
+                return
+            if self.stop.is_set():
+                raise StartAbortedError
+            if time.monotonic() > deadline:
+                raise StartFailedError(f"Envoy epoch {envoy.epoch} not LIVE after {LIVE_TIMEOUT:.0f}s")
+            time.sleep(POLL)
+
+    def _clear_stale_initializing(self, live_state: str | None) -> None:
+        """Clear an INITIALIZING flag left by a child that died in init (envoy#33446); lock held."""
+        layout = hotrestart.layout_from_hot_restart_version(self.versions.hot_restart_version)
+        path = hotrestart.shm_path(self.config.shm_dir, self.config.base_id)
+        try:
+            flags = hotrestart.read_flags(path, layout)
+            if flags is None or not must_clear_initializing(flags, live_state=live_state):
+                return
+            hotrestart.clear_initializing(path, layout, INITIALIZING_FLAG)
+        except (OSError, hotrestart.SharedMemoryMismatchError) as error:
+            self.log.warning("shm-check-failed", path=str(path), error=str(error))
+            return
+        self.log.warning("cleared-stale-initializing-flag", path=str(path), flags=flags)
