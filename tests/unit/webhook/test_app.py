@@ -63,48 +63,39 @@ def failed_events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, bool
     return events
 
 
-def test_an_internal_error_under_failure_policy_fail_is_a_denial_not_an_http_500(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    test_client, metrics = client(ConfigSource(None), broken=RuntimeError("boom"))  # defaults: Fail
-    for endpoint, body in (("mutate", review()), ("validate", update_review())):
-        answer = test_client.post(f"/{endpoint}", json=body)
-        assert answer.status_code == 200
-        response = answer.get_json()["response"]
-        assert response == {
-            "uid": body["request"]["uid"],
-            "allowed": False,
-            "status": {
-                "code": 500,
-                "message": f"hotupgrade webhook: internal error in /{endpoint}, refused "
-                "(failurePolicy Fail): RuntimeError: boom",
-            },
-        }
-        assert metrics.admissions.labels(endpoint, "error")._value.get() == 1
-        assert metrics.admissions.labels(endpoint, "error_ignored")._value.get() == 0
-    assert failed_events(caplog) == [("mutate", "Fail", False), ("validate", "Fail", False)]
+def expected_answer(endpoint: str, policy: str) -> dict[str, Any]:
+    """The response to a KeyError('containers') in `endpoint` under `policy`, less the uid."""
+    if policy == "Ignore":
+        warning = f"hotupgrade webhook: internal error in /{endpoint} (KeyError); admitted unchanged"
+        return {"allowed": True, "warnings": [f"{warning} and unchecked (failurePolicy Ignore)"]}
+    message = f"hotupgrade webhook: internal error in /{endpoint}, refused (failurePolicy Fail)"
+    return {"allowed": False, "status": {"code": 500, "message": f"{message}: KeyError: 'containers'"}}
 
 
-def test_an_internal_error_under_failure_policy_ignore_admits_unchanged_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("policy", ["Fail", "Ignore"])
+def test_an_internal_error_is_answered_under_the_configured_failure_policy_never_with_http_500(
+    policy: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source = configured(tmp_path, {"failurePolicy": {"mutate": "Ignore", "validate": "Ignore"}})
+    source = configured(tmp_path, {"failurePolicy": {"mutate": policy, "validate": policy}})
     test_client, metrics = client(source, broken=KeyError("containers"))
+    counted, not_counted = ("error", "error_ignored") if policy == "Fail" else ("error_ignored", "error")
     for endpoint, body in (("mutate", review()), ("validate", update_review())):
         answer = test_client.post(f"/{endpoint}", json=body)
         assert answer.status_code == 200
         response = answer.get_json()["response"]
-        assert response == {
-            "uid": body["request"]["uid"],
-            "allowed": True,
-            "warnings": [
-                f"hotupgrade webhook: internal error in /{endpoint} (KeyError); "
-                "admitted unchanged and unchecked (failurePolicy Ignore)"
-            ],
-        }
-        assert metrics.admissions.labels(endpoint, "error_ignored")._value.get() == 1
-        assert metrics.admissions.labels(endpoint, "error")._value.get() == 0
-    assert failed_events(caplog) == [("mutate", "Ignore", True), ("validate", "Ignore", True)]
+        assert response == {"uid": body["request"]["uid"], **expected_answer(endpoint, policy)}
+        assert metrics.admissions.labels(endpoint, counted)._value.get() == 1
+        assert metrics.admissions.labels(endpoint, not_counted)._value.get() == 0
+    allowed = policy == "Ignore"
+    assert failed_events(caplog) == [("mutate", policy, allowed), ("validate", policy, allowed)]
+
+
+def test_with_no_config_an_internal_error_is_refused() -> None:
+    test_client, metrics = client(ConfigSource(None), broken=KeyError("containers"))
+    response = test_client.post("/mutate", json=review()).get_json()["response"]
+    del response["uid"]
+    assert response == expected_answer("mutate", "Fail")
+    assert metrics.admissions.labels("mutate", "error")._value.get() == 1
 
 
 def test_each_endpoint_answers_an_internal_error_with_its_own_policy(tmp_path: Path) -> None:
