@@ -81,7 +81,7 @@ def create_app(
 ) -> Flask:
     """The webhook app for a config source and a metrics set (both owned by the caller).
 
-    `plan` and `guard` are the pure cores the handlers call; the integration tests hand in failing ones.
+    `plan` and `guard` are the pure cores the handlers call; tests hand in failing ones.
     """
     app = Flask("webhook")
 
