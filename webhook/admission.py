@@ -1,13 +1,17 @@
 """AdmissionReview v1 on the wire: parse a request body, build a response. Pure, no Flask.
 
 A body that is not an AdmissionReview v1 with a `request.uid` raises BadReviewError (HTTP 400 with its
-message). A well-formed review about something this webhook does not handle gets `allowed: true`.
+message). A well-formed review about something this webhook does not handle gets `allowed: true`. An
+internal error gets what the API server would have done under the webhook's failurePolicy
+(`internal_error`).
 """
 
 import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
+
+from webhook.config import Endpoint, FailurePolicy
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -28,6 +32,7 @@ class ResponseJSON(TypedDict):
     patchType: NotRequired[Literal["JSONPatch"]]
     patch: NotRequired[str]
     status: NotRequired[StatusJSON]
+    warnings: NotRequired[list[str]]
 
 
 class ReviewJSON(TypedDict):
@@ -134,3 +139,22 @@ def deny(uid: str, message: str, code: int = 403) -> ReviewJSON:
     """Deny with a message the user sees in kubectl's error."""
     response = ResponseJSON(uid=uid, allowed=False, status=StatusJSON(code=code, message=message))
     return ReviewJSON(apiVersion=API_VERSION, kind=KIND, response=response)
+
+
+def internal_error(
+    uid: str, *, endpoint: Endpoint, policy: FailurePolicy, error: BaseException
+) -> ReviewJSON:
+    """Answer an unexpected failure as `policy` says: Ignore admits with no patch and a warning, Fail denies.
+
+    The warning stays short: k8s.io/api admission/v1 AdmissionResponse.warnings asks for 120 characters
+    if possible and may cut one over 256. The traceback is for the log.
+    """
+    prefix = f"hotupgrade webhook: internal error in /{endpoint}"
+    if policy == "Ignore":
+        review = allow(uid)
+        review["response"]["warnings"] = [
+            f"{prefix} ({type(error).__name__}); admitted unchanged and unchecked (failurePolicy Ignore)"
+        ]
+        return review
+    detail = f"{type(error).__name__}: {error}"[:300]
+    return deny(uid, f"{prefix}, refused (failurePolicy Fail): {detail}", 500)

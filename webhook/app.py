@@ -1,25 +1,45 @@
 """The Flask app: thin HTTP shells around the pure injection (webhook.inject) and guard (webhook.guard).
 
 Error mapping lives here and only here: a body that is not an AdmissionReview v1 gets HTTP 400 with
-the reason; a review about something else gets `allowed: true`; an unexpected failure after the uid is
-known gets a denial naming the error (what failurePolicy Fail would do), never an HTTP 500 for bad input.
+the reason (never an HTTP 500 for bad input); a review about something else gets `allowed: true`; an
+unexpected failure after the uid is known gets what the endpoint's configured failurePolicy says
+(admission.internal_error: Ignore admits unchanged with a warning, Fail denies naming the error). A
+failure before the uid is known is a bug and shows as HTTP 500, which the API server itself answers
+under the same failurePolicy.
 """
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from flask import Flask, Response, jsonify, request
 
 from webhook import admission, logs
 from webhook.admission import AdmissionRequest, BadReviewError, ReviewJSON
+from webhook.config import Endpoint, WebhookConfig
 from webhook.config_source import ConfigSource
-from webhook.guard import review_update
-from webhook.inject import plan_injection
+from webhook.guard import Verdict, review_update
+from webhook.inject import Decision, JSONPatch, plan_injection
 from webhook.metrics import Metrics
 
-Handler = Callable[[AdmissionRequest], tuple[ReviewJSON, str]]
+Handler = Callable[[AdmissionRequest, WebhookConfig], tuple[ReviewJSON, str]]
+
+
+class Planner(Protocol):
+    """The injection core /mutate calls (webhook.inject.plan_injection)."""
+
+    def __call__(
+        self, pod: Mapping[str, Any], /, *, namespace: str, config: WebhookConfig
+    ) -> tuple[Decision, JSONPatch]: ...
+
+
+class Guard(Protocol):
+    """The guard core /validate calls (webhook.guard.review_update)."""
+
+    def __call__(
+        self, old: Mapping[str, Any], new: Mapping[str, Any], /, *, username: str, controller_user: str
+    ) -> Verdict: ...
 
 
 class BodyTooLargeError(BadReviewError):
@@ -52,21 +72,29 @@ def _pod_label(pod: dict[str, Any] | None, fallback: str) -> str:
     return fallback
 
 
-def create_app(config_source: ConfigSource, metrics: Metrics) -> Flask:
-    """The webhook app for a config source and a metrics set (both owned by the caller)."""
+def create_app(
+    config_source: ConfigSource,
+    metrics: Metrics,
+    *,
+    plan: Planner = plan_injection,
+    guard: Guard = review_update,
+) -> Flask:
+    """The webhook app for a config source and a metrics set (both owned by the caller).
+
+    `plan` and `guard` are the pure cores the handlers call; tests hand in failing ones.
+    """
     app = Flask("webhook")
 
-    def mutate(review: AdmissionRequest) -> tuple[ReviewJSON, str]:
+    def mutate(review: AdmissionRequest, config: WebhookConfig) -> tuple[ReviewJSON, str]:
         if not review.is_pod or review.operation != "CREATE":
             return admission.allow(review.uid), "allowed"
         if review.object is None:
             raise BadReviewError("request.object must be the Pod for a CREATE")
-        config = config_source.current()
         metadata = review.object.get("metadata")
         namespace = review.namespace or (
             str(metadata.get("namespace") or "") if isinstance(metadata, dict) else ""
         )
-        decision, patch = plan_injection(review.object, namespace=namespace, config=config)
+        decision, patch = plan(review.object, namespace=namespace, config=config)
         metrics.injections.labels(decision.reason).inc()
         logs.event(
             "mutate",
@@ -79,13 +107,12 @@ def create_app(config_source: ConfigSource, metrics: Metrics) -> Flask:
         )
         return admission.allow(review.uid, patch), "patched" if patch else "allowed"
 
-    def validate(review: AdmissionRequest) -> tuple[ReviewJSON, str]:
+    def validate(review: AdmissionRequest, config: WebhookConfig) -> tuple[ReviewJSON, str]:
         if not review.is_pod or review.operation != "UPDATE":
             return admission.allow(review.uid), "allowed"
         if review.object is None or review.old_object is None:
             raise BadReviewError("request.object and request.oldObject must be the Pod for an UPDATE")
-        config = config_source.current()
-        verdict = review_update(
+        verdict = guard(
             review.old_object,
             review.object,
             username=review.username,
@@ -104,24 +131,35 @@ def create_app(config_source: ConfigSource, metrics: Metrics) -> Flask:
         )
         return admission.deny(review.uid, verdict.message), "denied"
 
-    def answer(endpoint: str, handler: Handler) -> tuple[object, str, int]:
+    def answer(endpoint: Endpoint, handler: Handler) -> tuple[object, str, int]:
         """The payload, the result label and the HTTP status: the one place errors are mapped."""
         uid = ""
+        config = config_source.current()  # one config per request: its body limit, rules and policy
         try:
-            review = admission.parse_review(read_body(config_source.current().max_request_bytes))
+            review = admission.parse_review(read_body(config.max_request_bytes))
             uid = review.uid
-            payload, result = handler(review)
+            payload, result = handler(review, config)
         except BadReviewError as exc:
             logs.event("bad-request", level=logging.WARNING, endpoint=endpoint, uid=uid, error=str(exc))
             return {"error": str(exc)}, "bad_request", 400
         except Exception as exc:
             if not uid:
                 raise  # parse_review raises only BadReviewError for bad input: this is a bug, let it show
-            logs.event("admission-failed", level=logging.ERROR, endpoint=endpoint, uid=uid, exc_info=True)
-            return admission.deny(uid, f"internal error in {endpoint}: {exc}", 500), "error", 200
+            policy = config.failure_policy.of(endpoint)
+            logs.event(
+                "admission-failed",
+                level=logging.ERROR,
+                endpoint=endpoint,
+                uid=uid,
+                failure_policy=policy,
+                allowed=policy == "Ignore",
+                exc_info=True,
+            )
+            failed = admission.internal_error(uid, endpoint=endpoint, policy=policy, error=exc)
+            return failed, "error_ignored" if policy == "Ignore" else "error", 200
         return payload, result, 200
 
-    def serve(endpoint: str, handler: Handler) -> tuple[Response, int]:
+    def serve(endpoint: Endpoint, handler: Handler) -> tuple[Response, int]:
         started = time.perf_counter()
         payload, result, status = answer(endpoint, handler)
         metrics.admissions.labels(endpoint, result).inc()

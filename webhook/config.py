@@ -20,6 +20,8 @@ from webhook import contract
 Mode = Literal["containers", "nativeSidecar"]
 CertificateMode = Literal["files", "self-signed"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+FailurePolicy = Literal["Fail", "Ignore"]
+Endpoint = Literal["mutate", "validate"]
 
 # https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
 QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$")
@@ -88,6 +90,20 @@ class Certificates:
 
 
 @dataclass(frozen=True)
+class FailurePolicies:
+    """Each webhook configuration's failurePolicy (the chart renders both from the same values).
+
+    An internal error answers as the API server would had the call failed: Ignore admits, Fail refuses.
+    """
+
+    mutate: FailurePolicy = "Fail"
+    validate: FailurePolicy = "Fail"
+
+    def of(self, endpoint: Endpoint) -> FailurePolicy:
+        return self.mutate if endpoint == "mutate" else self.validate
+
+
+@dataclass(frozen=True)
 class WebhookConfig:
     """Everything that shapes an injection, plus the guard's and the server's settings."""
 
@@ -113,6 +129,7 @@ class WebhookConfig:
     # An UPDATE review carries two pods, each up to etcd's default 1.5 MiB request limit.
     max_request_bytes: int = 8 * 1024 * 1024
     certificates: Certificates = field(default_factory=Certificates)
+    failure_policy: FailurePolicies = field(default_factory=FailurePolicies)
 
     def injection_hash(self) -> str:
         """A short hash of every field that changes what gets injected (recorded in the status)."""
@@ -300,6 +317,17 @@ def _parse_certificates(raw: object) -> Certificates:
     return certificates
 
 
+def _parse_failure_policy(raw: object) -> FailurePolicies:
+    fields = _Fields(raw, "failurePolicy")
+    d = FailurePolicies()
+    policies = FailurePolicies(
+        mutate=fields.choice("mutate", d.mutate, ("Fail", "Ignore")),  # type: ignore[arg-type]
+        validate=fields.choice("validate", d.validate, ("Fail", "Ignore")),  # type: ignore[arg-type]
+    )
+    fields.done()
+    return policies
+
+
 def parse_config(raw: object) -> WebhookConfig:
     """Build a validated config from parsed YAML (None or {} gives the defaults)."""
     fields = _Fields(raw, "")
@@ -348,6 +376,7 @@ def parse_config(raw: object) -> WebhookConfig:
         ),
         max_request_bytes=fields.integer("maxRequestBytes", d.max_request_bytes, 1024, 64 * 1024 * 1024),
         certificates=_parse_certificates(fields.get("certificates", None)),
+        failure_policy=_parse_failure_policy(fields.get("failurePolicy", None)),
     )
     fields.done()
     if config.parent_shutdown_seconds < config.drain_seconds:
@@ -363,6 +392,7 @@ def load_config(path: Path | None) -> WebhookConfig:
         return WebhookConfig()
     try:
         raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        # A file that is not UTF-8 is a bad config like any other: the reload keeps the last good one.
         raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
     return parse_config(raw)

@@ -19,7 +19,8 @@ class Metrics:
         self.registry = registry
         self.admissions = Counter(
             "hotupgrade_webhook_admissions",
-            "Admission requests by endpoint and result (patched, allowed, denied, bad_request, error).",
+            "Admission requests by endpoint and result (patched, allowed, denied, bad_request; an internal "
+            "error: error when failurePolicy Fail denied it, error_ignored when Ignore admitted it).",
             ["endpoint", "result"],
             registry=registry,
         )

@@ -80,7 +80,7 @@ def test_a_value_the_schema_allows_but_the_webhook_refuses_is_caught_here() -> N
 class _Recorder(dict[str, Any]):
     """An empty config mapping that records every key the webhook's parser asks it for."""
 
-    SECTIONS = ("ports", "resources", "certificates")
+    SECTIONS = ("ports", "resources", "certificates", "failurePolicy")
 
     def __init__(self, prefix: str, seen: set[str]) -> None:
         super().__init__()
@@ -114,6 +114,7 @@ def test_chart_exposes_every_setting_the_webhook_reads() -> None:
     exposed = _schema_keys(schema["properties"]["injection"], "")
     set_by_chart = {"systemNamespaces", "controllerServiceAccount", "maxRequestBytes"}
     set_by_chart |= {f"certificates.{key}" for key in config_of(rendered())["certificates"]}
+    set_by_chart |= {f"failurePolicy.{key}" for key in config_of(rendered())["failurePolicy"]}
     assert read == exposed | set_by_chart
 
 

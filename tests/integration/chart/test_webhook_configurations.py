@@ -8,7 +8,7 @@ import pytest
 from localcluster.helm import NAMESPACE, Rendered, ci_values_names, config_of, rendered
 from tests.integration.chart.selectors import matches
 from webhook import contract
-from webhook.config import parse_config
+from webhook.config import Endpoint, parse_config
 from webhook.inject import decide
 
 VALUE_SETS = [[], *[[name] for name in ci_values_names()]]
@@ -59,6 +59,34 @@ def test_failure_policy_and_timeouts_come_from_values() -> None:
         assert (hook["failurePolicy"], hook["timeoutSeconds"]) == expected
         if kind == "MutatingWebhookConfiguration":
             assert hook["reinvocationPolicy"] == "IfNeeded"
+
+
+POLICY_CASES = [
+    *[(values, []) for values in VALUE_SETS],
+    ([], ["admission.mutating.failurePolicy=Ignore"]),
+    ([], ["admission.validating.failurePolicy=Ignore"]),
+    (["native-sidecar"], ["admission.validating.failurePolicy=Fail"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "sets"),
+    POLICY_CASES,
+    ids=[*IDS, "mutating-ignore", "validating-ignore", "mutating-ignore-validating-fail"],
+)
+def test_the_webhook_answers_internal_errors_under_each_configurations_failure_policy(
+    values: list[str], sets: list[str]
+) -> None:
+    # The webhook learns the policy from its ConfigMap: both come from the same values, so they agree.
+    r = rendered(values, sets)
+    policies = parse_config(config_of(r)).failure_policy
+    hooks = _webhooks(r)
+    for kind, hook in hooks:
+        endpoint: Endpoint = "mutate" if kind == "MutatingWebhookConfiguration" else "validate"
+        assert hook["clientConfig"]["service"]["path"] == f"/{endpoint}"
+        assert policies.of(endpoint) == hook["failurePolicy"], (kind, hook["name"])
+    if sets:  # each case above sets the two policies apart
+        assert {policies.mutate, policies.validate} == {"Fail", "Ignore"}
 
 
 def _namespace_labels(name: str, injection: str | None) -> dict[str, str]:

@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from webhook.certs import issue_serving, new_ca
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLI = Path(sys.executable).parent / "hotupgrade-webhook"
+SERVE = (str(CLI), "serve")
+REPO = Path(__file__).parents[3]
 START_TIMEOUT = 60.0  # generous: the box is shared with a Kubernetes build
 
 
@@ -57,17 +59,25 @@ def client_context(ca: Path) -> ssl.SSLContext:
 
 
 class WebhookProcess:
-    """`hotupgrade-webhook serve` on a free port; stderr (the JSON logs) goes to a file."""
+    """`hotupgrade-webhook serve` (or `command`, taking the same options) on a free port.
+
+    stderr (the JSON logs) goes to a file; the process runs in the repository so `python -m tests...` works.
+    """
 
     def __init__(
-        self, workdir: Path, tls: TLSFiles, config: dict[str, Any] | None, extra_args: list[str]
+        self,
+        workdir: Path,
+        tls: TLSFiles,
+        config: dict[str, Any] | None,
+        extra_args: list[str],
+        command: Sequence[str] = SERVE,
     ) -> None:
         self.workdir = workdir
         self.tls = tls
         self.port = free_port()
         self.url = f"https://localhost:{self.port}"
         self.config_path = workdir / "config.yaml"
-        args = [str(CLI), "serve", "--bind", f"127.0.0.1:{self.port}", "--tls-cert", str(tls.cert)]
+        args = [*command, "--bind", f"127.0.0.1:{self.port}", "--tls-cert", str(tls.cert)]
         args += ["--tls-key", str(tls.key), *extra_args]
         if config is not None:
             self.config_path.write_text(yaml.safe_dump(config))
@@ -75,7 +85,7 @@ class WebhookProcess:
         self.log_path = workdir / "webhook.log"
         self.log = self.log_path.open("wb")
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -89,6 +99,12 @@ class WebhookProcess:
             except httpx.TransportError:
                 time.sleep(0.1)
         raise AssertionError(f"webhook not ready after {START_TIMEOUT}s: {self.logs()}")
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Replace the config file the way a ConfigMap volume's symlink swap does: atomically."""
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(config))
+        os.replace(tmp, self.config_path)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, verify=client_context(self.tls.ca), timeout=30.0, **kwargs)
@@ -120,9 +136,10 @@ def start_webhook(
     config: dict[str, Any] | None = None,
     tls: TLSFiles | None = None,
     extra_args: list[str] | None = None,
+    command: Sequence[str] = SERVE,
 ) -> WebhookProcess:
     workdir.mkdir(parents=True, exist_ok=True)
-    server = WebhookProcess(workdir, tls or write_tls(workdir / "tls"), config, extra_args or [])
+    server = WebhookProcess(workdir, tls or write_tls(workdir / "tls"), config, extra_args or [], command)
     try:
         server.wait_ready()
     except BaseException:

@@ -1,13 +1,10 @@
 """The config file is validated at startup and reloaded when it changes; a bad new file keeps the old one."""
 
-import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.integration.webhook.admission_helpers import patch_of, response_of
 from tests.integration.webhook.conftest import CLI, WebhookProcess, load_fixture, start_webhook, write_tls
@@ -22,12 +19,6 @@ def injected_image(server: WebhookProcess) -> str:
     containers = [op["value"] for op in patch if op["path"].startswith("/spec/containers/")]
     image: str = containers[0]["image"]
     return image
-
-
-def write_config(path: Path, config: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(config))
-    os.replace(tmp, path)  # what a ConfigMap volume's symlink swap amounts to
 
 
 def wait_for_image(server: WebhookProcess, image: str) -> None:
@@ -46,9 +37,9 @@ def test_a_changed_config_is_used_without_restart_and_a_bad_one_is_ignored(tmp_p
     server = start_webhook(tmp_path, config={"sidecarImage": "localhost/sidecar:1"})
     try:
         assert injected_image(server) == "localhost/sidecar:1"
-        write_config(server.config_path, {"sidecarImage": "localhost/sidecar:2"})
+        server.write_config({"sidecarImage": "localhost/sidecar:2"})
         wait_for_image(server, "localhost/sidecar:2")
-        write_config(server.config_path, {"sidecarImage": "localhost/sidecar:3", "mode": "bogus"})
+        server.write_config({"sidecarImage": "localhost/sidecar:3", "mode": "bogus"})
         time.sleep(2.5)
         assert {injected_image(server) for _ in range(8)} == {"localhost/sidecar:2"}
         failures = [e for e in server.log_events() if e["event"] == "config-reload-failed"]

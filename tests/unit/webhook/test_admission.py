@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webhook.admission import BadReviewError, allow, deny, parse_review
+from webhook.admission import BadReviewError, allow, deny, internal_error, parse_review
 
 
 def review(**request: Any) -> bytes:
@@ -66,3 +66,37 @@ def test_allow_carries_a_base64_json_patch_only_when_there_is_one() -> None:
 def test_deny_carries_the_message() -> None:
     answer = deny("u-1", "no")
     assert answer["response"] == {"uid": "u-1", "allowed": False, "status": {"code": 403, "message": "no"}}
+
+
+def test_an_internal_error_under_ignore_admits_unchanged_with_a_warning() -> None:
+    answer = internal_error("u-1", endpoint="mutate", policy="Ignore", error=KeyError("spec"))
+    assert answer["response"] == {
+        "uid": "u-1",
+        "allowed": True,
+        "warnings": [
+            "hotupgrade webhook: internal error in /mutate (KeyError); "
+            "admitted unchanged and unchecked (failurePolicy Ignore)"
+        ],
+    }
+    # k8s.io/api admission/v1: warnings over 256 characters may be cut; the type name is all it carries.
+    long_error = RuntimeError("x" * 1000)
+    [warning] = internal_error("u-1", endpoint="validate", policy="Ignore", error=long_error)["response"][
+        "warnings"
+    ]
+    assert len(warning) < 256 and "/validate (RuntimeError)" in warning
+
+
+def test_an_internal_error_under_fail_denies_naming_the_error() -> None:
+    answer = internal_error("u-1", endpoint="validate", policy="Fail", error=ValueError("bad slot"))
+    assert answer["response"] == {
+        "uid": "u-1",
+        "allowed": False,
+        "status": {
+            "code": 500,
+            "message": "hotupgrade webhook: internal error in /validate, refused (failurePolicy Fail): "
+            "ValueError: bad slot",
+        },
+    }
+    long_error = RuntimeError("x" * 1000)
+    status = internal_error("u-1", endpoint="mutate", policy="Fail", error=long_error)["response"]["status"]
+    assert status["message"].endswith("RuntimeError: " + "x" * 286)

@@ -17,6 +17,8 @@ def test_no_file_and_an_empty_file_give_the_defaults(tmp_path: Path) -> None:
     assert defaults.empty_image == "sidecar-hotupgrade/empty:0.1.0"
     assert defaults.container_names == ("hotupgrade-a", "hotupgrade-b")
     assert defaults.certificates.mode == "files"
+    # Like the chart's default and the API server's: an internal error refuses rather than admits.
+    assert (defaults.failure_policy.mutate, defaults.failure_policy.validate) == ("Fail", "Fail")
 
 
 def test_a_full_file_is_parsed() -> None:
@@ -36,6 +38,7 @@ def test_a_full_file_is_parsed() -> None:
         controllerServiceAccount: system:serviceaccount:ops:upgrader
         certificates:
           {mode: self-signed, secretName: s, serviceName: svc, serviceNamespace: ops, renewBeforeDays: 7}
+        failurePolicy: {mutate: Ignore, validate: Fail}
         """
     )
     config = parse_config(raw)
@@ -48,6 +51,8 @@ def test_a_full_file_is_parsed() -> None:
     assert (config.ports.listen, config.ports.effective_tcp_upstream()) == (1003, 80)
     assert config.env == (("A", "b"),)
     assert config.certificates.mode == "self-signed" and config.certificates.renew_before_days == 7
+    assert config.failure_policy.of("mutate") == "Ignore"
+    assert config.failure_policy.of("validate") == "Fail"
 
 
 @pytest.mark.parametrize(
@@ -75,6 +80,9 @@ def test_a_full_file_is_parsed() -> None:
         ({"sidecarimage": "typo"}, "sidecarimage"),
         ({"shmSizeLimit": "big"}, "shmSizeLimit"),
         ({"imagePullPolicy": "Sometimes"}, "imagePullPolicy"),
+        ({"failurePolicy": {"mutate": "ignore"}}, "failurePolicy.mutate"),
+        ({"failurePolicy": {"validating": "Ignore"}}, "failurePolicy.validating"),
+        ({"failurePolicy": "Ignore"}, "failurePolicy"),
         ([], "config"),
     ],
 )
@@ -91,6 +99,14 @@ def test_invalid_yaml_is_a_config_error(tmp_path: Path) -> None:
         load_config(bad)
 
 
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    # Any other error would escape ConfigSource's "keep the last good config" on a reload.
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"sidecarImage: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
 def test_the_injection_hash_follows_what_shapes_the_injection() -> None:
     base = WebhookConfig().injection_hash()
     assert parse_config({"sidecarImage": "other:1"}).injection_hash() != base
@@ -98,3 +114,4 @@ def test_the_injection_hash_follows_what_shapes_the_injection() -> None:
     # Settings that do not shape the pod leave it alone.
     assert parse_config({"maxRequestBytes": 2048}).injection_hash() == base
     assert parse_config({"controllerServiceAccount": "system:serviceaccount:a:b"}).injection_hash() == base
+    assert parse_config({"failurePolicy": {"mutate": "Ignore"}}).injection_hash() == base
