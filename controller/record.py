@@ -241,7 +241,7 @@ def parse_record(raw: str) -> UpgradeRecord:
     """Parse the annotation value; raise InvalidRecordError with the reason when it is malformed."""
     try:
         data: Any = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # a deeply nested value is any user's to write
         raise InvalidRecordError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidRecordError("not a JSON object")

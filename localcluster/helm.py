@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from localcluster import settings
+
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "sidecar-hotupgrade"
 CI_VALUES = CHART / "ci"
@@ -37,12 +39,9 @@ def pinned_helm_path() -> Path:
         return Path(override)
     makefile = (REPO / "mk" / "chart.mk").read_text()
     version = re.search(r"^HELM_VERSION \?= (\S+)$", makefile, re.MULTILINE)
-    cache = re.search(r"^HELM_CACHE \?= (\S+)\$\(HELM_VERSION\)$", makefile, re.MULTILINE)
-    if version is None or cache is None:
-        raise AssertionError(
-            "mk/chart.mk no longer pins HELM_VERSION / HELM_CACHE the way this test reads it"
-        )
-    return Path(cache.group(1) + version.group(1)) / "bin" / "helm"
+    if version is None or "HELM_CACHE ?= $(SIDECAR_HOTUPGRADE_CACHE)/helm-$(HELM_VERSION)" not in makefile:
+        raise AssertionError("mk/chart.mk no longer pins HELM_VERSION / HELM_CACHE as this module reads them")
+    return settings.CACHE_DIR / f"helm-{version.group(1)}" / "bin" / "helm"
 
 
 def run_helm(

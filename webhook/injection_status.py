@@ -61,7 +61,7 @@ def parse_status(raw: str) -> InjectionStatus:
     """Parse the annotation value; raise InvalidStatusError with the reason when it is malformed."""
     try:
         data: Any = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # a deeply nested value is any user's to write
         raise InvalidStatusError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidStatusError("not a JSON object")

@@ -71,6 +71,7 @@ def test_terminal_move_sets_finished() -> None:
     ("raw", "why"),
     [
         ("nope", "not JSON"),
+        ("[" * 100_000, "not JSON"),  # nested past the parser's recursion limit
         ("[]", "not a JSON object"),
         (json.dumps({**json.loads(RECORD.render()), "version": 2}), "unsupported version"),
         (json.dumps({**json.loads(RECORD.render()), "phase": "Exploded"}), "Exploded"),

@@ -43,6 +43,11 @@ def test_malformed_statuses_are_rejected(change: dict[str, Any]) -> None:
         parse_status(json.dumps({**STATUS.to_json(), **change}))
 
 
+def test_nesting_past_the_recursion_limit_is_invalid_not_a_crash() -> None:
+    with pytest.raises(InvalidStatusError, match="not JSON"):
+        parse_status("[" * 100_000)
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
     lambda children: (
