@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from controller.kube import Kube, load_api_client
+from controller.kube import Kube
+from webhook.kubeclient import load_api_client
 
 DEFAULT_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"
 CONTROLLER = str(Path(sys.executable).parent / "hotupgrade-controller")

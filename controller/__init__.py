@@ -1,5 +1,7 @@
 """The upgrade controller: watches injected pods and swaps their sidecar images hitlessly.
 
-`steps.next_step` decides (pure); `reconciler`, `kube`, `agents`, `watcher`, `leader` and `main` are the
-thin I/O shell around it. Nothing here touches the admission code paths.
+`steps.next_step` decides. The pure core (no I/O, no clock, no environment): `steps`, `observed`,
+`record`, `actions`, `events`, `patches`, `policy`, `keys`, `errors`, `result`. The thin I/O shell
+around it: `reconciler` (the only place errors become retries), `kube` (the API server), `agents`,
+`watcher`, `workqueue`, `leader`, `metrics` and `main`. Nothing here touches the admission code paths.
 """

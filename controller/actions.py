@@ -1,5 +1,8 @@
 """What `next_step` can ask the shell to do. Every write also records the new upgrade record,
 in the same JSON patch, so progress and the change it describes can never diverge.
+
+`Observe` is not an action: the step function returns it when its decision reads something the
+snapshot was taken without (the agents' status, the pre-pull pod), so the shell asks only then.
 """
 
 from dataclasses import dataclass
@@ -92,3 +95,11 @@ class Complete:
 
 
 Action = Noop | WaitFor | SetImage | CreatePrePullPod | Fail | Complete
+
+
+@dataclass(frozen=True)
+class Observe:
+    """Decide again once the snapshot also holds the agents' status and/or this pre-pull pod."""
+
+    agents: bool = False
+    pre_pull_pod: str | None = None

@@ -5,39 +5,26 @@ core reads and what keeps memory flat when thousands of pods are watched.
 """
 
 import json
-import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 
-from controller.actions import Event
+from controller.errors import ConflictError, KubeError, NotFoundError, TransientError
+from webhook.kubeclient import load_api_client
+
+__all__ = [  # the error kinds and the loader are re-exported: callers need only this module
+    "ConflictError",
+    "Kube",
+    "KubeError",
+    "NotFoundError",
+    "TransientError",
+    "load_api_client",
+]
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
-
-
-class KubeError(Exception):
-    """An API call failed; `status` is the HTTP status (0 for a connection failure)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-
-
-class ConflictError(KubeError):
-    """The pod changed since we read it (409), or a `test` op failed (422): re-read and decide again."""
-
-
-class TransientError(KubeError):
-    """Worth retrying as is: 429, 5xx, connection errors."""
-
-
-class NotFoundError(KubeError):
-    """404."""
 
 
 def _patch_not_applicable(body: str) -> bool:
@@ -69,17 +56,8 @@ def _raw(response: Any) -> Any:
     return json.loads(data) if data else None
 
 
-def load_api_client(kubeconfig: str | None) -> client.ApiClient:
-    """An ApiClient from a kubeconfig file, or the in-cluster service account when None."""
-    if kubeconfig:
-        api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return api
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
-
-
 class Kube:
-    """Pods, Events and Leases as raw JSON."""
+    """Pods, Events and Leases as raw JSON; `component` names the writer of the Events it posts."""
 
     def __init__(self, api_client: client.ApiClient, *, component: str = "hotupgrade-controller") -> None:
         self.api_client = api_client
@@ -187,43 +165,10 @@ class Kube:
         except NotFoundError:
             return
 
-    def record_event(
-        self,
-        pod: Mapping[str, Any],
-        event: Event,
-        *,
-        now: datetime | None = None,
-        name: str | None = None,
-    ) -> None:
-        """A core/v1 Event on the pod (what `kubectl describe pod` shows). With a fixed `name`, posting
-        the same Event twice raises ConflictError (409 AlreadyExists) instead of showing it twice."""
-        meta = pod.get("metadata") or {}
-        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": name or f"{meta.get('name')}.{uuid.uuid4().hex[:12]}",
-                "namespace": meta.get("namespace"),
-            },
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta.get("name"),
-                "namespace": meta.get("namespace"),
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "source": {"component": self.component},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "reportingComponent": self.component,
-        }
-        self._call(self.core.create_namespaced_event, meta.get("namespace"), body)
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a core/v1 Event (controller.events builds it); a taken name is ConflictError."""
+        event: dict[str, Any] = self._call(self.core.create_namespaced_event, namespace, dict(body))
+        return event
 
     def list_events(self, namespace: str, pod_name: str) -> list[dict[str, Any]]:
         selector = f"involvedObject.name={pod_name},involvedObject.kind=Pod"

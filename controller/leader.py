@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from controller.kube import ConflictError, Kube, KubeError
+from controller.errors import ConflictError, KubeError
+from controller.kube import Kube
 from controller.metrics import ControllerMetrics
 from webhook import logs
 

@@ -16,7 +16,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, start_http_server
 
 from controller.agents import AgentClient
-from controller.kube import Kube, load_api_client
+from controller.kube import Kube
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from controller.policy import ImageAllowlist, Policy
@@ -24,6 +24,7 @@ from controller.reconciler import Reconciler
 from controller.watcher import PodWatcher
 from controller.workqueue import WorkQueue
 from webhook import logs
+from webhook.kubeclient import load_api_client
 
 EXIT_LEASE_LOST = 3
 
@@ -108,16 +109,13 @@ class Controller:
             key = self.queue.get()
             if key is None:
                 return
+            namespace, _, name = key.partition("/")
             try:
-                namespace, name = key.split("/", 1)
-                requeue = self.reconciler.reconcile(namespace, name)
-            except Exception:  # a bug must not kill the worker; the key is retried later
-                logs.event("reconcile_crashed", pod=key, exc_info=True)
-                requeue = 30.0
+                result = self.reconciler.reconcile(namespace, name)  # errors end in a Result there
             finally:
                 self.queue.done(key)
-            if requeue is not None:
-                self.queue.add_after(key, requeue)
+            if result.requeue_after is not None:
+                self.queue.add_after(key, result.requeue_after)
             self.metrics.queue_depth.set(self.queue.depth())
 
     def shut_down(self) -> None:

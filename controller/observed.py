@@ -72,8 +72,8 @@ class ObservedPod:
     pod_ip: str | None = None
     pod_ready: bool = False
     deleting: bool = False
-    agents: Mapping[str, AgentView] = field(default_factory=dict)
-    pre_pull: PrePullView | None = None
+    agents: Mapping[str, AgentView] | None = None  # None: not asked (the step function says when it must be)
+    pre_pull: PrePullView | None = None  # None: not looked up (likewise)
 
     @property
     def key(self) -> str:
@@ -172,8 +172,22 @@ def observe_pod(
         pod_ip=status.get("podIP") or None,
         pod_ready=pod_is_ready(pod),
         deleting=bool(meta.get("deletionTimestamp")),
-        agents=dict(agents or {}),
+        agents=dict(agents) if agents is not None else None,
         pre_pull=pre_pull,
+    )
+
+
+def pre_pull_view(pod: Mapping[str, Any] | None) -> PrePullView:
+    """What the step function needs to know about the pre-pull pod (raw JSON, None when absent)."""
+    if pod is None:
+        return PrePullView(exists=False)
+    status = pod.get("status") or {}
+    pull = containers_of(pod).get("pull")
+    return PrePullView(
+        exists=True,
+        phase=status.get("phase"),
+        waiting_reason=pull.waiting_reason if pull else None,
+        message=(pull.waiting_message if pull else None) or status.get("message"),
     )
 
 

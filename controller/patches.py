@@ -52,10 +52,10 @@ def patch_for(
     return ops
 
 
-def event_posted_patch(record: UpgradeRecord, resource_version: str) -> JSONPatch:
-    """Mark the record's owed Event posted, on the pod as last seen. Not a `test` of the annotation: the
-    API server compares JSON text, and Go escapes `<`, `>`, `&` and non-ASCII unlike Python (422)."""
-    return [*_precondition(resource_version), _record_op(record.event_posted())]
+def record_patch(record: UpgradeRecord, resource_version: str) -> JSONPatch:
+    """Rewrite only the record, on the pod as last seen. Not a `test` of the annotation: the API server
+    compares JSON text, and Go escapes `<`, `>`, `&` and non-ASCII unlike Python (422)."""
+    return [*_precondition(resource_version), _record_op(record)]
 
 
 def pre_pull_pod_manifest(

@@ -1,16 +1,18 @@
 """The `hotupgrade.io/upgrade` annotation: the controller's only memory of an upgrade.
 
 Everything needed to resume after a restart is in here (containers, slots, container ids seen before
-each image change, the Event the last step still owes), so the reconciler keeps no state of its own.
-Pure: parsing and rendering only.
+each image change, the Event the last step still owes: see controller.events), so the reconciler keeps
+no state of its own. Pure: parsing and rendering only.
 """
 
-import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
+
+from controller.keys import ANNOTATION_UPGRADE
 
 RECORD_VERSION = 1
 
@@ -139,20 +141,6 @@ class UpgradeRecord:
     def in_flight(self) -> bool:
         return self.phase in IN_FLIGHT
 
-    @property
-    def event_due(self) -> OwedEvent | None:
-        """The Event this record owes and that is not known to be posted yet."""
-        return self.event if self.event is not None and not self.event.posted else None
-
-    def owing(self, event_type: str, reason: str, message: str) -> "UpgradeRecord":
-        """This record, owing one more Event (the next in this attempt's sequence)."""
-        seq = self.event.seq + 1 if self.event is not None else 1
-        return replace(self, event=OwedEvent(seq=seq, type=event_type, reason=reason, message=message))
-
-    def event_posted(self) -> "UpgradeRecord":
-        """This record with its owed Event marked as posted."""
-        return replace(self, event=replace(self.event, posted=True)) if self.event is not None else self
-
     def moved(self, phase: Phase, *, now: datetime, message: str, **changes: Any) -> "UpgradeRecord":
         """This record in a new phase since `now`; terminal phases also get `finished`."""
         finished = now if phase in (Phase.COMPLETED, Phase.FAILED) else self.finished
@@ -204,14 +192,6 @@ def parse_time(raw: str) -> datetime:
     """Parse a `format_time` string (or any ISO 8601 with offset) into an aware datetime."""
     parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def event_name(record: UpgradeRecord, *, pod_name: str, pod_uid: str) -> str:
-    """The name of the owed Event: the same for every post of it, so a re-post is AlreadyExists.
-    The reason is in it too: `seq` restarts if a record was rewritten without it (an older controller)."""
-    seq, reason = (record.event.seq, record.event.reason) if record.event is not None else (0, "")
-    key = f"{pod_uid}\0{record.to_image}\0{record.attempt}\0{format_time(record.started)}\0{reason}\0{seq}"
-    return f"{pod_name[:200]}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def _parse_event(value: Any) -> OwedEvent | None:
@@ -292,3 +272,14 @@ def parse_record(raw: str) -> UpgradeRecord:
         pre_pull_pod=_opt_str(data, "prePullPod"),
         event=_parse_event(data.get("event")),
     )
+
+
+def record_in(annotations: Mapping[str, str]) -> UpgradeRecord | None:
+    """The upgrade record in a pod's annotations, or None (absent or corrupted)."""
+    raw = annotations.get(ANNOTATION_UPGRADE)
+    if raw is None:
+        return None
+    try:
+        return parse_record(raw)
+    except InvalidRecordError:
+        return None

@@ -6,7 +6,10 @@ where the last one stopped. Steps (issue 5): checks -> optional pre-pull -> stan
 new agent serves -> old Envoy retired -> old container gets the empty image -> status swapped.
 Before the take-over every failure rolls the standby back; after it, rolling back would cut traffic,
 so failures leave the new Envoy serving and record why. Every Event a step emits is also written
-into the record it writes (`owing`), so the shell can post it after the write, and again after a crash.
+into the record it writes (controller.events), so the shell can post it after the write, and again
+after a crash. The shell observes the pod alone first: where the decision reads the agents' status or
+the pre-pull pod, `next_step` answers `Observe` instead, so the many pods with nothing to do cost no
+agent calls, and the decision is taken once, on a snapshot that holds all it reads.
 """
 
 import hashlib
@@ -21,28 +24,30 @@ from controller.actions import (
     Event,
     Fail,
     Noop,
+    Observe,
     PatchStandbyImage,
     ResetOldToEmpty,
     RollBack,
     SetImage,
     WaitFor,
 )
+from controller.events import with_owed_event
 from controller.keys import (
     ANNOTATION_ABORT,
     ANNOTATION_RETRY,
     ANNOTATION_STATUS,
     ANNOTATION_TARGET_IMAGE,
-    ANNOTATION_UPGRADE,
 )
 from controller.observed import (
     AgentView,
     ContainerView,
     ObservedPod,
+    PrePullView,
     parent_shutdown_seconds,
     runs_spec_image,
 )
 from controller.policy import Policy
-from controller.record import InvalidRecordError, Phase, Reason, UpgradeRecord, parse_record
+from controller.record import Phase, Reason, UpgradeRecord, record_in
 from webhook.injection_status import InjectionStatus, InvalidStatusError, parse_status
 
 # Container states after which the kubelet will not get the container running without a change.
@@ -63,18 +68,12 @@ PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName
 PRE_PULL_NAME_PREFIX = "hotupgrade-prepull-"
 
 
-def next_step(pod: ObservedPod, policy: Policy) -> Action:
-    """Decide the one next thing to do for this pod."""
-    return _owe_event(_decide(pod, policy))
-
-
-def _owe_event(action: Action) -> Action:
-    """The action with its Event also owed by its record: the record is written first, the Event posted
-    after, and the record keeps saying so until the shell marks it posted."""
-    if isinstance(action, Noop) or action.event is None or action.record is None:
-        return action
-    event = action.event
-    return replace(action, record=action.record.owing(event.type, event.reason, event.message))
+def next_step(pod: ObservedPod, policy: Policy) -> Action | Observe:
+    """Decide the one next thing to do for this pod, or say what the snapshot lacks to decide it."""
+    try:
+        return with_owed_event(_decide(pod, policy))
+    except _UnobservedError as missing:
+        return missing.observe
 
 
 def _decide(pod: ObservedPod, policy: Policy) -> Action:
@@ -92,12 +91,6 @@ def _decide(pod: ObservedPod, policy: Policy) -> Action:
     if record is not None and record.in_flight and record.phase is not Phase.PENDING:
         return _continue(pod, status, record, policy)
     return _start(pod, status, record, target, policy)
-
-
-def needs_agents(pod: ObservedPod, policy: Policy) -> bool:
-    """Whether asking the agents can change the decision: every Noop is decided without them, so the
-    shell skips the two HTTP calls for the many pods that are merely watched or already upgraded."""
-    return not isinstance(next_step(pod, policy), Noop)
 
 
 def pre_pull_pod_name(pod_uid: str, image: str) -> str:
@@ -124,18 +117,29 @@ def current_record(pod: ObservedPod) -> UpgradeRecord | None:
     return record_in(pod.annotations)
 
 
-def record_in(annotations: Mapping[str, str]) -> UpgradeRecord | None:
-    """The upgrade record in these annotations, or None (absent or corrupted)."""
-    raw = annotations.get(ANNOTATION_UPGRADE)
-    if raw is None:
-        return None
-    try:
-        return parse_record(raw)
-    except InvalidRecordError:
-        return None
-
-
 # --- internals -------------------------------------------------------------------------------
+
+
+class _UnobservedError(Exception):
+    """The decision reached a read of something the snapshot was taken without."""
+
+    def __init__(self, observe: Observe) -> None:
+        super().__init__(observe)
+        self.observe = observe
+
+
+def _agents(pod: ObservedPod) -> Mapping[str, AgentView]:
+    """The agents' status; every read of it goes through here, so an unasked pod answers Observe."""
+    if pod.agents is None:
+        raise _UnobservedError(Observe(agents=True))
+    return pod.agents
+
+
+def _pre_pull(pod: ObservedPod, record: UpgradeRecord) -> PrePullView | None:
+    """The pre-pull pod of `record` (None when the record names none)."""
+    if pod.pre_pull is None and record.pre_pull_pod:
+        raise _UnobservedError(Observe(pre_pull_pod=record.pre_pull_pod))
+    return pod.pre_pull
 
 
 def _elapsed(record: UpgradeRecord, now: datetime) -> float:
@@ -284,7 +288,7 @@ def _not_yet(pod: ObservedPod, base: UpgradeRecord, old: ContainerView, new: Con
         return "pod is not Ready"
     if not new.running:
         return f"standby container {new.name} is not running"
-    agent = pod.agents.get(base.old_slot)
+    agent = _agents(pod).get(base.old_slot)
     if agent is None or not agent.reachable:
         why = agent.error if agent is not None and agent.error else "no answer"
         return f"agent of active slot {base.old_slot} unreachable ({why})"
@@ -433,7 +437,7 @@ def _pre_pulling(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
     if new is None or new.image != record.empty_image:
         shown = new.image if new else "missing"
         return _fail(pod, record, Reason.STANDBY_CHANGED, f"standby changed to {shown} during pre-pull")
-    pull = pod.pre_pull
+    pull = _pre_pull(pod, record)
     if pull is not None and pull.exists and pull.phase == "Succeeded":
         return _take_over_patch(pod, record, new, None, note=f"pre-pulled on {pod.node_name}")
     if pull is not None and pull.exists and (pull.phase == "Failed" or pull.waiting_reason in PULL_FAILURES):
@@ -457,11 +461,12 @@ def _pre_pulling(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
 
 def _new_agent_owns_traffic(pod: ObservedPod, record: UpgradeRecord) -> bool:
     """Whether the new slot's Envoy may already hold the listeners (then rollback would cut traffic)."""
-    new_agent = pod.agents.get(record.new_slot)
+    agents = _agents(pod)
+    new_agent = agents.get(record.new_slot)
     owns = new_agent is not None and new_agent.reachable
     if owns and new_agent and (new_agent.role == "active" or new_agent.phase in ("taking-over", "serving")):
         return True
-    return any(a.reachable and a.active_slot == record.new_slot for a in pod.agents.values())
+    return any(a.reachable and a.active_slot == record.new_slot for a in agents.values())
 
 
 def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Action:
@@ -479,7 +484,7 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
             f"standby image changed to {new.image} outside the controller",
             policy,
         )
-    agent = pod.agents.get(record.new_slot)
+    agent = _agents(pod).get(record.new_slot)
     fresh = _runs_fresh(new, record.standby_id_before)
     if (
         fresh
@@ -523,7 +528,7 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
 
 def _old_slot_phase(pod: ObservedPod, record: UpgradeRecord) -> str | None:
     for slot in (record.new_slot, record.old_slot):  # the new agent's copy of the shared state first
-        agent: AgentView | None = pod.agents.get(slot)
+        agent: AgentView | None = _agents(pod).get(slot)
         if agent is not None and agent.reachable and record.old_slot in agent.slot_phases:
             return agent.slot_phases[record.old_slot]
     return None

@@ -9,8 +9,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from controller.errors import KubeError
 from controller.keys import ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
-from controller.kube import Kube, KubeError
+from controller.kube import Kube
 from controller.metrics import ControllerMetrics
 from controller.workqueue import WorkQueue
 from webhook import logs

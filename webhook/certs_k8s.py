@@ -18,12 +18,12 @@ from typing import Any
 
 import urllib3
 from kubernetes import client
-from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from webhook import logs
 from webhook.certs import CertBundle, Plan, bundle_from_secret_data, next_check, plan
 from webhook.config import Certificates, WebhookConfig
+from webhook.kubeclient import IN_CLUSTER_THEN_KUBECONFIG, load_api_client
 
 RETRY_SECONDS = 10.0
 CONFLICT_RETRY_SECONDS = 0.5
@@ -175,11 +175,8 @@ def write_files(bundle: CertBundle, out_dir: Path) -> bool:
 
 
 def _api_client() -> client.ApiClient:
-    try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kube_config.ConfigException:
-        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    """In a pod its service account; elsewhere (a developer's shell) the kubeconfig, like kubectl."""
+    return load_api_client(fallbacks=IN_CLUSTER_THEN_KUBECONFIG)
 
 
 def run_certs(config: WebhookConfig, *, out_dir: Path, once: bool) -> int:

@@ -27,8 +27,9 @@ from controller.cli.planning import (
 )
 from controller.cli.podinfo import PodInfo, pod_info
 from controller.cli.table import render_bar, render_table
+from controller.errors import TransientError
 from controller.keys import ANNOTATION_ABORT, ANNOTATION_RETRY, ANNOTATION_TARGET_IMAGE
-from controller.kube import Kube, TransientError
+from controller.kube import Kube
 from controller.record import Phase
 
 EXIT_OK = 0

@@ -9,7 +9,9 @@ from types import FrameType
 from controller.agents import AgentClient
 from controller.cli import commands
 from controller.cli.commands import RolloutOptions, Selection
-from controller.kube import Kube, KubeError, load_api_client
+from controller.errors import KubeError
+from controller.kube import Kube
+from webhook.kubeclient import KUBECONFIG, load_api_client
 
 
 def _selection_args(parser: argparse.ArgumentParser, *, names: bool) -> None:
@@ -48,12 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _kube(args: argparse.Namespace) -> Kube:
-    if args.kubeconfig:
-        return Kube(load_api_client(args.kubeconfig), component="hotupgrade-cli")
-    from kubernetes import client, config
-
-    config.load_kube_config()  # type: ignore[no-untyped-call]
-    return Kube(client.ApiClient(), component="hotupgrade-cli")
+    client = load_api_client(args.kubeconfig, fallbacks=KUBECONFIG)  # like kubectl: $KUBECONFIG, ~/.kube
+    return Kube(client, component="hotupgrade-cli")
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:

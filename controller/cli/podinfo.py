@@ -4,9 +4,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.keys import ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
+from controller.keys import ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE
 from controller.observed import pod_is_ready
-from controller.record import InvalidRecordError, UpgradeRecord, parse_record
+from controller.record import UpgradeRecord, record_in
 from webhook.injection_status import InjectionStatus, InvalidStatusError, parse_status
 
 
@@ -39,23 +39,17 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
     meta = pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     status: InjectionStatus | None = None
-    record: UpgradeRecord | None = None
     if ANNOTATION_STATUS in annotations:
         try:
             status = parse_status(annotations[ANNOTATION_STATUS])
         except InvalidStatusError:
             status = None
-    if ANNOTATION_UPGRADE in annotations:
-        try:
-            record = parse_record(annotations[ANNOTATION_UPGRADE])
-        except InvalidRecordError:
-            record = None
     return PodInfo(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         ready=pod_is_ready(pod),
         pod_ip=(pod.get("status") or {}).get("podIP") or None,
         status=status,
-        record=record,
+        record=record_in(annotations),
         target=annotations.get(ANNOTATION_TARGET_IMAGE) or None,
     )

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiException
 
-from controller.kube import Kube, load_api_client
+from controller.kube import Kube
 from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.controller.fakes import KubeletSim
+from webhook.kubeclient import load_api_client
 
 
 @pytest.fixture(scope="session")

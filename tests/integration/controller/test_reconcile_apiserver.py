@@ -13,21 +13,23 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.actions import Event
 from controller.agents import AgentClient
+from controller.errors import ConflictError
+from controller.events import due
 from controller.keys import (
     ANNOTATION_RETRY,
     ANNOTATION_STATUS,
     ANNOTATION_TARGET_IMAGE,
     ANNOTATION_UPGRADE,
 )
-from controller.kube import ConflictError, Kube
+from controller.kube import Kube
 from controller.metrics import ControllerMetrics
 from controller.observed import observe_pod
 from controller.patches import patch_for
 from controller.policy import Policy
 from controller.reconciler import Reconciler
 from controller.record import Phase, Reason, UpgradeRecord, parse_record
+from controller.result import DONE
 from controller.steps import next_step
 from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, KubeletSim, wait_until
 from webhook.injection_status import parse_status
@@ -96,7 +98,7 @@ def test_annotated_pod_is_upgraded_and_every_step_is_recorded(
 ) -> None:
     sim.add_pod("web-0")
     reconciler, metrics = make_reconciler(kube)
-    assert reconciler.reconcile(namespace, "web-0") is None, "no target: nothing to do"
+    assert reconciler.reconcile(namespace, "web-0") == DONE, "no target: nothing to do"
     annotate(kube, namespace, "web-0", **{ANNOTATION_TARGET_IMAGE: NEW})
     seen: list[Phase] = []
 
@@ -120,7 +122,7 @@ def test_annotated_pod_is_upgraded_and_every_step_is_recorded(
     reasons = event_reasons(kube, namespace, "web-0")
     assert reasons == ["UpgradeStarted", "TakenOver", "Drained", "UpgradeCompleted"], reasons
     assert metrics.upgrades.labels(result="completed", reason="")._value.get() == 1
-    assert reconciler.reconcile(namespace, "web-0") is None, "completed: quiet"
+    assert reconciler.reconcile(namespace, "web-0") == DONE, "completed: quiet"
 
 
 def test_stale_resource_version_is_refused_with_409(kube: Kube, namespace: str, sim: KubeletSim) -> None:
@@ -177,7 +179,7 @@ def test_reconcile_rereads_and_retries_after_a_real_conflict(
     metrics = ControllerMetrics(CollectorRegistry())
     racing = RacingKube(kube)
     reconciler = Reconciler(racing, AgentClient(), POLICY, metrics=metrics)
-    assert reconciler.reconcile(namespace, "web-0") is not None
+    assert not reconciler.reconcile(namespace, "web-0").done
     assert racing.raced and metrics.api_retries.labels(kind="conflict")._value.get() == 1
     pod = kube.get_pod(namespace, "web-0")
     assert pod is not None
@@ -202,7 +204,7 @@ def test_image_that_cannot_start_is_rolled_back_once(kube: Kube, namespace: str,
     assert event_reasons(kube, namespace, "web-0") == ["UpgradeStarted", "UpgradeFailed", "RolledBack"]
     version = pod["metadata"]["resourceVersion"]
     for _ in range(5):  # no retry storm: nothing is written for the same target again
-        assert reconciler.reconcile(namespace, "web-0") is None
+        assert reconciler.reconcile(namespace, "web-0") == DONE
     again = kube.get_pod(namespace, "web-0")
     assert again is not None and again["metadata"]["resourceVersion"] == version
     assert metrics.upgrades.labels(result="failed", reason="ImagePullFailed")._value.get() == 1
@@ -287,15 +289,13 @@ class DyingEventSink(Kube):
         self.after_post = after_post
         self.killed = False
 
-    def record_event(
-        self, pod: Mapping[str, Any], event: Event, *, now: datetime | None = None, name: str | None = None
-    ) -> None:
-        if event.reason != self.reason or self.killed:
-            return super().record_event(pod, event, now=now, name=name)
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if body["reason"] != self.reason or self.killed:
+            return super().create_event(namespace, body)
         self.killed = True
         if self.after_post:
-            super().record_event(pod, event, now=now, name=name)
-        raise ControllerKilled(f"killed {'after' if self.after_post else 'before'} posting {event.reason}")
+            super().create_event(namespace, body)
+        raise ControllerKilled(f"killed {'after' if self.after_post else 'before'} posting {body['reason']}")
 
 
 @pytest.mark.parametrize(
@@ -316,8 +316,9 @@ def test_event_cut_off_by_a_crash_is_posted_exactly_once_after_restart(
     pod = kube.get_pod(namespace, "web-0")
     assert pod is not None
     record = record_of(pod)
-    assert record is not None and record.event_due is not None, "the step was written, the Event not marked"
-    assert record.event_due.reason == reason
+    owes = due(record)
+    assert owes is not None, "the step was written, the Event not marked"
+    assert owes.reason == reason
     upto = UPGRADE_EVENTS.index(reason) + 1
     emitted = UPGRADE_EVENTS[:upto] if after_post else UPGRADE_EVENTS[: upto - 1]
     assert event_reasons(kube, namespace, "web-0") == emitted
@@ -348,6 +349,6 @@ def test_record_from_before_owed_events_causes_no_duplicate_events(
     pod = drive(upgraded, sim, "web-0", phase_is(Phase.COMPLETED))
     assert event_reasons(kube, namespace, "web-0") == UPGRADE_EVENTS
     version = pod["metadata"]["resourceVersion"]
-    assert upgraded.reconcile(namespace, "web-0") is None
+    assert upgraded.reconcile(namespace, "web-0") == DONE
     again = kube.get_pod(namespace, "web-0")
     assert again is not None and again["metadata"]["resourceVersion"] == version, "quiet once done"

@@ -1,7 +1,10 @@
 """Raw pod documents and agent views for the step-function tests, shaped like API server output."""
 
 import copy
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from controller.keys import (
@@ -10,7 +13,7 @@ from controller.keys import (
     ANNOTATION_UPGRADE,
 )
 from controller.observed import AgentView, ObservedPod, PrePullView, observe_pod
-from controller.record import UpgradeRecord
+from controller.record import Phase, Reason, UpgradeRecord
 from webhook.injection_status import InjectionStatus
 
 EMPTY = "registry.local/hotupgrade-empty:1"
@@ -25,6 +28,39 @@ STATUS = InjectionStatus(
     sidecar_image=OLD,
     empty_image=EMPTY,
     config_hash="cafe",
+)
+
+
+def upgrade_record(**changes: Any) -> UpgradeRecord:
+    """A record of the upgrade OLD -> NEW from slot a to slot b, begun at T0; `changes` override it."""
+    base = UpgradeRecord(
+        phase=Phase.TAKING_OVER,
+        from_image=OLD,
+        to_image=NEW,
+        attempt=1,
+        started=T0,
+        phase_since=T0,
+        message="",
+        old_container="hotupgrade-a",
+        new_container="hotupgrade-b",
+        old_slot="a",
+        new_slot="b",
+        empty_image=EMPTY,
+    )
+    return replace(base, **changes)
+
+
+# A record in flight (rolling back) with most optional fields set and no owed Event.
+RECORD = upgrade_record(
+    phase=Phase.ROLLING_BACK,
+    attempt=2,
+    message="rolling back: x",
+    reason=Reason.TAKE_OVER_TIMEOUT,
+    standby_id_before="containerd://b1",
+    standby_restarts_before=0,
+    rollback_from_id="containerd://b2",
+    retry_token="r1",
+    abort_token="x1",
 )
 
 
@@ -152,12 +188,15 @@ SERVING_A = {
 }
 
 
+NO_ANSWER: Mapping[str, AgentView] = MappingProxyType({})  # both agents asked, neither answered
+
+
 def observe(
     pod: dict[str, Any],
     *,
-    agents: dict[str, AgentView] | None = None,
+    agents: Mapping[str, AgentView] | None = NO_ANSWER,
     after: float = 0.0,
     pre_pull: PrePullView | None = None,
 ) -> ObservedPod:
-    """The snapshot `after` seconds past T0."""
+    """The snapshot `after` seconds past T0; `agents=None` and `pre_pull=None`: not asked."""
     return observe_pod(pod, now=T0 + timedelta(seconds=after), agents=agents, pre_pull=pre_pull)

@@ -19,22 +19,9 @@ from controller.cli.planning import (
 from controller.cli.podinfo import PodInfo, pod_info
 from controller.cli.table import clip, render_bar, render_table
 from controller.record import Phase, UpgradeRecord
-from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, STATUS, T0, raw_pod
+from tests.unit.controller.podfixtures import NEW, OLD, STATUS, T0, raw_pod, upgrade_record
 
-RECORD = UpgradeRecord(
-    phase=Phase.TAKING_OVER,
-    from_image=OLD,
-    to_image=NEW,
-    attempt=1,
-    started=T0,
-    phase_since=T0,
-    message="standby set",
-    old_container="hotupgrade-a",
-    new_container="hotupgrade-b",
-    old_slot="a",
-    new_slot="b",
-    empty_image=EMPTY,
-)
+RECORD = upgrade_record(phase=Phase.TAKING_OVER, message="standby set")
 
 
 def info(

@@ -7,10 +7,10 @@ import jsonpatch
 import pytest
 
 from controller.actions import CreatePrePullPod, Event, Fail, WaitFor
+from controller.keys import ANNOTATION_UPGRADE
 from controller.observed import agent_view, normalize_image, observe_pod, parent_shutdown_seconds
 from controller.patches import (
     annotation_path,
-    event_posted_patch,
     patch_for,
     pointer_token,
     pre_pull_pod_manifest,
@@ -18,35 +18,11 @@ from controller.patches import (
 from controller.policy import ImageAllowlist
 from controller.record import (
     InvalidRecordError,
-    OwedEvent,
     Phase,
-    Reason,
-    UpgradeRecord,
-    event_name,
     parse_record,
+    record_in,
 )
-from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, STATUS, T0, raw_pod
-
-RECORD = UpgradeRecord(
-    phase=Phase.ROLLING_BACK,
-    from_image=OLD,
-    to_image=NEW,
-    attempt=2,
-    started=T0,
-    phase_since=T0,
-    message="rolling back: x",
-    old_container="hotupgrade-a",
-    new_container="hotupgrade-b",
-    old_slot="a",
-    new_slot="b",
-    empty_image=EMPTY,
-    reason=Reason.TAKE_OVER_TIMEOUT,
-    standby_id_before="containerd://b1",
-    standby_restarts_before=0,
-    rollback_from_id="containerd://b2",
-    retry_token="r1",
-    abort_token="x1",
-)
+from tests.unit.controller.podfixtures import NEW, OLD, RECORD, STATUS, T0, raw_pod
 
 
 def test_record_round_trips_with_the_documented_keys() -> None:
@@ -185,24 +161,6 @@ def test_image_names_are_compared_the_way_the_kubelet_reports_them() -> None:
     assert normalize_image("sidecar:1") != normalize_image("sidecar:2")
 
 
-def test_record_written_before_owed_events_owes_nothing() -> None:
-    old = json.loads(RECORD.render())
-    assert "event" not in old, "what every record looked like before owed Events"
-    parsed = parse_record(json.dumps(old))
-    assert parsed.event is None and parsed.event_due is None
-    assert parsed.event_posted() == parsed
-
-
-def test_owed_event_round_trips_and_is_numbered_per_attempt() -> None:
-    first = RECORD.owing("Warning", "UpgradeFailed", "rolling back")
-    assert first.event == OwedEvent(seq=1, type="Warning", reason="UpgradeFailed", message="rolling back")
-    assert parse_record(first.render()) == first
-    posted = first.event_posted()
-    assert posted.event_due is None and parse_record(posted.render()) == posted
-    second = posted.owing("Normal", "RolledBack", "back")
-    assert second.event_due == OwedEvent(seq=2, type="Normal", reason="RolledBack", message="back")
-
-
 @pytest.mark.parametrize(
     "event",
     [
@@ -218,29 +176,8 @@ def test_malformed_owed_event_is_rejected(event: object) -> None:
         parse_record(json.dumps({**json.loads(RECORD.render()), "event": event}))
 
 
-def test_event_name_is_fixed_per_attempt_and_step_and_unique_otherwise() -> None:
-    record = RECORD.owing("Normal", "UpgradeStarted", "m")
-    name = event_name(record, pod_name="web-1", pod_uid="u1")
-    assert name == event_name(record, pod_name="web-1", pod_uid="u1"), "a re-post collides: AlreadyExists"
-    assert name.startswith("web-1.")
-    others = {
-        event_name(record.owing("Normal", "TakenOver", "m"), pod_name="web-1", pod_uid="u1"),
-        event_name(replace(record, attempt=3), pod_name="web-1", pod_uid="u1"),
-        event_name(replace(record, to_image="registry.local/x:9"), pod_name="web-1", pod_uid="u1"),
-        event_name(record, pod_name="web-1", pod_uid="u2"),  # same name, recreated pod
-        # seq 1 again after an older controller rewrote the record without `event`
-        event_name(RECORD.owing("Normal", "Drained", "m"), pod_name="web-1", pod_uid="u1"),
-    }
-    assert name not in others and len(others) == 5
-    assert len(event_name(record, pod_name="p" * 253, pod_uid="u1")) <= 253
-
-
-def test_event_posted_patch_pins_the_pod_and_only_flips_posted() -> None:
-    owing = RECORD.owing("Normal", "TakenOver", "m")
-    pod = raw_pod(record=owing)
-    ops = event_posted_patch(owing, "1000")
-    assert ops[0] == {"op": "replace", "path": "/metadata/resourceVersion", "value": "1000"}
-    patched = jsonpatch.apply_patch(pod, ops)
-    assert parse_record(patched["metadata"]["annotations"]["hotupgrade.io/upgrade"]) == owing.event_posted()
-    patched["metadata"]["annotations"]["hotupgrade.io/upgrade"] = owing.render()
-    assert patched == pod, "nothing else changes"
+def test_record_in_reads_the_annotation_and_treats_a_corrupted_one_as_none() -> None:
+    assert record_in({ANNOTATION_UPGRADE: RECORD.render()}) == RECORD
+    assert record_in({}) is None
+    assert record_in({ANNOTATION_UPGRADE: "garbage"}) is None
+    assert record_in({ANNOTATION_UPGRADE: json.dumps({**json.loads(RECORD.render()), "version": 9})}) is None

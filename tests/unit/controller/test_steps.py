@@ -16,12 +16,14 @@ from controller.actions import (
     CreatePrePullPod,
     Fail,
     Noop,
+    Observe,
     PatchStandbyImage,
     ResetOldToEmpty,
     RollBack,
     SetImage,
     WaitFor,
 )
+from controller.events import due, posted
 from controller.keys import (
     ANNOTATION_ABORT,
     ANNOTATION_RETRY,
@@ -34,7 +36,6 @@ from controller.patches import patch_for
 from controller.policy import ImageAllowlist, Policy
 from controller.record import Phase, Reason, UpgradeRecord, parse_record
 from controller.steps import (
-    needs_agents,
     next_step,
     pre_pull_pod_name,
     status_after_take_over,
@@ -51,6 +52,7 @@ from tests.unit.controller.podfixtures import (
     raw_pod,
     set_container,
     unreachable,
+    upgrade_record,
 )
 from webhook.injection_status import parse_status
 
@@ -68,7 +70,7 @@ DRAINED = {
 }
 
 
-def apply(pod: dict[str, Any], action: Action) -> dict[str, Any]:
+def apply(pod: dict[str, Any], action: Action | Observe) -> dict[str, Any]:
     """The pod after the API server applied the action's patch (resourceVersion bumped)."""
     assert isinstance(action, SetImage | WaitFor | Fail | Complete | CreatePrePullPod)
     ops = patch_for(action, pod["metadata"]["resourceVersion"])
@@ -680,34 +682,37 @@ def test_two_upgrades_in_a_row_alternate_slots() -> None:
 
 
 def test_status_after_take_over_is_idempotent() -> None:
-    record = UpgradeRecord(
-        phase=Phase.RESETTING,
-        from_image=OLD,
-        to_image=NEW,
-        attempt=1,
-        started=T0,
-        phase_since=T0,
-        message="",
-        old_container="hotupgrade-a",
-        new_container="hotupgrade-b",
-        old_slot="a",
-        new_slot="b",
-        empty_image=EMPTY,
-    )
+    record = upgrade_record(phase=Phase.RESETTING)
     once = status_after_take_over(STATUS, record)
     assert status_after_take_over(once, record) == once
     assert once.active == "hotupgrade-b" and once.slots == STATUS.slots
 
 
-def test_needs_agents_only_when_the_decision_can_depend_on_them() -> None:
-    assert not needs_agents(observe(raw_pod(target=None)), POLICY)
-    assert not needs_agents(observe(raw_pod(status=None)), POLICY)
-    assert not needs_agents(observe(raw_pod(target=OLD)), POLICY), "already on the target"
-    assert needs_agents(observe(raw_pod()), POLICY)
-    assert needs_agents(observe(annotate(draining(), target=None)), POLICY)
+def test_the_agents_are_asked_only_when_the_decision_reads_them() -> None:
+    def unasked(pod: dict[str, Any], after: float = 0.0) -> Action | Observe:
+        return next_step(observe(pod, agents=None, after=after), POLICY)
+
+    assert unasked(raw_pod(target=None)) == Noop("no target image")
+    assert unasked(raw_pod(status=None)) == Noop("pod is not injected")
+    assert isinstance(unasked(raw_pod(target=OLD)), Noop), "already on the target"
+    assert unasked(raw_pod()) == Observe(agents=True)
+    assert unasked(annotate(draining(), target=None)) == Observe(agents=True)
     done = set_container(resetting(), "hotupgrade-a", cid="containerd://a2", restarts=1)
     completed = apply(done, next_step(observe(done, agents=DRAINED, after=25), POLICY))
-    assert not needs_agents(observe(completed, after=30), POLICY), "upgraded pods cost no agent calls"
+    assert isinstance(unasked(completed, after=30), Noop), "upgraded pods cost no agent calls"
+    not_ready = unasked(raw_pod(ready=False))
+    assert isinstance(not_ready, WaitFor) and "not Ready" in not_ready.reason, "decided without them"
+
+
+def test_the_pre_pull_pod_is_looked_up_only_while_pre_pulling() -> None:
+    pod = pre_pulling()
+    name = record_of(pod).pre_pull_pod
+    assert name is not None
+    assert next_step(observe(pod, after=5), PRE_PULL) == Observe(pre_pull_pod=name)
+    pulled = next_step(observe(pod, after=8, pre_pull=PrePullView(exists=True, phase="Succeeded")), PRE_PULL)
+    after = apply(pod, pulled)
+    assert record_of(after).pre_pull_pod is None
+    assert next_step(observe(after, agents=None, after=9), PRE_PULL) == Observe(agents=True), "no pre-pull"
 
 
 def test_corrupted_record_counts_as_none_and_the_checks_stay_safe() -> None:
@@ -726,18 +731,18 @@ def test_pre_pull_pod_name_is_stable_and_dns_safe() -> None:
 # --- Events owed by the record --------------------------------------------------------------
 
 
-def owed(action: Action) -> tuple[int, str, str] | None:
+def owed(action: Action | Observe) -> tuple[int, str, str] | None:
     """(seq, type, reason) of the Event the action's record owes, checked against the action's Event."""
-    assert not isinstance(action, Noop) and action.record is not None
-    due = action.record.event_due
-    if due is None:
+    assert not isinstance(action, Noop | Observe) and action.record is not None
+    owes = due(action.record)
+    if owes is None:
         return None
-    assert action.event is not None and (due.type, due.reason, due.message) == (
+    assert action.event is not None and (owes.type, owes.reason, owes.message) == (
         action.event.type,
         action.event.reason,
         action.event.message,
     )
-    return due.seq, due.type, due.reason
+    return owes.seq, owes.type, owes.reason
 
 
 def test_every_event_of_an_upgrade_is_owed_by_the_record_written_with_it() -> None:
@@ -752,14 +757,14 @@ def test_every_event_of_an_upgrade_is_owed_by_the_record_written_with_it() -> No
     pod = set_container(apply(pod, drained), "hotupgrade-a", cid="containerd://a2", restarts=1)
     done = next_step(observe(pod, agents=DRAINED, after=22), POLICY)
     assert isinstance(done, Complete) and owed(done) == (4, "Normal", "UpgradeCompleted")
-    assert record_of(apply(pod, done)).event_due == done.record.event_due, "the patch carries it"
+    assert due(record_of(apply(pod, done))) == due(done.record), "the patch carries it"
 
 
 def test_a_posted_event_is_not_owed_again_and_the_next_one_is_numbered_after_it() -> None:
     pod = taking_over()
-    posted = record_of(pod).event_posted()
-    pod["metadata"]["annotations"][ANNOTATION_UPGRADE] = posted.render()
-    assert posted.event is not None and posted.event.posted and posted.event_due is None
+    marked = posted(record_of(pod))
+    pod["metadata"]["annotations"][ANNOTATION_UPGRADE] = marked.render()
+    assert marked.event is not None and marked.event.posted and due(marked) is None
     waiting = next_step(observe(pod, agents=SERVING_A, after=1), POLICY)
     assert isinstance(waiting, WaitFor) and waiting.record is None
     took = next_step(observe(swapped_in(pod), agents=TAKEN_OVER, after=5), POLICY)
@@ -768,7 +773,7 @@ def test_a_posted_event_is_not_owed_again_and_the_next_one_is_numbered_after_it(
 
 def test_a_write_without_an_event_keeps_what_the_record_owes() -> None:
     pod = resetting()
-    assert record_of(pod).event_due is not None
+    assert due(record_of(pod)) is not None
     reapply = next_step(
         observe(set_container(pod, "hotupgrade-a", image=OLD), agents=DRAINED, after=21), POLICY
     )
@@ -782,10 +787,11 @@ def test_a_write_without_an_event_keeps_what_the_record_owes() -> None:
 def test_two_failures_in_one_attempt_owe_two_events() -> None:
     pod = rolling_back()
     first = record_of(pod)
-    assert first.event_due is not None and first.event_due.reason == "UpgradeFailed"
+    owes = due(first)
+    assert owes is not None and owes.reason == "UpgradeFailed"
     timeout = next_step(observe(pod, agents=SERVING_A, after=5 + 61), POLICY)
     assert isinstance(timeout, Fail) and owed(timeout) == (
-        first.event_due.seq + 1,
+        owes.seq + 1,
         "Warning",
         "UpgradeFailed",
     )
