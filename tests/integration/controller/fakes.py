@@ -46,11 +46,16 @@ def status_annotation() -> InjectionStatus:
 
 
 def pod_manifest(
-    name: str, *, labels: dict[str, str] | None = None, parent_shutdown: int = 1
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    parent_shutdown: int = 1,
+    node_name: str | None = None,
 ) -> dict[str, Any]:
-    """An injected pod as the webhook would leave it; unschedulable, so no real kubelet touches it."""
+    """An injected pod as the webhook would leave it; unschedulable, so no real kubelet touches it.
+    With `node_name` it is bound to that node (one with no kubelet: there is no such node)."""
     env = [{"name": "HOTUPGRADE_PARENT_SHUTDOWN_SECONDS", "value": str(parent_shutdown)}]
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -68,6 +73,9 @@ def pod_manifest(
             ],
         },
     }
+    if node_name is not None:
+        manifest["spec"]["nodeName"] = node_name
+    return manifest
 
 
 class FakeAgents:
@@ -170,9 +178,14 @@ class KubeletSim:
         self.generation = itertools.count(1)
 
     def add_pod(
-        self, name: str, *, labels: dict[str, str] | None = None, drain_seconds: float = 1.0
+        self,
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        drain_seconds: float = 1.0,
+        node_name: str | None = None,
     ) -> FakeAgents:
-        self.kube.create_pod(self.namespace, pod_manifest(name, labels=labels))
+        self.kube.create_pod(self.namespace, pod_manifest(name, labels=labels, node_name=node_name))
         agents = FakeAgents(fresh_loopback_ip(), drain_seconds=drain_seconds)
         self.agents[name] = agents
         self.sync(name)

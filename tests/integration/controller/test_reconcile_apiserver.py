@@ -6,7 +6,8 @@ controller makes and how the API server answers it.
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from controller.keys import (
 )
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
-from controller.observed import observe_pod
+from controller.observed import AgentView, observe_pod
 from controller.patches import patch_for
 from controller.policy import Policy
 from controller.reconciler import Reconciler
@@ -256,6 +257,78 @@ def test_two_upgrades_in_a_row(kube: Kube, namespace: str, sim: KubeletSim) -> N
     assert sim.agents["web-0"].epoch == 2
     record = json.loads(pod["metadata"]["annotations"][ANNOTATION_UPGRADE])
     assert record["from"] == NEW and record["phase"] == "Completed"
+
+
+class CountingAgents(AgentClient):
+    """The real agent client, counting how often a reconcile asks the agents."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=2.0)
+        self.asked = 0
+
+    def fetch_all(self, pod_ip: str | None, slots: Iterable[str] = ("a", "b")) -> dict[str, AgentView]:
+        self.asked += 1
+        return super().fetch_all(pod_ip, slots)
+
+
+def test_the_agents_are_asked_once_per_decision_that_reads_them(
+    kube: Kube, namespace: str, sim: KubeletSim
+) -> None:
+    sim.add_pod("web-0")
+    agents = CountingAgents()
+    reconciler = Reconciler(kube, agents, POLICY, metrics=ControllerMetrics(CollectorRegistry()))
+    assert reconciler.reconcile(namespace, "web-0") == DONE and agents.asked == 0, "no target: not asked"
+    annotate(kube, namespace, "web-0", **{ANNOTATION_TARGET_IMAGE: NEW})
+    assert not reconciler.reconcile(namespace, "web-0").done and agents.asked == 1
+    drive(reconciler, sim, "web-0", phase_is(Phase.COMPLETED))
+    asked = agents.asked
+    for _ in range(3):
+        assert reconciler.reconcile(namespace, "web-0") == DONE
+    assert agents.asked == asked, "upgraded pods cost no agent calls"
+
+
+def test_pre_pull_pod_runs_the_target_on_the_node_and_is_removed_after_the_swap(
+    kube: Kube, namespace: str, sim: KubeletSim
+) -> None:
+    # Bound to a node without a kubelet (none exists by that name): the test plays the kubelet for the
+    # pre-pull pod too. Quick, before the pod garbage collector's quarantine for orphans (40 s) ends.
+    node = f"hu-no-such-node-{namespace}"
+    sim.add_pod("web-0", node_name=node)
+    reconciler = Reconciler(
+        kube,
+        AgentClient(timeout=2.0),
+        replace(POLICY, pre_pull=True),
+        metrics=ControllerMetrics(CollectorRegistry()),
+    )
+    annotate(kube, namespace, "web-0", **{ANNOTATION_TARGET_IMAGE: NEW})
+    assert not reconciler.reconcile(namespace, "web-0").done
+    pod = kube.get_pod(namespace, "web-0")
+    assert pod is not None
+    record = record_of(pod)
+    assert record is not None and record.phase is Phase.PRE_PULLING and record.pre_pull_pod is not None
+    puller = kube.get_pod(namespace, record.pre_pull_pod)
+    assert puller is not None and puller["spec"]["nodeName"] == node
+    assert [c["image"] for c in puller["spec"]["containers"]] == [NEW]
+    assert puller["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+    assert not reconciler.reconcile(namespace, "web-0").done, "pre-pull still running: wait"
+    waiting = kube.get_pod(namespace, "web-0")
+    assert waiting is not None and image_of(waiting, "hotupgrade-b") == EMPTY
+    kube.core.patch_namespaced_pod_status(
+        record.pre_pull_pod,
+        namespace,
+        {"status": {"phase": "Succeeded"}},
+        _content_type="application/merge-patch+json",
+        _preload_content=False,
+    )
+    pod = drive(reconciler, sim, "web-0", phase_is(Phase.COMPLETED))
+    assert image_of(pod, "hotupgrade-b") == NEW and image_of(pod, "hotupgrade-a") == EMPTY
+    assert kube.get_pod(namespace, record.pre_pull_pod) is None, "removed once the standby got the image"
+    assert event_reasons(kube, namespace, "web-0") == [
+        "UpgradeStarted",
+        "TakenOver",
+        "Drained",
+        "UpgradeCompleted",
+    ]
 
 
 def test_agents_unreachable_keeps_the_upgrade_pending(kube: Kube, namespace: str, sim: KubeletSim) -> None:
