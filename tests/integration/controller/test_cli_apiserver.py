@@ -36,7 +36,9 @@ HOTUPGRADE = str(Path(sys.executable).parent / "hotupgrade")
 def controller(kube: Kube, namespace: str, sim: KubeletSim) -> Iterator[Controller]:
     """The controller's threads (watch, queue, workers) plus the simulated kubelet, both running."""
     metrics = ControllerMetrics(CollectorRegistry())
-    policy = Policy(step_timeout=20, drain_grace=10, poll_interval=0.2)
+    # A stalled take-over must still be in flight when a CLI started after it acts; starting one took
+    # 16 s on a loaded 2-core machine, so 20 s was a race the tests could lose.
+    policy = Policy(step_timeout=120, drain_grace=10, poll_interval=0.2)
     reconciler = Reconciler(kube, AgentClient(timeout=2.0), policy, metrics=metrics)
     running = Controller(
         reconciler, kube, namespaces=[namespace], workers=2, metrics=metrics, watch_timeout=5
