@@ -1,9 +1,10 @@
 """What can go wrong talking to the API server, and the one map from an error to a retry. Pure.
 
-`controller.kube` sorts every failed call into one of these kinds; `retry_for` decides, for the
-whole controller, which kinds are temporary (re-read, decide and act again at once, with backoff)
-and how long a key waits after a permanent error or a bug (kopf's TemporaryError/PermanentError).
-The tenacity loop that acts on the verdict lives in the reconciler, the only I/O shell that retries.
+`controller.kube` sorts every failed call into one of these kinds; `retry_for` decides, for every
+reconcile, which kinds are temporary (re-read, decide and act again at once, with backoff) and how
+long a key waits after a permanent error or a bug (kopf's TemporaryError/PermanentError). The tenacity
+loop that acts on the verdict lives in the reconciler's shell; the CLI's shell retries its two
+idempotent calls on TransientError alone.
 """
 
 from dataclasses import dataclass
