@@ -39,15 +39,17 @@ class GoawayTimings:
 
 
 def goaway_timings(parent_shutdown_seconds: int) -> GoawayTimings:
-    """Every HTTP/2 connection has its final GOAWAY by 0.6 x P, leaving >= 0.4 x P for accepted streams.
+    """Every HTTP/2 connection has its final GOAWAY by 0.7 x P, leaving >= 0.3 x P for accepted streams.
 
     P is --parent-shutdown-time-s: the old Envoy exits P seconds after the drain starts. A busy connection
     gets its graceful GOAWAY with its next response (drain strategy `immediate`), an idle one after
-    P/2 without streams; the final GOAWAY follows one drain_timeout later (at most 1 s, P/10 when P is
-    short). Envoy then closes the connection once the streams it accepted are done.
+    P/2 without streams; the final GOAWAY follows one drain_timeout later: 1 s (Envoy's own default for
+    its graceful GOAWAY), P/5 when P is short. A stream the client opens in that time is still served;
+    one that reaches Envoy after the final GOAWAY is refused, unprocessed, so the client may retry it.
+    Envoy then closes the connection once the streams it accepted are done.
     """
     period = max(float(parent_shutdown_seconds), 1.0)
-    return GoawayTimings(drain_timeout_s=min(1.0, period / 10), idle_timeout_s=period / 2)
+    return GoawayTimings(drain_timeout_s=min(1.0, period / 5), idle_timeout_s=period / 2)
 
 
 def _duration(seconds: float) -> str:
