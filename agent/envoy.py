@@ -63,8 +63,10 @@ def envoy_command(options: EnvoyOptions) -> list[str]:
         str(options.drain_seconds),
         "--parent-shutdown-time-s",
         str(options.parent_shutdown_seconds),
+        # Every busy connection of the old Envoy gets its GOAWAY / `Connection: close` with its next
+        # response, so the drain fits the HTTP/2 timings in the bootstrap (agent/bootstrap, goaway_timings).
         "--drain-strategy",
-        "gradual",
+        "immediate",
         "--log-level",
         options.log_level,
     ]

@@ -1,9 +1,12 @@
 """N hot upgrades of a real Envoy under load in a real pod harness; prints ONE JSON object.
 
     sudo .venv/bin/python -m bench.hotupgrade --upgrades 10
+    sudo .venv/bin/python -m bench.hotupgrade --upgrades 10 --independent-clients \
+        --h2load-clients 4 --h2load-streams 64 --wrk-connections 0   # one client kind per run
 
 Runs as root (network and mount namespaces). Load is HTTP/1.1 keep-alive + HTTP/2 + long-lived TCP
-from the host to the pod IP, counted without retries (podharness/load.py). Takeover is measured
+from the host to the pod IP, counted without retries (podharness/load.py); the flags set its shape, and
+0 connections turns a kind (or an independent client) off. Takeover is measured
 from the new agent's container start to its Envoy LIVE and serving (the agent's own timestamp in the
 state file); the drain overhead is how long the old Envoy outlived --parent-shutdown-time-s.
 """
@@ -43,6 +46,10 @@ class BenchConfig:
     http2_streams: int = 4
     tcp_connections: int = 4
     independent_clients: bool = False
+    wrk_connections: int = 4
+    h2load_clients: int = 4
+    h2load_streams: int = 4
+    h2load_round_seconds: int = 3
 
 
 Progress = Callable[[str], None]
@@ -88,7 +95,13 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
         ).start()
         independent = None
         if config.independent_clients:
-            independent = IndependentClients(f"http://{pod.ip}:{contract.LISTEN_PORT}/").start()
+            independent = IndependentClients(
+                f"http://{pod.ip}:{contract.LISTEN_PORT}/",
+                wrk_connections=config.wrk_connections,
+                h2load_clients=config.h2load_clients,
+                h2load_streams=config.h2load_streams,
+                h2load_round_s=config.h2load_round_seconds,
+            ).start()
         stop_sampling = threading.Event()
         sampler = threading.Thread(target=_sample_rss, args=(sidecars, stop_sampling), daemon=True)
         sampler.start()
@@ -125,7 +138,28 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
         )
         if independent_results is not None:
             figures["independent_clients"] = independent_results
+        figures["load_shape"] = load_shape(config)
         return figures
+
+
+def load_shape(config: BenchConfig) -> dict[str, Any]:
+    """The clients of a run and their connections (and streams per connection), for the JSON."""
+    shape: dict[str, Any] = {
+        "ours": {
+            "http1_connections": config.http1_connections,
+            "http2_connections": config.http2_connections,
+            "http2_streams": config.http2_streams,
+            "tcp_connections": config.tcp_connections,
+        }
+    }
+    if config.independent_clients:
+        shape["wrk"] = {"connections": config.wrk_connections}
+        shape["h2load"] = {
+            "clients": config.h2load_clients,
+            "streams": config.h2load_streams,
+            "round_seconds": config.h2load_round_seconds,
+        }
+    return shape
 
 
 def _sample_rss(sidecars: SidecarPod, stop: threading.Event) -> None:
@@ -144,6 +178,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also drive wrk (HTTP/1.1) and h2load (HTTP/2) at the pod (`make load-tools` installs them)",
     )
+    shape = parser.add_argument_group("load shape (0 turns a client off)")
+    shape.add_argument("--http1-connections", type=int, default=BenchConfig.http1_connections)
+    shape.add_argument("--http2-connections", type=int, default=BenchConfig.http2_connections)
+    shape.add_argument(
+        "--http2-streams", type=int, default=BenchConfig.http2_streams, help="per HTTP/2 connection"
+    )
+    shape.add_argument("--tcp-connections", type=int, default=BenchConfig.tcp_connections)
+    shape.add_argument("--wrk-connections", type=int, default=BenchConfig.wrk_connections)
+    shape.add_argument("--h2load-clients", type=int, default=BenchConfig.h2load_clients)
+    shape.add_argument(
+        "--h2load-streams", type=int, default=BenchConfig.h2load_streams, help="per h2load client (-m)"
+    )
+    shape.add_argument(
+        "--h2load-round-seconds",
+        type=int,
+        default=BenchConfig.h2load_round_seconds,
+        help="h2load stops a client at its first GOAWAY, so it runs in rounds this long",
+    )
     parser.add_argument("--workdir", type=Path, help="keep logs and run dir here (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -155,6 +207,14 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         parent_shutdown_seconds=args.parent_shutdown_seconds,
         settle_seconds=args.settle_seconds,
         independent_clients=args.independent_clients,
+        http1_connections=args.http1_connections,
+        http2_connections=args.http2_connections,
+        http2_streams=args.http2_streams,
+        tcp_connections=args.tcp_connections,
+        wrk_connections=args.wrk_connections,
+        h2load_clients=args.h2load_clients,
+        h2load_streams=args.h2load_streams,
+        h2load_round_seconds=args.h2load_round_seconds,
     )
 
 

@@ -3,6 +3,9 @@
 `render` is pure; `render_bootstrap` reads the template and `write_bootstrap_file` writes the rendered
 text into the run dir (per slot and epoch for Envoy, per slot for `envoy --mode validate`). The default
 template ships as package data (envoy.yaml.tmpl) for images that do not bring their own.
+Besides the environment, a template may use the HTTP/2 drain timings the agent derives from the
+parent-shutdown time (`goaway_timings`, docs/http-drain.md), so the old Envoy says GOAWAY on every
+HTTP/2 connection before it exits.
 """
 
 from __future__ import annotations
@@ -10,12 +13,48 @@ from __future__ import annotations
 import os
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent import contract
 from agent.config import AgentConfig
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml.tmpl"
+# Template names for the timings below (not environment variables: the agent computes them).
+HTTP2_DRAIN_TIMEOUT = "HOTUPGRADE_HTTP2_DRAIN_TIMEOUT"
+HTTP2_IDLE_TIMEOUT = "HOTUPGRADE_HTTP2_IDLE_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class GoawayTimings:
+    """HTTP connection manager timings that fit an HTTP/2 connection's goodbye into the old Envoy's life.
+
+    drain_timeout_s: the graceful GOAWAY (last stream 2^31-1) -> the final GOAWAY (RFC 9113 section 6.8).
+    idle_timeout_s: an HTTP/2 connection without streams this long gets its graceful GOAWAY; Envoy 1.40
+    sends a drain GOAWAY only with a response (envoy#14350), so this is how idle connections get theirs.
+    """
+
+    drain_timeout_s: float
+    idle_timeout_s: float
+
+
+def goaway_timings(parent_shutdown_seconds: int) -> GoawayTimings:
+    """Every HTTP/2 connection has its final GOAWAY by 0.7 x P, leaving >= 0.3 x P for accepted streams.
+
+    P is --parent-shutdown-time-s: the old Envoy exits P seconds after the drain starts. A busy connection
+    gets its graceful GOAWAY with its next response (drain strategy `immediate`), an idle one after
+    P/2 without streams; the final GOAWAY follows one drain_timeout later: 1 s (Envoy's own default for
+    its graceful GOAWAY), P/5 when P is short. A stream the client opens in that time is still served;
+    one that reaches Envoy after the final GOAWAY is refused, unprocessed, so the client may retry it.
+    Envoy then closes the connection once the streams it accepted are done.
+    """
+    period = max(float(parent_shutdown_seconds), 1.0)
+    return GoawayTimings(drain_timeout_s=min(1.0, period / 5), idle_timeout_s=period / 2)
+
+
+def _duration(seconds: float) -> str:
+    """A protobuf Duration as Envoy's YAML takes it."""
+    return f"{seconds:.3f}s"
 
 
 class BootstrapError(ValueError):
@@ -34,6 +73,9 @@ def template_values(environ: Mapping[str, str], config: AgentConfig) -> dict[str
     values[contract.ENV_ADMIN_PORT] = str(config.admin_port)
     values[contract.ENV_BASE_ID] = str(config.base_id)
     values[contract.ENV_RUN_DIR] = str(config.run_dir)
+    timings = goaway_timings(config.parent_shutdown_seconds)
+    values[HTTP2_DRAIN_TIMEOUT] = _duration(timings.drain_timeout_s)
+    values[HTTP2_IDLE_TIMEOUT] = _duration(timings.idle_timeout_s)
     return values
 
 

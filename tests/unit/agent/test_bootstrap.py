@@ -8,7 +8,16 @@ import pytest
 import yaml
 
 from agent import contract
-from agent.bootstrap import DEFAULT_TEMPLATE, BootstrapError, render, template_path, template_values
+from agent.bootstrap import (
+    DEFAULT_TEMPLATE,
+    HTTP2_DRAIN_TIMEOUT,
+    HTTP2_IDLE_TIMEOUT,
+    BootstrapError,
+    goaway_timings,
+    render,
+    template_path,
+    template_values,
+)
 from agent.config import load_config
 
 
@@ -71,8 +80,17 @@ def test_default_template_renders_the_documented_listeners() -> None:
         for listener in bootstrap["static_resources"]["listeners"]
     }
     assert ports == {"http": 15001, "tcp": 15002}
-    http_filter = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    assert http_filter["typed_config"]["codec_type"] == "AUTO"
+    http2_chain, http1_chain = bootstrap["static_resources"]["listeners"][0]["filter_chains"]
+    http2 = http2_chain["filters"][0]["typed_config"]
+    http1 = http1_chain["filters"][0]["typed_config"]
+    assert http2["codec_type"] == "AUTO" and http1["codec_type"] == "AUTO"
+    # h2c goes to the chain that says GOAWAY on idle connections; HTTP/1.x keeps Envoy's defaults.
+    assert http2_chain["filter_chain_match"] == {"application_protocols": ["h2c"]}
+    assert "filter_chain_match" not in http1_chain
+    assert http2["drain_timeout"] == "1.000s"  # contract default parent shutdown: 15 s
+    assert http2["common_http_protocol_options"] == {"idle_timeout": "7.500s"}
+    assert "drain_timeout" not in http1 and "common_http_protocol_options" not in http1
+    assert http1["route_config"] == http2["route_config"] and http1["http_filters"] == http2["http_filters"]
     upstreams = {
         cluster["name"]: cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
             "socket_address"
@@ -86,3 +104,28 @@ def test_default_template_needs_the_upstream_port() -> None:
     environ = {contract.ENV_SLOT: "a"}
     with pytest.raises(BootstrapError, match=contract.ENV_UPSTREAM_PORT):
         render(DEFAULT_TEMPLATE.read_text(), template_values(environ, load_config(environ)))
+
+
+@pytest.mark.parametrize("parent_shutdown", [1, 3, 15, 900])
+def test_the_final_goaway_comes_by_0_7_of_the_parent_shutdown(parent_shutdown: int) -> None:
+    timings = goaway_timings(parent_shutdown)
+    # An idle connection gets its graceful GOAWAY after idle_timeout, its final one drain_timeout later.
+    final_goaway = timings.idle_timeout_s + timings.drain_timeout_s
+    assert final_goaway <= 0.7 * parent_shutdown + 1e-9
+    assert 0 < timings.drain_timeout_s <= 1.0
+
+
+def test_a_short_parent_shutdown_still_leaves_a_graceful_phase() -> None:
+    assert goaway_timings(0) == goaway_timings(1)
+    assert goaway_timings(1).drain_timeout_s == pytest.approx(0.2)
+
+
+def test_values_carry_the_http2_timings_of_the_configured_parent_shutdown() -> None:
+    environ = {
+        contract.ENV_SLOT: "a",
+        contract.ENV_DRAIN_SECONDS: "2",
+        contract.ENV_PARENT_SHUTDOWN_SECONDS: "3",
+    }
+    values = template_values(environ, load_config(environ))
+    assert values[HTTP2_DRAIN_TIMEOUT] == "0.600s"
+    assert values[HTTP2_IDLE_TIMEOUT] == "1.500s"

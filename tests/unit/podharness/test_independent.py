@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from podharness.independent import add_h2load, parse_h2load, parse_wrk
+from podharness.independent import add_h2load, failed_streams, parse_h2load, parse_wrk
 
 WRK_CLEAN = """Running 1m test @ http://10.213.0.2:15001/
   1 threads and 4 connections
@@ -39,8 +39,32 @@ def test_h2load_totals_add_up_over_rounds() -> None:
         "errored": 2,
         "timeout": 1,
         "non_2xx": 9,
+        "errored_unsent": 0,
+        "errored_sent": 0,
     }
     assert add_h2load(one, one)["requests"] == 16058 and add_h2load(one, one)["rounds"] == 2
+
+
+# h2load --log-file lines: request start (microseconds since the epoch, 0 if the request was never
+# sent), status (-1 for a failed stream), microseconds to the stream's close.
+H2LOAD_LOG = """1795968070673027\t200\t1500
+0\t-1\t909820732
+1795968070675040\t-1\t2100
+0\t-1\t909824158
+1795968070675835\t200\t900
+"""
+
+
+def test_failed_streams_tell_never_sent_from_sent() -> None:
+    assert failed_streams(H2LOAD_LOG) == (2, 1)
+    assert failed_streams("") == (0, 0)
+
+
+def test_h2load_with_its_log_splits_errored_and_sums_the_split() -> None:
+    one = parse_h2load(H2LOAD, H2LOAD_LOG)
+    assert (one["errored_unsent"], one["errored_sent"]) == (2, 1)
+    both = add_h2load(one, one)
+    assert (both["errored_unsent"], both["errored_sent"]) == (4, 2)
 
 
 def test_garbage_is_not_a_report() -> None:
