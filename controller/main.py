@@ -125,8 +125,8 @@ class Controller:
         self.queue.shut_down()
 
 
-def main(argv: list[str]) -> int:
-    """Run the controller until SIGTERM/SIGINT (0) or lease loss (EXIT_LEASE_LOST)."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the controller until SIGTERM/SIGINT (0) or lease loss (EXIT_LEASE_LOST); argv None: sys.argv."""
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     policy = policy_from(args)
