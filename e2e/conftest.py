@@ -102,6 +102,9 @@ def suite_release(
     uninstalled first, so the pods always run the images just imported. Uninstalled at the end."""
     values_file = workdir / "suite-values.yaml"
     values = chart_values(SUITE_RELEASE, watch_namespaces=namespace_pool.names)
+    # One webhook replica serves a session (nothing rolls it) and spares a pod on a small machine; the
+    # controller keeps two, so a killed leader is followed the way it is on users' clusters.
+    values["webhook"] = {"replicas": 1}
     values_file.write_text(yaml.safe_dump(values))
     release.uninstall(api, SUITE_RELEASE)
     kube.wait_until(
