@@ -124,7 +124,7 @@ class Controller:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the controller until SIGTERM/SIGINT (0) or lease loss (EXIT_LEASE_LOST)."""
+    """Run the controller until SIGTERM/SIGINT (0) or lease loss (EXIT_LEASE_LOST); argv None: sys.argv."""
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     policy = policy_from(args)

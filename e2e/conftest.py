@@ -1,14 +1,15 @@
-"""Fixtures of the e2e suite: a cluster from KUBECONFIG, the webhook (and controller) as host processes,
-a fresh opted-in namespace per test, and the demo workload."""
+"""Fixtures of the e2e suite: a cluster from KUBECONFIG, the chart installed once per session (its
+in-cluster webhook and controller are the ones every test talks to, and they see only the suite's own
+namespaces), a fresh opted-in namespace per test, and the demo workload."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e import kube, upgrade, webhook_host
+from e2e import kube, release
 
 # The suite-wide rule applies here too: in CI a skipped test is a failure.
 from tests.conftest import pytest_runtest_logreport  # noqa: F401
@@ -31,6 +32,24 @@ BROKEN_IMAGE = "sidecar-hotupgrade/sidecar:broken"
 EMPTY_IMAGE = "sidecar-hotupgrade/empty:0.1.0"
 POD_READY_TIMEOUT = 240.0
 UPGRADE_TIMEOUT = 300.0
+# The session's release; overridable for sharing a cluster with another run of the suite.
+SUITE_RELEASE = release.Release(
+    os.environ.get("E2E_RELEASE", "hu-e2e"), os.environ.get("E2E_RELEASE_NAMESPACE", "hotupgrade-e2e")
+)
+
+
+def chart_values(of: release.Release, *, watch_namespaces: tuple[str, ...]) -> dict[str, Any]:
+    """The suite's chart values for `of`: the e2e images and short drains; its controller watches
+    `watch_namespaces` only (never empty here: the chart reads that as every namespace)."""
+    assert watch_namespaces, "an empty watchNamespaces would let the controller act on the whole cluster"
+    return release.values(
+        of,
+        sidecar_image=SIDECAR_IMAGES[0],
+        empty_image=EMPTY_IMAGE,
+        drain_seconds=DRAIN_SECONDS,
+        parent_shutdown_seconds=PARENT_SHUTDOWN_SECONDS,
+        watch_namespaces=watch_namespaces,
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -50,122 +69,90 @@ def workdir() -> Iterator[Path]:
         yield Path(tmp)
 
 
-@pytest.fixture(scope="session")
-def webhook(api: client.ApiClient, workdir: Path) -> Iterator[webhook_host.WebhookHost]:
-    """`hotupgrade-webhook serve` on the host, registered for opted-in namespaces; removed afterwards."""
-    address = os.environ.get("E2E_WEBHOOK_HOST") or webhook_host.host_address()
-    config = webhook_host.webhook_config(DRAIN_SECONDS, PARENT_SHUTDOWN_SECONDS)
-    host = webhook_host.start_webhook(workdir / "webhook", address, config)
-    try:
-        webhook_host.register(api, host)
-        yield host
-    finally:
-        webhook_host.unregister(api)
-        host.stop()
+@dataclass
+class NamespacePool:
+    """Names of the per-test namespaces, fixed before the session release is installed: its controller
+    watches exactly these (on a shared cluster it must never act on anyone else's pods)."""
+
+    names: tuple[str, ...]
+    used: int = 0
+
+    def take(self) -> str:
+        if self.used == len(self.names):
+            raise AssertionError(f"all {len(self.names)} namespaces collected for this session are in use")
+        self.used += 1
+        return self.names[self.used - 1]
 
 
 @pytest.fixture(scope="session")
-def controller_api(api: client.ApiClient) -> client.ApiClient:
-    """A client authenticated as the controller's ServiceAccount (the identity the guard lets through)."""
-    return kube.token_client(api, webhook_host.controller_identity(api))
+def namespace_pool(request: pytest.FixtureRequest) -> NamespacePool:
+    """One namespace name per collected test that asks for `namespace`, unique to this session."""
+    count = sum("namespace" in getattr(item, "fixturenames", ()) for item in request.session.items)
+    count = max(count, 1)  # never empty: the chart reads no namespaces as "watch every namespace"
+    run = uuid.uuid4().hex[:6]
+    return NamespacePool(tuple(f"hu-e2e-{run}-{index}" for index in range(count)))
 
 
-def driver() -> str:
-    """`controller` (annotate; the real controller upgrades) or `direct` (the suite makes its API calls)."""
-    return os.environ.get("E2E_UPGRADE_DRIVER", "controller")
-
-
-def write_controller_kubeconfig(controller_api: client.ApiClient, path: Path) -> Path:
-    """A kubeconfig with the controller ServiceAccount's token (the identity the guard lets through)."""
-    cfg = controller_api.configuration
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "c",
-        "clusters": [
-            {"name": "c", "cluster": {"server": cfg.host, "certificate-authority": cfg.ssl_ca_cert}}
-        ],
-        "users": [{"name": "u", "user": {"token": cfg.api_key["authorization"]}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-    }
-    path.write_text(yaml.safe_dump(kubeconfig))
-    path.chmod(0o600)
-    return path
-
-
-def start_controller(
-    controller_api: client.ApiClient,
-    workdir: Path,
-    *,
-    name: str = "controller",
-    namespaces: tuple[str, ...] = (),
-) -> subprocess.Popen[bytes]:
-    """The controller as a host process logging to workdir/<name>.log; all namespaces by default."""
-    path = write_controller_kubeconfig(controller_api, workdir / f"{name}.kubeconfig")
-    log = (workdir / f"{name}.log").open("ab")
-    exe = str(Path(sys.executable).with_name("hotupgrade-controller"))
-    scope = [arg for ns in namespaces for arg in ("--namespace", ns)]
-    process = subprocess.Popen(
-        [
-            exe,
-            "--kubeconfig",
-            str(path),
-            *scope,
-            "--no-leader-elect",
-            "--metrics-port",
-            "0",
-            "--allow-image-prefix",
-            "sidecar-hotupgrade/",
-            "--step-timeout",
-            "180",
-            "--drain-grace",
-            "60",
-            "--poll-interval",
-            "0.5",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+@pytest.fixture(scope="session")
+def suite_release(
+    api: client.ApiClient, workdir: Path, namespace_pool: NamespacePool
+) -> Iterator[release.Release]:
+    """The chart installed for the session: its webhook injects and guards, its controller (two
+    replicas, one leader) upgrades in the pool's namespaces. A leftover of an aborted run is
+    uninstalled first, so the pods always run the images just imported. Uninstalled at the end."""
+    values_file = workdir / "suite-values.yaml"
+    values = chart_values(SUITE_RELEASE, watch_namespaces=namespace_pool.names)
+    # One webhook replica serves a session (nothing rolls it) and spares a pod on a small machine; the
+    # controller keeps two, so a killed leader is followed the way it is on users' clusters.
+    values["webhook"] = {"replicas": 1}
+    values_file.write_text(yaml.safe_dump(values))
+    release.uninstall(api, SUITE_RELEASE)
+    kube.wait_until(
+        f"namespace {SUITE_RELEASE.namespace} gone",
+        lambda: not namespace_exists(api, SUITE_RELEASE.namespace),
+        180,
+        interval=1.0,
     )
-    log.close()
-    return process
-
-
-def stop_controller(process: subprocess.Popen[bytes], log: Path) -> None:
-    """SIGTERM (SIGKILL after 20 s); the log's tail goes to stderr unless it stopped cleanly."""
-    process.terminate()
     try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-    if process.returncode not in (0, -15):
-        print(log.read_text()[-4000:], file=sys.stderr)
-
-
-@pytest.fixture(scope="session")
-def controller(api: client.ApiClient, controller_api: client.ApiClient, workdir: Path) -> Iterator[str]:
-    """The upgrade controller as a host process with the ServiceAccount's token (controller driver only)."""
-    if driver() != "controller":
-        yield "direct"
-        return
-    process = start_controller(controller_api, workdir)
-    try:
-        yield "controller"
+        release.install(api, SUITE_RELEASE, values_file)
+        release.wait_leader(api, SUITE_RELEASE)
+        yield SUITE_RELEASE
     finally:
-        stop_controller(process, workdir / "controller.log")
+        release.uninstall(api, SUITE_RELEASE)
+
+
+def namespace_exists(api: client.ApiClient, name: str) -> bool:
+    try:
+        kube.core(api).read_namespace(name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
 
 
 @pytest.fixture
-def namespace(api: client.ApiClient, webhook: webhook_host.WebhookHost) -> Iterator[str]:
-    """A fresh namespace opted in to injection; deleted (not waited for) after the test."""
-    name = f"hu-e2e-{uuid.uuid4().hex[:6]}"
+def namespace(
+    api: client.ApiClient, suite_release: release.Release, namespace_pool: NamespacePool
+) -> Iterator[str]:
+    """A fresh namespace opted in to injection, seen by the session release's webhook and controller;
+    deleted (not waited for) after the test."""
+    labels = {contract.LABEL_NAMESPACE_INJECTION: "enabled"}
+    with scoped_namespace(api, suite_release, labels, name=namespace_pool.take()) as name:
+        yield name
+
+
+@contextlib.contextmanager
+def scoped_namespace(
+    api: client.ApiClient, of: release.Release, labels: dict[str, str], *, name: str | None = None
+) -> Iterator[str]:
+    """A fresh namespace whose pods the webhooks of `of` see, with `labels`; deleted (not waited for)
+    afterwards. `of`'s controller sees it only if it is one of the watched namespaces."""
+    name = name or f"hu-e2e-{uuid.uuid4().hex[:6]}"
     core = kube.core(api)
-    core.create_namespace(
-        {"metadata": {"name": name, "labels": {contract.LABEL_NAMESPACE_INJECTION: "enabled"}}}
-    )
-    kube.wait_until("default ServiceAccount", lambda: has_default_sa(core, name), 60)
+    core.create_namespace({"metadata": {"name": name, "labels": {**of.scope, **labels}}})
     try:
+        kube.wait_until("default ServiceAccount", lambda: has_default_sa(core, name), 60)
         yield name
     finally:
         core.delete_namespace(name, grace_period_seconds=0)
@@ -224,21 +211,3 @@ def deploy_and_wait(
     except TimeoutError:
         pods = kube.list_pods(api, namespace, f"app={name}")
         raise AssertionError(f"pods not Ready: {[p.get('status') for p in pods]}") from None
-
-
-def run_upgrade(
-    api: client.ApiClient,
-    controller_api: client.ApiClient,
-    mode: str,
-    *,
-    namespace: str,
-    pod: str,
-    image: str,
-) -> upgrade.Outcome:
-    """Upgrade one pod's sidecar to `image` through the chosen driver; the outcome."""
-    if mode == "controller":
-        upgrade.annotate_target(api, namespace, pod, image)
-        return upgrade.wait_controller_outcome(api, namespace, pod, image, UPGRADE_TIMEOUT)
-    return upgrade.direct_upgrade(
-        api, controller_api, namespace=namespace, name=pod, image=image, timeout=UPGRADE_TIMEOUT
-    )

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes import client, config
+from kubernetes import client
+
+from webhook import kubeclient
 
 T = TypeVar("T")
 Pod = dict[str, Any]
 
 
-def api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """An ApiClient for KUBECONFIG (the suite runs on any cluster it names)."""
-    path = kubeconfig or os.environ.get("KUBECONFIG")
-    if not path:
-        raise RuntimeError("KUBECONFIG is not set: the e2e suite needs a cluster (make cluster-up)")
-    api: client.ApiClient = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
-    return api
+def api_client() -> client.ApiClient:
+    """An ApiClient for the cluster KUBECONFIG names (the project's one loader, as the CLI uses it)."""
+    return kubeclient.load_api_client(fallbacks=kubeclient.KUBECONFIG)
 
 
 # The generated API classes are typed for model objects; the suite sends and reads plain JSON.
@@ -39,18 +37,6 @@ def admission(api: client.ApiClient) -> Any:
 
 def rbac(api: client.ApiClient) -> Any:
     return client.RbacAuthorizationV1Api(api)
-
-
-def token_client(base: client.ApiClient, token: str) -> client.ApiClient:
-    """A client for the same server and CA that authenticates with a bearer token (a ServiceAccount)."""
-    cfg = client.Configuration()
-    src = base.configuration
-    cfg.host = src.host
-    cfg.ssl_ca_cert = src.ssl_ca_cert
-    cfg.verify_ssl = True
-    cfg.api_key = {"authorization": token}
-    cfg.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(cfg)
 
 
 def wait_until(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
@@ -101,6 +87,37 @@ def container_index(pod: Pod, name: str) -> int:
 
 def container_image(pod: Pod, name: str) -> str:
     return str(pod["spec"]["containers"][container_index(pod, name)]["image"])
+
+
+def pod_processes(pod_uid: str, command: str) -> list[int]:
+    """Host PIDs of a pod's processes whose command line mentions `command`.
+
+    Found by the pod UID in their cgroup path (`pod<uid>` with the cgroupfs driver, `pod<uid_>` with
+    systemd's); works wherever the suite runs on the node's kernel (the local cluster, kind)."""
+    marks = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}")
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cgroups = (proc / "cgroup").read_text()
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # exited meanwhile
+            continue
+        if any(mark in cgroups for mark in marks) and any(command.encode() in arg for arg in argv):
+            found.append(int(proc.name))
+    return found
+
+
+def rss_kib(pid: int) -> int | None:
+    """VmRSS of a process in KiB (None once it has exited)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 @dataclass

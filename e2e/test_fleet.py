@@ -1,26 +1,24 @@
-"""Fleet rollout with the `hotupgrade` CLI and a controller restart mid-upgrade, under load on the real
-cluster: no failed request, never more pods in flight than --max-unavailable, the app never restarts."""
+"""Fleet rollout with the `hotupgrade` CLI and a controller killed mid-upgrade, under load on the real
+cluster and the in-cluster controller: no failed request, never more pods in flight than
+--max-unavailable, the app never restarts, a new controller resumes where the killed one stopped."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from controller.record import IN_FLIGHT
-from e2e import conftest, kube, upgrade
+from controller.record import IN_FLIGHT, Phase, UpgradeRecord
+from e2e import conftest, kube, release, upgrade
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
 
 pytestmark = pytest.mark.timeout(1800)
@@ -30,17 +28,6 @@ MAX_UNAVAILABLE = 2
 TARGET = conftest.SIDECAR_IMAGES[1]
 HTTP_FIGURES = ("requests", "failed", "http1_connection_close", "http2_goaway", "p99_ms")
 TCP_FIGURES = ("tcp_echoes", "tcp_failed")
-
-
-def rss_kib(pid: int) -> int | None:
-    """VmRSS of a process in KiB (None once it has exited)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 @dataclass
@@ -64,7 +51,7 @@ class FleetWatch:
     def run(self) -> None:
         last = time.monotonic()
         while not self._stop.is_set():
-            rss = rss_kib(self.pid)
+            rss = kube.rss_kib(self.pid)
             if rss is not None:
                 self.rss_kib.append(rss)
             try:
@@ -80,8 +67,8 @@ class FleetWatch:
                 self.not_ready_s.setdefault(name, 0.0)
                 if not kube.condition(pod, "Ready"):
                     self.not_ready_s[name] += now - last
-                record = upgrade.upgrade_record(pod) or {}
-                if record.get("to") == self.target and record.get("phase") in IN_FLIGHT:
+                record = upgrade.upgrade_record(pod)
+                if record is not None and record.to_image == self.target and record.phase in IN_FLIGHT:
                     flying.add(name)
             self.in_flight_seen |= flying
             self.max_in_flight = max(self.max_in_flight, len(flying))
@@ -91,24 +78,6 @@ class FleetWatch:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-@pytest.fixture
-def scoped_controllers(
-    controller_api: client.ApiClient, workdir: Path
-) -> Iterator[Callable[[str, str], subprocess.Popen[bytes]]]:
-    """Start controllers that watch only one namespace (so they do not act on other tests' pods)."""
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(namespace: str, name: str) -> subprocess.Popen[bytes]:
-        process = conftest.start_controller(controller_api, workdir, name=name, namespaces=(namespace,))
-        started.append((process, workdir / f"{name}.log"))
-        return process
-
-    yield start
-    for process, log in started:
-        if process.poll() is None:
-            conftest.stop_controller(process, log)
 
 
 def epoch_of(pod: kube.Pod) -> int | None:
@@ -122,8 +91,8 @@ def assert_upgraded(before: kube.Pod, after: kube.Pod, image: str, epoch_before:
     """`image` active in the other slot, the old one empty, epoch + 1, the app never restarted."""
     old, new = upgrade.status_of(before), upgrade.status_of(after)
     name = after["metadata"]["name"]
-    record = upgrade.upgrade_record(after) or {}
-    assert record.get("phase") == "Completed" and record.get("to") == image, (name, record)
+    record = upgrade.upgrade_record(after)
+    assert record is not None and record.phase == Phase.COMPLETED and record.to_image == image, (name, record)
     assert new.active == old.standby and new.standby == old.active, (name, old, new)
     assert kube.container_image(after, new.active) == image, name
     assert kube.container_image(after, new.standby) == conftest.EMPTY_IMAGE, name
@@ -137,11 +106,10 @@ def assert_upgraded(before: kube.Pod, after: kube.Pod, image: str, epoch_before:
 
 def upgrade_seconds(pod: kube.Pod) -> float | None:
     """Started -> finished of the pod's last upgrade record, as the controller wrote them."""
-    record = upgrade.upgrade_record(pod) or {}
-    if not record.get("started") or not record.get("finished"):
+    record = upgrade.upgrade_record(pod)
+    if record is None or record.finished is None:
         return None
-    started, finished = (datetime.fromisoformat(record[k]) for k in ("started", "finished"))
-    return round((finished - started).total_seconds(), 1)
+    return round((record.finished - record.started).total_seconds(), 1)
 
 
 def load_figures(summary: Any) -> dict[str, Any]:
@@ -157,19 +125,27 @@ def report(tag: str, figures: dict[str, Any]) -> None:
         out.write(line + "\n")
 
 
+def controller_restarts(api: client.ApiClient, of: release.Release, pod_name: str) -> int | None:
+    """restartCount of a controller pod's container (None once the pod is gone)."""
+    pod = release.controller_pods(api, of).get(pod_name)
+    return None if pod is None else int(kube.container_status(pod, "controller").get("restartCount", 0))
+
+
 def test_fleet_rollout_with_cli_under_load(
-    api: client.ApiClient,
-    scoped_controllers: Callable[[str, str], subprocess.Popen[bytes]],
-    namespace: str,
+    api: client.ApiClient, suite_release: release.Release, namespace: str
 ) -> None:
-    # Started first so that its first RSS sample is the idle controller already watching the pods.
-    process = scoped_controllers(namespace, f"controller-{namespace}")
     pods = conftest.deploy_and_wait(api, namespace, "fleet", replicas=FLEET_REPLICAS)
+    # The leading controller, whose process on this node is sampled for RSS; it must neither die nor
+    # lose its lease during the rollout.
+    leader = release.wait_leader(api, suite_release)
+    leader_name = leader["metadata"]["name"]
+    restarts = controller_restarts(api, suite_release, leader_name)
+    pid = release.controller_pid(leader)
     before = {p["metadata"]["name"]: p for p in pods}
     epochs = {name: epoch_of(p) for name, p in before.items()}
     assert all(e is not None for e in epochs.values()), epochs
     loads = {name: start_load(p) for name, p in before.items()}
-    watch = FleetWatch(api, namespace, "app=fleet", TARGET, process.pid)
+    watch = FleetWatch(api, namespace, "app=fleet", TARGET, pid)
     thread = threading.Thread(target=watch.run, daemon=True)
     thread.start()
     cli = str(Path(sys.executable).with_name("hotupgrade"))
@@ -216,7 +192,9 @@ def test_fleet_rollout_with_cli_under_load(
     # The measurements themselves must have worked.
     assert watch.samples > 20 and watch.errors <= watch.samples // 10, (watch.samples, watch.errors)
     assert rss, "controller RSS was never sampled"
-    assert process.poll() is None, "the controller died during the rollout"
+    assert kube.rss_kib(pid) is not None, "the controller died during the rollout"
+    assert controller_restarts(api, suite_release, leader_name) == restarts, "the controller restarted"
+    assert release.leader(api, suite_release) == leader_name, "the controller lost its lease"
     assert watch.in_flight_seen == set(before), watch.in_flight_seen
     max_in_flight = watch.max_in_flight
     assert 1 <= max_in_flight <= MAX_UNAVAILABLE, max_in_flight
@@ -238,54 +216,70 @@ def upgrade_events(api: client.ApiClient, namespace: str, pod: str, reason: str)
     return sum(int(e.get("count") or 1) for e in items if e.get("reason") == reason)
 
 
-@pytest.mark.parametrize("kill_in", ["TakingOver", "Draining"])
+def kill_leader(api: client.ApiClient, of: release.Release, how: str) -> tuple[str, int | None]:
+    """Kill the leading controller: `delete-pod` deletes its pod with grace 0 (what a node drain or a
+    forced delete does to it), `sigkill` crashes its process (no lease release; the kubelet restarts
+    it). The pod's name and its container's restartCount before."""
+    pod = release.wait_leader(api, of)
+    name = pod["metadata"]["name"]
+    restarts = controller_restarts(api, of, name)
+    if how == "delete-pod":
+        kube.core(api).delete_namespaced_pod(name, of.namespace, grace_period_seconds=0)
+    else:
+        release.kill_controller(pod)
+    return name, restarts
+
+
+@pytest.mark.parametrize(("kill_in", "how"), [(Phase.TAKING_OVER, "delete-pod"), (Phase.DRAINING, "sigkill")])
 def test_controller_killed_mid_upgrade_resumes(
-    api: client.ApiClient,
-    scoped_controllers: Callable[[str, str], subprocess.Popen[bytes]],
-    namespace: str,
-    kill_in: str,
+    api: client.ApiClient, suite_release: release.Release, namespace: str, kill_in: Phase, how: str
 ) -> None:
     [pod] = conftest.deploy_and_wait(api, namespace, "restart")
     name = pod["metadata"]["name"]
     epoch_before = epoch_of(pod)
-    first = scoped_controllers(namespace, f"controller-{namespace}-1")
+    release.wait_leader(api, suite_release)
     load = start_load(pod)
     try:
         upgrade.annotate_target(api, namespace, name, TARGET)
 
-        def mid_upgrade() -> dict[str, Any] | None:
-            record = upgrade.upgrade_record(kube.get_pod(api, namespace, name)) or {}
-            if record.get("to") != TARGET or record.get("phase") != kill_in:
+        def mid_upgrade() -> UpgradeRecord | None:
+            record = upgrade.upgrade_record(kube.get_pod(api, namespace, name))
+            if record is None or record.to_image != TARGET or record.phase != kill_in:
                 return None
-            # The controller patches the record, then posts the Event: a kill between the two loses the
-            # Event (at most once, like every Kubernetes Event), which is not what this test is about.
+            # The controller patches the record, then posts the Event: a kill between the two leaves the
+            # Event owed to the next controller, which is not what this test is about.
             return record if upgrade_events(api, namespace, name, "UpgradeStarted") else None
 
         at_kill = kube.wait_until(kill_in, mid_upgrade, conftest.UPGRADE_TIMEOUT, interval=0.1)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        scoped_controllers(namespace, f"controller-{namespace}-2")
+        killed, restarts = kill_leader(api, suite_release, how)
         outcome = upgrade.wait_controller_outcome(api, namespace, name, TARGET, conftest.UPGRADE_TIMEOUT)
         time.sleep(3)  # the new Envoy must keep serving after the old container was reset
     finally:
         summary = load.stop()
-    final = upgrade.upgrade_record(outcome.pod) or {}
+    final = upgrade.upgrade_record(outcome.pod)
     started_events = upgrade_events(api, namespace, name, "UpgradeStarted")
+    new_leader = release.wait_leader(api, suite_release)["metadata"]["name"]
     report(
         "RESTART",
         {
-            "killed_in": at_kill["phase"],
+            "killed_in": at_kill.phase,
+            "killed_by": how,
             "final_phase": outcome.phase,
             "message": outcome.message,
-            "attempt": [at_kill.get("attempt"), final.get("attempt")],
+            "attempt": [at_kill.attempt, final.attempt if final else None],
+            "leader": [killed, new_leader],
             "upgrade_started_events": started_events,
             "load": load_figures(summary),
         },
     )
-    assert first.returncode == -signal.SIGKILL
-    assert outcome.phase == "Completed", outcome.message
+    if how == "delete-pod":
+        assert killed not in release.controller_pods(api, suite_release) and new_leader != killed
+    else:
+        # The kubelet restarted the crashed process; whichever replica leads now resumed the upgrade.
+        assert restarts is not None and (controller_restarts(api, suite_release, killed) or 0) > restarts
+    assert outcome.phase == Phase.COMPLETED, outcome.message
     # The new controller resumed the same upgrade rather than starting another one.
-    assert final.get("attempt") == at_kill.get("attempt") and final.get("started") == at_kill.get("started")
+    assert final is not None and final.attempt == at_kill.attempt and final.started == at_kill.started
     assert started_events == 1, started_events
     assert summary["failed"] == 0, summary["failures"]
     assert summary["requests"] > 50

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import urllib.request
-import uuid
 
 import pytest
 from kubernetes import client
 
-from e2e import conftest, kube, upgrade, webhook_host
+from e2e import conftest, kube, release, upgrade
 from webhook import contract
 
 pytestmark = pytest.mark.timeout(600)
@@ -42,14 +41,9 @@ def test_opted_out_pod_is_not_injected(api: client.ApiClient, namespace: str) ->
 
 
 def test_namespace_not_opted_in_is_not_injected(
-    api: client.ApiClient, webhook: webhook_host.WebhookHost
+    api: client.ApiClient, suite_release: release.Release
 ) -> None:
-    core = kube.core(api)
-    ns = f"hu-e2e-plain-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": ns}})
-    try:
-        kube.wait_until("default ServiceAccount", lambda: conftest.has_default_sa(core, ns), 60)
+    # In the release's scope (so its webhook sees the pod), but without the injection label.
+    with conftest.scoped_namespace(api, suite_release, {}) as ns:
         [pod] = conftest.deploy_and_wait(api, ns, "plain")
         assert [c["name"] for c in pod["spec"]["containers"]] == ["app"]
-    finally:
-        core.delete_namespace(ns, grace_period_seconds=0)

@@ -1,5 +1,6 @@
-"""Hot upgrade under load through the real cluster: no failed request, epochs advance, the app never restarts;
-a target that cannot start is rolled back while the old Envoy keeps serving."""
+"""Hot upgrade under load through the real cluster and the in-cluster controller: no failed request, epochs
+advance, the app never restarts; a target that cannot start is rolled back while the old Envoy keeps
+serving."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from kubernetes import client
 
+from controller.record import Phase
 from e2e import conftest, kube, upgrade
 from podharness.load import LoadConfig, LoadGenerator
 from podharness.loadstats import EOF_MID_ECHO
@@ -59,20 +61,14 @@ class Window:
 
 
 def upgrade_once(
-    api: client.ApiClient,
-    controller_api: client.ApiClient,
-    mode: str,
-    *,
-    namespace: str,
-    name: str,
-    image: str,
+    api: client.ApiClient, *, namespace: str, name: str, image: str
 ) -> tuple[upgrade.Outcome, Window]:
     """One upgrade with the pod's Ready condition sampled meanwhile: (outcome, NotReady seconds)."""
     watch = kube.ReadyWatch(api, namespace, name)
     thread = threading.Thread(target=watch.run, daemon=True)
     thread.start()
     try:
-        outcome = conftest.run_upgrade(api, controller_api, mode, namespace=namespace, pod=name, image=image)
+        outcome = upgrade.upgrade(api, namespace, name, image, conftest.UPGRADE_TIMEOUT)
         time.sleep(1.0)  # a NotReady blip right at the end still counts
     finally:
         watch.stop()
@@ -82,9 +78,7 @@ def upgrade_once(
     return outcome, Window(round(watch.not_ready_seconds, 2), watch.samples, watch.transitions)
 
 
-def test_two_hot_upgrades_under_load(
-    api: client.ApiClient, controller_api: client.ApiClient, controller: str, namespace: str
-) -> None:
+def test_two_hot_upgrades_under_load(api: client.ApiClient, namespace: str) -> None:
     [pod] = conftest.deploy_and_wait(api, namespace, "hot")
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
     app_before = app_container(pod)
@@ -95,12 +89,11 @@ def test_two_hot_upgrades_under_load(
     try:
         for target in (conftest.SIDECAR_IMAGES[1], conftest.SIDECAR_IMAGES[0]):
             before = upgrade.status_of(kube.get_pod(api, namespace, name))
-            outcome, not_ready = upgrade_once(
-                api, controller_api, controller, namespace=namespace, name=name, image=target
-            )
-            assert outcome.phase == "Completed", outcome.message
+            outcome, not_ready = upgrade_once(api, namespace=namespace, name=name, image=target)
+            assert outcome.phase == Phase.COMPLETED, outcome.message
             after = upgrade.status_of(outcome.pod)
             assert after.active == before.standby and after.standby == before.active
+            assert after.sidecar_image == target
             assert kube.container_image(outcome.pod, after.active) == target
             assert kube.container_image(outcome.pod, after.standby) == conftest.EMPTY_IMAGE
             agent = upgrade.agent_status(ip, after.slots[after.active])
@@ -147,18 +140,14 @@ def test_two_hot_upgrades_under_load(
     assert app_after["containerID"] == app_before["containerID"] and app_after["restartCount"] == 0
 
 
-def test_failed_upgrade_rolls_back_and_keeps_serving(
-    api: client.ApiClient, controller_api: client.ApiClient, controller: str, namespace: str
-) -> None:
+def test_failed_upgrade_rolls_back_and_keeps_serving(api: client.ApiClient, namespace: str) -> None:
     [pod] = conftest.deploy_and_wait(api, namespace, "broken")
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
     before = upgrade.status_of(pod)
     active_id = kube.container_status(pod, before.active)["containerID"]
     load = start_load(pod)
     try:
-        outcome, not_ready = upgrade_once(
-            api, controller_api, controller, namespace=namespace, name=name, image=conftest.BROKEN_IMAGE
-        )
+        outcome, not_ready = upgrade_once(api, namespace=namespace, name=name, image=conftest.BROKEN_IMAGE)
         # After the failure the old Envoy must still be the one serving.
         time.sleep(3)
     finally:
@@ -176,7 +165,7 @@ def test_failed_upgrade_rolls_back_and_keeps_serving(
             }
         )
     )
-    assert outcome.phase == "Failed"
+    assert outcome.phase == Phase.FAILED
     assert summary["failed"] == 0, summary["failures"]
     # The old Envoy never stopped: no TCP connection may have been cut at all.
     assert summary["tcp_failed"] == 0, summary["failures"]

@@ -1,4 +1,4 @@
-"""`python -m localcluster up|down|status|apiserver|build|images`: the local e2e cluster (see README.md)."""
+"""`python -m localcluster up|down|status|apiserver|build|images|logs` (see README.md)."""
 
 from __future__ import annotations
 

@@ -1,20 +1,23 @@
-"""Cluster certificates and kubeconfigs, generated locally with `cryptography`."""
+"""Cluster certificates and kubeconfigs: one local CA (ECDSA P-256) and its leaves, built by the
+webhook's own certificate helpers (webhook/certs.py); plus the RSA key that signs ServiceAccount tokens."""
 
 from __future__ import annotations
 
 import base64
 import datetime
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from webhook import certs
 
 VALIDITY = datetime.timedelta(days=365)
+CA_VALIDITY = 10 * VALIDITY
+CA_NAME = "sidecar-hotupgrade-e2e-ca"
 
 
 @dataclass(frozen=True)
@@ -63,102 +66,26 @@ def cert_specs(node_name: str, node_ip: str, service_ip: str) -> list[CertSpec]:
     ]
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _name(common_name: str, organization: str | None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(attrs)
-
-
-def make_ca(now: datetime.datetime) -> tuple[bytes, bytes]:
-    """A self-signed CA: (cert PEM, key PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = _name("sidecar-hotupgrade-e2e-ca", None)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY * 10)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
-
-
-def make_leaf(
-    spec: CertSpec, ca_cert_pem: bytes, ca_key_pem: bytes, now: datetime.datetime
-) -> tuple[bytes, bytes]:
-    """A leaf certificate signed by the CA: (cert PEM, key PEM)."""
-    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
-    ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key = ec.generate_private_key(ec.SECP256R1())
+def make_leaf(spec: CertSpec, ca: certs.KeyPair, now: datetime.datetime) -> certs.KeyPair:
+    """A leaf certificate of `spec` signed by the CA (webhook/certs.py builds it)."""
     usages = [
-        u
-        for u, on in (
+        usage
+        for usage, on in (
             (ExtendedKeyUsageOID.SERVER_AUTH, spec.server),
             (ExtendedKeyUsageOID.CLIENT_AUTH, spec.client),
         )
         if on
     ]
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(spec.common_name, spec.organization))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+    return certs.issue_leaf(
+        ca=ca,
+        common_name=spec.common_name,
+        organizations=(spec.organization,) if spec.organization else (),
+        dns_names=spec.dns_names,
+        ip_addresses=spec.ip_addresses,
+        usages=usages,
+        now=now,
+        validity=VALIDITY,
     )
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in spec.dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in spec.ip_addresses]
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
 def make_service_account_keys() -> tuple[bytes, bytes]:
@@ -167,7 +94,10 @@ def make_service_account_keys() -> tuple[bytes, bytes]:
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return _pem_key(key), public
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private, public
 
 
 def kubeconfig(server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, user: str) -> str:
@@ -204,13 +134,13 @@ def write_pki(pki_dir: Path, node_name: str, node_ip: str, service_ip: str) -> N
         path.write_bytes(data)
         path.chmod(0o600)
 
-    ca_cert, ca_key = make_ca(now)
-    put("ca.crt", ca_cert)
-    put("ca.key", ca_key)
+    ca = certs.new_ca(now=now, validity=CA_VALIDITY, common_name=CA_NAME)
+    put("ca.crt", ca.cert_pem)
+    put("ca.key", ca.key_pem)
     for spec in cert_specs(node_name, node_ip, service_ip):
-        cert, key = make_leaf(spec, ca_cert, ca_key, now)
-        put(f"{spec.name}.crt", cert)
-        put(f"{spec.name}.key", key)
+        leaf = make_leaf(spec, ca, now)
+        put(f"{spec.name}.crt", leaf.cert_pem)
+        put(f"{spec.name}.key", leaf.key_pem)
     sa_key, sa_pub = make_service_account_keys()
     put("sa.key", sa_key)
     put("sa.pub", sa_pub)

@@ -46,7 +46,8 @@ e2e-local: venv
 	KUBECONFIG=$${KUBECONFIG:-$(E2E_KUBECONFIG)} $(PY) -m pytest e2e $(E2E_PYTEST_ARGS)
 
 ## kind (machines with Docker, Linux): build the Dockerfiles, load them, run the suite, delete the cluster.
-## The suite talks to pod IPs from the host (load, agent /status), so the pod CIDR is routed to the node.
+## The suite talks to pod IPs from the host (load, agent /status), so the pod CIDR is routed to the node;
+## it installs the chart itself (the webhook and controller run in the cluster).
 KIND_POD_CIDR ?= 10.244.0.0/16
 e2e-kind: venv
 	images/kind-build.sh
@@ -57,8 +58,6 @@ e2e-kind: venv
 	  $(KIND) load docker-image --name $(KIND_CLUSTER) $$img || exit 1; done
 	node=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' $(KIND_CLUSTER)-control-plane); \
 	ip route replace $(KIND_POD_CIDR) via $$node; \
-	KUBECONFIG=$(KIND_KUBECONFIG) E2E_WEBHOOK_HOST=$$(docker network inspect kind \
-	  -f '{{range .IPAM.Config}}{{if .Gateway}}{{.Gateway}} {{end}}{{end}}' | tr ' ' '\n' | grep -m1 '\.') \
-	  $(PY) -m pytest e2e $(E2E_PYTEST_ARGS); rc=$$?; \
+	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest e2e $(E2E_PYTEST_ARGS); rc=$$?; \
 	ip route del $(KIND_POD_CIDR) via $$node; \
 	$(KIND) delete cluster --name $(KIND_CLUSTER); rm -f $(KIND_KUBECONFIG); exit $$rc

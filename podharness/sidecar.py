@@ -5,9 +5,11 @@ sidecar image (`hotupgrade-agent run` as PID 1, postStart `hotupgrade-agent wait
 (a shell that idles and exits at once on SIGTERM; the shared postStart hook passes because
 hotupgrade-agent is not on its PATH). Every command and env name comes from docs/contract.md.
 
-An upgrade to slot X: kubelet restarts X with the sidecar image and runs its postStart hook; once the
-hook passes, the controller waits for the old slot to be `retired` (its Envoy exited) and resets the
-old slot to the empty image (SIGTERM to the old agent, then the empty container starts).
+An upgrade to slot X follows the controller's steps (controller/steps.py, whose phase names and limits
+it uses; it cannot call the step function, having no API server): TakingOver, the kubelet restarts X
+with the sidecar image and runs its postStart hook; Draining, once the hook passes, wait for the old
+slot to be `retired` (its Envoy exited); Resetting, the old slot goes back to the empty image (SIGTERM
+to the old agent, then the empty container starts).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 import envoy
 
 from agent import contract
+from controller.policy import Policy
+from controller.record import Phase
 from podharness.pod import CONTAINER_PATH, Container, Pod, descendants, rss_bytes
 
 UPSTREAM_PORT = 8000
@@ -32,6 +36,8 @@ TCP_UPSTREAM_PORT = 8001
 VENV_BIN = Path(sys.executable).parent
 EMPTY_ENTRYPOINT = ("/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
 HARNESS_TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml.tmpl"
+# The controller's limits with its defaults: the drain may last parent-shutdown time + drain_grace.
+CONTROLLER_POLICY = Policy()
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,8 @@ def _is_envoy(pid: int) -> bool:
 
 
 class UpgradeError(AssertionError):
-    """A step of the upgrade choreography did not happen in time."""
+    """A step of the upgrade choreography failed or did not happen in time; the message starts with
+    the controller's name of the phase it failed in."""
 
 
 class SidecarPod:
@@ -285,30 +292,33 @@ class SidecarPod:
     def upgrade(self, to_slot: str, image: SidecarImage | None = None) -> Timings:
         """Upgrade to to_slot as kubelet + controller do; raises UpgradeError if a step fails."""
         old = "b" if to_slot == "a" else "a"
+        # TakingOver: the standby gets the target image; the kubelet restarts it and runs postStart.
         if self.container(to_slot).running():
             self.stop(to_slot)
         started = self.start_sidecar(to_slot, image)
         rc, out = self.post_start(to_slot)
         if rc != 0:
-            raise UpgradeError(f"postStart of {to_slot} failed ({rc}): {out}")
+            raise UpgradeError(f"{Phase.TAKING_OVER}: postStart of {to_slot} failed ({rc}): {out}")
         live = time.time()
         self.sample_agent_rss()
+        # Draining: the old container is never touched before its Envoy has exited.
         retired = self.wait_for(
-            f"slot {old} retired",
+            f"{Phase.DRAINING}: slot {old} retired",
             lambda: self.slot_phase(old) == "retired",
-            timeout=self.parent_shutdown_seconds + 60,
+            timeout=self.parent_shutdown_seconds + CONTROLLER_POLICY.drain_grace,
         )
         slots = self.state().get("slots", {})
         serving_since = slots.get(to_slot, {}).get("since")
         retired_since = slots.get(old, {}).get("since")
+        # Resetting: the old container goes back to the empty image.
         rc = self.stop(old)
         old_stopped = time.time()
         if rc != 0:
-            raise UpgradeError(f"the retired agent in {old} exited {rc} on SIGTERM")
+            raise UpgradeError(f"{Phase.RESETTING}: the retired agent in {old} exited {rc} on SIGTERM")
         self.start_empty(old)
         rc, out = self.post_start(old)
         if rc != 0:
-            raise UpgradeError(f"postStart of the empty {old} failed ({rc}): {out}")
+            raise UpgradeError(f"{Phase.RESETTING}: postStart of the empty {old} failed ({rc}): {out}")
         timings = Timings(to_slot, started, live, retired, old_stopped, serving_since, retired_since)
         self.timings.append(timings)
         return timings

@@ -29,13 +29,13 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.kube import load_api_client
 from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.webhook.conftest import CLI, START_TIMEOUT, TLSFiles, WebhookProcess
 from webhook import certs_k8s, logs
 from webhook.certs import new_ca, service_dns_names
 from webhook.certs_k8s import KubernetesCertificates, reconcile
 from webhook.config import Certificates, parse_config
+from webhook.kubeclient import load_api_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
