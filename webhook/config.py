@@ -518,9 +518,22 @@ def load_config(path: Path | None) -> WebhookConfig:
     """Read and validate the YAML file at `path`; None means the built-in defaults."""
     if path is None:
         return WebhookConfig()
+    return config_from_yaml(read_config_text(path), source=str(path))
+
+
+def read_config_text(path: Path) -> str:
+    """The config file's text; raise ConfigError if it is not UTF-8 (OSError if it cannot be read)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return path.read_text()
+    except UnicodeDecodeError as exc:
         # A file that is not UTF-8 is a bad config like any other: the reload keeps the last good one.
         raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
+
+
+def config_from_yaml(text: str, *, source: str) -> WebhookConfig:
+    """Parse and validate a config file's text; `source` names it in errors."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {source} is not valid YAML: {exc}") from exc
     return parse_config(raw)
