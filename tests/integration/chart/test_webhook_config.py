@@ -97,7 +97,7 @@ class _Recorder(dict[str, Any]):
 def _schema_keys(schema: dict[str, Any], prefix: str) -> set[str]:
     keys: set[str] = set()
     for key, sub in schema["properties"].items():
-        if "properties" in sub and key != "resources":
+        if "properties" in sub and key not in ("resources", "securityContext"):
             keys |= _schema_keys(sub, f"{prefix}{key}.")
         else:
             keys.add(prefix + key)

@@ -1,5 +1,6 @@
 """The live config: a bad file never replaces a good one, in this process or in one started later."""
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from webhook.config_source import ConfigSource
 BAD = {"drainSeconds": 1, "parentShutdownSeconds": 1}
 
 
-def write(path: Path, config: dict[str, object]) -> None:
+def write(path: Path, config: Mapping[str, object]) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
