@@ -22,6 +22,7 @@ from kubernetes import config as kube_config
 
 from localcluster.helm import CHART, run_helm
 from tests.integration.apiserver import reachable_kubeconfig
+from tests.integration.webhook.admission_helpers import ensure_default_service_account
 from webhook import contract
 from webhook.config import WebhookConfig
 from webhook.inject import inject
@@ -34,9 +35,12 @@ POD_NAMESPACE = f"hu-guard-{TOKEN}"
 TEST_LABEL = "hotupgrade.io/guard-test"
 CONTROLLER_SA = "hu-sidecar-hotupgrade-controller"
 DEAD_ENDPOINT = "https://127.0.0.1:1/validate"
+JOB_FINALIZER = "batch.kubernetes.io/job-tracking"
 NOWHERE = {"kubernetes.io/hostname": f"no-such-node-{TOKEN}"}
 
 Patch = dict[str, Any]
+# A JSON patch (a list of operations) or a strategic merge patch (a dict), as the client sends them.
+Change = list[Patch] | Patch
 
 
 def api_of(kind: str, api: client.ApiClient) -> Any:
@@ -86,6 +90,7 @@ def guarded(admin: client.ApiClient) -> Iterator[None]:
     core.create_namespace({"metadata": {"name": POD_NAMESPACE, "labels": {TEST_LABEL: TOKEN}}})
     guard = rendered_guard()
     try:
+        ensure_default_service_account(core, POD_NAMESPACE)
         core.create_namespaced_service_account(RELEASE_NAMESPACE, {"metadata": {"name": CONTROLLER_SA}})
         rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
         rbac.create_namespaced_role(POD_NAMESPACE, {"metadata": {"name": "controller"}, "rules": rules})
@@ -147,8 +152,8 @@ def as_controller(admin: client.ApiClient) -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
-def update(api: client.ApiClient, name: str, change: Callable[[dict[str, Any]], list[Patch]]) -> str | None:
-    """Apply a JSON patch computed from the current pod; None on success, else the API server's error."""
+def update(api: client.ApiClient, name: str, change: Callable[[dict[str, Any]], Change]) -> str | None:
+    """Apply a patch computed from the current pod; None on success, else the API server's error."""
     core = api_of("CoreV1Api", api)
     pod = api.sanitize_for_serialization(core.read_namespaced_pod(name, POD_NAMESPACE))  # type: ignore[no-untyped-call]
     try:
@@ -169,7 +174,7 @@ def container_index(pod: dict[str, Any], key: str, name: str) -> int:
     return [c["name"] for c in pod["spec"][key]].index(name)
 
 
-def set_image(name: str, image: str, key: str = "containers") -> Callable[[dict[str, Any]], list[Patch]]:
+def set_image(name: str, image: str, key: str = "containers") -> Callable[[dict[str, Any]], Change]:
     def change(pod: dict[str, Any]) -> list[Patch]:
         return [
             {"op": "replace", "path": f"/spec/{key}/{container_index(pod, key, name)}/image", "value": image}
@@ -182,38 +187,43 @@ def escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def set_annotation(key: str, value: str) -> Callable[[dict[str, Any]], list[Patch]]:
-    return lambda pod: [{"op": "add", "path": f"/metadata/annotations/{escape(key)}", "value": value}]
+def set_annotation(key: str, value: str) -> Callable[[dict[str, Any]], Change]:
+    return lambda pod: {"metadata": {"annotations": {key: value}}}
 
 
-def drop_annotation(key: str) -> Callable[[dict[str, Any]], list[Patch]]:
+def drop_annotation(key: str) -> Callable[[dict[str, Any]], Change]:
     return lambda pod: [{"op": "remove", "path": f"/metadata/annotations/{escape(key)}"}]
 
 
-def set_label(key: str, value: str) -> Callable[[dict[str, Any]], list[Patch]]:
-    return lambda pod: [{"op": "add", "path": f"/metadata/labels/{escape(key)}", "value": value}]
+def set_label(key: str, value: str) -> Callable[[dict[str, Any]], Change]:
+    return lambda pod: {"metadata": {"labels": {key: value}}}
 
 
-def set_finalizers(finalizers: list[str]) -> Callable[[dict[str, Any]], list[Patch]]:
+def set_finalizers(finalizers: list[str]) -> Callable[[dict[str, Any]], Change]:
     return lambda pod: [{"op": "add", "path": "/metadata/finalizers", "value": finalizers}]
 
 
-def rewrite_status(pod: dict[str, Any]) -> list[Patch]:
+def remove_job_tracking_finalizer(pod: dict[str, Any]) -> Change:
+    # The Job controller's own patch (pkg/controller/job, removeTrackingFinalizerPatch).
+    return {"metadata": {"$deleteFromPrimitiveList/finalizers": [JOB_FINALIZER]}}
+
+
+def rewrite_status(pod: dict[str, Any]) -> Change:
     status = json.loads(pod["metadata"]["annotations"][contract.ANNOTATION_STATUS])
     status["active"], status["standby"] = status["standby"], status["active"]
     return set_annotation(contract.ANNOTATION_STATUS, json.dumps(status))(pod)
 
 
-NOT_GUARDED: dict[str, Callable[[dict[str, Any]], list[Patch]]] = {
+NOT_GUARDED: dict[str, Callable[[dict[str, Any]], Change]] = {
     "a label": set_label("team", "payments"),
-    "a finalizer added": set_finalizers(["batch.kubernetes.io/job-tracking"]),
+    "a finalizer added": set_finalizers([JOB_FINALIZER]),
     "the app's image": set_image("app", "app:2"),
     "the target image (the user's request)": set_annotation(contract.ANNOTATION_TARGET_IMAGE, "sidecar:2"),
     "an abort request": set_annotation("hotupgrade.io/abort", "now"),
     "a retry request": set_annotation("hotupgrade.io/retry", "1"),
     "another annotation": set_annotation("example.com/owner", "team-a"),
 }
-GUARDED: dict[str, Callable[[dict[str, Any]], list[Patch]]] = {
+GUARDED: dict[str, Callable[[dict[str, Any]], Change]] = {
     "the status removed": drop_annotation(contract.ANNOTATION_STATUS),
     "the status rewritten": rewrite_status,
     "an upgrade record added": set_annotation(contract.ANNOTATION_UPGRADE, "{}"),
@@ -233,8 +243,10 @@ def test_with_the_webhook_down_users_can_still_change(
 
 def test_the_job_controller_can_remove_its_finalizer(admin: client.ApiClient, guarded: None) -> None:
     name = create_pod(admin, f"job-{secrets.token_hex(3)}")
-    assert update(admin, name, set_finalizers(["batch.kubernetes.io/job-tracking"])) is None
-    assert update(admin, name, lambda pod: [{"op": "remove", "path": "/metadata/finalizers"}]) is None
+    assert update(admin, name, set_finalizers([JOB_FINALIZER])) is None
+    assert update(admin, name, remove_job_tracking_finalizer) is None
+    pod = api_of("CoreV1Api", admin).read_namespaced_pod(name, POD_NAMESPACE)
+    assert not pod.metadata.finalizers
 
 
 @pytest.mark.parametrize("what", GUARDED)

@@ -6,8 +6,8 @@ checks bypassed to show that what the webhook refuses is what the API server wou
 (webhook.podsecurity) must agree with the API server's verdict on every pod.
 """
 
+import json
 import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from tests.integration.apiserver import reachable_kubeconfig
+from tests.integration.webhook.admission_helpers import ensure_default_service_account
 from webhook.config import ConfigError, Resources, WebhookConfig, parse_config
 from webhook.inject import decide, inject
 from webhook.podfields import Profile, SecurityContext
@@ -57,13 +58,8 @@ def core() -> Any:
 def make_namespace(core: Any, labels: dict[str, str]) -> str:
     name = f"hu-psa-{secrets.token_hex(4)}"
     core.create_namespace({"metadata": {"name": name, "labels": labels}})
-    # The ServiceAccount admission plugin refuses pods until the namespace's default account exists.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items):
-            return name
-        time.sleep(0.5)
-    raise AssertionError(f"no default ServiceAccount in {name}")
+    ensure_default_service_account(core, name)
+    return name
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +82,8 @@ def dry_run_create(core: Any, namespace: str, pod: dict[str, Any]) -> str | None
     try:
         core.create_namespaced_pod(namespace, body, dry_run="All")
     except client.ApiException as exc:
-        return str(exc.body)
+        message: str = json.loads(exc.body or "{}").get("message", str(exc))
+        return message
     return None
 
 
