@@ -5,8 +5,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.webhook.admission_helpers import patch_of, response_of
 from tests.integration.webhook.conftest import CLI, WebhookProcess, load_fixture, start_webhook, write_tls
