@@ -22,6 +22,7 @@ from kubernetes import config as kube_config
 
 from localcluster.helm import CHART, run_helm
 from tests.integration.apiserver import reachable_kubeconfig
+from tests.integration.chart.tokens import as_service_account
 from tests.integration.webhook.admission_helpers import ensure_default_service_account
 from webhook import contract
 from webhook.config import WebhookConfig
@@ -140,16 +141,7 @@ def create_pod(admin: client.ApiClient, name: str, config: WebhookConfig | None 
 
 
 def as_controller(admin: client.ApiClient) -> client.ApiClient:
-    token = api_of("CoreV1Api", admin).create_namespaced_service_account_token(
-        CONTROLLER_SA, RELEASE_NAMESPACE, {"spec": {"expirationSeconds": 600}}
-    )
-    cfg = client.Configuration()
-    cfg.host = admin.configuration.host
-    cfg.ssl_ca_cert = admin.configuration.ssl_ca_cert
-    cfg.verify_ssl = True
-    cfg.api_key = {"authorization": token.status.token}
-    cfg.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(cfg)
+    return as_service_account(admin, CONTROLLER_SA, RELEASE_NAMESPACE)
 
 
 def update(api: client.ApiClient, name: str, change: Callable[[dict[str, Any]], Change]) -> str | None:

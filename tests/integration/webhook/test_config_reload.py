@@ -81,16 +81,20 @@ def test_an_invalid_config_at_startup_fails_naming_the_field(tmp_path: Path) -> 
     assert "ports.admin" in result.stderr
 
 
-def test_check_config_prints_the_effective_config(tmp_path: Path) -> None:
-    config = tmp_path / "c.yaml"
-    config.write_text("sidecarImage: localhost/s:9\n")
-    result = subprocess.run(
-        [str(CLI), "check-config", "--config", str(config)],
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLI), "check-config", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_check_config_prints_the_effective_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("sidecarImage: localhost/s:9\n")
+    result = check_config(config)
     assert result.returncode == 0, result.stderr
     assert '"sidecar_image": "localhost/s:9"' in result.stdout
 
@@ -135,13 +139,7 @@ def test_check_config_refuses_what_would_break_every_pod(
 ) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(bad))
-    result = subprocess.run(
-        [str(CLI), "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = check_config(config)
     assert result.returncode == 2
     assert f"invalid config: {field}:" in result.stderr
 
