@@ -126,12 +126,16 @@ def parse_review(body: bytes) -> AdmissionRequest:
     )
 
 
-def allow(uid: str, patch: list[dict[str, Any]] | None = None) -> ReviewJSON:
-    """Allow, with a JSON patch when there is one (never an empty patch)."""
+def allow(
+    uid: str, patch: list[dict[str, Any]] | None = None, warnings: list[str] | None = None
+) -> ReviewJSON:
+    """Allow, with a JSON patch when there is one (never an empty patch) and warnings for the client."""
     response = ResponseJSON(uid=uid, allowed=True)
     if patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+    if warnings:
+        response["warnings"] = warnings
     return ReviewJSON(apiVersion=API_VERSION, kind=KIND, response=response)
 
 

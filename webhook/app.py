@@ -98,14 +98,18 @@ def create_app(
         metrics.injections.labels(decision.reason).inc()
         logs.event(
             "mutate",
+            level=logging.WARNING if decision.warning else logging.INFO,
             uid=review.uid,
             namespace=namespace,
             pod=_pod_label(review.object, review.name),
             decision=decision.reason,
+            placement=decision.placement,
             patch_ops=len(patch),
             dry_run=review.dry_run,
+            detail=decision.warning or None,
         )
-        return admission.allow(review.uid, patch), "patched" if patch else "allowed"
+        warnings = [decision.warning] if decision.warning else None
+        return admission.allow(review.uid, patch, warnings), "patched" if patch else "allowed"
 
     def validate(review: AdmissionRequest, config: WebhookConfig) -> tuple[ReviewJSON, str]:
         if not review.is_pod or review.operation != "UPDATE":

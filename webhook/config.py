@@ -9,28 +9,40 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
 from webhook import contract
+from webhook.podfields import (
+    QUANTITY,
+    RESOURCE_NAME,
+    Profile,
+    SecurityContext,
+    check_resources,
+    check_security_context,
+    quantity_value,
+)
 
 Mode = Literal["containers", "nativeSidecar"]
+RunToCompletion = Literal["nativeSidecar", "skip"]
 CertificateMode = Literal["files", "self-signed"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 FailurePolicy = Literal["Fail", "Ignore"]
 Endpoint = Literal["mutate", "validate"]
 
-# https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
-QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$")
 # RFC 1123 label, the rule for container names.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 # Resource names (cpu, example.com/gpu) and object names (may contain dots).
 DNS_LABEL_OR_RESOURCE = re.compile(r"^([a-z0-9.-]+/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 SERVICE_ACCOUNT_USER = re.compile(r"^system:serviceaccount:[a-z0-9.-]+:[a-z0-9.-]+$")
+# The old Envoy must outlive the end of its drain by at least this much, or the requests it is still
+# serving when the drain ends are cut (issue 10: 1 s drain + 1 s parent shutdown lost 28-38 requests
+# per 3 upgrades, 1 s + 2 s lost none). Size it to the longest request: see webhook/README.md.
+MIN_SHUTDOWN_MARGIN_SECONDS = 1
 
 
 class ConfigError(ValueError):
@@ -114,6 +126,9 @@ class WebhookConfig:
     mode: Mode = "containers"
     hold_application_until_proxy_starts: bool = True
     uid: int = 1337
+    security_context: SecurityContext = field(default_factory=SecurityContext)
+    # Pods with restartPolicy Never/OnFailure in `containers` mode (see webhook/README.md).
+    run_to_completion: RunToCompletion = "nativeSidecar"
     resources: Resources = field(default_factory=Resources)
     drain_seconds: int = contract.DRAIN_SECONDS
     parent_shutdown_seconds: int = contract.PARENT_SHUTDOWN_SECONDS
@@ -141,6 +156,8 @@ class WebhookConfig:
             "mode": self.mode,
             "hold": self.hold_application_until_proxy_starts,
             "uid": self.uid,
+            "securityContext": asdict(self.security_context),
+            "runToCompletion": self.run_to_completion,
             "resources": self.resources.to_json(),
             "drainSeconds": self.drain_seconds,
             "parentShutdownSeconds": self.parent_shutdown_seconds,
@@ -249,9 +266,13 @@ def _parse_resources(raw: object) -> Resources:
     if raw is None:
         return Resources()
     fields = _Fields(raw, "resources")
-    requests = _string_map(fields.get("requests", {}), "resources.requests", DNS_LABEL_OR_RESOURCE, QUANTITY)
-    limits = _string_map(fields.get("limits", {}), "resources.limits", DNS_LABEL_OR_RESOURCE, QUANTITY)
+    requests = _string_map(fields.get("requests", {}), "resources.requests", RESOURCE_NAME, QUANTITY)
+    limits = _string_map(fields.get("limits", {}), "resources.limits", RESOURCE_NAME, QUANTITY)
     fields.done()
+    try:
+        check_resources(requests, limits)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return Resources(requests=requests, limits=limits)
 
 
@@ -287,6 +308,85 @@ def _parse_ports(raw: object) -> Ports:
         if app_port in seen:
             raise ConfigError(f"ports.{key}: {app_port} is already used by ports.{seen[app_port]}")
     return ports
+
+
+# The pair's securityContext, field by field as the API server reads it (validation.go
+# validateSeccompProfileField, ValidateAppArmorProfileField, ValidateProcMountType); the cross-field and
+# Pod Security rules are webhook.podfields.check_security_context.
+PROFILE_TYPES = ("RuntimeDefault", "Localhost", "Unconfined")
+CAPABILITY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+SE_LINUX_KEYS = ("user", "role", "type", "level")
+
+
+def _parse_profile(raw: object, name: str, default: Profile | None) -> Profile | None:
+    if raw is None:
+        return default
+    fields = _Fields(raw, name)
+    kind = fields.choice("type", "", PROFILE_TYPES)
+    localhost = fields.optional_string("localhostProfile")
+    fields.done()
+    if kind == "Localhost" and localhost is None:
+        raise ConfigError(f"{name}.localhostProfile: must be set when type is Localhost")
+    if kind != "Localhost" and localhost is not None:
+        raise ConfigError(f"{name}.localhostProfile: can only be set when type is Localhost")
+    return Profile(kind, localhost)
+
+
+def _capabilities(raw: object, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    if raw is None:
+        return default
+    if not isinstance(raw, list) or not all(isinstance(c, str) and CAPABILITY.match(c) for c in raw):
+        raise ConfigError(f"{name}: must be a list of capability names (e.g. NET_BIND_SERVICE)")
+    return tuple(raw)
+
+
+def _optional_boolean(fields: _Fields, key: str) -> bool | None:
+    value = fields.get(key, None)
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"{fields.name(key)}: must be true or false, got {value!r}")
+    return value
+
+
+def _parse_security_context(raw: object) -> SecurityContext:
+    fields = _Fields(raw, "securityContext")
+    d = SecurityContext()
+    if fields.get("runAsUser", None) is not None:
+        raise ConfigError("securityContext.runAsUser: set `uid` instead (both containers must share it)")
+    capabilities = _Fields(fields.get("capabilities", None), "securityContext.capabilities")
+    add = _capabilities(capabilities.get("add", None), "securityContext.capabilities.add", d.capabilities_add)
+    drop = _capabilities(
+        capabilities.get("drop", None), "securityContext.capabilities.drop", d.capabilities_drop
+    )
+    capabilities.done()
+    se_linux = fields.get("seLinuxOptions", {})
+    if not isinstance(se_linux, Mapping) or not all(
+        key in SE_LINUX_KEYS and isinstance(value, str) for key, value in se_linux.items()
+    ):
+        raise ConfigError(f"securityContext.seLinuxOptions: must map {', '.join(SE_LINUX_KEYS)} to strings")
+    run_as_group = fields.get("runAsGroup", None)
+    if run_as_group is not None:
+        run_as_group = fields.integer("runAsGroup", 0, 0, 2**31 - 1)
+    proc_mount = fields.get("procMount", None)
+    if proc_mount is not None:
+        proc_mount = fields.choice("procMount", "", ("Default", "Unmasked"))
+    seccomp = _parse_profile(fields.get("seccompProfile", None), "securityContext.seccompProfile", None)
+    context = SecurityContext(
+        run_as_group=run_as_group,
+        run_as_non_root=fields.boolean("runAsNonRoot", d.run_as_non_root),
+        allow_privilege_escalation=fields.boolean("allowPrivilegeEscalation", d.allow_privilege_escalation),
+        privileged=_optional_boolean(fields, "privileged"),
+        read_only_root_filesystem=_optional_boolean(fields, "readOnlyRootFilesystem"),
+        capabilities_add=add,
+        capabilities_drop=drop,
+        seccomp_profile=d.seccomp_profile if seccomp is None else seccomp,
+        app_armor_profile=_parse_profile(
+            fields.get("appArmorProfile", None), "securityContext.appArmorProfile", None
+        ),
+        proc_mount=proc_mount,
+        se_linux_options=tuple(sorted((str(k), str(v)) for k, v in se_linux.items())),
+    )
+    fields.done()
+    return context
 
 
 def _parse_certificates(raw: object) -> Certificates:
@@ -360,6 +460,10 @@ def parse_config(raw: object) -> WebhookConfig:
             "holdApplicationUntilProxyStarts", d.hold_application_until_proxy_starts
         ),
         uid=fields.integer("uid", d.uid, 1, 2**31 - 1),
+        security_context=_parse_security_context(fields.get("securityContext", None)),
+        run_to_completion=fields.choice(  # type: ignore[arg-type]
+            "runToCompletion", d.run_to_completion, ("nativeSidecar", "skip")
+        ),
         resources=_parse_resources(fields.get("resources", None)),
         drain_seconds=fields.integer("drainSeconds", d.drain_seconds, 1, 86400),
         parent_shutdown_seconds=fields.integer("parentShutdownSeconds", d.parent_shutdown_seconds, 1, 86400),
@@ -379,20 +483,57 @@ def parse_config(raw: object) -> WebhookConfig:
         failure_policy=_parse_failure_policy(fields.get("failurePolicy", None)),
     )
     fields.done()
-    if config.parent_shutdown_seconds < config.drain_seconds:
-        raise ConfigError("parentShutdownSeconds: must be at least drainSeconds")
-    if config.shm_size_limit is not None and not QUANTITY.match(config.shm_size_limit):
-        raise ConfigError(f"shmSizeLimit: {config.shm_size_limit!r} is not a Kubernetes quantity")
+    check_injected_fields(config)
     return config
+
+
+def check_injected_fields(config: WebhookConfig) -> None:
+    """Cross-field rules on what lands in every pod: refuse here what would break each injected pod."""
+    margin = config.parent_shutdown_seconds - config.drain_seconds
+    if margin < MIN_SHUTDOWN_MARGIN_SECONDS:
+        raise ConfigError(
+            f"parentShutdownSeconds: {config.parent_shutdown_seconds} must exceed drainSeconds "
+            f"({config.drain_seconds}) by at least {MIN_SHUTDOWN_MARGIN_SECONDS} s: the old Envoy is "
+            "terminated parentShutdownSeconds after its drain starts, so requests still in flight at the end "
+            "of the drain would be cut; use drainSeconds + the longest request + slack"
+        )
+    if config.shm_size_limit is not None:
+        try:
+            size = quantity_value(config.shm_size_limit)
+        except ValueError:
+            message = f"shmSizeLimit: {config.shm_size_limit!r} is not a Kubernetes quantity"
+            raise ConfigError(message) from None
+        if size < 0:
+            raise ConfigError("shmSizeLimit: must not be negative")
+    for key, image in (("sidecarImage", config.sidecar_image), ("emptyImage", config.empty_image)):
+        if image != image.strip():
+            raise ConfigError(f"{key}: must not have leading or trailing whitespace")
+    try:
+        check_security_context(config.security_context, uid=config.uid)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_config(path: Path | None) -> WebhookConfig:
     """Read and validate the YAML file at `path`; None means the built-in defaults."""
     if path is None:
         return WebhookConfig()
+    return config_from_yaml(read_config_text(path), source=str(path))
+
+
+def read_config_text(path: Path) -> str:
+    """The config file's text; raise ConfigError if it is not UTF-8 (OSError if it cannot be read)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return path.read_text()
+    except UnicodeDecodeError as exc:
         # A file that is not UTF-8 is a bad config like any other: the reload keeps the last good one.
         raise ConfigError(f"config: {path} is not valid YAML: {exc}") from exc
+
+
+def config_from_yaml(text: str, *, source: str) -> WebhookConfig:
+    """Parse and validate a config file's text; `source` names it in errors."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {source} is not valid YAML: {exc}") from exc
     return parse_config(raw)

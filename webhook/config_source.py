@@ -2,6 +2,11 @@
 
 A mounted ConfigMap changes by an atomic symlink swap, so `os.stat` (which follows symlinks) sees a new
 inode or mtime. The file is stat'ed at most once per `min_interval` seconds.
+
+"Last good" must hold across processes too: gunicorn starts workers after the master (and again after a
+worker dies), and a worker that found only a bad file would fail to boot and take the whole server down
+with it. So every good version is also copied to `last_good` (a file private to this server), and a
+process that starts while the file is bad serves that copy, as its siblings do.
 """
 
 import logging
@@ -12,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from webhook import logs
-from webhook.config import ConfigError, WebhookConfig, load_config
+from webhook.config import ConfigError, WebhookConfig, config_from_yaml, read_config_text
 
 FileKey = tuple[int, int, int]
 
@@ -25,6 +30,12 @@ def _file_key(path: Path) -> FileKey | None:
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class ConfigSource:
     """Hands out the current config; reloads the file when its identity changes."""
 
@@ -34,14 +45,42 @@ class ConfigSource:
         *,
         min_interval: float = 1.0,
         on_reload: Callable[[str], None] = lambda result: None,
+        last_good: Path | None = None,
     ) -> None:
         self.path = path
         self.min_interval = min_interval
         self.on_reload = on_reload
+        self.last_good = last_good
         self._lock = threading.Lock()
         self._key = _file_key(path) if path is not None else None
-        self._config = load_config(path)  # a bad file at startup is fatal: raise
+        self._config = self._initial(path)
         self._checked = time.monotonic()
+
+    def _initial(self, path: Path | None) -> WebhookConfig:
+        if path is None:
+            return WebhookConfig()
+        try:
+            return self._load(path)
+        except (ConfigError, OSError) as exc:
+            if self.last_good is None or not self.last_good.is_file():
+                raise  # no good version was ever seen: a bad file at startup is fatal
+            config = config_from_yaml(self.last_good.read_text(), source=str(self.last_good))
+            logs.event(
+                "config-reload-failed",
+                level=logging.WARNING,
+                path=str(path),
+                error=str(exc),
+                kept="last-good",
+            )
+            self.on_reload("error")
+            return config
+
+    def _load(self, path: Path) -> WebhookConfig:
+        text = read_config_text(path)
+        config = config_from_yaml(text, source=str(path))
+        if self.last_good is not None:
+            _write_atomically(self.last_good, text)
+        return config
 
     def current(self) -> WebhookConfig:
         if self.path is None:
@@ -61,7 +100,7 @@ class ConfigSource:
             return
         self._key = key
         try:
-            config = load_config(path)
+            config = self._load(path)
         except (ConfigError, OSError) as exc:
             logs.event(
                 "config-reload-failed", level=logging.WARNING, path=str(path), error=str(exc), kept="previous"

@@ -7,7 +7,10 @@ Opt-in: a webhook cannot see namespace labels without an API call per admission,
 MutatingWebhookConfiguration's selectors do the opt-in (namespace label `hotupgrade.io/injection=enabled`
 with pod label `hotupgrade.io/inject` not `false`, or pod label `hotupgrade.io/inject=true` in any other
 namespace). Whatever reaches /mutate is treated as opted in; this module still refuses what it can see
-for itself: opt-out label, system namespaces, hostNetwork pods, already injected pods, name clashes.
+for itself: opt-out label, system namespaces, hostNetwork pods, already injected pods, name clashes,
+port clashes (with the app or a known co-resident proxy), and run-to-completion pods it cannot serve.
+A refusal is never a denial: the pod is admitted without the pair and the decision carries a warning
+for the user (webhook/README.md, "Refusals").
 """
 
 import json
@@ -15,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook import contract, jsondiff
-from webhook.config import WebhookConfig
+from webhook import contract, jsondiff, portclash
+from webhook.config import Mode, WebhookConfig
 from webhook.injection_status import InjectionStatus
 
 Pod = dict[str, Any]
@@ -25,12 +28,33 @@ JSONPatch = list[dict[str, Any]]
 SLOTS = ("a", "b")
 
 
+# A pod with one of these restart policies is expected to finish; regular sidecar containers never do.
+RUN_TO_COMPLETION = ("Never", "OnFailure")
+
+
 @dataclass(frozen=True)
 class Decision:
-    """Whether to inject, and the reason (`inject`, or why not) for logs and metrics."""
+    """Whether to inject, the reason (`inject`, or why not) for logs and metrics, and where the pair goes.
+
+    `warning` is set when a pod that asked for the pair does not get it: the admission response carries
+    it to the user (one line, no pod content beyond names and ports).
+    """
 
     inject: bool
     reason: str
+    warning: str = ""
+    placement: Mode | None = None
+
+
+# The API server may truncate a warning over 256 characters (KEP-1693): the advice goes first, details last.
+MAX_WARNING = 256
+
+
+def _refuse(reason: str, advice: str, detail: str) -> Decision:
+    warning = f"hotupgrade: sidecar not injected ({reason}; {advice}): {detail}"
+    if len(warning) > MAX_WARNING:
+        warning = warning[: MAX_WARNING - 3] + "..."
+    return Decision(False, reason, warning)
 
 
 def _mapping(value: object) -> Mapping[str, Any] | None:
@@ -78,7 +102,51 @@ def decide(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> 
     volumes = [v.get("name") for v in spec.get("volumes") or []]
     if contract.RUN_VOLUME in volumes or contract.SHM_VOLUME in volumes:
         return Decision(False, "volume-name-taken")
-    return Decision(True, "inject")
+    return _decide_ports_and_placement(pod, config)
+
+
+def placement(pod: Mapping[str, Any], config: WebhookConfig) -> Mode | None:
+    """Where the pair goes in this pod: `containers`, `nativeSidecar`, or None (cannot serve it)."""
+    if config.mode == "nativeSidecar":
+        return "nativeSidecar"
+    spec = _mapping(pod.get("spec")) or {}
+    if spec.get("restartPolicy") not in RUN_TO_COMPLETION:
+        return "containers"
+    # Regular containers that never exit keep a Job's pod running forever; native sidecars are stopped by
+    # the kubelet once the regular containers have finished (SidecarContainers: beta and on by default
+    # since Kubernetes 1.29, GA in 1.33; the chart requires 1.30).
+    return "nativeSidecar" if config.run_to_completion == "nativeSidecar" else None
+
+
+def _decide_ports_and_placement(pod: Mapping[str, Any], config: WebhookConfig) -> Decision:
+    declared, proxies = portclash.clashes(pod, config)
+    if declared:
+        owners = dict.fromkeys(c.owner for c in declared)
+        return _refuse(
+            "port-clash",
+            "move the app's port or injection.ports, or label the pod hotupgrade.io/inject=false",
+            "; ".join(
+                f"{owner} declares {', '.join(c.describe() for c in declared if c.owner == owner)}"
+                for owner in owners
+            )
+            + ", which the pair binds",
+        )
+    if proxies:
+        first = proxies[0]
+        return _refuse(
+            "coresident-proxy",
+            f"move injection.ports out of {first.owner_ports}",
+            f"{first.owner} binds {first.owner_ports}, including {', '.join(c.describe() for c in proxies)}",
+        )
+    where = placement(pod, config)
+    if where is None:
+        restart_policy = (_mapping(pod.get("spec")) or {}).get("restartPolicy")
+        return _refuse(
+            "run-to-completion",
+            "set runToCompletion: nativeSidecar where native sidecars are available",
+            f"restartPolicy {restart_policy}: the pair never exits, so the pod would never complete",
+        )
+    return Decision(True, "inject", placement=where)
 
 
 def _field_env(name: str, field_path: str) -> dict[str, Any]:
@@ -114,7 +182,9 @@ def sidecar_env(slot: str, config: WebhookConfig) -> list[dict[str, Any]]:
     return env
 
 
-def sidecar_container(*, name: str, slot: str, image: str, config: WebhookConfig) -> dict[str, Any]:
+def sidecar_container(
+    *, name: str, slot: str, image: str, config: WebhookConfig, native: bool
+) -> dict[str, Any]:
     """One container of the pair; the two differ only in name, slot (env) and image."""
     container: dict[str, Any] = {"name": name, "image": image}
     if config.image_pull_policy is not None:
@@ -122,20 +192,14 @@ def sidecar_container(*, name: str, slot: str, image: str, config: WebhookConfig
     # No command/args: each image's entrypoint decides (contract, "Images and hooks").
     container["env"] = sidecar_env(slot, config)
     container["resources"] = config.resources.to_json()
-    container["securityContext"] = {
-        # The same uid in both containers: Envoy's hot restart needs it for the shm segment and sockets.
-        "runAsUser": config.uid,
-        "runAsGroup": config.uid,
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-    }
+    # The same uid in both containers: Envoy's hot restart needs it for the shm segment and sockets.
+    container["securityContext"] = config.security_context.to_json(config.uid)
     container["volumeMounts"] = [
         {"name": contract.RUN_VOLUME, "mountPath": contract.RUN_DIR},
         {"name": contract.SHM_VOLUME, "mountPath": contract.SHM_DIR},
     ]
     container["lifecycle"] = {"postStart": {"exec": {"command": list(contract.POST_START_COMMAND)}}}
-    if config.mode == "nativeSidecar":
+    if native:
         container["restartPolicy"] = "Always"
     return container
 
@@ -168,16 +232,18 @@ def inject(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> 
     """Return a copy of `pod` with the pair injected, or an unchanged copy when `decide` says no."""
     # A JSON round trip is a faster deep copy than copy.deepcopy for plain JSON data.
     mutated: Pod = json.loads(json.dumps(pod))
-    if not decide(pod, namespace=namespace, config=config).inject:
+    decision = decide(pod, namespace=namespace, config=config)
+    if not decision.inject:
         return mutated
+    native = decision.placement == "nativeSidecar"
     pair = [
-        sidecar_container(name=name, slot=slot, image=image, config=config)
+        sidecar_container(name=name, slot=slot, image=image, config=config, native=native)
         for name, slot, image in zip(
             config.container_names, SLOTS, (config.sidecar_image, config.empty_image), strict=True
         )
     ]
     spec = mutated["spec"]
-    key = "initContainers" if config.mode == "nativeSidecar" else "containers"
+    key = "initContainers" if native else "containers"
     existing = spec.get(key) or []
     # Containers start in order and a postStart hook blocks the next one: first means the app waits.
     spec[key] = [*pair, *existing] if config.hold_application_until_proxy_starts else [*existing, *pair]

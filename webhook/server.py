@@ -34,8 +34,9 @@ class ServeOptions:
 class WebhookServer(BaseApplication):  # type: ignore[misc]
     """A gunicorn application configured in code, not from a gunicorn.conf.py."""
 
-    def __init__(self, options: ServeOptions) -> None:
+    def __init__(self, options: ServeOptions, *, last_good_config: Path | None = None) -> None:
         self.options = options
+        self.last_good_config = last_good_config
         # Imported here, after the multiprocess decision, because prometheus_client reads the env at import.
         from webhook.tls import ReloadingContext
 
@@ -108,7 +109,9 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
 
         metrics = Metrics(CollectorRegistry())
         source = ConfigSource(
-            self.options.config, on_reload=lambda result: metrics.config_reloads.labels(result).inc()
+            self.options.config,
+            on_reload=lambda result: metrics.config_reloads.labels(result).inc(),
+            last_good=self.last_good_config,
         )
         return create_app(source, metrics)
 
@@ -121,10 +124,17 @@ def prepare_multiprocess_metrics(workers: int) -> None:
 
 def serve(options: ServeOptions) -> int:
     """Validate the config, then run gunicorn until it is told to stop."""
-    from webhook.config import load_config
+    from webhook.config import WebhookConfig, config_from_yaml, read_config_text
 
     logs.configure()
-    config = load_config(options.config)  # fail fast, before forking workers
+    # Fail fast, before forking workers. Workers started after the file went bad serve the last good
+    # version, kept in a file of this server's own (webhook.config_source).
+    text = read_config_text(options.config) if options.config is not None else None
+    config = WebhookConfig() if text is None else config_from_yaml(text, source=str(options.config))
+    state_dir = Path(tempfile.mkdtemp(prefix="hotupgrade-webhook-config-"))
+    last_good = None if text is None else state_dir / "last-good.yaml"
+    if last_good is not None and text is not None:
+        last_good.write_text(text)
     prepare_multiprocess_metrics(options.workers)
     logs.event(
         "serving",
@@ -135,8 +145,9 @@ def serve(options: ServeOptions) -> int:
         hash=config.injection_hash(),
     )
     try:
-        WebhookServer(options).run()  # gunicorn's arbiter leaves through sys.exit
+        WebhookServer(options, last_good_config=last_good).run()  # gunicorn's arbiter leaves through sys.exit
     finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
         metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
         if metrics_dir.startswith(tempfile.gettempdir()) and "hotupgrade-webhook-metrics-" in metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -25,6 +25,7 @@ from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from localcluster.helm import CHART, HelmError, run_helm
 from tests.integration.apiserver import reachable_kubeconfig
+from tests.integration.chart import tokens
 from webhook.certs_k8s import KubernetesCertificates, reconcile
 from webhook.config import WebhookConfig, parse_config
 
@@ -81,16 +82,7 @@ def release(kubeconfig: str, admin: client.ApiClient) -> Iterator[str]:
 
 def as_service_account(admin: client.ApiClient, name: str) -> client.ApiClient:
     """A client authenticated with a fresh token of the chart's ServiceAccount `name`."""
-    request = api_of("CoreV1Api", admin).create_namespaced_service_account_token(
-        name, NAMESPACE, {"spec": {"expirationSeconds": 600}}
-    )
-    cfg = client.Configuration()
-    cfg.host = admin.configuration.host
-    cfg.ssl_ca_cert = admin.configuration.ssl_ca_cert
-    cfg.verify_ssl = True
-    cfg.api_key = {"authorization": request.status.token}
-    cfg.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(cfg)
+    return tokens.as_service_account(admin, name, NAMESPACE)
 
 
 def deployed_config(admin: client.ApiClient) -> WebhookConfig:

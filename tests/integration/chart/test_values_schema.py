@@ -2,12 +2,13 @@
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from localcluster.helm import CHART, HelmError, render
+from localcluster.helm import CHART, HelmError, render, run_helm
 
 REJECTED = {
     "top-level typo": ["replicaCount=3"],
@@ -26,6 +27,23 @@ REJECTED = {
     "anti-affinity preset": ["podAntiAffinity=always"],
     "unknown issuerRef field": ["certManager.issuerRef.namespace=x"],
     "bad duration": ["certManager.duration=90d"],
+    # The pair's securityContext may only be as strict as Pod Security `restricted` or stricter.
+    "privilege escalation": ["injection.securityContext.allowPrivilegeEscalation=true"],
+    "root allowed": ["injection.securityContext.runAsNonRoot=false"],
+    "privileged": ["injection.securityContext.privileged=true"],
+    "runAsUser instead of uid": ["injection.securityContext.runAsUser=0"],
+    "capability added": ["injection.securityContext.capabilities.add={NET_ADMIN}"],
+    "ALL not dropped": ["injection.securityContext.capabilities.drop={NET_RAW}"],
+    "seccomp Unconfined": ["injection.securityContext.seccompProfile.type=Unconfined"],
+    "Localhost seccomp without a profile": ["injection.securityContext.seccompProfile.type=Localhost"],
+    "AppArmor Unconfined": ["injection.securityContext.appArmorProfile.type=Unconfined"],
+    "procMount Unmasked": ["injection.securityContext.procMount=Unmasked"],
+    "SELinux user": ["injection.securityContext.seLinuxOptions.user=root"],
+    "windowsOptions": ["injection.securityContext.windowsOptions.hostProcess=true"],
+    "runToCompletion not an enum value": ["injection.runToCompletion=containers"],
+    "negative quantity": ["injection.resources.requests.cpu=-1"],
+    "negative quantity string": ["injection.resources.requests.memory=-64Mi"],
+    "resource name": ["injection.resources.requests.gp u=1"],
 }
 
 
@@ -46,6 +64,77 @@ def test_schema_accepts_the_documented_escape_hatches() -> None:
         ]
     )
     assert all(m["metadata"]["labels"]["team"] == "mesh" for m in manifests)
+
+
+def test_schema_accepts_a_tighter_security_context() -> None:
+    manifests = render(
+        sets=[
+            "injection.securityContext.readOnlyRootFilesystem=true",
+            "injection.securityContext.seccompProfile.type=Localhost",
+            "injection.securityContext.seccompProfile.localhostProfile=profiles/envoy.json",
+            "injection.securityContext.capabilities.add={NET_BIND_SERVICE}",
+            "injection.securityContext.seLinuxOptions.level=s0:c1",
+            "injection.runToCompletion=skip",
+        ]
+    )
+    [configmap] = [m for m in manifests if m["kind"] == "ConfigMap"]
+    config = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert config["securityContext"]["seccompProfile"] == {
+        "type": "Localhost",
+        "localhostProfile": "profiles/envoy.json",
+    }
+    assert config["securityContext"]["capabilities"] == {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}
+    assert config["runToCompletion"] == "skip"
+
+
+CASES = Path(__file__).resolve().parents[2] / "unit" / "webhook" / "testdata" / "cases"
+TEMPLATE_REFUSALS = {
+    # Issue 10's chart values cases, as `helm upgrade -f` would pass them.
+    "limit below request (case file)": (
+        ["--values", str(CASES / "limit-below-request-values.yaml")],
+        "injection.resources.requests.memory (64Mi) must be at most injection.resources.limits.memory (48Mi)",
+    ),
+    "parent shutdown equal to drain (case file)": (
+        ["--values", str(CASES / "drain-equals-parent-shutdown-values.yaml")],
+        "injection.parentShutdownSeconds (1) must exceed injection.drainSeconds (1)",
+    ),
+    "cpu limit below request": (
+        ["--set", "injection.resources.requests.cpu=1.5", "--set", "injection.resources.limits.cpu=1500m"],
+        None,
+    ),
+    "cpu request above limit": (
+        ["--set", "injection.resources.requests.cpu=2", "--set", "injection.resources.limits.cpu=1500m"],
+        "injection.resources.requests.cpu (2) must be at most injection.resources.limits.cpu (1500m)",
+    ),
+    "memory in other units (1G is 1000000000, 953Mi 999292928)": (
+        [
+            "--set",
+            "injection.resources.requests.memory=1G",
+            "--set",
+            "injection.resources.limits.memory=953Mi",
+        ],
+        "injection.resources.requests.memory (1G) must be at most",
+    ),
+    "two pair ports on one number": (
+        ["--set", "injection.ports.tcpListen=15001"],
+        "injection.ports.tcpListen (15001) is already used by injection.ports.listen",
+    ),
+    "the app's port is a pair port": (
+        ["--set", "injection.ports.upstream=15100"],
+        "injection.ports.upstream (15100) is the app's port but injection.ports.admin binds it",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", TEMPLATE_REFUSALS)
+def test_templates_refuse_values_that_would_break_every_pod(name: str) -> None:
+    args, message = TEMPLATE_REFUSALS[name]
+    result = run_helm(["template", "hu", str(CHART), *args], check=False)
+    if message is None:  # equal quantities in different spellings are fine
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
 
 
 def _closed(schema: dict[str, Any], path: str, open_paths: list[str]) -> None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from localcluster.helm import CHART, NAMESPACE, ci_values_names, config_of, rendered, run_helm
+from localcluster.helm import CHART, NAMESPACE, HelmError, ci_values_names, config_of, rendered, run_helm
 from webhook.certs import plan
 from webhook.config import ConfigError, WebhookConfig, parse_config
 
@@ -70,9 +70,12 @@ def test_injection_values_reach_the_config() -> None:
     assert "monitoring" in config.system_namespaces
 
 
-def test_a_value_the_schema_allows_but_the_webhook_refuses_is_caught_here() -> None:
-    # parentShutdownSeconds must exceed drainSeconds: a cross-field rule only the webhook knows.
-    raw = dict(config_of(rendered(sets=["injection.drainSeconds=60", "injection.parentShutdownSeconds=30"])))
+def test_a_cross_field_rule_the_schema_cannot_express_fails_the_render_and_the_webhook() -> None:
+    # parentShutdownSeconds must exceed drainSeconds: templates/_validate.tpl and the webhook both know it.
+    sets = ["injection.drainSeconds=60", "injection.parentShutdownSeconds=30"]
+    with pytest.raises(HelmError, match=r"injection\.parentShutdownSeconds \(30\) must exceed"):
+        rendered(sets=sets)
+    raw = {**config_of(rendered()), "drainSeconds": 60, "parentShutdownSeconds": 30}
     with pytest.raises(ConfigError, match="parentShutdownSeconds"):
         parse_config(raw)
 
@@ -97,7 +100,7 @@ class _Recorder(dict[str, Any]):
 def _schema_keys(schema: dict[str, Any], prefix: str) -> set[str]:
     keys: set[str] = set()
     for key, sub in schema["properties"].items():
-        if "properties" in sub and key != "resources":
+        if "properties" in sub and key not in ("resources", "securityContext"):
             keys |= _schema_keys(sub, f"{prefix}{key}.")
         else:
             keys.add(prefix + key)

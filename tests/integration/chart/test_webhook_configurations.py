@@ -9,6 +9,7 @@ from localcluster.helm import NAMESPACE, Rendered, ci_values_names, config_of, r
 from tests.integration.chart.selectors import matches
 from webhook import contract
 from webhook.config import Endpoint, parse_config
+from webhook.guard import USER_ANNOTATIONS
 from webhook.inject import decide
 
 VALUE_SETS = [[], *[[name] for name in ci_values_names()]]
@@ -141,18 +142,29 @@ def test_opt_in_rules_hold_for_every_combination(values: list[str]) -> None:
     assert checked == len(namespaces) * 12
 
 
-def test_guard_sees_only_injected_pods_outside_excluded_namespaces() -> None:
-    r = rendered()
+@pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
+def test_guard_is_asked_only_about_what_it_guards(values: list[str]) -> None:
+    # What each condition lets through is checked against the real API server in test_guard_apiserver.py.
+    r = rendered(values)
+    config = parse_config(config_of(r))
     [guard] = r.one("ValidatingWebhookConfiguration")["webhooks"]
-    [condition] = guard["matchConditions"]
-    assert condition["expression"].split() == [
-        "has(oldObject.metadata.annotations)",
-        "&&",
-        f"'{contract.ANNOTATION_STATUS}'",
-        "in",
-        "oldObject.metadata.annotations",
-    ]
-    excluded = set(parse_config(config_of(r)).system_namespaces)
+    conditions = {c["name"]: c["expression"] for c in guard["matchConditions"]}
+    assert set(conditions) == {"not-the-controller", "guarded-changes-only"}
+    # The controller the guard lets through is the one the webhook config names.
+    assert conditions["not-the-controller"] == (
+        f"request.userInfo.username != '{config.controller_service_account}'"
+    )
+    guarded = conditions["guarded-changes-only"]
+    for needle in [
+        f"'{contract.ENV_SLOT}'",  # the pair is recognised by its env, not by the status annotation
+        "oldObject.spec.containers",
+        "oldObject.spec.initContainers",
+        "k.startsWith('hotupgrade.io/')",
+        *(f'"{key}"' for key in sorted(USER_ANNOTATIONS)),  # the user's requests never reach the webhook
+    ]:
+        assert needle in guarded, needle
+    assert contract.ANNOTATION_STATUS not in guarded
+    excluded = set(config.system_namespaces)
     for namespace in excluded:
         assert not matches(guard["namespaceSelector"], _namespace_labels(namespace, "enabled"))
     assert matches(guard["namespaceSelector"], _namespace_labels("apps", None))

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import jsonpatch
+from kubernetes import client
 
 
 def response_of(http: httpx.Response, uid: str) -> dict[str, Any]:
@@ -64,3 +65,15 @@ def with_new_uid(body: dict[str, Any]) -> dict[str, Any]:
     renewed = copy.deepcopy(body)
     renewed["request"]["uid"] = str(uuid.uuid4())
     return renewed
+
+
+def ensure_default_service_account(core: Any, namespace: str) -> None:
+    """The ServiceAccount admission plugin refuses pods until the namespace's `default` account exists.
+
+    kube-controller-manager creates it; creating it here keeps API-only tests off that dependency.
+    """
+    try:
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise

@@ -53,10 +53,17 @@ def test_the_controller_may_edit_the_active_image(client: httpx.Client, injected
     assert response["allowed"] is True and "patch" not in response
 
 
+def test_a_user_editing_the_standby_image_is_denied(client: httpx.Client, injected: dict[str, Any]) -> None:
+    # A sidecar image in the standby slot would start a second agent outside the controller's hand-over.
+    new = set_image(injected, "hotupgrade-b", "sidecar-hotupgrade/sidecar:0.2.0")
+    response = validate(client, review(new, old=injected, operation="UPDATE", username="alice"))
+    assert response["allowed"] is False
+    assert "hotupgrade-b" in response["status"]["message"]
+
+
 @pytest.mark.parametrize(
     "change",
     [
-        lambda p: set_image(p, "hotupgrade-b", "sidecar-hotupgrade/sidecar:0.2.0"),
         lambda p: set_image(p, "app", "nginx:1.28"),
         lambda p: {
             **p,

@@ -1,6 +1,11 @@
-"""Injection as a pure function, against golden files (REFRESH_GOLDEN=1 rewrites them)."""
+"""Injection as a pure function, against golden files (REFRESH_GOLDEN=1 rewrites them).
+
+An input names its pod inline (`pod`) or as a file under testdata/ (`podFile`: the issue's case files are
+kept verbatim in testdata/cases/).
+"""
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,7 @@ from webhook import contract
 from webhook.config import WebhookConfig, parse_config
 from webhook.inject import decide, inject, plan_injection
 from webhook.injection_status import parse_status
+from webhook.podsecurity import restricted_violations
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p.name.removesuffix(".input.yaml") for p in TESTDATA.glob("*.input.yaml"))
@@ -21,7 +27,8 @@ REFRESH = os.environ.get("REFRESH_GOLDEN") == "1"
 
 def load_case(case: str) -> tuple[dict[str, Any], str, WebhookConfig]:
     data = yaml.safe_load((TESTDATA / f"{case}.input.yaml").read_text())
-    return data["pod"], data["namespace"], parse_config(data.get("config"))
+    pod = json.loads((TESTDATA / data["podFile"]).read_text()) if "podFile" in data else data["pod"]
+    return pod, data["namespace"], parse_config(data.get("config"))
 
 
 def render_golden(case: str) -> str:
@@ -29,6 +36,8 @@ def render_golden(case: str) -> str:
     decision, patch = plan_injection(pod, namespace=namespace, config=config)
     result = {
         "decision": decision.reason,
+        "placement": decision.placement,
+        "warning": decision.warning,
         "patch": patch,
         "pod": inject(pod, namespace=namespace, config=config),
     }
@@ -68,6 +77,151 @@ def test_patch_applied_to_the_original_gives_the_injected_pod(case: str) -> None
     _, patch = plan_injection(pod, namespace=namespace, config=config)
     assert pod == original, "plan_injection must not mutate its input"
     assert jsonpatch.apply_patch(pod, patch) == inject(pod, namespace=namespace, config=config)
+
+
+def container_names(pod: dict[str, Any]) -> set[str]:
+    return {c["name"] for key in ("containers", "initContainers") for c in pod["spec"].get(key) or []}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_injection_never_breaks_pod_security_restricted(case: str) -> None:
+    pod, namespace, config = load_case(case)
+    injected = inject(pod, namespace=namespace, config=config)
+    pair_names = container_names(injected) - container_names(pod)
+    # The pair passes `restricted` by itself, whatever the pod around it does ...
+    assert [v for v in restricted_violations(injected) if pair_names & set(v.culprits)] == []
+    # ... so a compliant pod stays compliant, and a non-compliant one gains no new violation.
+    before = {(v.check, culprit) for v in restricted_violations(pod) for culprit in v.culprits}
+    after = {(v.check, culprit) for v in restricted_violations(injected) for culprit in v.culprits}
+    assert after <= before
+
+
+def test_the_restricted_case_pod_stays_restricted_in_both_modes() -> None:
+    for case in ("restricted-pod", "restricted-pod-native"):
+        pod, namespace, config = load_case(case)
+        assert restricted_violations(pod) == []
+        injected = inject(pod, namespace=namespace, config=config)
+        assert decide(pod, namespace=namespace, config=config).inject
+        assert restricted_violations(injected) == [], case
+    # The pair as it was injected before issue 10 (no seccompProfile) is what PodSecurity rejected.
+    pod, namespace, config = load_case("restricted-pod")
+    injected = inject(pod, namespace=namespace, config=config)
+    for container in injected["spec"]["containers"][:2]:
+        del container["securityContext"]["seccompProfile"]
+    [violation] = restricted_violations(injected)
+    assert (violation.check, violation.culprits) == (
+        "seccompProfile_restricted",
+        ("hotupgrade-a", "hotupgrade-b"),
+    )
+
+
+def test_a_port_the_app_declares_is_refused_with_the_setting_to_change() -> None:
+    pod, namespace, config = load_case("app-port-clash")
+    decision, patch = plan_injection(pod, namespace=namespace, config=config)
+    assert (decision.inject, decision.reason, patch) == (False, "port-clash", [])
+    assert "15002" in decision.warning and "ports.tcpListen" in decision.warning
+    assert "'ledger'" in decision.warning
+    moved, namespace, config = load_case("app-port-moved")
+    assert decide(moved, namespace=namespace, config=config).inject
+
+
+@pytest.mark.parametrize(
+    ("port", "protocol", "clash"),
+    [
+        (15001, None, True),
+        (15101, "TCP", True),
+        (15100, "TCP", True),
+        (15001, "UDP", False),
+        (8080, None, False),
+    ],
+)
+def test_every_port_the_pair_binds_counts(port: int, protocol: str | None, clash: bool) -> None:
+    pod = minimal()
+    declared: dict[str, Any] = {"containerPort": port}
+    if protocol is not None:
+        declared["protocol"] = protocol
+    pod["spec"]["initContainers"] = [{"name": "helper", "image": "h:1", "ports": [declared]}]
+    decision = decide(pod, namespace="default", config=WebhookConfig())
+    assert decision.reason == ("port-clash" if clash else "inject")
+
+
+def test_a_known_coresident_proxy_is_refused_unless_the_ports_are_moved() -> None:
+    pod, namespace, config = load_case("istio-injected")
+    decision = decide(pod, namespace=namespace, config=config)
+    assert (decision.inject, decision.reason) == (False, "coresident-proxy")
+    assert "istio" in decision.warning and "15001 (ports.listen)" in decision.warning
+    moved, namespace, config = load_case("istio-ports-moved")
+    assert decide(moved, namespace=namespace, config=config).inject
+
+
+@pytest.mark.parametrize(
+    "evidence",
+    [
+        {"annotations": {"ambient.istio.io/redirection": "enabled"}},
+        {"annotations": {"linkerd.io/proxy-version": "edge-25.1.1"}, "ports": {"admin": 4191}},
+        {"container": "istio-proxy"},
+        {"init": "linkerd-init", "ports": {"tcpListen": 4143}},
+    ],
+)
+def test_known_proxies_are_recognised_by_container_or_annotation(evidence: dict[str, Any]) -> None:
+    pod = minimal()
+    pod["metadata"]["annotations"] = evidence.get("annotations", {})
+    if "container" in evidence:
+        pod["spec"]["containers"].append({"name": evidence["container"], "image": "proxy:1"})
+    if "init" in evidence:
+        pod["spec"]["initContainers"] = [{"name": evidence["init"], "image": "proxy:1"}]
+    config = parse_config({"ports": evidence.get("ports", {})})
+    assert decide(pod, namespace="default", config=config).reason == "coresident-proxy"
+
+
+def test_a_job_pod_gets_native_sidecars_that_let_it_complete() -> None:
+    pod, namespace, config = load_case("job-pod")
+    assert config.mode == "containers"
+    decision = decide(pod, namespace=namespace, config=config)
+    assert (decision.inject, decision.placement, decision.warning) == (True, "nativeSidecar", "")
+    spec = inject(pod, namespace=namespace, config=config)["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["report"]
+    assert [(c["name"], c["restartPolicy"]) for c in spec["initContainers"]] == [
+        ("hotupgrade-a", "Always"),
+        ("hotupgrade-b", "Always"),
+    ]
+    on_failure, namespace, config = load_case("job-pod-on-failure")
+    init = inject(on_failure, namespace=namespace, config=config)["spec"]["initContainers"]
+    assert [c["name"] for c in init] == ["wait-db", "hotupgrade-a", "hotupgrade-b"]
+
+
+def test_a_job_pod_is_skipped_with_a_warning_when_native_sidecars_are_off() -> None:
+    pod, namespace, config = load_case("job-pod-skip")
+    decision, patch = plan_injection(pod, namespace=namespace, config=config)
+    assert (decision.inject, decision.reason, patch) == (False, "run-to-completion", [])
+    assert "restartPolicy Never" in decision.warning
+    # A long-running pod under the same config is injected as before.
+    assert decide(minimal(), namespace="default", config=config).placement == "containers"
+
+
+def test_warnings_are_single_short_lines() -> None:
+    # The API server may truncate a warning over 256 characters (KEP-1693).
+    pod = minimal()
+    pod["spec"]["containers"].append(
+        {
+            "name": "sidecar-" + "x" * 50,
+            "image": "x:1",
+            "ports": [{"containerPort": p} for p in (15001, 15002)],
+        }
+    )
+    pod["spec"]["initContainers"] = [{"name": "istio-init", "image": "proxy:1"}]
+    warnings = [decide(pod, namespace="default", config=WebhookConfig()).warning]
+    warnings += [
+        decide(*load_case(case)[:1], namespace="shop", config=load_case(case)[2]).warning for case in CASES
+    ]
+    for warning in filter(None, warnings):
+        assert len(warning) <= 256 and "\n" not in warning, warning
+
+
+def test_decisions_that_the_user_did_not_ask_for_carry_no_warning() -> None:
+    for case in ("opted-out", "system-namespace", "host-network", "minimal"):
+        pod, namespace, config = load_case(case)
+        assert decide(pod, namespace=namespace, config=config).warning == "", case
 
 
 def minimal() -> dict[str, Any]:
