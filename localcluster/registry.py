@@ -73,11 +73,14 @@ DEFAULT_LAYOUT = Layout(state_dir=s.CLUSTER_DIR / "registry", public_port=5000, 
 
 @dataclass(frozen=True)
 class Instance:
-    """One registry process: component name, port, and whether it demands basic auth."""
+    """One registry process: component (pid/log file) name, port, and whether it demands basic auth."""
 
     component: str
     port: int
     private: bool
+
+    def address(self, endpoints: Endpoints) -> str:
+        return endpoints.private if self.private else endpoints.public
 
 
 @dataclass(frozen=True)
@@ -289,23 +292,31 @@ def registry_component(layout: Layout, instance: Instance) -> Component:
 
 
 def _answers(endpoints: Endpoints, instance: Instance) -> bool:
-    """It serves /v2/ over TLS with our CA: 200 when public, 401 to an anonymous client when private."""
-    address = endpoints.private if instance.private else endpoints.public
+    """It serves /v2/ over TLS with our CA: 200 to anyone when public; when private, 401 to an anonymous
+    client and 200 with the endpoints' credentials."""
+    address = instance.address(endpoints)
     try:
-        status = registryclient.Registry(address, ca_file=endpoints.ca_file).ping()
+        anonymous = registryclient.Registry(address, ca_file=endpoints.ca_file).ping()
+        if not instance.private:
+            return anonymous == 200
+        auth = (endpoints.username, endpoints.password)
+        return (
+            anonymous == 401
+            and registryclient.Registry(address, ca_file=endpoints.ca_file, auth=auth).ping() == 200
+        )
     except requests.RequestException:
         return False
-    return status == (401 if instance.private else 200)
 
 
 def is_healthy(layout: Layout, node_ip: str) -> bool:
-    """Both processes run, listen on node_ip and answer as they should."""
+    """Both processes run, listen where `layout` and node_ip say, and answer as they should."""
     try:
         endpoints = load_endpoints(layout)
     except (OSError, ValueError, TypeError):
         return False
-    if not endpoints.public.startswith(f"{node_ip}:"):
-        return False  # the node IP moved: the certificate and the references are stale
+    wanted = (f"{node_ip}:{layout.public_port}", f"{node_ip}:{layout.private_port}")
+    if (endpoints.public, endpoints.private) != wanted:
+        return False  # the node IP moved: the certificate and the image references are stale
     return all(
         host.recorded_pid(i.component) is not None and _answers(endpoints, i) for i in instances(layout)
     )

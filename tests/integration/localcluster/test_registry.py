@@ -120,6 +120,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, node_ip: str) -> Iterator[Pai
     public = make_image(root / "public", f"docker.io/{PUBLIC_REPO}:{token}")
     private = make_image(root / "private", f"docker.io/{registry.PRIVATE_REPOSITORY}:test-{token}")
     layout = make_layout(root, "registry-test", node_ip)
+    registry.down(layout)  # processes a killed earlier run left under these names (stopped by recorded pid)
     try:
         endpoints = registry.up(node_ip, [public.archive, private.archive], layout)
         yield Pair(layout, endpoints, public, private)
@@ -210,11 +211,14 @@ def test_up_on_a_healthy_pair_keeps_it(pair: Pair, node_ip: str) -> None:
     again = registry.up(node_ip, [pair.public.archive, pair.private.archive], pair.layout)
     assert again == pair.endpoints  # same password: pull secrets made from the first up stay valid
     assert [host.recorded_pid(i.component) for i in registry.instances(pair.layout)] == pids
+    assert registry.is_healthy(pair.layout, node_ip)
+    assert not registry.is_healthy(pair.layout, "203.0.113.9")  # a moved node IP means a new pair
 
 
 def test_down_leaves_no_process_port_or_state(tmp_path: Path, node_ip: str) -> None:
     image = make_image(tmp_path / "img", f"docker.io/{PUBLIC_REPO}:down")
     layout = make_layout(tmp_path, "registry-test-down", node_ip)
+    registry.down(layout)
     try:
         endpoints = registry.up(node_ip, [image.archive], layout)
         pids = [host.recorded_pid(i.component) for i in registry.instances(layout)]
