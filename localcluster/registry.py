@@ -31,6 +31,7 @@ import yaml
 from localcluster import build, host, pki, registryclient
 from localcluster import settings as s
 from localcluster.configs import Component
+from webhook import certs
 
 log = logging.getLogger("localcluster")
 
@@ -248,7 +249,8 @@ def write_files(layout: Layout, node_ip: str) -> Endpoints:
         ip_addresses=tuple(dict.fromkeys((node_ip, "127.0.0.1"))),
         server=True,
     )
-    cert, key = pki.make_leaf(spec, ca_cert, ca_key, datetime.datetime.now(datetime.UTC))
+    leaf = pki.make_leaf(spec, certs.KeyPair(ca_cert, ca_key), datetime.datetime.now(datetime.UTC))
+    cert, key = leaf.cert_pem, leaf.key_pem
     state = layout.state_dir
     ca_file = state / "ca.crt"
     _put(ca_file, ca_cert)

@@ -27,6 +27,7 @@ from localcluster import settings as s
 from localcluster.imagebuilder import oci
 from localcluster.registry import Endpoints, Layout
 from localcluster.registryclient import Registry, RegistryError
+from webhook import certs
 
 PUBLIC_REPO = "hotupgrade-registry-test/public"
 
@@ -96,9 +97,12 @@ def port_open(address: str) -> bool:
 def make_layout(root: Path, name: str, node_ip: str) -> Layout:
     ca_dir = root / "ca"
     ca_dir.mkdir(parents=True)
-    cert, key = pki.make_ca(datetime.datetime.now(datetime.UTC))
-    (ca_dir / "ca.crt").write_bytes(cert)
-    (ca_dir / "ca.key").write_bytes(key)
+    now = datetime.datetime.now(datetime.UTC)
+    ca = certs.new_ca(now=now, validity=pki.CA_VALIDITY, common_name="test-ca")
+        now=datetime.datetime.now(datetime.UTC), validity=pki.CA_VALIDITY, common_name="test-ca"
+    )
+    (ca_dir / "ca.crt").write_bytes(ca.cert_pem)
+    (ca_dir / "ca.key").write_bytes(ca.key_pem)
     return Layout(
         state_dir=root / "state",
         public_port=free_port(node_ip),
