@@ -99,8 +99,6 @@ def make_layout(root: Path, name: str, node_ip: str) -> Layout:
     ca_dir.mkdir(parents=True)
     now = datetime.datetime.now(datetime.UTC)
     ca = certs.new_ca(now=now, validity=pki.CA_VALIDITY, common_name="test-ca")
-        now=datetime.datetime.now(datetime.UTC), validity=pki.CA_VALIDITY, common_name="test-ca"
-    )
     (ca_dir / "ca.crt").write_bytes(ca.cert_pem)
     (ca_dir / "ca.key").write_bytes(ca.key_pem)
     return Layout(
