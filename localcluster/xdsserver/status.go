@@ -156,22 +156,18 @@ func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discovery.D
 }
 
 // node is the state of a node id, created on first use; callers hold t.mu.
-func (t *tracker) node(id string) *nodeState {
-	n, ok := t.nodes[id]
-	if !ok {
-		n = &nodeState{}
-		t.nodes[id] = n
-	}
-	return n
-}
+func (t *tracker) node(id string) *nodeState { return entryOf(t.nodes, id) }
 
-func (st *streamState) typeState(typeURL string) *typeState {
-	ts, ok := st.Types[typeURL]
+func (st *streamState) typeState(typeURL string) *typeState { return entryOf(st.Types, typeURL) }
+
+// entryOf returns m[key], storing a zero value there first if it is missing.
+func entryOf[V any](m map[string]*V, key string) *V {
+	v, ok := m[key]
 	if !ok {
-		ts = &typeState{}
-		st.Types[typeURL] = ts
+		v = new(V)
+		m[key] = v
 	}
-	return ts
+	return v
 }
 
 // knownNodes lists every node a stream has named since this process started.
