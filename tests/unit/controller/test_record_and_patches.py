@@ -9,13 +9,9 @@ import pytest
 from controller.actions import CreatePrePullPod, Event, Fail, WaitFor
 from controller.keys import ANNOTATION_UPGRADE
 from controller.observed import agent_view, normalize_image, observe_pod, parent_shutdown_seconds
-from controller.patches import (
-    annotation_path,
-    patch_for,
-    pointer_token,
-    pre_pull_pod_manifest,
-)
+from controller.patches import annotation_path, patch_for, pointer_token
 from controller.policy import ImageAllowlist
+from controller.prepull import pre_pull_pod_manifest
 from controller.record import (
     InvalidRecordError,
     Phase,
