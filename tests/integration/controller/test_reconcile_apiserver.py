@@ -37,7 +37,7 @@ from webhook.injection_status import parse_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-POLICY = Policy(step_timeout=20, drain_grace=10, poll_interval=0.2)
+POLICY = Policy(step_timeout=20, drain_grace=10, poll_interval=0.2, pre_pull=False)
 
 
 def record_of(pod: dict[str, Any]) -> UpgradeRecord | None:
