@@ -298,6 +298,16 @@ class KubeletSim:
             "state": {"running": {"startedAt": "2026-11-26T12:00:00Z"}},
         }
 
+    def pre_pull_succeeded(self, name: str) -> None:
+        """Play the kubelet of a pre-pull pod (bound to a node with none): it pulled and exited 0."""
+        self.kube.core.patch_namespaced_pod_status(
+            name,
+            self.namespace,
+            {"status": {"phase": "Succeeded"}},
+            _content_type="application/merge-patch+json",
+            _preload_content=False,
+        )
+
     def sync_all(self) -> None:
         for name in list(self.agents):
             self.sync(name)

@@ -40,6 +40,7 @@ from tests.integration.controller.test_reconcile_apiserver import (
     image_of,
     phase_is,
     record_of,
+    start_pre_pull,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -89,25 +90,13 @@ def test_in_a_restricted_namespace_the_pre_pull_pod_pulls_as_the_pod_and_is_admi
     node = f"hu-no-such-node-{namespace}"  # no kubelet: the test plays it for the pre-pull pod too
     sim.add_pod("web-0", node_name=node, restricted=True, service_account="web", pull_secrets=("regcred",))
     reconciler, registry = reconciler_for(kube)
-    annotate(kube, namespace, "web-0", **{ANNOTATION_TARGET_IMAGE: NEW})
-    assert not reconciler.reconcile(namespace, "web-0").done
-    pod = kube.get_pod(namespace, "web-0")
-    assert pod is not None
-    record = record_of(pod)
-    assert record is not None and record.phase is Phase.PRE_PULLING and record.pre_pull_pod is not None
-    puller = kube.get_pod(namespace, record.pre_pull_pod)
-    assert puller is not None, "admitted by PodSecurity `restricted`"
+    _, record, puller = start_pre_pull(reconciler, sim, "web-0")  # admitted by PodSecurity `restricted`
+    assert record.pre_pull_pod is not None
     spec = puller["spec"]
     assert spec["imagePullSecrets"] == [{"name": "regcred"}] and spec["serviceAccountName"] == "web"
     assert spec["securityContext"]["runAsUser"] == 1337 and spec["automountServiceAccountToken"] is False
     assert puller["metadata"]["labels"]["hotupgrade.io/inject"] == "false"
-    api(kube).patch_namespaced_pod_status(
-        record.pre_pull_pod,
-        namespace,
-        {"status": {"phase": "Succeeded"}},
-        _content_type="application/merge-patch+json",
-        _preload_content=False,
-    )
+    sim.pre_pull_succeeded(record.pre_pull_pod)
     pod = drive(reconciler, sim, "web-0", phase_is(Phase.COMPLETED))
     assert image_of(pod, "hotupgrade-b") == NEW and image_of(pod, "hotupgrade-a") == EMPTY
     assert kube.get_pod(namespace, record.pre_pull_pod) is None
