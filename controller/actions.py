@@ -2,12 +2,13 @@
 in the same JSON patch, so progress and the change it describes can never diverge.
 
 `Observe` is not an action: the step function returns it when its decision reads something the
-snapshot was taken without (the agents' status, the pre-pull pod), so the shell asks only then.
+snapshot was taken without (the agents' status, the pre-pull pod, the node), so the shell asks only then.
 """
 
 from dataclasses import dataclass
 
 from controller.record import UpgradeRecord
+from controller.restarts import PlannedRestarts
 from webhook.injection_status import InjectionStatus
 
 
@@ -49,6 +50,7 @@ class SetImage:
     event: Event | None
     requeue_after: float
     delete_pre_pull: str | None = None  # the pre-pull pod to remove once this patch landed
+    planned: PlannedRestarts | None = None  # hotupgrade.io/planned-restarts, written in the same patch
 
 
 class PatchStandbyImage(SetImage):
@@ -63,6 +65,20 @@ class RollBack(SetImage):
     """Any failure before take-over: the standby goes back to the empty image."""
 
 
+# A uid of no one: the pre-pull pod must name one, since runAsNonRoot cannot check a non-numeric USER.
+PRE_PULL_DEFAULT_UID = 65532
+
+
+@dataclass(frozen=True)
+class PullAs:
+    """Who the pre-pull pod pulls and runs as: the upgraded pod's pull secrets, ServiceAccount and ids."""
+
+    service_account: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    run_as_user: int = PRE_PULL_DEFAULT_UID
+    run_as_group: int | None = None
+
+
 @dataclass(frozen=True)
 class CreatePrePullPod:
     """Step 2: run the target image on the pod's node once so the swap does not wait on a pull."""
@@ -73,6 +89,7 @@ class CreatePrePullPod:
     record: UpgradeRecord | None  # written (pinned to the resourceVersion) before the pod is created
     requeue_after: float
     event: Event | None = None
+    pull_as: PullAs = PullAs()
 
 
 @dataclass(frozen=True)
@@ -103,3 +120,4 @@ class Observe:
 
     agents: bool = False
     pre_pull_pod: str | None = None
+    node: bool = False

@@ -7,6 +7,7 @@ loop that acts on the verdict lives in the reconciler's shell; the CLI's shell r
 idempotent calls on TransientError alone.
 """
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,6 +41,24 @@ class NotFoundError(KubeError):
 def already_exists(exc: KubeError) -> bool:
     """A 409 for a create whose name is taken (not a write that lost a race)."""
     return isinstance(exc, ConflictError) and "AlreadyExists" in exc.message
+
+
+def refused(exc: KubeError) -> bool:
+    """The API server will not take this object as it is (400, 403 Forbidden by admission, quota or RBAC,
+    422 Invalid): asking again changes nothing."""
+    return exc.status in (400, 403, 422) and not isinstance(exc, ConflictError)
+
+
+def api_message(exc: KubeError) -> str:
+    """The API server's own words from a failed call (the Status object's reason and message)."""
+    try:
+        status = json.loads(exc.message)
+    except ValueError:
+        return exc.message[:500]
+    if not isinstance(status, dict) or not status.get("message"):
+        return exc.message[:500]
+    reason = status.get("reason")
+    return f"{reason}: {status['message']}" if reason else str(status["message"])
 
 
 class ErrorKind(StrEnum):

@@ -57,7 +57,7 @@ def _raw(response: Any) -> Any:
 
 
 class Kube:
-    """Pods, Events and Leases as raw JSON; `component` names the writer of the Events it posts."""
+    """Pods, Nodes, Events and Leases as raw JSON; `component` names the writer of the Events it posts."""
 
     def __init__(self, api_client: client.ApiClient, *, component: str = "hotupgrade-controller") -> None:
         self.api_client = api_client
@@ -164,6 +164,14 @@ class Kube:
             self._call(self.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0)
         except NotFoundError:
             return
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        """The Node (its kubelet's version is all the controller reads); None when there is none."""
+        try:
+            node: dict[str, Any] = self._call(self.core.read_node, name)
+        except NotFoundError:
+            return None
+        return node
 
     def create_event(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event (controller.events builds it); a taken name is ConflictError."""

@@ -47,7 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-timeout", type=float, default=300.0, help="seconds per step (drain excepted)")
     p.add_argument("--drain-grace", type=float, default=120.0, help="seconds on top of parent-shutdown time")
     p.add_argument("--poll-interval", type=float, default=2.0, help="seconds between agent status checks")
-    p.add_argument("--prepull", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument(
+        "--prepull",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pull the target on the pod's node before the swap (needs pods create/delete)",
+    )
+    p.add_argument(
+        "--kubelet-grace",
+        type=float,
+        default=30.0,
+        help="seconds without any kubelet reaction to an image change before it counts as ignored",
+    )
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--watch-timeout", type=int, default=300, help="seconds before a pod watch is renewed")
     p.add_argument("--metrics-port", type=int, default=9090, help="0 disables the metrics server")
@@ -67,6 +78,7 @@ def policy_from(args: argparse.Namespace) -> Policy:
         drain_grace=args.drain_grace,
         poll_interval=args.poll_interval,
         pre_pull=args.prepull,
+        kubelet_grace=args.kubelet_grace,
     )
 
 

@@ -43,6 +43,15 @@ class ControllerMetrics:
             ["type"],
             registry=registry,
         )
+        # Per namespace and container name, never per pod: bounded series, and enough to subtract from
+        # kube-state-metrics' restarts summed the same way (docs/upgrades.md).
+        self.planned_restarts = Counter(
+            "hotupgrade_controller_planned_container_restarts_total",
+            "Container restarts the controller caused by changing a sidecar image (each image change is "
+            "one), by namespace and container.",
+            ["namespace", "container"],
+            registry=registry,
+        )
         self.leader = Gauge(
             "hotupgrade_controller_leader", "1 while this replica holds the lease.", registry=registry
         )

@@ -1,15 +1,40 @@
-"""A frozen snapshot of one pod as the step function sees it, parsed from raw API JSON.
+"""A frozen snapshot of one pod as the step function sees it, parsed from raw API JSON, and what the
+kubelet's container reports mean: which image a container runs (`runs_image`: by digest first, however
+the kubelet spells `status.image`) and whether it is a new container (`replaced_since`).
 
-Pure: the shell fetches the pod (raw JSON, no client models) and the agents' `/status` documents and
-hands them to `observe_pod`; nothing here does I/O or reads a clock.
+Pure: the shell fetches the pod (raw JSON, no client models), the agents' `/status` documents and,
+when asked, the pre-pull pod and the node, and hands them to `observe_pod`; no I/O, no clock.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from controller.imageref import digest_of, normalize_image, same_name
 from webhook.contract import ENV_PARENT_SHUTDOWN_SECONDS
+
+__all__ = [  # normalize_image moved to controller.imageref; kept importable from here
+    "AgentView",
+    "ContainerView",
+    "NodeView",
+    "ObservedPod",
+    "PrePullView",
+    "Seen",
+    "agent_view",
+    "containers_of",
+    "node_view",
+    "normalize_image",
+    "observe_pod",
+    "parent_shutdown_seconds",
+    "pod_is_ready",
+    "pre_pull_view",
+    "replaced_since",
+    "runs_fresh",
+    "runs_image",
+    "same_image",
+    "still_the_container",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,23 @@ class ContainerView:
     waiting_message: str | None = None
     terminated_reason: str | None = None
     terminated_exit_code: int | None = None
+    terminated_message: str | None = None
+    native_sidecar: bool = False  # an init container with restartPolicy Always
+    run_as_user: int | None = None  # securityContext of the container spec
+    run_as_group: int | None = None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A container as the controller saw it before changing its image (fields the record keeps)."""
+
+    container_id: str | None
+    restart_count: int | None = None
+    image_id: str | None = None
+
+    @staticmethod
+    def of(container: ContainerView) -> "Seen":
+        return Seen(container.container_id, container.restart_count, container.image_id)
 
 
 @dataclass(frozen=True)
@@ -49,12 +91,30 @@ class AgentView:
 
 @dataclass(frozen=True)
 class PrePullView:
-    """The pre-pull pod of the upgrade in flight (absent when `exists` is false)."""
+    """The pre-pull pod of the upgrade in flight (absent when `exists` is false).
+
+    `message` is the `pull` container's (waiting or terminated); `reason`/`reason_message` are the pod's
+    own (the kubelet refusing it: OutOfcpu, NodeAffinity, ...) or those of a condition that is False
+    (Unschedulable, ...).
+    """
 
     exists: bool
     phase: str | None = None
     waiting_reason: str | None = None
     message: str | None = None
+    reason: str | None = None
+    reason_message: str | None = None
+    terminated_reason: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """The node the pod runs on, as far as the step function cares: its kubelet's version."""
+
+    name: str
+    kubelet_version: str | None = None  # status.nodeInfo.kubeletVersion, e.g. "v1.34.4"
+    error: str | None = None  # why it could not be read (then the version is unknown)
 
 
 @dataclass(frozen=True)
@@ -74,10 +134,19 @@ class ObservedPod:
     deleting: bool = False
     agents: Mapping[str, AgentView] | None = None  # None: not asked (the step function says when it must be)
     pre_pull: PrePullView | None = None  # None: not looked up (likewise)
+    node: NodeView | None = None  # None: not looked up (likewise)
+    service_account: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    run_as_user: int | None = None  # pod securityContext
+    run_as_group: int | None = None
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _container_view(spec: Mapping[str, Any], path: str, status: Mapping[str, Any] | None) -> ContainerView:
@@ -86,18 +155,24 @@ def _container_view(spec: Mapping[str, Any], path: str, status: Mapping[str, Any
         for e in spec.get("env") or []
         if isinstance(e, dict) and "name" in e and isinstance(e.get("value"), str)
     }
-    base = ContainerView(name=str(spec["name"]), spec_path=path, image=str(spec.get("image", "")), env=env)
+    security = spec.get("securityContext") or {}
+    base = ContainerView(
+        name=str(spec["name"]),
+        spec_path=path,
+        image=str(spec.get("image", "")),
+        env=env,
+        native_sidecar=path.startswith("/spec/initContainers/") and spec.get("restartPolicy") == "Always",
+        run_as_user=_int_or_none(security.get("runAsUser")),
+        run_as_group=_int_or_none(security.get("runAsGroup")),
+    )
     if not status:
         return base
     state = status.get("state") or {}
     waiting = state.get("waiting") or {}
     terminated = state.get("terminated") or {}
     exit_code = terminated.get("exitCode")
-    return ContainerView(
-        name=base.name,
-        spec_path=path,
-        image=base.image,
-        env=env,
+    return replace(
+        base,
         container_id=status.get("containerID") or None,
         status_image=status.get("image") or None,
         image_id=status.get("imageID") or None,
@@ -108,22 +183,64 @@ def _container_view(spec: Mapping[str, Any], path: str, status: Mapping[str, Any
         waiting_message=waiting.get("message") if "waiting" in state else None,
         terminated_reason=terminated.get("reason") if "terminated" in state else None,
         terminated_exit_code=int(exit_code) if isinstance(exit_code, int) else None,
+        terminated_message=terminated.get("message") if "terminated" in state else None,
     )
 
 
-def normalize_image(ref: str) -> str:
-    """`nginx` and `docker.io/library/nginx:latest` are one image; the kubelet reports either form."""
-    name = ref.removeprefix("index.docker.io/").removeprefix("docker.io/").removeprefix("library/")
-    last = name.rsplit("/", 1)[-1]
-    if "@" not in last and ":" not in last:
-        name += ":latest"
-    return name
+def _image_key(image_id: str) -> str:
+    return digest_of(image_id) or image_id
 
 
-def runs_spec_image(container: ContainerView) -> bool:
-    """The kubelet reports the current container on the image the spec names (not a stale one)."""
-    return container.status_image is not None and normalize_image(container.status_image) == normalize_image(
-        container.image
+def same_image(a: str, b: str) -> bool:
+    """Two references are one image as far as their text tells: equal digests when both pin one, else
+    the same repository and tag. A digest and a tag cannot be compared without a registry: False."""
+    digest_a, digest_b = digest_of(a), digest_of(b)
+    if digest_a is not None or digest_b is not None:
+        return digest_a == digest_b
+    return same_name(a, b)
+
+
+def runs_image(container: ContainerView, image: str) -> bool:
+    """The kubelet reports `container` on `image`, however it spells it: the digest `image` pins is the
+    container's image ID (or its `status.image`), else `status.image` names the same repository and tag."""
+    wanted = digest_of(image)
+    if wanted is not None:
+        return wanted in (digest_of(container.image_id), digest_of(container.status_image))
+    return container.status_image is not None and same_name(container.status_image, image)
+
+
+def replaced_since(container: ContainerView, seen: Seen) -> bool:
+    """A container other than the one `seen` runs now: a new containerID, or more restarts."""
+    if not container.running:
+        return False
+    new_id = container.container_id is not None and container.container_id != seen.container_id
+    restarted = seen.restart_count is not None and container.restart_count > seen.restart_count
+    return new_id or restarted
+
+
+def runs_fresh(container: ContainerView, image: str, seen: Seen) -> bool:
+    """Replaced since `seen` and now on `image`. When the kubelet's name for the image cannot tell (another
+    tag of the same digest, a bare `sha256:` ID: kubernetes#51017), an image ID other than the one `seen`
+    ran is the new image: the only other thing a fresh container can run is the image it ran before."""
+    if not replaced_since(container, seen):
+        return False
+    if runs_image(container, image):
+        return True
+    if seen.image_id is None or container.image_id is None:
+        return False
+    return _image_key(container.image_id) != _image_key(seen.image_id)
+
+
+def still_the_container(container: ContainerView, seen: Seen) -> bool:
+    """The very container `seen`, still running on the image it ran then (the kubelet did nothing)."""
+    if not container.running or replaced_since(container, seen) or container.container_id is None:
+        return False
+    if container.container_id != seen.container_id:
+        return False
+    return (
+        seen.image_id is None
+        or container.image_id is None
+        or (_image_key(container.image_id) == _image_key(seen.image_id))
     )
 
 
@@ -155,11 +272,18 @@ def observe_pod(
     now: datetime,
     agents: Mapping[str, AgentView] | None = None,
     pre_pull: PrePullView | None = None,
+    node: NodeView | None = None,
 ) -> ObservedPod:
     """Build the snapshot from a raw pod document (as returned by the API server)."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
+    security = spec.get("securityContext") or {}
+    secrets = tuple(
+        str(ref["name"])
+        for ref in spec.get("imagePullSecrets") or []
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]
+    )
     return ObservedPod(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -174,6 +298,11 @@ def observe_pod(
         deleting=bool(meta.get("deletionTimestamp")),
         agents=dict(agents) if agents is not None else None,
         pre_pull=pre_pull,
+        node=node,
+        service_account=spec.get("serviceAccountName") or None,
+        image_pull_secrets=secrets,
+        run_as_user=_int_or_none(security.get("runAsUser")),
+        run_as_group=_int_or_none(security.get("runAsGroup")),
     )
 
 
@@ -183,12 +312,30 @@ def pre_pull_view(pod: Mapping[str, Any] | None) -> PrePullView:
         return PrePullView(exists=False)
     status = pod.get("status") or {}
     pull = containers_of(pod).get("pull")
+    reason, message = status.get("reason"), status.get("message")
+    if not reason:  # e.g. PodScheduled False/Unschedulable: the last condition that did not pass
+        for condition in status.get("conditions") or []:
+            if isinstance(condition, dict) and condition.get("status") == "False" and condition.get("reason"):
+                reason, message = condition["reason"], condition.get("message")
     return PrePullView(
         exists=True,
         phase=status.get("phase"),
         waiting_reason=pull.waiting_reason if pull else None,
-        message=(pull.waiting_message if pull else None) or status.get("message"),
+        message=((pull.waiting_message or pull.terminated_message) if pull else None) or None,
+        reason=reason or None,
+        reason_message=message or None,
+        terminated_reason=pull.terminated_reason if pull else None,
+        exit_code=pull.terminated_exit_code if pull else None,
     )
+
+
+def node_view(name: str, node: Mapping[str, Any] | None, *, error: str | None = None) -> NodeView:
+    """The kubelet version of a raw Node document (None with `error`: it could not be read)."""
+    if node is None:
+        return NodeView(name=name, error=error or "node not found")
+    info = (node.get("status") or {}).get("nodeInfo") or {}
+    version = info.get("kubeletVersion")
+    return NodeView(name=name, kubelet_version=version if isinstance(version, str) and version else None)
 
 
 def agent_view(slot: str, document: Any) -> AgentView:

@@ -8,7 +8,7 @@ instead of clobbering. The record rides in the same patch, so it never disagrees
 from typing import Any
 
 from controller.actions import Complete, CreatePrePullPod, Fail, SetImage, WaitFor
-from controller.keys import ANNOTATION_STATUS, ANNOTATION_UPGRADE
+from controller.keys import ANNOTATION_PLANNED_RESTARTS, ANNOTATION_STATUS, ANNOTATION_UPGRADE
 from controller.record import UpgradeRecord
 
 JSONPatch = list[dict[str, Any]]
@@ -42,6 +42,9 @@ def patch_for(
         ops.append({"op": "test", "path": image_path, "value": action.expect_image})
         ops.append({"op": "replace", "path": image_path, "value": action.image})
         ops.append(_record_op(action.record))
+        if action.planned is not None:
+            path = annotation_path(ANNOTATION_PLANNED_RESTARTS)
+            ops.append({"op": "add", "path": path, "value": action.planned.render()})
         return ops
     if isinstance(action, Complete | Fail) and action.status is not None:
         ops.append({"op": "add", "path": annotation_path(ANNOTATION_STATUS), "value": action.status.render()})
@@ -56,37 +59,3 @@ def record_patch(record: UpgradeRecord, resource_version: str) -> JSONPatch:
     """Rewrite only the record, on the pod as last seen. Not a `test` of the annotation: the API server
     compares JSON text, and Go escapes `<`, `>`, `&` and non-ASCII unlike Python (422)."""
     return [*_precondition(resource_version), _record_op(record)]
-
-
-def pre_pull_pod_manifest(
-    action: CreatePrePullPod, *, namespace: str, owner: dict[str, str]
-) -> dict[str, Any]:
-    """A pod that runs the target image once on the node, so its layers are there for the swap."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": action.pod_name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "hotupgrade-controller"},
-            # Owned by the upgraded pod: garbage-collected with it if the controller never cleans up.
-            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", **owner}],
-        },
-        "spec": {
-            "nodeName": action.node_name,
-            "restartPolicy": "Never",
-            "tolerations": [{"operator": "Exists"}],
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 0,
-            "containers": [
-                {
-                    "name": "pull",
-                    "image": action.image,
-                    "imagePullPolicy": "IfNotPresent",
-                    # The sidecar image has /bin/sh (docs/contract.md); the entrypoint would start an agent.
-                    "command": ["/bin/sh", "-c", "exit 0"],
-                    "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}},
-                }
-            ],
-        },
-    }

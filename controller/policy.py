@@ -32,4 +32,8 @@ class Policy:
     drain_grace: float = 120.0  # draining may last the old Envoy's parent-shutdown time plus this
     default_parent_shutdown: int = 900  # Envoy's default, when the container env does not say
     poll_interval: float = 2.0  # requeue while waiting on something the pod watch does not show
-    pre_pull: bool = False
+    # Pull the target on the node before the swap, so the pod is NotReady only for the restart itself.
+    pre_pull: bool = True
+    # A kubelet that shows no reaction to an image change (same container, no Waiting) for this long
+    # ignored it (native sidecars before 1.32): roll back and say so instead of timing out.
+    kubelet_grace: float = 30.0

@@ -26,14 +26,24 @@ from controller.actions import (
     SetImage,
     WaitFor,
 )
-from controller.errors import ERROR_REQUEUE, ErrorKind, KubeError, already_exists, retry_for
+from controller.errors import (
+    ERROR_REQUEUE,
+    ErrorKind,
+    KubeError,
+    TransientError,
+    already_exists,
+    api_message,
+    refused,
+    retry_for,
+)
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
-from controller.observed import AgentView, ObservedPod, observe_pod, pre_pull_view
-from controller.patches import patch_for, pre_pull_pod_manifest
+from controller.observed import AgentView, NodeView, ObservedPod, node_view, observe_pod, pre_pull_view
+from controller.patches import patch_for
 from controller.policy import Policy
+from controller.prepull import pre_pull_pod_manifest
 from controller.result import DONE, Result, requeue
-from controller.steps import next_step
+from controller.steps import next_step, pre_pull_refused
 from webhook import logs
 
 RETRY_ATTEMPTS = 6
@@ -110,15 +120,28 @@ class Reconciler:
     def _observe_more(self, observed: ObservedPod, wanted: Observe) -> ObservedPod:
         new_agents = wanted.agents and observed.agents is None
         new_pre_pull = bool(wanted.pre_pull_pod) and observed.pre_pull is None
-        if not (new_agents or new_pre_pull):
+        new_node = wanted.node and observed.node is None and bool(observed.node_name)
+        if not (new_agents or new_pre_pull or new_node):
             raise RuntimeError(f"next_step asked for nothing new: {wanted}")  # a bug; never loop on it
         more = observed
-        if wanted.agents:
+        if new_agents:
             more = replace(more, agents=dict(self.agents.fetch_all(observed.pod_ip, SLOTS)))
-        if wanted.pre_pull_pod:
+        if new_pre_pull and wanted.pre_pull_pod:
             pull = self.kube.get_pod(observed.namespace, wanted.pre_pull_pod)
             more = replace(more, pre_pull=pre_pull_view(pull))
+        if new_node and observed.node_name:
+            more = replace(more, node=self._node(observed.node_name))
         return more
+
+    def _node(self, name: str) -> NodeView:
+        """The pod's node; one the controller may not read (no RBAC) has an unknown kubelet version."""
+        try:
+            return node_view(name, self.kube.get_node(name))
+        except TransientError:
+            raise
+        except KubeError as exc:
+            logs.event("node_unreadable", level=logging.WARNING, node=name, error=api_message(exc)[:300])
+            return node_view(name, None, error=api_message(exc))
 
     def _once(self, namespace: str, name: str) -> Result:
         pod = self.kube.get_pod(namespace, name)
@@ -141,6 +164,10 @@ class Reconciler:
         if ops:
             written = self._post_owed_event(self.kube.patch_pod(observed.namespace, observed.name, ops))
             owes = events.owed_by(written) is not None
+        if isinstance(action, SetImage) and action.planned is not None and action.planned.delta > 0:
+            planned = action.planned
+            labels = {"namespace": observed.namespace, "container": planned.container}
+            self.metrics.planned_restarts.labels(**labels).inc(planned.delta)
         record = action.record
         fields: dict[str, Any] = {**context}
         if record is not None:
@@ -179,10 +206,22 @@ class Reconciler:
         try:
             self.kube.create_pod(observed.namespace, manifest)
         except KubeError as exc:
+            if refused(exc):
+                return self._pre_pull_refused(observed, action.pod_name, api_message(exc))
             if not already_exists(exc):
                 raise
         self.metrics.reconciles.labels(result="write").inc()
         return requeue(action.requeue_after)
+
+    def _pre_pull_refused(self, observed: ObservedPod, pre_pull_pod: str, why: str) -> Result:
+        """Admission, quota or RBAC refused the pre-pull pod: record why at once, not a timeout later."""
+        fields: dict[str, Any] = {"pod": observed.key, "pre_pull": pre_pull_pod, "error": why}
+        logs.event("pre_pull_refused", level=logging.WARNING, **fields)
+        pod = self.kube.get_pod(observed.namespace, observed.name)  # as the record write above left it
+        if pod is None:
+            return DONE
+        fresh = observe_pod(pod, now=self.clock())
+        return self._act(fresh, pre_pull_refused(fresh, why))
 
     def _post_owed_event(self, pod: dict[str, Any]) -> dict[str, Any]:
         """Post what the pod's record owes (controller.events); returns the pod as it now is."""

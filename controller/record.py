@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
 
 from controller.keys import ANNOTATION_UPGRADE
+from controller.observed import Seen
 
 RECORD_VERSION = 1
 
@@ -53,6 +54,10 @@ class Reason(StrEnum):
     DRAIN_TIMEOUT = "DrainTimeout"
     RESET_TIMEOUT = "ResetTimeout"
     ABORTED = "Aborted"
+    INVALID_TARGET = "InvalidTarget"  # not an image reference, or the empty image
+    ALREADY_RUNNING = "AlreadyRunning"  # the target is the image the active slot runs (re-pushed tag?)
+    KUBELET_UNSUPPORTED = "KubeletUnsupported"  # nativeSidecar mode on a kubelet older than 1.32
+    KUBELET_IGNORED_IMAGE_CHANGE = "KubeletIgnoredImageChange"  # the container was never restarted
 
 
 class OwedEventJSON(TypedDict):
@@ -81,8 +86,13 @@ class UpgradeRecordJSON(TypedDict):
     reason: NotRequired[str]
     standbyIDBefore: NotRequired[str]
     standbyRestartsBefore: NotRequired[int]
+    standbyImageIDBefore: NotRequired[str]
     oldContainerID: NotRequired[str]
+    oldRestartsBefore: NotRequired[int]
+    oldImageIDBefore: NotRequired[str]
     rollbackFromID: NotRequired[str]
+    rollbackFromRestarts: NotRequired[int]
+    rollbackFromImageID: NotRequired[str]
     retryToken: NotRequired[str]
     abortToken: NotRequired[str]
     prePullPod: NotRequired[str]
@@ -130,8 +140,13 @@ class UpgradeRecord:
     reason: Reason | None = None
     standby_id_before: str | None = None  # standby containerID before its image was set to the target
     standby_restarts_before: int | None = None
+    standby_image_id_before: str | None = None
     old_container_id: str | None = None  # old containerID before its image was reset to empty
+    old_restarts_before: int | None = None
+    old_image_id_before: str | None = None
     rollback_from_id: str | None = None  # standby containerID when the rollback started
+    rollback_from_restarts: int | None = None
+    rollback_from_image_id: str | None = None
     retry_token: str | None = None  # value of hotupgrade.io/retry this attempt consumed
     abort_token: str | None = None  # value of hotupgrade.io/abort already handled
     pre_pull_pod: str | None = None
@@ -140,6 +155,21 @@ class UpgradeRecord:
     @property
     def in_flight(self) -> bool:
         return self.phase in IN_FLIGHT
+
+    @property
+    def standby_seen(self) -> Seen:
+        """The standby container before its image was set to the target."""
+        return Seen(self.standby_id_before, self.standby_restarts_before, self.standby_image_id_before)
+
+    @property
+    def old_seen(self) -> Seen:
+        """The old container before its image was reset to the empty image."""
+        return Seen(self.old_container_id, self.old_restarts_before, self.old_image_id_before)
+
+    @property
+    def rollback_seen(self) -> Seen:
+        """The standby container when the rollback set it back to the empty image."""
+        return Seen(self.rollback_from_id, self.rollback_from_restarts, self.rollback_from_image_id)
 
     def moved(self, phase: Phase, *, now: datetime, message: str, **changes: Any) -> "UpgradeRecord":
         """This record in a new phase since `now`; terminal phases also get `finished`."""
@@ -169,8 +199,13 @@ class UpgradeRecord:
             "reason": str(self.reason) if self.reason else None,
             "standbyIDBefore": self.standby_id_before,
             "standbyRestartsBefore": self.standby_restarts_before,
+            "standbyImageIDBefore": self.standby_image_id_before,
             "oldContainerID": self.old_container_id,
+            "oldRestartsBefore": self.old_restarts_before,
+            "oldImageIDBefore": self.old_image_id_before,
             "rollbackFromID": self.rollback_from_id,
+            "rollbackFromRestarts": self.rollback_from_restarts,
+            "rollbackFromImageID": self.rollback_from_image_id,
             "retryToken": self.retry_token,
             "abortToken": self.abort_token,
             "prePullPod": self.pre_pull_pod,
@@ -217,6 +252,15 @@ def _opt_str(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _opt_int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRecordError(f"field {key!r} must be an integer")
+    return value
+
+
 def parse_record(raw: str) -> UpgradeRecord:
     """Parse the annotation value; raise InvalidRecordError with the reason when it is malformed."""
     try:
@@ -244,9 +288,6 @@ def parse_record(raw: str) -> UpgradeRecord:
         finished = parse_time(finished_raw) if finished_raw else None
     except ValueError as exc:
         raise InvalidRecordError(str(exc)) from exc
-    restarts = data.get("standbyRestartsBefore")
-    if restarts is not None and not isinstance(restarts, int):
-        raise InvalidRecordError("field 'standbyRestartsBefore' must be an integer")
     return UpgradeRecord(
         phase=phase,
         from_image=data["from"],
@@ -264,9 +305,14 @@ def parse_record(raw: str) -> UpgradeRecord:
         finished=finished,
         reason=reason,
         standby_id_before=_opt_str(data, "standbyIDBefore"),
-        standby_restarts_before=restarts,
+        standby_restarts_before=_opt_int(data, "standbyRestartsBefore"),
+        standby_image_id_before=_opt_str(data, "standbyImageIDBefore"),
         old_container_id=_opt_str(data, "oldContainerID"),
+        old_restarts_before=_opt_int(data, "oldRestartsBefore"),
+        old_image_id_before=_opt_str(data, "oldImageIDBefore"),
         rollback_from_id=_opt_str(data, "rollbackFromID"),
+        rollback_from_restarts=_opt_int(data, "rollbackFromRestarts"),
+        rollback_from_image_id=_opt_str(data, "rollbackFromImageID"),
         retry_token=_opt_str(data, "retryToken"),
         abort_token=_opt_str(data, "abortToken"),
         pre_pull_pod=_opt_str(data, "prePullPod"),

@@ -2,17 +2,22 @@
 
 The reconciler calls it after every change and every requeue; it re-derives everything from the pod,
 the agents' status and the `hotupgrade.io/upgrade` record, which is why a restarted controller resumes
-where the last one stopped. Steps (issue 5): checks -> optional pre-pull -> standby gets the target ->
-new agent serves -> old Envoy retired -> old container gets the empty image -> status swapped.
+where the last one stopped. Steps (issue 5): checks -> pre-pull (controller.prepull) -> standby gets
+the target -> new agent serves -> old Envoy retired -> old container gets the empty image -> status
+swapped. A target that can never work (not an image reference, the empty image, not allowed, a native
+sidecar on a kubelet before 1.32) is refused before anything changes, and one already running is
+reported, never passed over in silence. Which image a container runs is decided by image ID first
+(controller.observed); a kubelet that never acts on an image change is caught after `kubelet_grace`.
 Before the take-over every failure rolls the standby back; after it, rolling back would cut traffic,
-so failures leave the new Envoy serving and record why. Every Event a step emits is also written
-into the record it writes (controller.events), so the shell can post it after the write, and again
-after a crash. The shell observes the pod alone first: where the decision reads the agents' status or
-the pre-pull pod, `next_step` answers `Observe` instead, so the many pods with nothing to do cost no
-agent calls, and the decision is taken once, on a snapshot that holds all it reads.
+so failures leave the new Envoy serving and record why. Every image change also counts the restart it
+causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch. Every Event a step
+emits is also written into the record it writes (controller.events), so the shell can post it after
+the write, and again after a crash. The shell observes the pod alone first: where the decision reads
+the agents' status, the pre-pull pod or the node, `next_step` answers `Observe` instead, so the many
+pods with nothing to do cost no agent calls, and the decision is taken once, on a snapshot that holds
+all it reads.
 """
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -32,22 +37,42 @@ from controller.actions import (
     WaitFor,
 )
 from controller.events import with_owed_event
+from controller.imageref import digest_of, is_reference
 from controller.keys import (
     ANNOTATION_ABORT,
     ANNOTATION_RETRY,
     ANNOTATION_STATUS,
     ANNOTATION_TARGET_IMAGE,
 )
+from controller.kubelet import (
+    ignored_image_change,
+    restarts_native_sidecar_on_image_change,
+    unsupported_native_sidecar,
+)
 from controller.observed import (
     AgentView,
     ContainerView,
+    NodeView,
     ObservedPod,
     PrePullView,
+    Seen,
     parent_shutdown_seconds,
-    runs_spec_image,
+    runs_fresh,
+    runs_image,
+    same_image,
+    still_the_container,
 )
 from controller.policy import Policy
+from controller.prepull import (
+    PULL_FAILURES,
+    pre_pull_failure,
+    pre_pull_pod_name,
+    pre_pull_state,
+    pull_as,
+    pulled,
+)
 from controller.record import Phase, Reason, UpgradeRecord, record_in
+from controller.restarts import PlannedRestarts, plan_restart
 from webhook.injection_status import InjectionStatus, InvalidStatusError, parse_status
 
 # Container states after which the kubelet will not get the container running without a change.
@@ -64,8 +89,6 @@ FATAL_WAITING = frozenset(
         "PostStartHookError",
     }
 )
-PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
-PRE_PULL_NAME_PREFIX = "hotupgrade-prepull-"
 
 
 def next_step(pod: ObservedPod, policy: Policy) -> Action | Observe:
@@ -91,12 +114,6 @@ def _decide(pod: ObservedPod, policy: Policy) -> Action:
     if record is not None and record.in_flight and record.phase is not Phase.PENDING:
         return _continue(pod, status, record, policy)
     return _start(pod, status, record, target, policy)
-
-
-def pre_pull_pod_name(pod_uid: str, image: str) -> str:
-    """A stable, DNS-safe name, so a restarted controller finds the pod it created."""
-    digest = hashlib.sha256(f"{pod_uid}\0{image}".encode()).hexdigest()[:16]
-    return PRE_PULL_NAME_PREFIX + digest
 
 
 def drain_deadline_seconds(old: ContainerView | None, policy: Policy) -> float:
@@ -140,6 +157,15 @@ def _pre_pull(pod: ObservedPod, record: UpgradeRecord) -> PrePullView | None:
     if pod.pre_pull is None and record.pre_pull_pod:
         raise _UnobservedError(Observe(pre_pull_pod=record.pre_pull_pod))
     return pod.pre_pull
+
+
+def _node(pod: ObservedPod) -> NodeView | None:
+    """The pod's node (None when the pod has none yet)."""
+    if not pod.node_name:
+        return None
+    if pod.node is None:
+        raise _UnobservedError(Observe(node=True))
+    return pod.node
 
 
 def _elapsed(record: UpgradeRecord, now: datetime) -> float:
@@ -199,8 +225,8 @@ def _start(
             return Noop(f"upgrade to {target} already {record.phase}")  # no retry storm
         if retried and record.phase is Phase.FAILED and record.taken_over and record.to_image == target:
             return _resume_drain(pod, record, retry)
-    if target == status.sidecar_image and pending is None:
-        return Noop("already running the target image")
+        if record.phase is Phase.COMPLETED and record.to_image == target:
+            return Noop(f"upgrade to {target} already Completed")  # a retry has nothing to redo
     if pending is not None and pending.to_image != target:
         pending = None  # a new target supersedes a Pending upgrade that has not touched the pod
     if pending is not None:
@@ -227,7 +253,37 @@ def _start(
         return _fail(
             pod, replace(pending, abort_token=abort), Reason.ABORTED, "aborted before the upgrade began"
         )
+    refused = _refuse_target(pod, status, base, policy)
+    if refused is not None:
+        return refused
     return _check(pod, status, base, policy, already_pending=pending is not None)
+
+
+def _refuse_target(
+    pod: ObservedPod, status: InjectionStatus, base: UpgradeRecord, policy: Policy
+) -> Fail | None:
+    """Targets that can never be upgraded to are refused at once, before anything waits or changes."""
+    target = base.to_image
+    if not is_reference(target):
+        why = f"{target!r} is not an image reference ([registry/]repository[:tag][@digest])"
+        return _fail(pod, base, Reason.INVALID_TARGET, why)
+    if same_image(target, status.empty_image):
+        why = (
+            f"{target} is the empty image of the standby slot: it runs no agent and no Envoy, "
+            "so it could never take over"
+        )
+        return _fail(pod, base, Reason.INVALID_TARGET, why)
+    if not policy.allowlist.allows(target):
+        return _fail(pod, base, Reason.NOT_ALLOWED, f"image {target} is not in the controller's allowlist")
+    active = pod.containers.get(status.active)
+    pinned_and_running = digest_of(target) is not None and active is not None and runs_image(active, target)
+    if same_image(target, status.sidecar_image) or pinned_and_running:
+        why = (
+            f"{target} is already running in {status.active}: nothing to upgrade. An upgrade does not "
+            "pull a tag again: if the tag was pushed again, name a new tag or a digest (repo@sha256:...)"
+        )
+        return _fail(pod, base, Reason.ALREADY_RUNNING, why, event_reason="TargetAlreadyRunning")
+    return None
 
 
 def _check(
@@ -235,8 +291,6 @@ def _check(
 ) -> Action:
     """Step 1: permanent refusals fail at once, passing conditions wait (bounded by step_timeout)."""
     target = base.to_image
-    if not policy.allowlist.allows(target):
-        return _fail(pod, base, Reason.NOT_ALLOWED, f"image {target} is not in the controller's allowlist")
     old = pod.containers.get(base.old_container)
     new = pod.containers.get(base.new_container)
     if old is None or new is None:
@@ -247,6 +301,12 @@ def _check(
     if new.image != status.empty_image:
         why = f"standby container {new.name} runs {new.image}, not the empty image {status.empty_image}"
         return _fail(pod, base, Reason.STANDBY_NOT_EMPTY, why)
+    if new.native_sidecar:
+        node = _node(pod)
+        version = node.kubelet_version if node is not None else None
+        if node is not None and version and restarts_native_sidecar_on_image_change(version) is False:
+            why = unsupported_native_sidecar(version, node.name)
+            return _fail(pod, base, Reason.KUBELET_UNSUPPORTED, why)
     waiting = _not_yet(pod, base, old, new)
     if waiting is not None:
         if already_pending and _elapsed(base, pod.now) > policy.step_timeout:
@@ -278,6 +338,7 @@ def _check(
             record=record,
             requeue_after=policy.poll_interval,
             event=started,
+            pull_as=pull_as(pod, new),
         )
     return _take_over_patch(pod, base, new, started)
 
@@ -310,6 +371,7 @@ def _take_over_patch(
         message=f"{message} ({note})" if note else message,
         standby_id_before=new.container_id,
         standby_restarts_before=new.restart_count,
+        standby_image_id_before=new.image_id,
         pre_pull_pod=None,
     )
     return _set_image(
@@ -320,6 +382,7 @@ def _take_over_patch(
         requeue_after=0.5,
         event=event,
         delete_pre_pull=base.pre_pull_pod,
+        planned=plan_restart(pod.annotations, new.name),
     )
 
 
@@ -330,11 +393,12 @@ def _fail(
     why: str,
     *,
     status: InjectionStatus | None = None,
+    event_reason: str = "UpgradeFailed",
 ) -> Fail:
     failed = record.moved(Phase.FAILED, now=pod.now, message=why, reason=reason)
     return Fail(
         record=failed,
-        event=_event("UpgradeFailed", f"{reason}: {why}", warning=True),
+        event=_event(event_reason, f"{reason}: {why}", warning=True),
         status=status,
         delete_pre_pull=record.pre_pull_pod,
     )
@@ -352,6 +416,7 @@ def _set_image(
     requeue_after: float,
     event: Event | None = None,
     delete_pre_pull: str | None = None,
+    planned: PlannedRestarts | None = None,
 ) -> SetImage:
     """Set `container`'s image (the current one `test`ed, so a stale view fails), recording `record`."""
     return kind(
@@ -363,6 +428,7 @@ def _set_image(
         event=event,
         requeue_after=requeue_after,
         delete_pre_pull=delete_pre_pull,
+        planned=planned,
     )
 
 
@@ -373,17 +439,29 @@ def _to_empty(
     policy: Policy,
     *,
     event: Event | None = None,
+    planned: PlannedRestarts | None = None,
 ) -> SetImage:
     return _set_image(
-        kind, container, record.empty_image, record, requeue_after=policy.poll_interval, event=event
+        kind,
+        container,
+        record.empty_image,
+        record,
+        requeue_after=policy.poll_interval,
+        event=event,
+        planned=planned,
     )
 
 
-def _runs_fresh(container: ContainerView, previous_id: str | None) -> bool:
-    """Running the spec's image in a container other than `previous_id` (containerID, not imageID: two
-    tags may share a digest; and the image name, so a restart of the old container does not count)."""
-    fresh = container.container_id is not None and container.container_id != previous_id
-    return container.running and fresh and runs_spec_image(container)
+def _rollback_restarts(record: UpgradeRecord, new: ContainerView) -> int:
+    """Restarts the rollback adds, net of the swap's planned one that never happened: +1 when a target
+    container was started; 0 when the kubelet stopped the old one but never started the target (a pull
+    failure: the rollback's start is the swap's restart); -1 when the kubelet ignored the swap."""
+    seen = record.standby_seen
+    new_id = new.container_id is not None and new.container_id != seen.container_id
+    more_restarts = seen.restart_count is not None and new.restart_count > seen.restart_count
+    if seen.container_id is None or new_id or more_restarts:
+        return 1
+    return -1 if still_the_container(new, seen) else 0
 
 
 def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str, policy: Policy) -> Action:
@@ -397,9 +475,12 @@ def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str
         message=f"rolling back: {why}",
         reason=reason,
         rollback_from_id=new.container_id,
+        rollback_from_restarts=new.restart_count,
+        rollback_from_image_id=new.image_id,
         pre_pull_pod=None,
     )
     event = _event("UpgradeFailed", f"{reason}: {why}; rolling back", warning=True)
+    delta = _rollback_restarts(record, new)
     return _set_image(
         RollBack,
         new,
@@ -408,6 +489,7 @@ def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str
         requeue_after=policy.poll_interval,
         event=event,
         delete_pre_pull=record.pre_pull_pod,
+        planned=plan_restart(pod.annotations, new.name, delta) if delta else None,
     )
 
 
@@ -438,15 +520,18 @@ def _pre_pulling(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         shown = new.image if new else "missing"
         return _fail(pod, record, Reason.STANDBY_CHANGED, f"standby changed to {shown} during pre-pull")
     pull = _pre_pull(pod, record)
-    if pull is not None and pull.exists and pull.phase == "Succeeded":
+    if pull is not None and pull.exists and pulled(pull):
         return _take_over_patch(pod, record, new, None, note=f"pre-pulled on {pod.node_name}")
-    if pull is not None and pull.exists and (pull.phase == "Failed" or pull.waiting_reason in PULL_FAILURES):
-        why = (
-            f"pre-pull of {record.to_image} failed: {pull.waiting_reason or pull.phase}: {pull.message or ''}"
-        )
-        return _fail(pod, record, Reason.PRE_PULL_FAILED, why.rstrip(": "))
+    failure = pre_pull_failure(pull) if pull is not None and pull.exists else None
+    if failure is not None:
+        why = f"pre-pull of {record.to_image} on {pod.node_name} failed: {failure}"
+        return _fail(pod, record, Reason.PRE_PULL_FAILED, why)
     if _elapsed(record, pod.now) > policy.step_timeout:
-        why = f"pre-pull of {record.to_image} did not finish within {policy.step_timeout:.0f}s"
+        last = pre_pull_state(pull) if pull is not None and pull.exists else "its pod is gone"
+        why = (
+            f"pre-pull of {record.to_image} on {pod.node_name} did not finish within "
+            f"{policy.step_timeout:.0f}s (last seen: {last})"
+        )
         return _fail(pod, record, Reason.PRE_PULL_TIMEOUT, why)
     if (pull is None or not pull.exists) and pod.node_name and record.pre_pull_pod:
         return CreatePrePullPod(
@@ -457,6 +542,15 @@ def _pre_pulling(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
             requeue_after=policy.poll_interval,
         )
     return WaitFor(reason="pre-pull running", requeue_after=policy.poll_interval)
+
+
+def pre_pull_refused(pod: ObservedPod, why: str) -> Action:
+    """The API server refused to create the pre-pull pod (admission, quota, RBAC): fail now, naming it."""
+    record = current_record(pod)
+    if record is None or record.phase is not Phase.PRE_PULLING or not record.pre_pull_pod:
+        return Noop("no pre-pull in flight")
+    message = f"pre-pull pod {record.pre_pull_pod} for {record.to_image} was refused: {why}"
+    return with_owed_event(_fail(pod, record, Reason.PRE_PULL_FAILED, message))
 
 
 def _new_agent_owns_traffic(pod: ObservedPod, record: UpgradeRecord) -> bool:
@@ -485,7 +579,7 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
             policy,
         )
     agent = _agents(pod).get(record.new_slot)
-    fresh = _runs_fresh(new, record.standby_id_before)
+    fresh = runs_fresh(new, record.to_image, record.standby_seen)
     if (
         fresh
         and agent is not None
@@ -511,6 +605,11 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         why = f"{new.name} restarted {new.restart_count - baseline - 1} time(s) after the image change"
         return _roll_back(pod, record, Reason.CONTAINER_FAILED, why, policy)
     elapsed = _elapsed(record, pod.now)
+    seen = record.standby_seen
+    ignored = ignored_image_change(new, seen, waited=elapsed, grace=policy.kubelet_grace)
+    if ignored and not _new_agent_owns_traffic(pod, record):
+        why = _kubelet_ignored(pod, new, seen, record.to_image, policy)
+        return _roll_back(pod, record, Reason.KUBELET_IGNORED_IMAGE_CHANGE, why, policy)
     if elapsed > policy.step_timeout:
         if not _new_agent_owns_traffic(pod, record):
             why = f"slot {record.new_slot} did not take over within {policy.step_timeout:.0f}s"
@@ -524,6 +623,24 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
     return WaitFor(
         reason=f"waiting for slot {record.new_slot} to take over", requeue_after=policy.poll_interval
     )
+
+
+def _kubelet_ignored(
+    pod: ObservedPod, container: ContainerView, seen: Seen, image: str, policy: Policy
+) -> str:
+    """Why the controller gave up on an image change the kubelet never acted on, naming the kubelet."""
+    why = (
+        f"the kubelet did not restart {container.name} within {policy.kubelet_grace:.0f}s of setting its "
+        f"image to {image}: container {seen.container_id} runs on (restarts {container.restart_count}, "
+        f"image {container.status_image}), no pull, no Waiting state"
+    )
+    if not container.native_sidecar:
+        return why
+    node = _node(pod)
+    version = node.kubelet_version if node is not None else None
+    if node is not None and version is not None:
+        return f"{why}; {unsupported_native_sidecar(version, node.name)}"
+    return f"{why}; only kubelets v1.32+ restart a native sidecar on an image change (kubernetes#126525)"
 
 
 def _old_slot_phase(pod: ObservedPod, record: UpgradeRecord) -> str | None:
@@ -543,10 +660,16 @@ def _draining(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord, 
     if phase == "retired" and old is not None:
         message = f"old Envoy in slot {record.old_slot} exited; {old.name} set to the empty image"
         resetting = record.moved(
-            Phase.RESETTING, now=pod.now, message=message, old_container_id=old.container_id
+            Phase.RESETTING,
+            now=pod.now,
+            message=message,
+            old_container_id=old.container_id,
+            old_restarts_before=old.restart_count,
+            old_image_id_before=old.image_id,
         )
         drained = _event("Drained", f"old Envoy in {old.name} drained and exited")
-        return _to_empty(ResetOldToEmpty, old, resetting, policy, event=drained)
+        planned = plan_restart(pod.annotations, old.name)
+        return _to_empty(ResetOldToEmpty, old, resetting, policy, event=drained, planned=planned)
     deadline = drain_deadline_seconds(old, policy)
     if _elapsed(record, pod.now) > deadline:
         why = (
@@ -568,9 +691,15 @@ def _resetting(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord,
         return _fail(pod, record, Reason.RESET_TIMEOUT, why, status=status_after_take_over(status, record))
     if old.image != record.empty_image:  # reapply: a stale write elsewhere undid ours
         return _to_empty(ResetOldToEmpty, old, record, policy)
-    if _runs_fresh(old, record.old_container_id):
+    if runs_fresh(old, record.empty_image, record.old_seen):
         return _complete(pod, status, record)
-    if _elapsed(record, pod.now) > policy.step_timeout:
+    elapsed = _elapsed(record, pod.now)
+    if ignored_image_change(old, record.old_seen, waited=elapsed, grace=policy.kubelet_grace):
+        why = _kubelet_ignored(pod, old, record.old_seen, record.empty_image, policy)
+        why += f"; new Envoy serves from {record.new_container}"
+        serving = status_after_take_over(status, record)
+        return _fail(pod, record, Reason.KUBELET_IGNORED_IMAGE_CHANGE, why, status=serving)
+    if elapsed > policy.step_timeout:
         why = (
             f"{old.name} did not run the empty image within {policy.step_timeout:.0f}s "
             f"({old.waiting_reason or 'not running'}); new Envoy serves from {record.new_container}"
@@ -597,7 +726,11 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
         return _fail(pod, record, reason, f"{original}; standby container disappeared during rollback")
     if new.image != record.empty_image:
         return _to_empty(RollBack, new, record, policy)
-    if _runs_fresh(new, record.rollback_from_id):
+    # Done when a fresh container runs the empty image, or when the kubelet never swapped it at all:
+    # the very container from before the upgrade still runs (on the empty image it never left).
+    before = record.standby_seen
+    never_left = before.container_id is not None and still_the_container(new, before)
+    if runs_fresh(new, record.empty_image, record.rollback_seen) or never_left:
         failed = record.moved(Phase.FAILED, now=pod.now, message=f"{original}; rolled back", reason=reason)
         event = _event(
             "RolledBack", f"{new.name} back on the empty image; old Envoy kept serving: {original}"

@@ -78,19 +78,23 @@ def test_controller_permissions_by_default() -> None:
         ("cluster", "", "pods", "list", None),
         ("cluster", "", "pods", "watch", None),
         ("cluster", "", "pods", "patch", None),
+        ("cluster", "", "pods", "create", None),  # pre-pull, on by default
+        ("cluster", "", "pods", "delete", None),
+        ("cluster", "", "nodes", "get", None),  # the kubelet's version (native sidecars need 1.32+)
         ("cluster", "", "events", "create", None),
         (NAMESPACE, "coordination.k8s.io", "leases", "get", (lease,)),
         (NAMESPACE, "coordination.k8s.io", "leases", "update", (lease,)),
     }
 
 
-def test_prepull_adds_only_pod_create_and_delete() -> None:
+def test_prepull_off_removes_only_pod_create_and_delete() -> None:
     base = permissions(rendered(), _sa(rendered(), "controller"))
-    r = rendered(sets=["controller.prePull=true"])
-    assert permissions(r, _sa(r, "controller")) - base == {
+    r = rendered(sets=["controller.prePull=false"])
+    assert base - permissions(r, _sa(r, "controller")) == {
         ("cluster", "", "pods", "create", None),
         ("cluster", "", "pods", "delete", None),
     }
+    assert permissions(r, _sa(r, "controller")) < base
 
 
 def test_self_signed_webhook_may_touch_only_its_secret_and_its_webhook_configurations() -> None:

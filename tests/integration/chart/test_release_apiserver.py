@@ -159,7 +159,9 @@ def test_controller_leads_under_the_charts_rbac(admin: client.ApiClient, release
     assert forbidden(coordination.read_namespaced_lease, "another-lease", NAMESPACE)
     assert forbidden(coordination.create_namespaced_lease, NAMESPACE, {"metadata": {"name": "x"}, "spec": {}})
     assert forbidden(core.list_namespaced_secret, NAMESPACE)
-    assert forbidden(core.delete_namespaced_pod, "any", NAMESPACE)  # prePull is off
+    assert forbidden(core.delete_namespaced_service_account, "any", NAMESPACE)
+    assert not forbidden(core.delete_namespaced_pod, "any", NAMESPACE)  # prePull is on: 404, not 403
+    assert not forbidden(core.read_node, "any") and forbidden(core.list_node)  # nodes: get only
 
 
 def test_helm_upgrade_keeps_what_the_processes_wrote(

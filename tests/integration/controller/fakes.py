@@ -45,17 +45,58 @@ def status_annotation() -> InjectionStatus:
     )
 
 
+# What Pod Security `restricted` asks of every container (and the pod's seccomp profile).
+RESTRICTED_CONTAINER = {
+    "runAsNonRoot": True,
+    "runAsUser": 1337,
+    "runAsGroup": 1337,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
 def pod_manifest(
     name: str,
     *,
     labels: dict[str, str] | None = None,
     parent_shutdown: int = 1,
     node_name: str | None = None,
+    restricted: bool = False,
+    native: bool = False,
+    service_account: str | None = None,
+    pull_secrets: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """An injected pod as the webhook would leave it; unschedulable, so no real kubelet touches it.
-    With `node_name` it is bound to that node (one with no kubelet: there is no such node)."""
+    With `node_name` it is bound to that node (one with no kubelet: there is no such node);
+    `restricted` makes it pass Pod Security `restricted`; `native` puts the pair among the init
+    containers with restartPolicy Always (nativeSidecar mode)."""
     env = [{"name": "HOTUPGRADE_PARENT_SHUTDOWN_SECONDS", "value": str(parent_shutdown)}]
-    manifest: dict[str, Any] = {
+    pair = [
+        {"name": "hotupgrade-a", "image": OLD, "env": env},
+        {"name": "hotupgrade-b", "image": EMPTY, "env": env},
+    ]
+    app = {"name": "app", "image": "registry.local/demo-app:1"}
+    spec: dict[str, Any] = {
+        "nodeSelector": {"hotupgrade.io/test-no-such-node": "true"},
+        "terminationGracePeriodSeconds": 0,
+    }
+    if native:
+        spec["initContainers"] = [{**c, "restartPolicy": "Always"} for c in pair]
+        spec["containers"] = [app]
+    else:
+        spec["containers"] = [*pair, app]
+    if restricted:
+        spec["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        for container in spec["containers"] + spec.get("initContainers", []):
+            container["securityContext"] = dict(RESTRICTED_CONTAINER)
+    if service_account is not None:
+        spec["serviceAccountName"] = service_account
+    if pull_secrets:
+        spec["imagePullSecrets"] = [{"name": secret} for secret in pull_secrets]
+    if node_name is not None:
+        spec["nodeName"] = node_name
+    return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -63,19 +104,8 @@ def pod_manifest(
             "labels": labels or {"app": "web"},
             "annotations": {"hotupgrade.io/status": status_annotation().render()},
         },
-        "spec": {
-            "nodeSelector": {"hotupgrade.io/test-no-such-node": "true"},
-            "terminationGracePeriodSeconds": 0,
-            "containers": [
-                {"name": "hotupgrade-a", "image": OLD, "env": env},
-                {"name": "hotupgrade-b", "image": EMPTY, "env": env},
-                {"name": "app", "image": "registry.local/demo-app:1"},
-            ],
-        },
+        "spec": spec,
     }
-    if node_name is not None:
-        manifest["spec"]["nodeName"] = node_name
-    return manifest
 
 
 class FakeAgents:
@@ -168,7 +198,12 @@ class FakeAgents:
 
 
 class KubeletSim:
-    """Writes pod status the way a kubelet would after spec image changes (real status subresource)."""
+    """Writes pod status the way a kubelet would after spec image changes (real status subresource).
+
+    `tags` maps a digest-pinned image to the tag the kubelet names it by in `status.image` (as it does
+    when a tag of that digest is on the node); `ignores_native_image_change` plays a kubelet older than
+    1.32, which keeps a native sidecar running on its old image whatever the spec says.
+    """
 
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.kube = kube
@@ -176,6 +211,9 @@ class KubeletSim:
         self.agents: dict[str, FakeAgents] = {}
         self.broken = {BROKEN}
         self.generation = itertools.count(1)
+        self.tags: dict[str, str] = {}
+        self.ignores_native_image_change = False
+        self.started_on: dict[tuple[str, str], str] = {}  # (pod, container) -> spec image it runs
 
     def add_pod(
         self,
@@ -184,8 +222,11 @@ class KubeletSim:
         labels: dict[str, str] | None = None,
         drain_seconds: float = 1.0,
         node_name: str | None = None,
+        **manifest: Any,
     ) -> FakeAgents:
-        self.kube.create_pod(self.namespace, pod_manifest(name, labels=labels, node_name=node_name))
+        self.kube.create_pod(
+            self.namespace, pod_manifest(name, labels=labels, node_name=node_name, **manifest)
+        )
         agents = FakeAgents(fresh_loopback_ip(), drain_seconds=drain_seconds)
         self.agents[name] = agents
         self.sync(name)
@@ -195,31 +236,44 @@ class KubeletSim:
         pod = self.kube.get_pod(self.namespace, name)
         if pod is None:
             return
+        status = pod.get("status") or {}
+        init = self._statuses(pod, name, "initContainers", status.get("initContainerStatuses"))
+        main = self._statuses(pod, name, "containers", status.get("containerStatuses"))
         agents = self.agents[name]
-        previous = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []}
-        statuses = []
-        for container in pod["spec"]["containers"]:
-            cname, image = container["name"], container["image"]
-            before = previous.get(cname)
-            if before is not None and before["image"] == image:
-                statuses.append(before)
-                continue
-            statuses.append(self._started(cname, image, before))
-            if cname in SLOT_OF and image not in self.broken:
-                agents.container_started(SLOT_OF[cname], image)
-        ready = all("running" in s["state"] for s in statuses)
-        body = {
+        ready = all("running" in s["state"] for s in init + main)
+        body: dict[str, Any] = {
             "status": {
                 "phase": "Running",
                 "podIP": agents.ip,
                 "podIPs": [{"ip": agents.ip}],
                 "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                "containerStatuses": statuses,
+                "containerStatuses": main,
             }
         }
+        if init:
+            body["status"]["initContainerStatuses"] = init
         self.kube.core.patch_namespaced_pod_status(
             name, self.namespace, body, _content_type="application/merge-patch+json", _preload_content=False
         )
+
+    def _statuses(
+        self, pod: dict[str, Any], name: str, key: str, reported: list[dict[str, Any]] | None
+    ) -> list[dict[str, Any]]:
+        previous = {s["name"]: s for s in reported or []}
+        statuses = []
+        for container in pod["spec"].get(key) or []:
+            cname, image = container["name"], container["image"]
+            before = previous.get(cname)
+            running_on = self.started_on.get((name, cname))
+            native = key == "initContainers" and container.get("restartPolicy") == "Always"
+            if before is not None and (running_on == image or (native and self.ignores_native_image_change)):
+                statuses.append(before)
+                continue
+            self.started_on[(name, cname)] = image
+            statuses.append(self._started(cname, image, before))
+            if cname in SLOT_OF and image not in self.broken:
+                self.agents[name].container_started(SLOT_OF[cname], image)
+        return statuses
 
     def _started(self, cname: str, image: str, before: dict[str, Any] | None) -> dict[str, Any]:
         restarts = 0 if before is None else int(before.get("restartCount", 0)) + 1
@@ -232,16 +286,27 @@ class KubeletSim:
                 "ready": False,
                 "restartCount": restarts,
             } | {"state": state}
+        pinned = "@" in image  # the kubelet's imageID for a pinned image is the repo digest it pulled
         return {
             "name": cname,
-            "image": image,
-            "imageID": f"{image}@sha256:{abs(hash(image)):064x}"[:80],
+            "image": self.tags.get(image, image),
+            "imageID": image if pinned else f"{image}@sha256:{abs(hash(image)):064x}"[:80],
             "containerID": f"containerd://{cname}-{next(self.generation)}",
             "ready": True,
             "started": True,
             "restartCount": restarts,
             "state": {"running": {"startedAt": "2026-11-26T12:00:00Z"}},
         }
+
+    def pre_pull_succeeded(self, name: str) -> None:
+        """Play the kubelet of a pre-pull pod (bound to a node with none): it pulled and exited 0."""
+        self.kube.core.patch_namespaced_pod_status(
+            name,
+            self.namespace,
+            {"status": {"phase": "Succeeded"}},
+            _content_type="application/merge-patch+json",
+            _preload_content=False,
+        )
 
     def sync_all(self) -> None:
         for name in list(self.agents):

@@ -37,7 +37,7 @@ from webhook.injection_status import parse_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-POLICY = Policy(step_timeout=20, drain_grace=10, poll_interval=0.2)
+POLICY = Policy(step_timeout=20, drain_grace=10, poll_interval=0.2, pre_pull=False)
 
 
 def record_of(pod: dict[str, Any]) -> UpgradeRecord | None:
@@ -86,6 +86,21 @@ def phase_is(*phases: Phase) -> Callable[[dict[str, Any]], bool]:
         return record is not None and record.phase in phases
 
     return check
+
+
+def start_pre_pull(
+    reconciler: Reconciler, sim: KubeletSim, name: str
+) -> tuple[dict[str, Any], UpgradeRecord, dict[str, Any]]:
+    """Ask for NEW and reconcile once: the pod, its PrePulling record and the pre-pull pod created."""
+    annotate(sim.kube, sim.namespace, name, **{ANNOTATION_TARGET_IMAGE: NEW})
+    assert not reconciler.reconcile(sim.namespace, name).done
+    pod = sim.kube.get_pod(sim.namespace, name)
+    assert pod is not None
+    record = record_of(pod)
+    assert record is not None and record.phase is Phase.PRE_PULLING and record.pre_pull_pod is not None
+    puller = sim.kube.get_pod(sim.namespace, record.pre_pull_pod)
+    assert puller is not None, "the pre-pull pod was created (admitted)"
+    return pod, record, puller
 
 
 def event_reasons(kube: Kube, namespace: str, name: str) -> list[str]:
@@ -300,29 +315,18 @@ def test_pre_pull_pod_runs_the_target_on_the_node_and_is_removed_after_the_swap(
         replace(POLICY, pre_pull=True),
         metrics=ControllerMetrics(CollectorRegistry()),
     )
-    annotate(kube, namespace, "web-0", **{ANNOTATION_TARGET_IMAGE: NEW})
-    assert not reconciler.reconcile(namespace, "web-0").done
-    pod = kube.get_pod(namespace, "web-0")
-    assert pod is not None
-    record = record_of(pod)
-    assert record is not None and record.phase is Phase.PRE_PULLING and record.pre_pull_pod is not None
-    puller = kube.get_pod(namespace, record.pre_pull_pod)
-    assert puller is not None and puller["spec"]["nodeName"] == node
+    pod, _, puller = start_pre_pull(reconciler, sim, "web-0")
+    pre_pull = str(puller["metadata"]["name"])
+    assert puller["spec"]["nodeName"] == node
     assert [c["image"] for c in puller["spec"]["containers"]] == [NEW]
     assert puller["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
     assert not reconciler.reconcile(namespace, "web-0").done, "pre-pull still running: wait"
     waiting = kube.get_pod(namespace, "web-0")
     assert waiting is not None and image_of(waiting, "hotupgrade-b") == EMPTY
-    kube.core.patch_namespaced_pod_status(
-        record.pre_pull_pod,
-        namespace,
-        {"status": {"phase": "Succeeded"}},
-        _content_type="application/merge-patch+json",
-        _preload_content=False,
-    )
+    sim.pre_pull_succeeded(pre_pull)
     pod = drive(reconciler, sim, "web-0", phase_is(Phase.COMPLETED))
     assert image_of(pod, "hotupgrade-b") == NEW and image_of(pod, "hotupgrade-a") == EMPTY
-    assert kube.get_pod(namespace, record.pre_pull_pod) is None, "removed once the standby got the image"
+    assert kube.get_pod(namespace, pre_pull) is None, "removed once the standby got the image"
     assert event_reasons(kube, namespace, "web-0") == [
         "UpgradeStarted",
         "TakenOver",

@@ -80,7 +80,7 @@ def container_status(name: str, image: str, cid: str | None, *, state: str = "ru
     out: dict[str, Any] = {
         "name": name,
         "image": image,
-        "imageID": f"{image}@sha256:{abs(hash(image)):x}",
+        "imageID": extra.pop("image_id", f"{image}@sha256:{abs(hash(image)):x}"),
         "restartCount": extra.pop("restarts", 0),
         "ready": state == "running",
         "started": state == "running",

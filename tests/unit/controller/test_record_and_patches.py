@@ -8,14 +8,10 @@ import pytest
 
 from controller.actions import CreatePrePullPod, Event, Fail, WaitFor
 from controller.keys import ANNOTATION_UPGRADE
-from controller.observed import agent_view, normalize_image, observe_pod, parent_shutdown_seconds
-from controller.patches import (
-    annotation_path,
-    patch_for,
-    pointer_token,
-    pre_pull_pod_manifest,
-)
+from controller.observed import Seen, agent_view, normalize_image, observe_pod, parent_shutdown_seconds
+from controller.patches import annotation_path, patch_for, pointer_token
 from controller.policy import ImageAllowlist
+from controller.prepull import pre_pull_pod_manifest
 from controller.record import (
     InvalidRecordError,
     Phase,
@@ -34,6 +30,26 @@ def test_record_round_trips_with_the_documented_keys() -> None:
     )
     assert "finished" not in data and "oldContainerID" not in data, "absent optionals are left out"
     assert parse_record(RECORD.render()) == RECORD
+
+
+def test_what_each_container_ran_before_its_image_change_round_trips() -> None:
+    seen = replace(
+        RECORD,
+        standby_image_id_before="x@sha256:" + "e1" * 32,
+        old_container_id="containerd://a1",
+        old_restarts_before=2,
+        old_image_id_before="sha256:" + "4e" * 32,
+        rollback_from_restarts=1,
+        rollback_from_image_id="y@sha256:" + "3f" * 32,
+    )
+    data = json.loads(seen.render())
+    assert data["standbyImageIDBefore"].startswith("x@") and data["oldRestartsBefore"] == 2
+    assert parse_record(seen.render()) == seen
+    assert seen.old_seen == Seen("containerd://a1", 2, "sha256:" + "4e" * 32)
+    assert seen.standby_seen == Seen("containerd://b1", 0, "x@sha256:" + "e1" * 32)
+    assert seen.rollback_seen == Seen("containerd://b2", 1, "y@sha256:" + "3f" * 32)
+    with pytest.raises(InvalidRecordError, match="oldRestartsBefore"):
+        parse_record(json.dumps({**data, "oldRestartsBefore": True}))
 
 
 def test_terminal_move_sets_finished() -> None:

@@ -34,12 +34,9 @@ from controller.keys import (
 from controller.observed import PrePullView
 from controller.patches import patch_for
 from controller.policy import ImageAllowlist, Policy
+from controller.prepull import pre_pull_pod_name
 from controller.record import Phase, Reason, UpgradeRecord, parse_record
-from controller.steps import (
-    next_step,
-    pre_pull_pod_name,
-    status_after_take_over,
-)
+from controller.steps import next_step, status_after_take_over
 from tests.unit.controller.podfixtures import (
     EMPTY,
     NEW,
@@ -56,7 +53,7 @@ from tests.unit.controller.podfixtures import (
 )
 from webhook.injection_status import parse_status
 
-POLICY = Policy(step_timeout=60, drain_grace=30, poll_interval=1)
+POLICY = Policy(step_timeout=60, drain_grace=30, poll_interval=1, pre_pull=False)
 PRE_PULL = replace(POLICY, pre_pull=True)
 
 # Agents as they report during an upgrade a -> b.
@@ -145,10 +142,17 @@ def test_no_target_is_noop() -> None:
     assert next_step(observe(raw_pod(target=None)), POLICY) == Noop("no target image")
 
 
-def test_target_equal_to_active_image_is_noop() -> None:
-    assert next_step(observe(raw_pod(target=OLD), agents=SERVING_A), POLICY) == Noop(
-        "already running the target image"
-    )
+def test_target_equal_to_active_image_is_reported_once_not_ignored() -> None:
+    pod = raw_pod(target=OLD)
+    action = next_step(observe(pod, agents=None), POLICY)
+    assert isinstance(action, Fail), "a re-pushed tag must not pass in silence (no record, no Event)"
+    assert action.record.reason is Reason.ALREADY_RUNNING and action.record.phase is Phase.FAILED
+    assert action.event.type == "Warning" and action.event.reason == "TargetAlreadyRunning"
+    assert f"{OLD} is already running in hotupgrade-a" in action.event.message
+    assert "digest" in action.event.message, "the user is told what to do instead"
+    assert all("/spec/" not in op["path"] for op in patch_for(action, "1")), "nothing is swapped"
+    again = next_step(observe(apply(pod, action), agents=None, after=5), POLICY)
+    assert isinstance(again, Noop), "told once, not on every reconcile"
 
 
 def test_invalid_status_without_target_is_noop() -> None:
@@ -394,7 +398,8 @@ def test_take_over_completes_only_with_new_container_id_and_agent_serving() -> N
 
 
 def test_take_over_timeout_rolls_back() -> None:
-    action = next_step(observe(taking_over(), agents=SERVING_A, after=61), POLICY)
+    # The kubelet swapped the container, but its agent never took over.
+    action = next_step(observe(swapped_in(taking_over()), agents=SERVING_A, after=61), POLICY)
     assert isinstance(action, RollBack) and action.record.reason is Reason.TAKE_OVER_TIMEOUT
     assert (action.expect_image, action.image) == (NEW, EMPTY)
     assert action.record.phase is Phase.ROLLING_BACK
@@ -694,7 +699,7 @@ def test_the_agents_are_asked_only_when_the_decision_reads_them() -> None:
 
     assert unasked(raw_pod(target=None)) == Noop("no target image")
     assert unasked(raw_pod(status=None)) == Noop("pod is not injected")
-    assert isinstance(unasked(raw_pod(target=OLD)), Noop), "already on the target"
+    assert isinstance(unasked(raw_pod(target=OLD)), Fail), "already on the target: told without asking"
     assert unasked(raw_pod()) == Observe(agents=True)
     assert unasked(annotate(draining(), target=None)) == Observe(agents=True)
     done = set_container(resetting(), "hotupgrade-a", cid="containerd://a2", restarts=1)
