@@ -41,6 +41,7 @@ LOCK_FILE: Final = "state.lock"
 AGENT_BINARY: Final = "hotupgrade-agent"
 SHM_VOLUME: Final = "hotupgrade-shm"
 RUN_VOLUME: Final = "hotupgrade-run"
+SCHEMA_VERSION: Final = "1.1"
 
 LABEL_NAMESPACE_INJECTION: Final = "hotupgrade.io/injection"
 LABEL_POD_INJECT: Final = "hotupgrade.io/inject"
@@ -55,6 +56,7 @@ POST_START_COMMAND: Final = (
 )
 
 STATUS_FIELDS: Final = (
+    "schemaVersion",
     "slot",
     "role",
     "phase",

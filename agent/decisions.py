@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent.contract import Slot
-from agent.state import SharedState, replaced_by_other, with_event, with_slot, with_stopped
+from agent.state import (
+    SharedState,
+    held_by,
+    other_slot,
+    replaced_by_other,
+    with_event,
+    with_hold,
+    with_slot,
+    with_stopped,
+)
 
 LIVE = "LIVE"
 # server_info state we did not see because the admin did not answer (its socket proves it runs).
@@ -68,7 +77,18 @@ class Wait:
     reason: str
 
 
+@dataclass(frozen=True)
+class StandBy:
+    """Never start here: this slot was replaced and its container not reset since (a restart, no request)."""
+
+    reason: str
+
+
 StartDecision = FreshStart | TakeOver | Refuse | Wait
+
+# Containers of a pod get SIGTERM together when the pod or the node stops; a release recorded this
+# close to the active agent's own SIGTERM is part of that stop, not the controller's reset.
+POD_STOP_WINDOW_SECONDS = 10.0
 
 
 def socket_id(epoch: int) -> int:
@@ -114,6 +134,49 @@ def decide_start(observation: Observation) -> StartDecision:
     if live.state not in (LIVE, UNKNOWN):
         return Wait(f"the live Envoy (epoch {live.epoch}) is {live.state}, not {LIVE}")
     return TakeOver(epoch=choose_epoch(live), parent_epoch=live.epoch)
+
+
+def stand_by_reason(state: SharedState, slot: Slot) -> str | None:
+    """Why this slot must stand by instead of starting Envoy, or None when it may start.
+
+    The controller asks a slot to serve only by changing its container's image, and it always resets a
+    replaced slot to the empty image first: the kubelet stops the replaced agent (SIGTERM), which
+    releases the hold (`released_on_sigterm`). A replaced slot whose agent starts again without that
+    release is its old container restarting (agent crash, OOM kill, runtime restart): it must never take
+    the listeners back, whether an Envoy is live or not (issue 10, state-when-old-slot-restarts.json).
+    """
+    epoch = held_by(state, slot)
+    if epoch is None:
+        return None
+    return (
+        f"slot {slot} was replaced by epoch {epoch} and its container was not reset since: this is "
+        "a restart of the replaced container, which stands by; only the controller's image change "
+        "after a reset makes it serve"
+    )
+
+
+def released_on_sigterm(state: SharedState, slot: Slot, *, now: float) -> SharedState | None:
+    """Our agent got SIGTERM while its slot is held: the controller's reset releases the hold.
+
+    Not when the pod itself is stopping (the active slot drains on its own SIGTERM, or none is active):
+    the kubelet then stops every container, which is no request. None: nothing to record.
+    """
+    if held_by(state, slot) is None:
+        return None
+    active = state.active_slot
+    if active is None or active == slot or state.slots[active].phase == "draining":
+        return None
+    record = state.slots[slot]
+    return with_hold(state, slot, replaced_by_epoch=record.replaced_by_epoch, released_at=now)
+
+
+def voided_by_pod_stop(state: SharedState, slot: Slot, *, now: float) -> SharedState:
+    """The active agent got SIGTERM: a release of the other slot in the last moments was the same stop."""
+    other = other_slot(slot)
+    record = state.slots[other]
+    if record.released_at is None or now - record.released_at > POD_STOP_WINDOW_SECONDS:
+        return state
+    return with_hold(state, other, replaced_by_epoch=record.replaced_by_epoch, released_at=None)
 
 
 @dataclass(frozen=True)

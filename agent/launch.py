@@ -31,6 +31,7 @@ from agent.decisions import (
     BootstrapVerdict,
     Observation,
     Refuse,
+    StandBy,
     ValidationInconclusive,
     Wait,
     bootstrap_verdict,
@@ -44,6 +45,7 @@ from agent.preflight import Preflight, start_preflight
 from agent.records import LOCK_TIMEOUT, StateRecorder
 from agent.rundir import LockTimeoutError, RunDir
 from agent.startplan import Launch
+from agent.state import NewerSchemaError
 from agent.view import ViewKeeper
 
 LIVE_TIMEOUT = 60.0
@@ -51,7 +53,7 @@ POLL = 0.05
 # Validation takes ~0.1 s; a busy node may stretch it, and a hung one is retried, not refused.
 VALIDATE_TIMEOUT = 60.0
 
-StartOutcome = Literal["started", "refused", "failed", "aborted"]
+StartOutcome = Literal["started", "refused", "failed", "aborted", "standing-by"]
 
 
 class StartFailedError(RuntimeError):
@@ -111,8 +113,9 @@ class EnvoyStarter:
         self._preflight = preflight
         self._went_live = False
 
-    def attempt(self) -> Started | Literal["refused", "failed"]:
-        """One attempt: Started, refused or failed for good; StartFailedError when a retry may succeed.
+    def attempt(self) -> Started | Literal["refused", "failed", "standing-by"]:
+        """One attempt: Started, refused, failed for good or standing by; StartFailedError when a retry
+        may succeed.
 
         Raises StartAbortedError when SIGTERM arrives meanwhile.
         """
@@ -133,8 +136,13 @@ class EnvoyStarter:
         finally:
             preflight.cancel()
 
-    def _attempt_locked(self, preflight: Preflight) -> Started | Literal["refused", "failed"]:
-        state = self.records.read()
+    def _attempt_locked(self, preflight: Preflight) -> Started | Literal["refused", "failed", "standing-by"]:
+        try:
+            state = self.records.read()
+        except NewerSchemaError as error:
+            # Written by a newer agent: refuse without writing, so the newer one finds its file intact.
+            self._refuse(str(error), failure="newer_schema")
+            return "refused"
         admin_view = self.admin.server_info()
         observation = Observation(
             state=state,
@@ -151,10 +159,16 @@ class EnvoyStarter:
             admin_epoch=None if admin_view is None else admin_view.epoch,
             bound_socket_ids=sorted(observation.bound_socket_ids),
         )
+        if isinstance(plan, StandBy):
+            self.view.set(phase="retired", error=plan.reason)
+            self.log.warning("standing-by", reason=plan.reason)
+            state = startplan.standby_state(
+                state, self.config.slot, bound_socket_ids=observation.bound_socket_ids, now=time.time()
+            )
+            self.records.record(state, "standing-by", epoch=None, detail=plan.reason)
+            return "standing-by"
         if isinstance(plan, Refuse):
-            self.metrics.failures.labels(reason="refused").inc()
-            self.view.set(phase="failed", error=plan.reason)
-            self.log.error("takeover-refused", reason=plan.reason)
+            self._refuse(plan.reason, failure="refused")
             state = startplan.refused_state(state, self.config.slot, reason=plan.reason, now=time.time())
             self.records.record(state, "refused", epoch=None, detail=plan.reason)
             return "refused"
@@ -187,6 +201,12 @@ class EnvoyStarter:
                 raise
             return self._failed(plan, str(error), permanent=False)
         return self._live(envoy, plan)
+
+    def _refuse(self, reason: str, *, failure: str) -> None:
+        """This slot never starts Envoy: say why in the view, the log and the metrics."""
+        self.metrics.failures.labels(reason=failure).inc()
+        self.view.set(phase="failed", error=reason)
+        self.log.error("takeover-refused", reason=reason)
 
     def _spawn(self, plan: Launch, bootstrap_text: str) -> RunningEnvoy:
         bootstrap = write_bootstrap_file(bootstrap_file(self.config, plan.epoch), bootstrap_text)

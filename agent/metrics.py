@@ -19,8 +19,8 @@ class AgentMetrics:
         )
         self.failures = Counter(
             "hotupgrade_agent_failures",
-            "Failures by reason (start_failed, invalid_bootstrap, refused, crash, lock_timeout, "
-            "drain_error).",
+            "Failures by reason (start_failed, invalid_bootstrap, refused, newer_schema, bad_config, crash, "
+            "lock_timeout, drain_error).",
             ["reason"],
             registry=self.registry,
         )

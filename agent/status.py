@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict
 
 from agent.contract import AgentPhase, AgentRole, Slot
-from agent.state import SharedState, StateJSON, is_ready, role_of, to_json
+from agent.state import SCHEMA_VERSION, SharedState, StateJSON, is_ready, role_of, to_json
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,9 @@ class AgentView:
 
 
 class StatusJSON(TypedDict):
-    """GET /status (docs/contract.md "Agent status")."""
+    """GET /status (docs/contract.md "Agent status"); `schemaVersion` as the state file's."""
 
+    schemaVersion: str
     slot: Slot
     role: AgentRole
     phase: AgentPhase
@@ -46,6 +47,7 @@ class StatusJSON(TypedDict):
 def status_document(view: AgentView, state: SharedState) -> StatusJSON:
     """The /status document of this slot."""
     return StatusJSON(
+        schemaVersion=SCHEMA_VERSION,
         slot=view.slot,
         role=role_of(state, view.slot, envoy_running=view.envoy_running),
         phase=view.phase,

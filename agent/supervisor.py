@@ -12,7 +12,8 @@ agent/startplan.py, the I/O in the shells named below):
   or stopped by us.
 - SIGTERM/SIGINT: active -> graceful drain (agent/drain.py), wait for zero connections or the drain
   deadline, stop Envoy, exit 0. Replaced, retired, failed or standby -> exit 0 at once without touching
-  the listeners (they belong to the other slot's Envoy).
+  the listeners (they belong to the other slot's Envoy); a replaced slot records its release first (the
+  controller's reset: its next start may serve), an active one voids a release the same pod stop made.
 It must not touch the other slot's Envoy except through Envoy's own hot-restart protocol.
 """
 
@@ -40,6 +41,8 @@ from agent.decisions import (
     after_envoy_exit,
     describe_exit,
     exit_state,
+    released_on_sigterm,
+    voided_by_pod_stop,
 )
 from agent.drain import drain_gracefully
 from agent.envoy import RunningEnvoy
@@ -217,10 +220,25 @@ class Supervisor:
             assert isinstance(action, Stopped)
 
     # -- SIGTERM ----------------------------------------------------------------------------------
+    def _release(self) -> None:
+        """A replaced slot's container is being stopped: the controller's reset releases the hold."""
+        released = False
+
+        def release(state: SharedState) -> SharedState | None:
+            nonlocal released
+            state_after = released_on_sigterm(state, self.config.slot, now=time.time())
+            released = state_after is not None
+            return state_after
+
+        self.records.update(release, event="released", epoch=None, detail="SIGTERM while replaced")
+        if released:
+            self.log.event("released", why="stopped while replaced: its next start may serve")
+
     def shutdown(self) -> int:
         """Drain and stop our Envoy if it still owns the listeners, else leave them alone; exit code 0."""
         envoy = self.view_keeper.envoy
         if envoy is None or envoy.poll() is not None:
+            self._release()
             self.log.event("exit", why="no Envoy of ours is running")
             return 0
         replaced = False
@@ -230,12 +248,15 @@ class Supervisor:
             replaced = state.active_slot != self.config.slot or state.epoch != envoy.epoch
             if replaced:
                 return None
+            now = time.time()
+            state = voided_by_pod_stop(state, self.config.slot, now=now)
             return with_slot(
-                state, self.config.slot, now=time.time(), phase="draining", epoch=envoy.epoch, pid=envoy.pid
+                state, self.config.slot, now=now, phase="draining", epoch=envoy.epoch, pid=envoy.pid
             )
 
         self.records.update(start_draining, event="draining", epoch=envoy.epoch, detail="SIGTERM")
         if replaced:
+            self._release()
             self.log.event("exit", why="replaced: the listeners belong to the new Envoy")
             return 0
         self.view_keeper.set(phase="draining")
