@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from agent import contract
 from agent.contract import Slot
 from agent.state import (
     SharedState,
@@ -65,9 +66,13 @@ class TakeOver:
 
 @dataclass(frozen=True)
 class Refuse:
-    """Never start here: this image's Envoy cannot hot-restart from the live one."""
+    """Never start here: this image's Envoy cannot hot-restart from the live one, or cannot be hitless.
+
+    `failure` is the reason label of the failures metric.
+    """
 
     reason: str
+    failure: str = "refused"
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,24 @@ def decide_start(observation: Observation) -> StartDecision:
     if live.state not in (LIVE, UNKNOWN):
         return Wait(f"the live Envoy (epoch {live.epoch}) is {live.state}, not {LIVE}")
     return TakeOver(epoch=choose_epoch(live), parent_epoch=live.epoch)
+
+
+def drain_timing_problem(*, drain_seconds: int, parent_shutdown_seconds: int) -> str | None:
+    """Why this drain/parent-shutdown pair cannot be hitless, or None (docs/contract.md "Drain timing").
+
+    Envoy starts the parent's drain and the child's parent-shutdown timer together; a request on the
+    parent's connections told to close at the end of the drain must still finish before the parent
+    exits. Measured (tests/integration/agent/test_drain_margin.py): 1 s / 1 s loses requests, 1 s / 2 s none.
+    """
+    minimum = drain_seconds + contract.SHUTDOWN_MARGIN_SECONDS
+    if parent_shutdown_seconds >= minimum:
+        return None
+    return (
+        f"{contract.ENV_PARENT_SHUTDOWN_SECONDS}={parent_shutdown_seconds} must be at least "
+        f"{contract.ENV_DRAIN_SECONDS}={drain_seconds} + {contract.SHUTDOWN_MARGIN_SECONDS}s: the old Envoy "
+        "would exit while requests it was draining are still in flight (size it at the drain time plus "
+        "the longest request plus 1s)"
+    )
 
 
 def stand_by_reason(state: SharedState, slot: Slot) -> str | None:

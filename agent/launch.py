@@ -168,7 +168,7 @@ class EnvoyStarter:
             self.records.record(state, "standing-by", epoch=None, detail=plan.reason)
             return "standing-by"
         if isinstance(plan, Refuse):
-            self._refuse(plan.reason, failure="refused")
+            self._refuse(plan.reason, failure=plan.failure)
             state = startplan.refused_state(state, self.config.slot, reason=plan.reason, now=time.time())
             self.records.record(state, "refused", epoch=None, detail=plan.reason)
             return "refused"

@@ -23,6 +23,7 @@ from agent.decisions import (
     TakeOver,
     Wait,
     decide_start,
+    drain_timing_problem,
     socket_id,
     stand_by_reason,
 )
@@ -76,8 +77,13 @@ StartPlan = Launch | Refuse | Wait | StandBy
 
 
 def plan_start(observation: Observation, config: AgentConfig, *, envoy_version: str) -> StartPlan:
-    """Launch (fresh start or takeover), Refuse (incompatible hot-restart versions), Wait (mid-start) or
-    StandBy (a replaced slot restarted before the controller reset it)."""
+    """Launch (fresh start or takeover), Refuse (drain timing that cannot be hitless, incompatible
+    hot-restart versions), Wait (mid-start) or StandBy (a replaced slot restarted before its reset)."""
+    timing = drain_timing_problem(
+        drain_seconds=config.drain_seconds, parent_shutdown_seconds=config.parent_shutdown_seconds
+    )
+    if timing is not None:
+        return Refuse(timing, failure="bad_config")
     held = stand_by_reason(observation.state, config.slot)
     if held is not None:
         return StandBy(held)

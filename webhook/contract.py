@@ -34,6 +34,7 @@ LISTEN_PORT: Final = 15001
 TCP_LISTEN_PORT: Final = 15002
 DRAIN_SECONDS: Final = 10
 PARENT_SHUTDOWN_SECONDS: Final = 15
+SHUTDOWN_MARGIN_SECONDS: Final = 1
 WAIT_TIMEOUT: Final = 120
 BOOTSTRAP_TEMPLATE: Final = "/etc/hotupgrade/envoy.yaml.tmpl"
 STATE_FILE: Final = "state.json"
