@@ -276,6 +276,38 @@ def parent_vanished_early(*, seconds_since_live: float, parent_shutdown_seconds:
     return seconds_since_live < parent_shutdown_seconds - 1.0
 
 
+def stand_in_needed(*, early: bool, own_admin_answers: bool) -> bool:
+    """Bind the vanished parent's socket: it died mid-drain, or our Envoy's main thread still waits on it.
+
+    A child sends the parent a Stats request at every stats flush and blocks its main thread until the
+    reply (HotRestartingChild::getParentStats, Blocking::Yes). A parent that hung (SIGSTOP, a stuck main
+    thread) and was then killed leaves that wait unanswered: our admin API stops answering, and our
+    Terminate timer, on the same thread, never fires. The stand-in's first reply ends the wait.
+    """
+    return early or not own_admin_answers
+
+
+# The hot-restart handshake (ShutdownAdmin, then our Envoy binds the admin port) takes about a second;
+# a parent that has not answered in this long is hung or stopped (SIGSTOP, a stuck main thread).
+HANDSHAKE_TIMEOUT_SECONDS = 20.0
+# A replaced Envoy gets Terminate at its parent-shutdown time and exits at once; this much later it is hung.
+HUNG_PARENT_GRACE_SECONDS = 10.0
+
+
+def handshake_stalled(*, takeover: bool, seconds_since_spawn: float, own_epoch_answered: bool) -> bool:
+    """Our hot-restart child never got past the handshake with its parent: give up (no retry).
+
+    Envoy's child waits for each reply with a blocking recvmsg and no timeout (hot_restarting_base.cc),
+    so only we can bound it. A retry would send a second request to a parent that still holds the first.
+    """
+    return takeover and not own_epoch_answered and seconds_since_spawn >= HANDSHAKE_TIMEOUT_SECONDS
+
+
+def replaced_envoy_hung(*, seconds_since_replaced: float, parent_shutdown_seconds: float) -> bool:
+    """Our replaced Envoy still runs well past the Terminate its child owed it: hung, end it."""
+    return seconds_since_replaced >= parent_shutdown_seconds + HUNG_PARENT_GRACE_SECONDS
+
+
 @dataclass(frozen=True)
 class BootstrapValid:
     """`envoy --mode validate` accepted the bootstrap."""

@@ -16,6 +16,8 @@ This module must not start or stop Envoys; agent/envoy.py does that.
 
 from __future__ import annotations
 
+import array
+import contextlib
 import os
 import socket
 import struct
@@ -130,13 +132,22 @@ class ParentStandIn:
         base_id: int,
         parent_epoch: int,
         on_message: Callable[[str], None],
+        unblock: bool = False,
     ) -> None:
+        """`unblock`: also send one Stats reply at once, for a child whose main thread waits for the
+        reply to a Stats request the parent took with it (a parent hung, then killed, mid-drain)."""
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(socket_address(socket_name(base_id, parent_epoch, "parent")))
         self._child = socket_address(socket_name(base_id, parent_epoch + 1, "child"))
         self._on_message = on_message
         self._stop = threading.Event()
         self.terminated = threading.Event()
+        if unblock:
+            # Safe when the child waits for nothing: it only reads replies right after a request, and a
+            # surplus empty Stats reply is read as the reply to its next Stats request.
+            with contextlib.suppress(OSError):
+                self._sock.sendto(frame(EMPTY_STATS_REPLY), self._child)
+                on_message("unsolicited stats reply")
         self._thread = threading.Thread(target=self._serve, name="parent-stand-in", daemon=True)
         self._thread.start()
 
@@ -165,6 +176,53 @@ class ParentStandIn:
 
     def close(self) -> None:
         """Stop answering and let go of the parent's socket name (waits up to 2 s)."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+
+
+class ChildStandIn:
+    """Binds the socket of a child we killed while its parent was hung, and swallows the parent's replies.
+
+    A parent that resumes answers the dead child's request (ShutdownAdmin, PassListenSocket); a reply to
+    an unbound name fails with ECONNREFUSED, which Envoy retries ten times a second apart on its main
+    thread and then aborts on (hot_restarting_base.cc, sendHotRestartMessage). Bound here, the reply is
+    read and dropped, and any listen socket passed with it is closed at once.
+    """
+
+    def __init__(self, *, base_id: int, epoch: int, on_message: Callable[[str], None]) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(socket_address(socket_name(base_id, epoch, "child")))
+        self._on_message = on_message
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="child-stand-in", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.2)
+        fd_size = array.array("i").itemsize
+        try:
+            while not self._stop.is_set():
+                try:
+                    data, ancillary, _flags, _address = self._sock.recvmsg(65536, socket.CMSG_SPACE(fd_size))
+                except TimeoutError:
+                    continue
+                passed = 0
+                for level, kind, payload in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds = array.array("i")
+                        fds.frombytes(payload[: len(payload) - len(payload) % fd_size])
+                        for fd in fds:
+                            os.close(fd)
+                            passed += 1
+                self._on_message(f"swallowed {len(data)} bytes, closed {passed} passed fds")
+        except OSError as error:
+            self._on_message(f"error {error}")
+        finally:
+            self._sock.close()
+
+    def close(self) -> None:
+        """Stop swallowing and let go of the child's socket name (waits up to 2 s)."""
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2)

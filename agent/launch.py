@@ -36,6 +36,7 @@ from agent.decisions import (
     Wait,
     bootstrap_verdict,
     describe_exit,
+    handshake_stalled,
     must_clear_initializing,
 )
 from agent.envoy import BootstrapValidator, EnvoyLauncher, EnvoyOptions, EnvoyVersions, RunningEnvoy
@@ -62,6 +63,10 @@ class StartFailedError(RuntimeError):
 
 class StartAbortedError(RuntimeError):
     """SIGTERM arrived while starting."""
+
+
+class ParentHungError(RuntimeError):
+    """The live Envoy never answered our child's hot-restart handshake: fail for good, do not retry."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,9 @@ class EnvoyStarter:
         self.started_at = started_at
         self._preflight = preflight
         self._went_live = False
+        self._validated: str | None = None  # the last bootstrap text Envoy's validate mode accepted
+        # Bound for the agent's lifetime once a handshake stalled (see ChildStandIn).
+        self.child_stand_ins: list[hotrestart.ChildStandIn] = []
 
     def attempt(self) -> Started | Literal["refused", "failed", "standing-by"]:
         """One attempt: Started, refused, failed for good or standing by; StartFailedError when a retry
@@ -123,7 +131,11 @@ class EnvoyStarter:
         preflight, self._preflight = self._preflight, None
         if preflight is None:
             preflight = start_preflight(
-                self.config, self.environ, binary=self.binary, validator=self.validator
+                self.config,
+                self.environ,
+                binary=self.binary,
+                validator=self.validator,
+                known_valid=self._validated,
             )
         try:
             if self.stop.is_set():
@@ -193,7 +205,13 @@ class EnvoyStarter:
         state = startplan.spawned_state(state, plan, pid=envoy.pid, now=time.time())
         self.records.record(state, "envoy-starting", epoch=plan.epoch, detail=str(plan.decision))
         try:
-            self._wait_live(envoy)
+            self._wait_live(envoy, plan)
+        except ParentHungError as error:
+            envoy.kill()
+            self._absorb_replies_to(plan.epoch)
+            return self._failed(
+                plan, str(error), permanent=True, failure="parent_hung", event="handshake-stalled"
+            )
         except (StartFailedError, StartAbortedError) as error:
             if envoy.poll() is None:
                 envoy.kill()
@@ -227,8 +245,13 @@ class EnvoyStarter:
         """Record our Envoy as the active one and report it serving (lock held)."""
         takeover_seconds = time.monotonic() - self.started_at
         state = startplan.live_state(self.records.read(), plan, pid=envoy.pid, now=time.time())
+        how = (
+            f"took over from epoch {plan.parent_epoch}"
+            if plan.takeover
+            else "fresh start: no Envoy of the pod was live to take over from"
+        )
         self.records.record(
-            state, "envoy-live", epoch=plan.epoch, detail=f"{takeover_seconds:.3f}s after agent start"
+            state, "envoy-live", epoch=plan.epoch, detail=f"{how}; {takeover_seconds:.3f}s after agent start"
         )
         self.view.adopt(envoy)
         if not self._went_live:  # the metric is agent start -> first LIVE; restarts do not count
@@ -236,8 +259,15 @@ class EnvoyStarter:
             self.metrics.takeover_seconds.set(takeover_seconds)
         if plan.takeover:
             self.metrics.takeovers.inc()
+        else:
+            self.metrics.fresh_starts.inc()
         live_at = time.monotonic()
-        self.log.event("envoy-live", pid=envoy.pid, takeover_seconds=round(takeover_seconds, 3))
+        self.log.event(
+            "envoy-live",
+            pid=envoy.pid,
+            takeover_seconds=round(takeover_seconds, 3),
+            start="takeover" if plan.takeover else "fresh",
+        )
         return Started(envoy=envoy, launch=plan, live_at=live_at)
 
     def _failed(
@@ -264,6 +294,15 @@ class EnvoyStarter:
 
     def _await_verdict(self, preflight: Preflight) -> BootstrapVerdict:
         """Wait for the preflight's validation; SIGTERM cuts the wait short."""
+        if preflight.known_valid:
+            self.log.event("bootstrap-validated", verdict="BootstrapValid", cached=True)
+            return BootstrapValid()
+        verdict = self._validation_verdict(preflight)
+        if isinstance(verdict, BootstrapValid):
+            self._validated = preflight.text
+        return verdict
+
+    def _validation_verdict(self, preflight: Preflight) -> BootstrapVerdict:
         validation = preflight.validation
         if validation is None:
             return ValidationInconclusive(f"cannot run bootstrap validation: {preflight.spawn_error}")
@@ -283,9 +322,12 @@ class EnvoyStarter:
         )
         return verdict
 
-    def _wait_live(self, envoy: RunningEnvoy) -> None:
-        """Until the admin API answers LIVE for our epoch; StartFailedError if Envoy exits or times out."""
-        deadline = time.monotonic() + LIVE_TIMEOUT
+    def _wait_live(self, envoy: RunningEnvoy, plan: Launch) -> None:
+        """Until the admin API answers LIVE for our epoch; StartFailedError if Envoy exits or times out,
+        ParentHungError if a takeover never gets past the handshake with its parent."""
+        spawned = time.monotonic()
+        deadline = spawned + LIVE_TIMEOUT
+        answered = False
         while True:
             returncode = envoy.poll()
             if returncode is not None:
@@ -293,13 +335,39 @@ class EnvoyStarter:
                     f"Envoy epoch {envoy.epoch} {describe_exit(returncode)} before it was LIVE"
                 )
             info = self.admin.server_info()
-            if info is not None and info.epoch == envoy.epoch and info.state == LIVE:
-                return
+            if info is not None and info.epoch == envoy.epoch:
+                answered = True
+                if info.state == LIVE:
+                    return
             if self.stop.is_set():
                 raise StartAbortedError
+            if handshake_stalled(
+                takeover=plan.takeover,
+                seconds_since_spawn=time.monotonic() - spawned,
+                own_epoch_answered=answered,
+            ):
+                raise ParentHungError(
+                    f"the live Envoy (epoch {plan.parent_epoch}) did not answer the hot-restart handshake "
+                    f"of epoch {plan.epoch} within {time.monotonic() - spawned:.0f}s: it is hung or "
+                    "stopped; it keeps the listeners, and this slot does not retry"
+                )
             if time.monotonic() > deadline:
                 raise StartFailedError(f"Envoy epoch {envoy.epoch} not LIVE after {LIVE_TIMEOUT:.0f}s")
             time.sleep(POLL)
+
+    def _absorb_replies_to(self, epoch: int) -> None:
+        """Keep our dead child's socket bound so the parent, if it resumes, does not abort on its reply."""
+        try:
+            stand_in = hotrestart.ChildStandIn(
+                base_id=self.config.base_id,
+                epoch=epoch,
+                on_message=lambda what: self.log.event("child-stand-in-message", message=what),
+            )
+        except OSError as error:
+            self.log.error("child-stand-in-failed", error=str(error))
+            return
+        self.child_stand_ins.append(stand_in)
+        self.log.warning("child-stand-in-bound", epoch=epoch)
 
     def _clear_stale_initializing(self, live_state: str | None) -> None:
         """Clear an INITIALIZING flag left by a child that died in init (envoy#33446); lock held."""

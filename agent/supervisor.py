@@ -9,7 +9,8 @@ agent/startplan.py, the I/O in the shells named below):
 - after a takeover (agent/handover.py): follow the replaced Envoy until its parent socket disappears;
   if it vanished before our Terminate was due, bind its socket and stand in for it (envoy#7468).
 - our Envoy exits: replaced (retire, never restart), crashed (restart with backoff at the right epoch),
-  or stopped by us.
+  or stopped by us. Replaced and still running well past its parent-shutdown time: hung (its child's
+  Terminate never came, or it cannot act on it), so we SIGKILL it; the new agent stands in for it.
 - SIGTERM/SIGINT: active -> graceful drain (agent/drain.py), wait for zero connections or the drain
   deadline, stop Envoy, exit 0. Replaced, retired, failed or standby -> exit 0 at once without touching
   the listeners (they belong to the other slot's Envoy); a replaced slot records its release first (the
@@ -42,6 +43,7 @@ from agent.decisions import (
     describe_exit,
     exit_state,
     released_on_sigterm,
+    replaced_envoy_hung,
     voided_by_pod_stop,
 )
 from agent.drain import drain_gracefully
@@ -82,8 +84,10 @@ class Supervisor:
         self.metrics = metrics
         self.log = log
         self.stop_requested = stop
-        self.handover = HandOver(config, records=records, metrics=metrics, log=log)
+        self.handover = HandOver(config, admin=admin, records=records, metrics=metrics, log=log)
         self._next_replaced_check = 0.0
+        self._replaced_at: float | None = None  # time.monotonic() when we saw our Envoy replaced
+        self._killed_hung = False
 
     # -- what the status server reads ------------------------------------------------------------
     def view(self) -> AgentView:
@@ -130,7 +134,26 @@ class Supervisor:
         if envoy is not None and time.monotonic() >= self._next_replaced_check:
             self._next_replaced_check = time.monotonic() + 0.5
             self._notice_replaced(envoy)
+            self._end_if_hung(envoy)
         self.handover.check_stand_in()
+
+    def _end_if_hung(self, envoy: RunningEnvoy) -> None:
+        """Our replaced Envoy outlived its parent-shutdown time by far: it is hung, SIGKILL it."""
+        if self._replaced_at is None or self._killed_hung:
+            return
+        if not replaced_envoy_hung(
+            seconds_since_replaced=time.monotonic() - self._replaced_at,
+            parent_shutdown_seconds=self.config.parent_shutdown_seconds,
+        ):
+            return
+        self._killed_hung = True
+        self.metrics.failures.labels(reason="hung").inc()
+        self.log.error(
+            "replaced-envoy-hung",
+            pid=envoy.pid,
+            why="still running long past its parent-shutdown time; killed (the new Envoy owns the listeners)",
+        )
+        envoy.kill()
 
     def _notice_replaced(self, envoy: RunningEnvoy) -> None:
         """Our Envoy still runs but another took over: it is draining until its Terminate."""
@@ -139,6 +162,7 @@ class Supervisor:
         ):
             return
         self.view_keeper.set(phase="draining")
+        self._replaced_at = time.monotonic()
         self.log.event("replaced", why="another Envoy took over; ours drains until its parent shutdown")
 
     # -- starting ---------------------------------------------------------------------------------
@@ -203,6 +227,8 @@ class Supervisor:
             action = after_envoy_exit(
                 state, slot, epoch=envoy.epoch, returncode=returncode, stopping=self.stop_requested.is_set()
             )
+            if self._killed_hung and isinstance(action, Retire):
+                action = Retire(error="hung past its parent-shutdown time: killed by its agent")
             return exit_state(state, slot, action, epoch=envoy.epoch, now=time.time())
 
         self.records.update(
