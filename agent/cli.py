@@ -106,6 +106,7 @@ def run() -> int:
             view=supervisor.view,
             state=supervisor.shared_state,
             metrics=metrics.render,
+            envoy_stats=supervisor.envoy_stats,
         )
     except OSError as error:
         preflight.cancel()

@@ -13,14 +13,15 @@ Retrying a failed attempt is the supervisor's decision; this module only says wh
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from agent import hotrestart, startplan
-from agent.admin import EnvoyAdmin
+from agent import envoystats, hotrestart, startplan
+from agent.admin import AdminError, EnvoyAdmin
 from agent.bootstrap import bootstrap_file, write_bootstrap_file
 from agent.config import AgentConfig
 from agent.decisions import (
@@ -46,7 +47,7 @@ from agent.preflight import Preflight, start_preflight
 from agent.records import LOCK_TIMEOUT, StateRecorder
 from agent.rundir import LockTimeoutError, RunDir
 from agent.startplan import Launch
-from agent.state import NewerSchemaError
+from agent.state import NewerSchemaError, SharedState
 from agent.view import ViewKeeper
 
 LIVE_TIMEOUT = 60.0
@@ -118,6 +119,8 @@ class EnvoyStarter:
         self._preflight = preflight
         self._went_live = False
         self._validated: str | None = None  # the last bootstrap text Envoy's validate mode accepted
+        # (epoch, base) added to our Envoy's counters on /stats/prometheus (agent/envoystats.py).
+        self.stats_base: tuple[int, dict[str, float]] = (-1, {})
         # Bound for the agent's lifetime once a handshake stalled (see ChildStandIn).
         self.child_stand_ins: list[hotrestart.ChildStandIn] = []
 
@@ -200,12 +203,15 @@ class EnvoyStarter:
         assert isinstance(verdict, BootstrapValid)
         if plan.takeover:
             self._clear_stale_initializing(plan.live_state)
+        stats = self._watch_stats(state, plan)
+        if stats is not None:
+            state = self.records.read()  # with the step _watch_stats recorded
         envoy = self._spawn(plan, preflight.text)
         # Recorded after the spawn so the state file's fsyncs overlap Envoy's start, not precede it.
         state = startplan.spawned_state(state, plan, pid=envoy.pid, now=time.time())
         self.records.record(state, "envoy-starting", epoch=plan.epoch, detail=str(plan.decision))
         try:
-            self._wait_live(envoy, plan)
+            self._wait_live(envoy, plan, stats=stats)
         except ParentHungError as error:
             envoy.kill()
             self._absorb_replies_to(plan.epoch)
@@ -218,6 +224,7 @@ class EnvoyStarter:
             if isinstance(error, StartAbortedError):
                 raise
             return self._failed(plan, str(error), permanent=False)
+        self._carry_stats(plan, stats)
         return self._live(envoy, plan)
 
     def _refuse(self, reason: str, *, failure: str) -> None:
@@ -322,9 +329,12 @@ class EnvoyStarter:
         )
         return verdict
 
-    def _wait_live(self, envoy: RunningEnvoy, plan: Launch) -> None:
+    def _wait_live(self, envoy: RunningEnvoy, plan: Launch, *, stats: envoystats.StatsWatch | None) -> None:
         """Until the admin API answers LIVE for our epoch; StartFailedError if Envoy exits or times out,
-        ParentHungError if a takeover never gets past the handshake with its parent."""
+        ParentHungError if a takeover never gets past the handshake with its parent.
+
+        Meanwhile `stats` reads the parent's exposition until its admin closes, then ours once merged.
+        """
         spawned = time.monotonic()
         deadline = spawned + LIVE_TIMEOUT
         answered = False
@@ -334,6 +344,9 @@ class EnvoyStarter:
                 raise StartFailedError(
                     f"Envoy epoch {envoy.epoch} {describe_exit(returncode)} before it was LIVE"
                 )
+            if stats is not None and not stats.done:
+                with contextlib.suppress(AdminError):
+                    stats.observe(self.admin.prometheus_stats())
             info = self.admin.server_info()
             if info is not None and info.epoch == envoy.epoch:
                 answered = True
@@ -354,6 +367,41 @@ class EnvoyStarter:
             if time.monotonic() > deadline:
                 raise StartFailedError(f"Envoy epoch {envoy.epoch} not LIVE after {LIVE_TIMEOUT:.0f}s")
             time.sleep(POLL)
+
+    def _watch_stats(self, state: SharedState, plan: Launch) -> envoystats.StatsWatch | None:
+        """Before a takeover: stop the old agent serving its Envoy's stats (we record `taking-over`),
+        then read them once; None when the live Envoy's admin API does not answer (no continuity)."""
+        if not plan.takeover or plan.parent_epoch is None:
+            return None
+        preparing = startplan.preparing_state(state, plan, now=time.time())
+        self.records.record(
+            preparing, "taking-over", epoch=plan.epoch, detail="the old agent stops serving stats"
+        )
+        watch = envoystats.StatsWatch(parent_epoch=plan.parent_epoch, epoch=plan.epoch)
+        try:
+            watch.observe(self.admin.prometheus_stats())
+        except AdminError as error:
+            self.log.warning("stats-continuity-lost", why=f"the live Envoy's admin did not answer: {error}")
+            return None
+        if watch.parent is None:
+            self.log.warning("stats-continuity-lost", why="the admin port answered for another Envoy")
+            return None
+        return watch
+
+    def _carry_stats(self, plan: Launch, stats: envoystats.StatsWatch | None) -> None:
+        """Record the base our Envoy's counters continue from (lock held); a fresh start begins at 0."""
+        base: dict[str, float] = {}
+        if stats is not None and stats.parent is not None and stats.first is not None:
+            previous = self.rundir.read_stats_base()
+            carried = previous[1] if previous is not None and previous[0] == plan.parent_epoch else {}
+            base = envoystats.next_base(carried, parent=stats.parent, first=stats.first)
+        elif plan.takeover:
+            self.log.warning("stats-continuity-lost", why="no exposition of both Envoys around the takeover")
+        self.stats_base = (plan.epoch, base)
+        try:
+            self.rundir.write_stats_base(plan.epoch, base)
+        except OSError as error:
+            self.log.error("stats-base-write-failed", error=str(error))
 
     def _absorb_replies_to(self, epoch: int) -> None:
         """Keep our dead child's socket bound so the parent, if it resumes, does not abort on its reply."""

@@ -135,6 +135,11 @@ def standby_state(
     return state
 
 
+def preparing_state(state: SharedState, launch: Launch, *, now: float) -> SharedState:
+    """About to spawn a takeover: the other agent stops serving its Envoy's stats from now on."""
+    return with_slot(state, launch.slot, now=now, phase=launch.phase, epoch=launch.epoch)
+
+
 def spawned_state(state: SharedState, launch: Launch, *, pid: int, now: float) -> SharedState:
     """Our Envoy process exists and is initialising."""
     return with_slot(state, launch.slot, now=now, phase=launch.phase, epoch=launch.epoch, pid=pid)

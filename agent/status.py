@@ -1,4 +1,5 @@
-"""The per-slot status server: /healthz/ready, /status (docs/contract.md "Agent status"), /metrics.
+"""The per-slot status server: /healthz/ready, /status (docs/contract.md "Agent status"), /metrics, and
+/stats/prometheus (Envoy's exposition, counters carried across hot restarts: agent/envoystats.py).
 
 The documents are built by pure functions from an `AgentView` and the shared state; the server is a
 stdlib ThreadingHTTPServer in a daemon thread and only reads (it never writes the state file).
@@ -74,6 +75,7 @@ class StatusServer:
         view: Callable[[], AgentView],
         state: Callable[[], SharedState],
         metrics: Callable[[], bytes],
+        envoy_stats: Callable[[], tuple[int, bytes]] = lambda: (404, b"not found\n"),
         host: str = "0.0.0.0",
     ) -> None:
         outer = self
@@ -88,6 +90,7 @@ class StatusServer:
         self._view = view
         self._state = state
         self._metrics = metrics
+        self._envoy_stats = envoy_stats
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="status-server", daemon=True)
@@ -116,6 +119,9 @@ class StatusServer:
             self._send(request, 200, body, "application/json")
         elif path == "/metrics":
             self._send(request, 200, self._metrics(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/stats/prometheus":
+            code, body = self._envoy_stats()
+            self._send(request, code, body, "text/plain; version=0.0.4; charset=utf-8")
         else:
             self._send(request, 404, b"not found\n", "text/plain")
 

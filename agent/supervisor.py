@@ -32,7 +32,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from agent.admin import EnvoyAdmin
+from agent import envoystats
+from agent.admin import AdminError, EnvoyAdmin
 from agent.config import AgentConfig
 from agent.decisions import (
     ExitAction,
@@ -53,7 +54,7 @@ from agent.launch import EnvoyStarter, StartAbortedError, Started, StartFailedEr
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
 from agent.records import StateRecorder
-from agent.state import SharedState, replaced_by_other, with_slot, with_stopped
+from agent.state import SharedState, replaced_by_other, role_of, with_slot, with_stopped
 from agent.status import AgentView
 from agent.view import ViewKeeper
 
@@ -97,6 +98,28 @@ class Supervisor:
     def shared_state(self) -> SharedState:
         """The shared state file as it is now (initial if missing or unreadable)."""
         return self.records.snapshot()
+
+    def envoy_stats(self) -> tuple[int, bytes]:
+        """GET /stats/prometheus: our Envoy's exposition with its counters carried across hot restarts.
+
+        Empty (200) unless our Envoy is the active one and holds the admin port, so a scraper of both
+        slots gets each series once; 503 when the admin API does not answer.
+        """
+        envoy = self.view_keeper.envoy
+        running = self.view().envoy_running
+        state = self.shared_state()
+        if envoy is None or role_of(state, self.config.slot, envoy_running=running) != "active":
+            return 200, b""
+        if state.slots[self.config.other_slot].phase == "taking-over":
+            return 200, b""  # the new agent carries our counters on from its own last read of them
+        try:
+            text = self.admin.prometheus_stats()
+        except AdminError as error:
+            return 503, f"Envoy's admin API did not answer: {error}\n".encode()
+        if envoystats.gauge(text, "envoy_server_hot_restart_epoch") != envoy.epoch:
+            return 200, b""
+        epoch, base = self.starter.stats_base
+        return 200, envoystats.rebase(text, base if epoch == envoy.epoch else {}).encode()
 
     # -- lifecycle --------------------------------------------------------------------------------
     def _sleep(self, seconds: float) -> None:

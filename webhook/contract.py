@@ -39,6 +39,7 @@ WAIT_TIMEOUT: Final = 120
 BOOTSTRAP_TEMPLATE: Final = "/etc/hotupgrade/envoy.yaml.tmpl"
 STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "state.lock"
+STATS_BASE_FILE: Final = "envoy-stats-base.json"
 AGENT_BINARY: Final = "hotupgrade-agent"
 SHM_VOLUME: Final = "hotupgrade-shm"
 RUN_VOLUME: Final = "hotupgrade-run"
