@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from agent import contract
-from agent.bootstrap import DEFAULT_TEMPLATE, render
+from agent.bootstrap import DEFAULT_TEMPLATE, render, template_values
+from agent.config import load_config
 from podharness import envoyproc
 from podharness.load import LoadConfig, LoadGenerator
 from podharness.metrics import sample
@@ -30,24 +31,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 RESTARTS = 3
 
 
-def _bootstrap(pod: Pod) -> str:
+def _bootstrap(pod: Pod, *, drain: int, parent_shutdown: int) -> str:
     """The agent's default bootstrap, rendered as the agent renders it for the harness pod."""
-    values = {
-        contract.ENV_ADMIN_PORT: str(contract.ADMIN_PORT),
-        contract.ENV_LISTEN_PORT: str(contract.LISTEN_PORT),
-        contract.ENV_TCP_LISTEN_PORT: str(contract.TCP_LISTEN_PORT),
+    environ = {
+        contract.ENV_SLOT: "a",
+        contract.ENV_DRAIN_SECONDS: str(drain),
+        contract.ENV_PARENT_SHUTDOWN_SECONDS: str(parent_shutdown),
         contract.ENV_UPSTREAM_PORT: str(UPSTREAM_PORT),
         contract.ENV_TCP_UPSTREAM_PORT: str(TCP_UPSTREAM_PORT),
     }
     path = pod.base / "envoy-default.yaml"
-    path.write_text(render(DEFAULT_TEMPLATE.read_text(), values))
+    path.write_text(render(DEFAULT_TEMPLATE.read_text(), template_values(environ, load_config(environ))))
     return str(path)
 
 
 def lost_requests(pod: Pod, *, drain: int, parent_shutdown: int) -> dict[str, int]:
     """Failed HTTP/1.1 and HTTP/2 requests over RESTARTS plain hot restarts under load."""
     SidecarPod(pod, drain_seconds=drain, parent_shutdown_seconds=parent_shutdown).start_app()
-    config = _bootstrap(pod)
+    config = _bootstrap(pod, drain=drain, parent_shutdown=parent_shutdown)
 
     def start(name: str, epoch: int) -> None:
         argv = envoyproc.envoy_argv(
