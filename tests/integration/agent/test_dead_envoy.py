@@ -16,27 +16,15 @@ import time
 
 import pytest
 
-from agent import contract
-from podharness.load import LoadConfig, LoadGenerator
+from podharness.load import LoadGenerator
 from podharness.metrics import sample
 from podharness.sidecar import SidecarPod
-from tests.integration.agent.checks import assert_serving
+from tests.integration.agent.checks import assert_serving, start_load
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 # What this 2-core shared machine needs to start an agent and its Envoy from a cold container, with room.
 GAP_BUDGET_S = 30.0
-
-
-def start_load(sidecars: SidecarPod) -> LoadGenerator:
-    config = LoadConfig(
-        host=sidecars.pod.ip,
-        http_port=contract.LISTEN_PORT,
-        tcp_port=contract.TCP_LISTEN_PORT,
-        tcp_connections=2,
-        request_timeout_s=5,
-    )
-    return LoadGenerator(config).start()
 
 
 def gap_after(load: LoadGenerator, killed_at: float) -> float:
@@ -46,7 +34,7 @@ def gap_after(load: LoadGenerator, killed_at: float) -> float:
 
 
 def test_old_container_dead_before_the_swap_new_slot_starts_fresh(sidecar_pod: SidecarPod) -> None:
-    load = start_load(sidecar_pod)
+    load = start_load(sidecar_pod, request_timeout_s=5)
     time.sleep(1)
     killed_at = time.time()
     sidecar_pod.container("a").kill()  # OOM kill of the whole old container: agent and Envoy
@@ -87,7 +75,7 @@ def test_old_container_dead_before_the_swap_new_slot_starts_fresh(sidecar_pod: S
 
 
 def test_old_envoy_dead_before_the_swap_ends_with_the_new_slot_serving(sidecar_pod: SidecarPod) -> None:
-    load = start_load(sidecar_pod)
+    load = start_load(sidecar_pod, request_timeout_s=5)
     time.sleep(1)
     killed_at = time.time()
     old_agent = sidecar_pod.container("a").pid

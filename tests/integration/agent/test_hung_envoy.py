@@ -21,28 +21,16 @@ import pytest
 
 from agent import contract
 from agent.decisions import HANDSHAKE_TIMEOUT_SECONDS, HUNG_PARENT_GRACE_SECONDS
-from podharness.load import LoadConfig, LoadGenerator
 from podharness.metrics import sample
 from podharness.pod import Pod
 from podharness.sidecar import SidecarPod
-from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset
+from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset, start_load
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 # Envoy retries a reply to an unbound child socket ten times, a second apart, then aborts.
 UNANSWERED_REPLY_ABORT_S = 10
 STOPPED_S = 4.0
-
-
-def start_load(sidecars: SidecarPod, *, request_timeout_s: float = 10.0) -> LoadGenerator:
-    config = LoadConfig(
-        host=sidecars.pod.ip,
-        http_port=contract.LISTEN_PORT,
-        tcp_port=contract.TCP_LISTEN_PORT,
-        tcp_connections=2,
-        request_timeout_s=request_timeout_s,
-    )
-    return LoadGenerator(config).start()
 
 
 def events(sidecars: SidecarPod, slot: str) -> list[dict[str, Any]]:

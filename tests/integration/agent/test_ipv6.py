@@ -62,23 +62,17 @@ def test_hand_over_on_ipv6_and_dual_stack_listeners(pod: Pod) -> None:
     with pytest.raises(OSError):  # the tcp_proxy listener is IPv6 only
         netns.connect(pod.netns, pod.ip, contract.TCP_LISTEN_PORT, timeout=2).close()
 
+    families = (("ipv4", pod.ip, 0), ("ipv6", pod.ip6, 2))  # the tcp_proxy listener is IPv6 only
     loads = {
-        "ipv4": LoadGenerator(
+        family: LoadGenerator(
             LoadConfig(
-                host=pod.ip,
+                host=host,
                 http_port=contract.LISTEN_PORT,
                 tcp_port=contract.TCP_LISTEN_PORT,
-                tcp_connections=0,
+                tcp_connections=tcp,
             )
-        ).start(),
-        "ipv6": LoadGenerator(
-            LoadConfig(
-                host=pod.ip6,
-                http_port=contract.LISTEN_PORT,
-                tcp_port=contract.TCP_LISTEN_PORT,
-                tcp_connections=2,
-            )
-        ).start(),
+        ).start()
+        for family, host, tcp in families
     }
     try:
         for epoch, slot in enumerate(("b", "a"), start=1):

@@ -11,15 +11,12 @@ the slot, and the next image change of a is a request it serves.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from agent import contract
-from podharness.load import LoadConfig, LoadGenerator
 from podharness.pod import Pod
 from podharness.sidecar import SidecarPod
-from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset
+from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset, start_load
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -28,28 +25,10 @@ DRAIN_SECONDS = 2
 PARENT_SHUTDOWN_SECONDS = 8
 
 
-@pytest.fixture
-def sidecars(pod: Pod) -> Iterator[SidecarPod]:
-    created = SidecarPod(pod, drain_seconds=DRAIN_SECONDS, parent_shutdown_seconds=PARENT_SHUTDOWN_SECONDS)
-    created.start_pod()
-    yield created
-    print(f"----- state.json -----\n{created.state()}")
-
-
-def start_load(sidecars: SidecarPod) -> LoadGenerator:
-    config = LoadConfig(
-        host=sidecars.pod.ip,
-        http_port=contract.LISTEN_PORT,
-        tcp_port=contract.TCP_LISTEN_PORT,
-        tcp_connections=2,
-    )
-    return LoadGenerator(config).start()
-
-
 @pytest.mark.parametrize("when", ["mid-drain", "after-drain"])
-def test_a_restarted_replaced_container_stands_by_until_the_controller_asks(
-    sidecars: SidecarPod, when: str
-) -> None:
+def test_a_restarted_replaced_container_stands_by_until_the_controller_asks(pod: Pod, when: str) -> None:
+    sidecars = SidecarPod(pod, drain_seconds=DRAIN_SECONDS, parent_shutdown_seconds=PARENT_SHUTDOWN_SECONDS)
+    sidecars.start_pod()
     sidecars.stop("b")
     sidecars.start_sidecar("b")  # the controller set b to the target: a requested take-over
     rc, out = sidecars.post_start("b")
