@@ -47,8 +47,8 @@ class EnvoyAdmin:
         self.port = port
         self.timeout = timeout
 
-    def _request(self, method: str, path: str) -> bytes:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+    def _request(self, method: str, path: str, *, timeout: float | None = None) -> bytes:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
         try:
             conn.request(method, path)
             response = conn.getresponse()
@@ -71,6 +71,10 @@ class EnvoyAdmin:
     def drain_listeners_gracefully(self) -> None:
         """POST /drain_listeners?graceful: listeners keep accepting while connections drain."""
         self._request("POST", "/drain_listeners?graceful")
+
+    def prometheus_stats(self) -> str:
+        """GET /stats/prometheus (its text exposition); AdminError if the admin does not answer."""
+        return self._request("GET", "/stats/prometheus", timeout=5.0).decode()
 
     def active_connections(self) -> int:
         """Downstream connections open on all listeners but admin; AdminError if the admin does not answer."""

@@ -1,8 +1,9 @@
 """`hotupgrade-agent run | wait | status`: the sidecar's entrypoint, its postStart hook, and a peek.
 
 Configuration comes only from the environment names of docs/contract.md (agent/config.py).
-Exit codes: run 0 after SIGTERM, 1 on a startup error, 2 on bad configuration; wait 0 ready,
-1 this slot failed or retired, 2 timeout; status 0 printed, 1 no state yet.
+Exit codes: run 0 after SIGTERM, 1 on a startup error, 2 on bad configuration; wait 0 ready or standing
+by (a replaced slot restarted before its reset: passing keeps the kubelet from crash-looping it), 1 this
+slot failed, 2 timeout; status 0 printed, 1 no state yet.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def run() -> int:
             view=supervisor.view,
             state=supervisor.shared_state,
             metrics=metrics.render,
+            envoy_stats=supervisor.envoy_stats,
         )
     except OSError as error:
         preflight.cancel()
@@ -156,7 +158,7 @@ def _get(port: int, path: str) -> tuple[int, bytes] | None:
 
 
 def wait(timeout: float | None) -> int:
-    """Poll this slot's status server until its Envoy is LIVE and owns the listeners."""
+    """Poll this slot's status server until its Envoy is LIVE and owns the listeners, or it stands by."""
     config = _config()
     limit = config.wait_timeout if timeout is None else timeout
     deadline = time.monotonic() + limit
@@ -170,9 +172,12 @@ def wait(timeout: float | None) -> int:
         if answer is not None and answer[0] == 200:
             status = json.loads(answer[1])
             last = f"phase {status['phase']}, last error: {status['last_error']}"
-            if status["phase"] in ("failed", "retired"):
+            if status["phase"] == "failed":
                 print(f"hotupgrade-agent: slot {config.slot} {last}", file=sys.stderr)
                 return 1
+            if status["phase"] == "retired":
+                print(f"hotupgrade-agent: slot {config.slot} stands by: {status['last_error']}")
+                return 0
         time.sleep(0.1)
     print(f"hotupgrade-agent: slot {config.slot} not ready after {limit:.0f}s ({last})", file=sys.stderr)
     return 2

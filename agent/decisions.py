@@ -12,8 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from agent import contract
 from agent.contract import Slot
-from agent.state import SharedState, replaced_by_other, with_event, with_slot, with_stopped
+from agent.state import (
+    SharedState,
+    held_by,
+    other_slot,
+    replaced_by_other,
+    with_event,
+    with_hold,
+    with_slot,
+    with_stopped,
+)
 
 LIVE = "LIVE"
 # server_info state we did not see because the admin did not answer (its socket proves it runs).
@@ -56,9 +66,13 @@ class TakeOver:
 
 @dataclass(frozen=True)
 class Refuse:
-    """Never start here: this image's Envoy cannot hot-restart from the live one."""
+    """Never start here: this image's Envoy cannot hot-restart from the live one, or cannot be hitless.
+
+    `failure` is the reason label of the failures metric.
+    """
 
     reason: str
+    failure: str = "refused"
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,18 @@ class Wait:
     reason: str
 
 
+@dataclass(frozen=True)
+class StandBy:
+    """Never start here: this slot was replaced and its container not reset since (a restart, no request)."""
+
+    reason: str
+
+
 StartDecision = FreshStart | TakeOver | Refuse | Wait
+
+# Containers of a pod get SIGTERM together when the pod or the node stops; a release recorded this
+# close to the active agent's own SIGTERM is part of that stop, not the controller's reset.
+POD_STOP_WINDOW_SECONDS = 10.0
 
 
 def socket_id(epoch: int) -> int:
@@ -114,6 +139,67 @@ def decide_start(observation: Observation) -> StartDecision:
     if live.state not in (LIVE, UNKNOWN):
         return Wait(f"the live Envoy (epoch {live.epoch}) is {live.state}, not {LIVE}")
     return TakeOver(epoch=choose_epoch(live), parent_epoch=live.epoch)
+
+
+def drain_timing_problem(*, drain_seconds: int, parent_shutdown_seconds: int) -> str | None:
+    """Why this drain/parent-shutdown pair cannot be hitless, or None (docs/contract.md "Drain timing").
+
+    Envoy starts the parent's drain and the child's parent-shutdown timer together; a request on the
+    parent's connections told to close at the end of the drain must still finish before the parent
+    exits. Measured (tests/integration/agent/test_drain_margin.py): 1 s / 1 s loses requests, 1 s / 2 s none.
+    """
+    minimum = drain_seconds + contract.SHUTDOWN_MARGIN_SECONDS
+    if parent_shutdown_seconds >= minimum:
+        return None
+    return (
+        f"{contract.ENV_PARENT_SHUTDOWN_SECONDS}={parent_shutdown_seconds} must be at least "
+        f"{contract.ENV_DRAIN_SECONDS}={drain_seconds} + {contract.SHUTDOWN_MARGIN_SECONDS}s: the old Envoy "
+        "would exit while requests it was draining are still in flight (size it at the drain time plus "
+        "the longest request plus 1s)"
+    )
+
+
+def stand_by_reason(state: SharedState, slot: Slot) -> str | None:
+    """Why this slot must stand by instead of starting Envoy, or None when it may start.
+
+    The controller asks a slot to serve only by changing its container's image, and it always resets a
+    replaced slot to the empty image first: the kubelet stops the replaced agent (SIGTERM), which
+    releases the hold (`released_on_sigterm`). A replaced slot whose agent starts again without that
+    release is its old container restarting (agent crash, OOM kill, runtime restart): it must never take
+    the listeners back, whether an Envoy is live or not (issue 10, state-when-old-slot-restarts.json).
+    """
+    epoch = held_by(state, slot)
+    if epoch is None:
+        return None
+    return (
+        f"slot {slot} was replaced by epoch {epoch} and its container was not reset since: this is "
+        "a restart of the replaced container, which stands by; only the controller's image change "
+        "after a reset makes it serve"
+    )
+
+
+def released_on_sigterm(state: SharedState, slot: Slot, *, now: float) -> SharedState | None:
+    """Our agent got SIGTERM while its slot is held: the controller's reset releases the hold.
+
+    Not when the pod itself is stopping (the active slot drains on its own SIGTERM, or none is active):
+    the kubelet then stops every container, which is no request. None: nothing to record.
+    """
+    if held_by(state, slot) is None:
+        return None
+    active = state.active_slot
+    if active is None or active == slot or state.slots[active].phase == "draining":
+        return None
+    record = state.slots[slot]
+    return with_hold(state, slot, replaced_by_epoch=record.replaced_by_epoch, released_at=now)
+
+
+def voided_by_pod_stop(state: SharedState, slot: Slot, *, now: float) -> SharedState:
+    """The active agent got SIGTERM: a release of the other slot in the last moments was the same stop."""
+    other = other_slot(slot)
+    record = state.slots[other]
+    if record.released_at is None or now - record.released_at > POD_STOP_WINDOW_SECONDS:
+        return state
+    return with_hold(state, other, replaced_by_epoch=record.replaced_by_epoch, released_at=None)
 
 
 @dataclass(frozen=True)
@@ -188,6 +274,38 @@ def parent_vanished_early(*, seconds_since_live: float, parent_shutdown_seconds:
     """The replaced Envoy is gone before our Envoy's Terminate was due: it died, stand in for it."""
     # Our LIVE observation trails the real drain start by a poll interval; keep one second of slack.
     return seconds_since_live < parent_shutdown_seconds - 1.0
+
+
+def stand_in_needed(*, early: bool, own_admin_answers: bool) -> bool:
+    """Bind the vanished parent's socket: it died mid-drain, or our Envoy's main thread still waits on it.
+
+    A child sends the parent a Stats request at every stats flush and blocks its main thread until the
+    reply (HotRestartingChild::getParentStats, Blocking::Yes). A parent that hung (SIGSTOP, a stuck main
+    thread) and was then killed leaves that wait unanswered: our admin API stops answering, and our
+    Terminate timer, on the same thread, never fires. The stand-in's first reply ends the wait.
+    """
+    return early or not own_admin_answers
+
+
+# The hot-restart handshake (ShutdownAdmin, then our Envoy binds the admin port) takes about a second;
+# a parent that has not answered in this long is hung or stopped (SIGSTOP, a stuck main thread).
+HANDSHAKE_TIMEOUT_SECONDS = 20.0
+# A replaced Envoy gets Terminate at its parent-shutdown time and exits at once; this much later it is hung.
+HUNG_PARENT_GRACE_SECONDS = 10.0
+
+
+def handshake_stalled(*, takeover: bool, seconds_since_spawn: float, own_epoch_answered: bool) -> bool:
+    """Our hot-restart child never got past the handshake with its parent: give up (no retry).
+
+    Envoy's child waits for each reply with a blocking recvmsg and no timeout (hot_restarting_base.cc),
+    so only we can bound it. A retry would send a second request to a parent that still holds the first.
+    """
+    return takeover and not own_epoch_answered and seconds_since_spawn >= HANDSHAKE_TIMEOUT_SECONDS
+
+
+def replaced_envoy_hung(*, seconds_since_replaced: float, parent_shutdown_seconds: float) -> bool:
+    """Our replaced Envoy still runs well past the Terminate its child owed it: hung, end it."""
+    return seconds_since_replaced >= parent_shutdown_seconds + HUNG_PARENT_GRACE_SECONDS
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 Envoy's own protocol does the hand-over (our child sends DrainListeners, the parent drains, and after
 `--parent-shutdown-time-s` our Envoy sends Terminate); this module only watches it. The parent is gone
 when its hot-restart parent socket is no longer bound: we record that (the controller reads it as
-"drained"), and when it happened before our Terminate was due the parent died mid-drain, so we bind its
-socket and answer for it until our Envoy's Terminate (agent/hotrestart.py, envoy#7468); without that
-our Envoy aborts about ten seconds later. It must not signal or stop any Envoy.
+"drained"). When it happened before our Terminate was due the parent died mid-drain, and when our Envoy's
+admin API no longer answers, our Envoy's main thread still waits for a reply from it (a parent that
+hung and was killed): in both cases we bind its socket, send one Stats reply, and answer for it until
+our Envoy's Terminate (agent/hotrestart.py, envoy#7468); without that our Envoy aborts about ten seconds
+later, or waits forever. It must not signal or stop any Envoy.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import time
 from dataclasses import dataclass
 
 from agent import hotrestart
+from agent.admin import EnvoyAdmin
 from agent.config import AgentConfig
 from agent.contract import Slot
-from agent.decisions import parent_vanished_early, socket_id
+from agent.decisions import parent_vanished_early, socket_id, stand_in_needed
 from agent.envoy import RunningEnvoy
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
@@ -40,9 +43,16 @@ class HandOver:
     """Follows the replaced Envoy of our last takeover and owns the stand-in for it, if one is bound."""
 
     def __init__(
-        self, config: AgentConfig, *, records: StateRecorder, metrics: AgentMetrics, log: EventLog
+        self,
+        config: AgentConfig,
+        *,
+        admin: EnvoyAdmin,
+        records: StateRecorder,
+        metrics: AgentMetrics,
+        log: EventLog,
     ) -> None:
         self.config = config
+        self.admin = admin
         self.records = records
         self.metrics = metrics
         self.log = log
@@ -72,11 +82,17 @@ class HandOver:
         )
         self.metrics.drain_seconds.set(elapsed)
         detail = f"epoch {following.parent_epoch} exited {elapsed:.1f}s after our Envoy went LIVE"
-        if early:
+        info = None if early else self.admin.server_info()
+        answers = info is not None and info.epoch == envoy.epoch
+        if stand_in_needed(early=early, own_admin_answers=answers):
             detail += "; standing in for it until our Envoy's Terminate"
             self._start_stand_in(following.parent_epoch)
         self.log.event(
-            "old-envoy-exited", parent_epoch=following.parent_epoch, seconds=round(elapsed, 3), early=early
+            "old-envoy-exited",
+            parent_epoch=following.parent_epoch,
+            seconds=round(elapsed, 3),
+            early=early,
+            own_admin_answers=answers,
         )
         parent = following.parent_slot
         vanished = f"Envoy epoch {following.parent_epoch} vanished during its drain" if early else None
@@ -114,6 +130,7 @@ class HandOver:
                 base_id=self.config.base_id,
                 parent_epoch=parent_epoch,
                 on_message=lambda what: self.log.event("stand-in-message", message=what),
+                unblock=True,
             )
         except OSError as error:
             self.log.error("stand-in-failed", error=str(error))

@@ -16,6 +16,8 @@ This module must not start or stop Envoys; agent/envoy.py does that.
 
 from __future__ import annotations
 
+import array
+import contextlib
 import os
 import socket
 import struct
@@ -117,7 +119,48 @@ def send_drain_listeners(base_id: int, epoch: int) -> None:
         sock.sendto(frame(DRAIN_LISTENERS_REQUEST), socket_address(socket_name(base_id, epoch, "parent")))
 
 
-class ParentStandIn:
+class _StandIn:
+    """One of Envoy's hot-restart socket names, bound by us and served from a daemon thread."""
+
+    def __init__(self, address: bytes, *, thread_name: str, on_message: Callable[[str], None]) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(address)
+        self._on_message = on_message
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=thread_name, daemon=True)
+
+    def _handle(self, datagram: bytes, fds: list[int]) -> bool:
+        """One datagram (and the fds passed with it); True to stop serving."""
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.2)
+        fd_size = array.array("i").itemsize
+        try:
+            while not self._stop.is_set():
+                try:
+                    data, ancillary, _flags, _address = self._sock.recvmsg(65536, socket.CMSG_SPACE(fd_size))
+                except TimeoutError:
+                    continue
+                fds = array.array("i")
+                for level, kind, payload in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(payload[: len(payload) - len(payload) % fd_size])
+                if self._handle(data, list(fds)):
+                    return
+        except OSError as error:
+            self._on_message(f"error {error}")
+        finally:
+            self._sock.close()
+
+    def close(self) -> None:
+        """Stop serving and let go of the socket name (waits up to 2 s)."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+
+
+class ParentStandIn(_StandIn):
     """Binds a dead parent Envoy's socket so its child keeps running (envoy#7468).
 
     A child whose parent died mid-drain aborts when a Stats request or the Terminate message cannot be
@@ -130,44 +173,55 @@ class ParentStandIn:
         base_id: int,
         parent_epoch: int,
         on_message: Callable[[str], None],
+        unblock: bool = False,
     ) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(socket_address(socket_name(base_id, parent_epoch, "parent")))
+        """`unblock`: also send one Stats reply at once, for a child whose main thread waits for the
+        reply to a Stats request the parent took with it (a parent hung, then killed, mid-drain)."""
+        address = socket_address(socket_name(base_id, parent_epoch, "parent"))
+        super().__init__(address, thread_name="parent-stand-in", on_message=on_message)
         self._child = socket_address(socket_name(base_id, parent_epoch + 1, "child"))
-        self._on_message = on_message
-        self._stop = threading.Event()
         self.terminated = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="parent-stand-in", daemon=True)
+        if unblock:
+            # Safe when the child waits for nothing: it only reads replies right after a request, and a
+            # surplus empty Stats reply is read as the reply to its next Stats request.
+            with contextlib.suppress(OSError):
+                self._sock.sendto(frame(EMPTY_STATS_REPLY), self._child)
+                on_message("unsolicited stats reply")
         self._thread.start()
 
-    def _serve(self) -> None:
-        self._sock.settimeout(0.2)
-        try:
-            while not self._stop.is_set():
-                try:
-                    datagram = self._sock.recv(65536)
-                except TimeoutError:
-                    continue
-                kind = parse_request_kind(datagram)
-                if kind == REQUEST_STATS:
-                    self._sock.sendto(frame(EMPTY_STATS_REPLY), self._child)
-                    self._on_message("stats")
-                elif kind == REQUEST_TERMINATE:
-                    self._on_message("terminate")
-                    self.terminated.set()
-                    return
-                else:
-                    self._on_message(f"ignored request {kind}")
-        except OSError as error:
-            self._on_message(f"error {error}")
-        finally:
-            self._sock.close()
+    def _handle(self, datagram: bytes, fds: list[int]) -> bool:
+        kind = parse_request_kind(datagram)
+        if kind == REQUEST_STATS:
+            self._sock.sendto(frame(EMPTY_STATS_REPLY), self._child)
+            self._on_message("stats")
+        elif kind == REQUEST_TERMINATE:
+            self._on_message("terminate")
+            self.terminated.set()
+            return True
+        else:
+            self._on_message(f"ignored request {kind}")
+        return False
 
-    def close(self) -> None:
-        """Stop answering and let go of the parent's socket name (waits up to 2 s)."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=2)
+
+class ChildStandIn(_StandIn):
+    """Binds the socket of a child we killed while its parent was hung, and swallows the parent's replies.
+
+    A parent that resumes answers the dead child's request (ShutdownAdmin, PassListenSocket); a reply to
+    an unbound name fails with ECONNREFUSED, which Envoy retries ten times a second apart on its main
+    thread and then aborts on (hot_restarting_base.cc, sendHotRestartMessage). Bound here, the reply is
+    read and dropped, and any listen socket passed with it is closed at once.
+    """
+
+    def __init__(self, *, base_id: int, epoch: int, on_message: Callable[[str], None]) -> None:
+        address = socket_address(socket_name(base_id, epoch, "child"))
+        super().__init__(address, thread_name="child-stand-in", on_message=on_message)
+        self._thread.start()
+
+    def _handle(self, datagram: bytes, fds: list[int]) -> bool:
+        for fd in fds:
+            os.close(fd)
+        self._on_message(f"swallowed {len(datagram)} bytes, closed {len(fds)} passed fds")
+        return False
 
 
 @dataclass(frozen=True)

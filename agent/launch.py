@@ -13,14 +13,15 @@ Retrying a failed attempt is the supervisor's decision; this module only says wh
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from agent import hotrestart, startplan
-from agent.admin import EnvoyAdmin
+from agent import envoystats, hotrestart, startplan
+from agent.admin import AdminError, EnvoyAdmin
 from agent.bootstrap import bootstrap_file, write_bootstrap_file
 from agent.config import AgentConfig
 from agent.decisions import (
@@ -31,10 +32,12 @@ from agent.decisions import (
     BootstrapVerdict,
     Observation,
     Refuse,
+    StandBy,
     ValidationInconclusive,
     Wait,
     bootstrap_verdict,
     describe_exit,
+    handshake_stalled,
     must_clear_initializing,
 )
 from agent.envoy import BootstrapValidator, EnvoyLauncher, EnvoyOptions, EnvoyVersions, RunningEnvoy
@@ -44,6 +47,7 @@ from agent.preflight import Preflight, start_preflight
 from agent.records import LOCK_TIMEOUT, StateRecorder
 from agent.rundir import LockTimeoutError, RunDir
 from agent.startplan import Launch
+from agent.state import NewerSchemaError, SharedState
 from agent.view import ViewKeeper
 
 LIVE_TIMEOUT = 60.0
@@ -51,7 +55,7 @@ POLL = 0.05
 # Validation takes ~0.1 s; a busy node may stretch it, and a hung one is retried, not refused.
 VALIDATE_TIMEOUT = 60.0
 
-StartOutcome = Literal["started", "refused", "failed", "aborted"]
+StartOutcome = Literal["started", "refused", "failed", "aborted", "standing-by"]
 
 
 class StartFailedError(RuntimeError):
@@ -60,6 +64,10 @@ class StartFailedError(RuntimeError):
 
 class StartAbortedError(RuntimeError):
     """SIGTERM arrived while starting."""
+
+
+class ParentHungError(RuntimeError):
+    """The live Envoy never answered our child's hot-restart handshake: fail for good, do not retry."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +118,15 @@ class EnvoyStarter:
         self.started_at = started_at
         self._preflight = preflight
         self._went_live = False
+        self._validated: str | None = None  # the last bootstrap text Envoy's validate mode accepted
+        # (epoch, base) added to our Envoy's counters on /stats/prometheus (agent/envoystats.py).
+        self.stats_base: tuple[int, dict[str, float]] = (-1, {})
+        # Bound for the agent's lifetime once a handshake stalled (see ChildStandIn).
+        self.child_stand_ins: list[hotrestart.ChildStandIn] = []
 
-    def attempt(self) -> Started | Literal["refused", "failed"]:
-        """One attempt: Started, refused or failed for good; StartFailedError when a retry may succeed.
+    def attempt(self) -> Started | Literal["refused", "failed", "standing-by"]:
+        """One attempt: Started, refused, failed for good or standing by; StartFailedError when a retry
+        may succeed.
 
         Raises StartAbortedError when SIGTERM arrives meanwhile.
         """
@@ -120,7 +134,11 @@ class EnvoyStarter:
         preflight, self._preflight = self._preflight, None
         if preflight is None:
             preflight = start_preflight(
-                self.config, self.environ, binary=self.binary, validator=self.validator
+                self.config,
+                self.environ,
+                binary=self.binary,
+                validator=self.validator,
+                known_valid=self._validated,
             )
         try:
             if self.stop.is_set():
@@ -133,8 +151,13 @@ class EnvoyStarter:
         finally:
             preflight.cancel()
 
-    def _attempt_locked(self, preflight: Preflight) -> Started | Literal["refused", "failed"]:
-        state = self.records.read()
+    def _attempt_locked(self, preflight: Preflight) -> Started | Literal["refused", "failed", "standing-by"]:
+        try:
+            state = self.records.read()
+        except NewerSchemaError as error:
+            # Written by a newer agent: refuse without writing, so the newer one finds its file intact.
+            self._refuse(str(error), failure="newer_schema")
+            return "refused"
         admin_view = self.admin.server_info()
         observation = Observation(
             state=state,
@@ -151,10 +174,16 @@ class EnvoyStarter:
             admin_epoch=None if admin_view is None else admin_view.epoch,
             bound_socket_ids=sorted(observation.bound_socket_ids),
         )
+        if isinstance(plan, StandBy):
+            self.view.set(phase="retired", error=plan.reason)
+            self.log.warning("standing-by", reason=plan.reason)
+            state = startplan.standby_state(
+                state, self.config.slot, bound_socket_ids=observation.bound_socket_ids, now=time.time()
+            )
+            self.records.record(state, "standing-by", epoch=None, detail=plan.reason)
+            return "standing-by"
         if isinstance(plan, Refuse):
-            self.metrics.failures.labels(reason="refused").inc()
-            self.view.set(phase="failed", error=plan.reason)
-            self.log.error("takeover-refused", reason=plan.reason)
+            self._refuse(plan.reason, failure=plan.failure)
             state = startplan.refused_state(state, self.config.slot, reason=plan.reason, now=time.time())
             self.records.record(state, "refused", epoch=None, detail=plan.reason)
             return "refused"
@@ -174,19 +203,35 @@ class EnvoyStarter:
         assert isinstance(verdict, BootstrapValid)
         if plan.takeover:
             self._clear_stale_initializing(plan.live_state)
+        stats = self._watch_stats(state, plan)
+        if stats is not None:
+            state = self.records.read()  # with the step _watch_stats recorded
         envoy = self._spawn(plan, preflight.text)
         # Recorded after the spawn so the state file's fsyncs overlap Envoy's start, not precede it.
         state = startplan.spawned_state(state, plan, pid=envoy.pid, now=time.time())
         self.records.record(state, "envoy-starting", epoch=plan.epoch, detail=str(plan.decision))
         try:
-            self._wait_live(envoy)
+            self._wait_live(envoy, plan, stats=stats)
+        except ParentHungError as error:
+            envoy.kill()
+            self._absorb_replies_to(plan.epoch)
+            return self._failed(
+                plan, str(error), permanent=True, failure="parent_hung", event="handshake-stalled"
+            )
         except (StartFailedError, StartAbortedError) as error:
             if envoy.poll() is None:
                 envoy.kill()
             if isinstance(error, StartAbortedError):
                 raise
             return self._failed(plan, str(error), permanent=False)
+        self._carry_stats(plan, stats)
         return self._live(envoy, plan)
+
+    def _refuse(self, reason: str, *, failure: str) -> None:
+        """This slot never starts Envoy: say why in the view, the log and the metrics."""
+        self.metrics.failures.labels(reason=failure).inc()
+        self.view.set(phase="failed", error=reason)
+        self.log.error("takeover-refused", reason=reason)
 
     def _spawn(self, plan: Launch, bootstrap_text: str) -> RunningEnvoy:
         bootstrap = write_bootstrap_file(bootstrap_file(self.config, plan.epoch), bootstrap_text)
@@ -207,8 +252,13 @@ class EnvoyStarter:
         """Record our Envoy as the active one and report it serving (lock held)."""
         takeover_seconds = time.monotonic() - self.started_at
         state = startplan.live_state(self.records.read(), plan, pid=envoy.pid, now=time.time())
+        how = (
+            f"took over from epoch {plan.parent_epoch}"
+            if plan.takeover
+            else "fresh start: no Envoy of the pod was live to take over from"
+        )
         self.records.record(
-            state, "envoy-live", epoch=plan.epoch, detail=f"{takeover_seconds:.3f}s after agent start"
+            state, "envoy-live", epoch=plan.epoch, detail=f"{how}; {takeover_seconds:.3f}s after agent start"
         )
         self.view.adopt(envoy)
         if not self._went_live:  # the metric is agent start -> first LIVE; restarts do not count
@@ -216,8 +266,15 @@ class EnvoyStarter:
             self.metrics.takeover_seconds.set(takeover_seconds)
         if plan.takeover:
             self.metrics.takeovers.inc()
+        else:
+            self.metrics.fresh_starts.inc()
         live_at = time.monotonic()
-        self.log.event("envoy-live", pid=envoy.pid, takeover_seconds=round(takeover_seconds, 3))
+        self.log.event(
+            "envoy-live",
+            pid=envoy.pid,
+            takeover_seconds=round(takeover_seconds, 3),
+            start="takeover" if plan.takeover else "fresh",
+        )
         return Started(envoy=envoy, launch=plan, live_at=live_at)
 
     def _failed(
@@ -244,6 +301,15 @@ class EnvoyStarter:
 
     def _await_verdict(self, preflight: Preflight) -> BootstrapVerdict:
         """Wait for the preflight's validation; SIGTERM cuts the wait short."""
+        if preflight.known_valid:
+            self.log.event("bootstrap-validated", verdict="BootstrapValid", cached=True)
+            return BootstrapValid()
+        verdict = self._validation_verdict(preflight)
+        if isinstance(verdict, BootstrapValid):
+            self._validated = preflight.text
+        return verdict
+
+    def _validation_verdict(self, preflight: Preflight) -> BootstrapVerdict:
         validation = preflight.validation
         if validation is None:
             return ValidationInconclusive(f"cannot run bootstrap validation: {preflight.spawn_error}")
@@ -263,23 +329,93 @@ class EnvoyStarter:
         )
         return verdict
 
-    def _wait_live(self, envoy: RunningEnvoy) -> None:
-        """Until the admin API answers LIVE for our epoch; StartFailedError if Envoy exits or times out."""
-        deadline = time.monotonic() + LIVE_TIMEOUT
+    def _wait_live(self, envoy: RunningEnvoy, plan: Launch, *, stats: envoystats.StatsWatch | None) -> None:
+        """Until the admin API answers LIVE for our epoch; StartFailedError if Envoy exits or times out,
+        ParentHungError if a takeover never gets past the handshake with its parent.
+
+        Meanwhile `stats` reads the parent's exposition until its admin closes, then ours once merged.
+        """
+        spawned = time.monotonic()
+        deadline = spawned + LIVE_TIMEOUT
+        answered = False
         while True:
             returncode = envoy.poll()
             if returncode is not None:
                 raise StartFailedError(
                     f"Envoy epoch {envoy.epoch} {describe_exit(returncode)} before it was LIVE"
                 )
+            if stats is not None and not stats.done:
+                with contextlib.suppress(AdminError):
+                    stats.observe(self.admin.prometheus_stats())
             info = self.admin.server_info()
-            if info is not None and info.epoch == envoy.epoch and info.state == LIVE:
-                return
+            if info is not None and info.epoch == envoy.epoch:
+                answered = True
+                if info.state == LIVE:
+                    return
             if self.stop.is_set():
                 raise StartAbortedError
+            if handshake_stalled(
+                takeover=plan.takeover,
+                seconds_since_spawn=time.monotonic() - spawned,
+                own_epoch_answered=answered,
+            ):
+                raise ParentHungError(
+                    f"the live Envoy (epoch {plan.parent_epoch}) did not answer the hot-restart handshake "
+                    f"of epoch {plan.epoch} within {time.monotonic() - spawned:.0f}s: it is hung or "
+                    "stopped; it keeps the listeners, and this slot does not retry"
+                )
             if time.monotonic() > deadline:
                 raise StartFailedError(f"Envoy epoch {envoy.epoch} not LIVE after {LIVE_TIMEOUT:.0f}s")
             time.sleep(POLL)
+
+    def _watch_stats(self, state: SharedState, plan: Launch) -> envoystats.StatsWatch | None:
+        """Before a takeover: stop the old agent serving its Envoy's stats (we record `taking-over`),
+        then read them once; None when the live Envoy's admin API does not answer (no continuity)."""
+        if not plan.takeover or plan.parent_epoch is None:
+            return None
+        preparing = startplan.preparing_state(state, plan, now=time.time())
+        self.records.record(
+            preparing, "taking-over", epoch=plan.epoch, detail="the old agent stops serving stats"
+        )
+        watch = envoystats.StatsWatch(parent_epoch=plan.parent_epoch, epoch=plan.epoch)
+        try:
+            watch.observe(self.admin.prometheus_stats())
+        except AdminError as error:
+            self.log.warning("stats-continuity-lost", why=f"the live Envoy's admin did not answer: {error}")
+            return None
+        if watch.parent is None:
+            self.log.warning("stats-continuity-lost", why="the admin port answered for another Envoy")
+            return None
+        return watch
+
+    def _carry_stats(self, plan: Launch, stats: envoystats.StatsWatch | None) -> None:
+        """Record the base our Envoy's counters continue from (lock held); a fresh start begins at 0."""
+        base: dict[str, float] = {}
+        if stats is not None and stats.parent is not None and stats.first is not None:
+            previous = self.rundir.read_stats_base()
+            carried = previous[1] if previous is not None and previous[0] == plan.parent_epoch else {}
+            base = envoystats.next_base(carried, parent=stats.parent, first=stats.first)
+        elif plan.takeover:
+            self.log.warning("stats-continuity-lost", why="no exposition of both Envoys around the takeover")
+        self.stats_base = (plan.epoch, base)
+        try:
+            self.rundir.write_stats_base(plan.epoch, base)
+        except OSError as error:
+            self.log.error("stats-base-write-failed", error=str(error))
+
+    def _absorb_replies_to(self, epoch: int) -> None:
+        """Keep our dead child's socket bound so the parent, if it resumes, does not abort on its reply."""
+        try:
+            stand_in = hotrestart.ChildStandIn(
+                base_id=self.config.base_id,
+                epoch=epoch,
+                on_message=lambda what: self.log.event("child-stand-in-message", message=what),
+            )
+        except OSError as error:
+            self.log.error("child-stand-in-failed", error=str(error))
+            return
+        self.child_stand_ins.append(stand_in)
+        self.log.warning("child-stand-in-bound", epoch=epoch)
 
     def _clear_stale_initializing(self, live_state: str | None) -> None:
         """Clear an INITIALIZING flag left by a child that died in init (envoy#33446); lock held."""

@@ -17,10 +17,15 @@ class AgentMetrics:
             "Hot-restart takeovers this agent completed (its Envoy LIVE at epoch > 0).",
             registry=self.registry,
         )
+        self.fresh_starts = Counter(
+            "hotupgrade_agent_fresh_starts",
+            "Envoys this agent started at epoch 0 because no Envoy of the pod was live to take over from.",
+            registry=self.registry,
+        )
         self.failures = Counter(
             "hotupgrade_agent_failures",
-            "Failures by reason (start_failed, invalid_bootstrap, refused, crash, lock_timeout, "
-            "drain_error).",
+            "Failures by reason (start_failed, invalid_bootstrap, refused, newer_schema, bad_config, "
+            "parent_hung, hung, crash, lock_timeout, drain_error).",
             ["reason"],
             registry=self.registry,
         )

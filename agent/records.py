@@ -12,7 +12,7 @@ from collections.abc import Callable
 from agent.contract import Slot
 from agent.logs import EventLog
 from agent.rundir import LockTimeoutError, RunDir
-from agent.state import SharedState, StateFormatError, initial_state, with_event
+from agent.state import NewerSchemaError, SharedState, StateFormatError, initial_state, with_event
 
 LOCK_TIMEOUT = 120.0
 
@@ -34,9 +34,14 @@ class StateRecorder:
             return initial_state(self.base_id)
 
     def read(self) -> SharedState:
-        """The state under the lock; an unreadable file is replaced by a fresh one (and said so)."""
+        """The state under the lock; an unreadable file is replaced by a fresh one (and said so).
+
+        Raises NewerSchemaError for a file of a newer major schema: that one is never replaced.
+        """
         try:
             return self.rundir.read_or_initial(self.base_id)
+        except NewerSchemaError:
+            raise
         except StateFormatError as error:
             self.log.error("state-unreadable", error=str(error))
             return initial_state(self.base_id)

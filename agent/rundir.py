@@ -30,6 +30,7 @@ class RunDir:
         self.path = path
         self.state_file = path / contract.STATE_FILE
         self.lock_file = path / contract.LOCK_FILE
+        self.stats_base_file = path / contract.STATS_BASE_FILE
 
     def ensure(self) -> None:
         """Create the directory if the volume is empty."""
@@ -72,15 +73,32 @@ class RunDir:
 
     def write_state(self, state: SharedState) -> None:
         """Replace the state file atomically; call with the lock held."""
-        tmp = self.state_file.with_name(f".{contract.STATE_FILE}.{os.getpid()}.tmp")
-        data = json.dumps(to_json(state), indent=2, sort_keys=True).encode()
+        self._replace(self.state_file, json.dumps(to_json(state), indent=2, sort_keys=True).encode())
+
+    def read_stats_base(self) -> tuple[int, dict[str, float]] | None:
+        """(epoch, base) of Envoy's counters (agent/envoystats.py), or None when absent or unreadable."""
+        try:
+            data = json.loads(self.stats_base_file.read_text())
+            epoch, base = data["epoch"], data["base"]
+            if isinstance(epoch, int) and isinstance(base, dict):
+                return epoch, {str(k): float(v) for k, v in base.items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def write_stats_base(self, epoch: int, base: dict[str, float]) -> None:
+        """Replace the stats base file atomically; call with the lock held."""
+        self._replace(self.stats_base_file, json.dumps({"epoch": epoch, "base": base}).encode())
+
+    def _replace(self, target: Path, data: bytes) -> None:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, self.state_file)
+        os.replace(tmp, target)
         dir_fd = os.open(self.path, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

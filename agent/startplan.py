@@ -2,10 +2,11 @@
 
 Pure: no I/O, no clock (callers pass `now`), no environment, no processes. agent/launch.py observes the
 world (state file, admin /server_info, bound hot-restart sockets), calls `plan_start`, carries the plan
-out, and records each step with the state edits below. Which epoch and whether to take over, refuse or
-wait is `decide_start` (agent/decisions.py); this module adds what the launch needs around it: the base
-id and timings of the Envoy to spawn, the phase to report, which slot we take over from, and what the
-state file says after each step.
+out, and records each step with the state edits below. Whether this slot may start at all is
+`stand_by_reason` (a replaced slot whose container was not reset stands by); which epoch and whether to
+take over, refuse or wait is `decide_start` (agent/decisions.py); this module adds what the launch needs
+around it: the base id and timings of the Envoy to spawn, the phase to report, which slot we take over
+from, and what the state file says after each step.
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ from dataclasses import dataclass
 
 from agent.config import AgentConfig
 from agent.contract import AgentPhase, Slot
-from agent.decisions import FreshStart, Observation, Refuse, TakeOver, Wait, decide_start
+from agent.decisions import (
+    FreshStart,
+    Observation,
+    Refuse,
+    StandBy,
+    TakeOver,
+    Wait,
+    decide_start,
+    drain_timing_problem,
+    socket_id,
+    stand_by_reason,
+)
 from agent.state import SharedState, slot_of_epoch, with_active, with_slot, with_stopped
 
 
@@ -61,11 +73,20 @@ class Launch:
         return "taking-over" if self.takeover else "starting"
 
 
-StartPlan = Launch | Refuse | Wait
+StartPlan = Launch | Refuse | Wait | StandBy
 
 
 def plan_start(observation: Observation, config: AgentConfig, *, envoy_version: str) -> StartPlan:
-    """Launch (fresh start or takeover), Refuse (incompatible hot-restart versions) or Wait (mid-start)."""
+    """Launch (fresh start or takeover), Refuse (drain timing that cannot be hitless, incompatible
+    hot-restart versions), Wait (mid-start) or StandBy (a replaced slot restarted before its reset)."""
+    timing = drain_timing_problem(
+        drain_seconds=config.drain_seconds, parent_shutdown_seconds=config.parent_shutdown_seconds
+    )
+    if timing is not None:
+        return Refuse(timing, failure="bad_config")
+    held = stand_by_reason(observation.state, config.slot)
+    if held is not None:
+        return StandBy(held)
     decision = decide_start(observation)
     if isinstance(decision, Refuse | Wait):
         return decision
@@ -92,6 +113,31 @@ def plan_start(observation: Observation, config: AgentConfig, *, envoy_version: 
 def refused_state(state: SharedState, slot: Slot, *, reason: str, now: float) -> SharedState:
     """Our slot failed for good: this image cannot hot-restart from the live Envoy."""
     return with_slot(state, slot, now=now, phase="failed", error=reason)
+
+
+def standby_state(
+    state: SharedState, slot: Slot, *, bound_socket_ids: frozenset[int], now: float
+) -> SharedState:
+    """We stand by: recorded, and a drain our Envoy can no longer finish is over (it died with us).
+
+    A `draining` record whose Envoy's hot-restart socket is gone means the old Envoy died with its
+    container; the new slot's agent normally records that first (agent/handover.py).
+    """
+    record = state.slots[slot]
+    if record.phase == "draining" and (
+        record.epoch is None or socket_id(record.epoch) not in bound_socket_ids
+    ):
+        state = with_stopped(
+            state, slot, epoch=record.epoch, now=now, error="its Envoy died with its container mid-drain"
+        )
+    elif record.phase not in ("draining", "retired"):
+        state = with_slot(state, slot, now=now, phase="retired", epoch=record.epoch, error=record.error)
+    return state
+
+
+def preparing_state(state: SharedState, launch: Launch, *, now: float) -> SharedState:
+    """About to spawn a takeover: the other agent stops serving its Envoy's stats from now on."""
+    return with_slot(state, launch.slot, now=now, phase=launch.phase, epoch=launch.epoch)
 
 
 def spawned_state(state: SharedState, launch: Launch, *, pid: int, now: float) -> SharedState:

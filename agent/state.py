@@ -1,7 +1,10 @@
 """The shared state file's model: what both agents of a pod agree on, and pure edits of it.
 
 No I/O and no clock here: callers pass `now`. agent/rundir.py reads and writes the file under the
-run-dir lock; docs/contract.md ("Agent status") names the fields the controller relies on.
+run-dir lock; docs/contract.md ("Agent status", "Schema versions") names the fields the controller
+relies on and the versioning rules: `schema` is the major version (the only thing schema 1.0 agents
+check), `schemaVersion` is "MAJOR.MINOR"; a newer minor only adds optional fields, a newer major is
+refused (`NewerSchemaError`) and never overwritten.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from typing import TypedDict
 from agent import contract
 from agent.contract import AgentPhase, AgentRole, Slot
 
-SCHEMA_VERSION = 1
+# "MAJOR.MINOR" of the state file and /status. Minor 1 added `schemaVersion` and the slots'
+# `replaced_by_epoch` and `released_at` (the hold). The major is also written as `schema`, the only
+# field schema 1.0 agents check (with ==).
+SCHEMA_VERSION = contract.SCHEMA_VERSION
+SCHEMA, SCHEMA_MINOR = (int(part) for part in SCHEMA_VERSION.split("."))
 HISTORY_LIMIT = 64
 
 
@@ -25,6 +32,8 @@ class SlotJSON(TypedDict):
     pid: int | None
     epoch: int | None
     error: str | None
+    replaced_by_epoch: int | None
+    released_at: float | None
 
 
 class EventJSON(TypedDict):
@@ -41,6 +50,7 @@ class StateJSON(TypedDict):
     """The state file as JSON (docs/contract.md "Agent status", field `state`)."""
 
     schema: int
+    schemaVersion: str
     active_slot: Slot | None
     epoch: int | None
     base_id: int
@@ -55,15 +65,27 @@ class StateFormatError(ValueError):
     """The state file exists but is not a state this agent understands."""
 
 
+class NewerSchemaError(StateFormatError):
+    """The state file was written by an agent of a newer major schema: never act on it, never rewrite it."""
+
+
 @dataclass(frozen=True)
 class SlotRecord:
-    """One slot's last known phase; `pid` is in that container's PID namespace (informative only)."""
+    """One slot's last known phase; `pid` is in that container's PID namespace (informative only).
+
+    The hold: `replaced_by_epoch` is the epoch of the other slot's Envoy that replaced ours, kept until
+    this slot serves again; `released_at` (Unix time) is when the kubelet stopped this slot's agent
+    after that, i.e. the controller reset the container. Replaced and not released = held: a restart
+    of this container stands by (docs/contract.md "The replaced slot").
+    """
 
     phase: AgentPhase | None = None
     since: float | None = None
     pid: int | None = None
     epoch: int | None = None
     error: str | None = None
+    replaced_by_epoch: int | None = None
+    released_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,11 +140,25 @@ def with_slot(
     pid: int | None = None,
     error: str | None = None,
 ) -> SharedState:
-    """Set one slot's phase; `since` moves only when the phase changes."""
+    """Set one slot's phase; `since` moves only when the phase changes; the hold is kept."""
     old = state.slots[slot]
     since = old.since if old.phase == phase and old.since is not None else now
-    record = SlotRecord(phase=phase, since=since, pid=pid, epoch=epoch, error=error)
+    record = replace(old, phase=phase, since=since, pid=pid, epoch=epoch, error=error)
     return replace(state, slots={**state.slots, slot: record}, updated=now)
+
+
+def with_hold(
+    state: SharedState, slot: Slot, *, replaced_by_epoch: int | None, released_at: float | None
+) -> SharedState:
+    """Set one slot's hold fields (SlotRecord), keep the rest."""
+    record = replace(state.slots[slot], replaced_by_epoch=replaced_by_epoch, released_at=released_at)
+    return replace(state, slots={**state.slots, slot: record})
+
+
+def held_by(state: SharedState, slot: Slot) -> int | None:
+    """The epoch that replaced `slot` while its container was not reset since, else None."""
+    record = state.slots[slot]
+    return record.replaced_by_epoch if record.released_at is None else None
 
 
 def with_event(
@@ -149,7 +185,8 @@ def with_active(
     envoy_version: str,
     hot_restart_version: str,
 ) -> SharedState:
-    """`slot`'s Envoy is LIVE and owns the listeners; a previous active slot starts draining."""
+    """`slot`'s Envoy is LIVE and owns the listeners; a previous active slot is replaced (held) and
+    starts draining; `slot` itself is no longer held."""
     previous = state.active_slot
     state = replace(
         state,
@@ -159,7 +196,9 @@ def with_active(
         hot_restart_version=hot_restart_version,
     )
     state = with_slot(state, slot, now=now, phase="serving", epoch=epoch, pid=pid)
+    state = with_hold(state, slot, replaced_by_epoch=None, released_at=None)
     if previous is not None and previous != slot:
+        state = with_hold(state, previous, replaced_by_epoch=epoch, released_at=None)
         old = state.slots[previous]
         if old.phase in ("serving", "draining"):
             state = with_slot(state, previous, now=now, phase="draining", epoch=old.epoch, pid=old.pid)
@@ -212,12 +251,19 @@ def to_json(state: SharedState) -> StateJSON:
     """The state as the file stores it (slots sorted)."""
     slots: dict[Slot, SlotJSON] = {
         name: SlotJSON(
-            phase=record.phase, since=record.since, pid=record.pid, epoch=record.epoch, error=record.error
+            phase=record.phase,
+            since=record.since,
+            pid=record.pid,
+            epoch=record.epoch,
+            error=record.error,
+            replaced_by_epoch=record.replaced_by_epoch,
+            released_at=record.released_at,
         )
         for name, record in sorted(state.slots.items())
     }
     return StateJSON(
-        schema=SCHEMA_VERSION,
+        schema=SCHEMA,
+        schemaVersion=SCHEMA_VERSION,
         active_slot=state.active_slot,
         epoch=state.epoch,
         base_id=state.base_id,
@@ -270,12 +316,55 @@ def _opt_slot(value: object) -> Slot | None:
     return value
 
 
+def parse_schema_version(value: object) -> tuple[int, int]:
+    """ "MAJOR.MINOR" -> (major, minor); StateFormatError for anything else."""
+    if isinstance(value, str):
+        major, dot, minor = value.partition(".")
+        if dot and major.isdigit() and minor.isdigit():
+            return int(major), int(minor)
+    raise StateFormatError(f"schemaVersion must be a string MAJOR.MINOR, not {value!r}")
+
+
+def schema_version_of(data: dict[str, object]) -> tuple[int, int]:
+    """The (major, minor) a document declares: `schemaVersion`, else (`schema`, 0) for schema 1.0 writers.
+
+    Raises NewerSchemaError for a major above ours, StateFormatError when the two fields disagree.
+    """
+    schema = data.get("schema")
+    if "schemaVersion" in data:
+        major, minor = parse_schema_version(data["schemaVersion"])
+    elif isinstance(schema, int) and not isinstance(schema, bool):
+        major, minor = schema, 0
+    else:
+        raise StateFormatError(f"unsupported state schema {schema!r}")
+    if major > SCHEMA:
+        raise NewerSchemaError(
+            f"the state file has schema {major}.{minor}, newer than this agent's {SCHEMA_VERSION}: "
+            "written by a newer agent; this one will not act on it or rewrite it"
+        )
+    if major != SCHEMA or schema != major:
+        raise StateFormatError(f"unsupported state schema {schema!r} (schemaVersion {major}.{minor})")
+    return major, minor
+
+
+def _migrate_holds(state: SharedState, minor: int) -> SharedState:
+    """Schema 1.0 had no hold fields: a slot draining while the other is active was replaced by it.
+
+    A 1.0 `retired` slot may or may not have been reset since; it is left unheld, as 1.0 agents did.
+    """
+    if minor >= 1 or state.active_slot is None or state.epoch is None:
+        return state
+    other = other_slot(state.active_slot)
+    if state.slots[other].phase != "draining":
+        return state
+    return with_hold(state, other, replaced_by_epoch=state.epoch, released_at=None)
+
+
 def from_json(data: object) -> SharedState:
-    """Parse and validate a decoded state file."""
+    """Parse and validate a decoded state file of schema 1.x (1.0 documents are migrated to ours)."""
     if not isinstance(data, dict):
         raise StateFormatError("the state file is not a JSON object")
-    if data.get("schema") != SCHEMA_VERSION:
-        raise StateFormatError(f"unsupported state schema {data.get('schema')!r}")
+    _major, minor = schema_version_of(data)
     base_id = _opt_int(data.get("base_id"), "base_id")
     if base_id is None:
         raise StateFormatError("base_id is missing")
@@ -293,6 +382,8 @@ def from_json(data: object) -> SharedState:
             pid=_opt_int(raw.get("pid"), "pid"),
             epoch=_opt_int(raw.get("epoch"), "epoch"),
             error=_opt_str(raw.get("error"), "error"),
+            replaced_by_epoch=_opt_int(raw.get("replaced_by_epoch"), "replaced_by_epoch"),
+            released_at=_opt_float(raw.get("released_at"), "released_at"),
         )
     history: list[Event] = []
     raw_history = data.get("history", [])
@@ -315,7 +406,7 @@ def from_json(data: object) -> SharedState:
                 detail=_opt_str(raw.get("detail"), "detail"),
             )
         )
-    return SharedState(
+    state = SharedState(
         base_id=base_id,
         active_slot=_opt_slot(data.get("active_slot")),
         epoch=_opt_int(data.get("epoch"), "epoch"),
@@ -325,3 +416,4 @@ def from_json(data: object) -> SharedState:
         slots=slots,
         history=tuple(history),
     )
+    return _migrate_holds(state, minor)

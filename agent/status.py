@@ -1,4 +1,5 @@
-"""The per-slot status server: /healthz/ready, /status (docs/contract.md "Agent status"), /metrics.
+"""The per-slot status server: /healthz/ready, /status (docs/contract.md "Agent status"), /metrics, and
+/stats/prometheus (Envoy's exposition, counters carried across hot restarts: agent/envoystats.py).
 
 The documents are built by pure functions from an `AgentView` and the shared state; the server is a
 stdlib ThreadingHTTPServer in a daemon thread and only reads (it never writes the state file).
@@ -14,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict
 
 from agent.contract import AgentPhase, AgentRole, Slot
-from agent.state import SharedState, StateJSON, is_ready, role_of, to_json
+from agent.state import SCHEMA_VERSION, SharedState, StateJSON, is_ready, role_of, to_json
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,9 @@ class AgentView:
 
 
 class StatusJSON(TypedDict):
-    """GET /status (docs/contract.md "Agent status")."""
+    """GET /status (docs/contract.md "Agent status"); `schemaVersion` as the state file's."""
 
+    schemaVersion: str
     slot: Slot
     role: AgentRole
     phase: AgentPhase
@@ -46,6 +48,7 @@ class StatusJSON(TypedDict):
 def status_document(view: AgentView, state: SharedState) -> StatusJSON:
     """The /status document of this slot."""
     return StatusJSON(
+        schemaVersion=SCHEMA_VERSION,
         slot=view.slot,
         role=role_of(state, view.slot, envoy_running=view.envoy_running),
         phase=view.phase,
@@ -72,6 +75,7 @@ class StatusServer:
         view: Callable[[], AgentView],
         state: Callable[[], SharedState],
         metrics: Callable[[], bytes],
+        envoy_stats: Callable[[], tuple[int, bytes]] = lambda: (404, b"not found\n"),
         host: str = "0.0.0.0",
     ) -> None:
         outer = self
@@ -86,6 +90,7 @@ class StatusServer:
         self._view = view
         self._state = state
         self._metrics = metrics
+        self._envoy_stats = envoy_stats
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="status-server", daemon=True)
@@ -114,6 +119,9 @@ class StatusServer:
             self._send(request, 200, body, "application/json")
         elif path == "/metrics":
             self._send(request, 200, self._metrics(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/stats/prometheus":
+            code, body = self._envoy_stats()
+            self._send(request, code, body, "text/plain; version=0.0.4; charset=utf-8")
         else:
             self._send(request, 404, b"not found\n", "text/plain")
 

@@ -9,10 +9,12 @@ agent/startplan.py, the I/O in the shells named below):
 - after a takeover (agent/handover.py): follow the replaced Envoy until its parent socket disappears;
   if it vanished before our Terminate was due, bind its socket and stand in for it (envoy#7468).
 - our Envoy exits: replaced (retire, never restart), crashed (restart with backoff at the right epoch),
-  or stopped by us.
+  or stopped by us. Replaced and still running well past its parent-shutdown time: hung (its child's
+  Terminate never came, or it cannot act on it), so we SIGKILL it; the new agent stands in for it.
 - SIGTERM/SIGINT: active -> graceful drain (agent/drain.py), wait for zero connections or the drain
   deadline, stop Envoy, exit 0. Replaced, retired, failed or standby -> exit 0 at once without touching
-  the listeners (they belong to the other slot's Envoy).
+  the listeners (they belong to the other slot's Envoy); a replaced slot records its release first (the
+  controller's reset: its next start may serve), an active one voids a release the same pod stop made.
 It must not touch the other slot's Envoy except through Envoy's own hot-restart protocol.
 """
 
@@ -30,7 +32,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from agent.admin import EnvoyAdmin
+from agent import envoystats
+from agent.admin import AdminError, EnvoyAdmin
 from agent.config import AgentConfig
 from agent.decisions import (
     ExitAction,
@@ -40,6 +43,9 @@ from agent.decisions import (
     after_envoy_exit,
     describe_exit,
     exit_state,
+    released_on_sigterm,
+    replaced_envoy_hung,
+    voided_by_pod_stop,
 )
 from agent.drain import drain_gracefully
 from agent.envoy import RunningEnvoy
@@ -48,7 +54,7 @@ from agent.launch import EnvoyStarter, StartAbortedError, Started, StartFailedEr
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
 from agent.records import StateRecorder
-from agent.state import SharedState, replaced_by_other, with_slot, with_stopped
+from agent.state import SharedState, replaced_by_other, role_of, with_slot, with_stopped
 from agent.status import AgentView
 from agent.view import ViewKeeper
 
@@ -79,8 +85,10 @@ class Supervisor:
         self.metrics = metrics
         self.log = log
         self.stop_requested = stop
-        self.handover = HandOver(config, records=records, metrics=metrics, log=log)
+        self.handover = HandOver(config, admin=admin, records=records, metrics=metrics, log=log)
         self._next_replaced_check = 0.0
+        self._replaced_at: float | None = None  # time.monotonic() when we saw our Envoy replaced
+        self._killed_hung = False
 
     # -- what the status server reads ------------------------------------------------------------
     def view(self) -> AgentView:
@@ -90,6 +98,28 @@ class Supervisor:
     def shared_state(self) -> SharedState:
         """The shared state file as it is now (initial if missing or unreadable)."""
         return self.records.snapshot()
+
+    def envoy_stats(self) -> tuple[int, bytes]:
+        """GET /stats/prometheus: our Envoy's exposition with its counters carried across hot restarts.
+
+        Empty (200) unless our Envoy is the active one and holds the admin port, so a scraper of both
+        slots gets each series once; 503 when the admin API does not answer.
+        """
+        envoy = self.view_keeper.envoy
+        running = self.view().envoy_running
+        state = self.shared_state()
+        if envoy is None or role_of(state, self.config.slot, envoy_running=running) != "active":
+            return 200, b""
+        if state.slots[self.config.other_slot].phase == "taking-over":
+            return 200, b""  # the new agent carries our counters on from its own last read of them
+        try:
+            text = self.admin.prometheus_stats()
+        except AdminError as error:
+            return 503, f"Envoy's admin API did not answer: {error}\n".encode()
+        if envoystats.gauge(text, "envoy_server_hot_restart_epoch") != envoy.epoch:
+            return 200, b""
+        epoch, base = self.starter.stats_base
+        return 200, envoystats.rebase(text, base if epoch == envoy.epoch else {}).encode()
 
     # -- lifecycle --------------------------------------------------------------------------------
     def _sleep(self, seconds: float) -> None:
@@ -127,7 +157,26 @@ class Supervisor:
         if envoy is not None and time.monotonic() >= self._next_replaced_check:
             self._next_replaced_check = time.monotonic() + 0.5
             self._notice_replaced(envoy)
+            self._end_if_hung(envoy)
         self.handover.check_stand_in()
+
+    def _end_if_hung(self, envoy: RunningEnvoy) -> None:
+        """Our replaced Envoy outlived its parent-shutdown time by far: it is hung, SIGKILL it."""
+        if self._replaced_at is None or self._killed_hung:
+            return
+        if not replaced_envoy_hung(
+            seconds_since_replaced=time.monotonic() - self._replaced_at,
+            parent_shutdown_seconds=self.config.parent_shutdown_seconds,
+        ):
+            return
+        self._killed_hung = True
+        self.metrics.failures.labels(reason="hung").inc()
+        self.log.error(
+            "replaced-envoy-hung",
+            pid=envoy.pid,
+            why="still running long past its parent-shutdown time; killed (the new Envoy owns the listeners)",
+        )
+        envoy.kill()
 
     def _notice_replaced(self, envoy: RunningEnvoy) -> None:
         """Our Envoy still runs but another took over: it is draining until its Terminate."""
@@ -136,6 +185,7 @@ class Supervisor:
         ):
             return
         self.view_keeper.set(phase="draining")
+        self._replaced_at = time.monotonic()
         self.log.event("replaced", why="another Envoy took over; ours drains until its parent shutdown")
 
     # -- starting ---------------------------------------------------------------------------------
@@ -200,6 +250,8 @@ class Supervisor:
             action = after_envoy_exit(
                 state, slot, epoch=envoy.epoch, returncode=returncode, stopping=self.stop_requested.is_set()
             )
+            if self._killed_hung and isinstance(action, Retire):
+                action = Retire(error="hung past its parent-shutdown time: killed by its agent")
             return exit_state(state, slot, action, epoch=envoy.epoch, now=time.time())
 
         self.records.update(
@@ -217,10 +269,25 @@ class Supervisor:
             assert isinstance(action, Stopped)
 
     # -- SIGTERM ----------------------------------------------------------------------------------
+    def _release(self) -> None:
+        """A replaced slot's container is being stopped: the controller's reset releases the hold."""
+        released = False
+
+        def release(state: SharedState) -> SharedState | None:
+            nonlocal released
+            state_after = released_on_sigterm(state, self.config.slot, now=time.time())
+            released = state_after is not None
+            return state_after
+
+        self.records.update(release, event="released", epoch=None, detail="SIGTERM while replaced")
+        if released:
+            self.log.event("released", why="stopped while replaced: its next start may serve")
+
     def shutdown(self) -> int:
         """Drain and stop our Envoy if it still owns the listeners, else leave them alone; exit code 0."""
         envoy = self.view_keeper.envoy
         if envoy is None or envoy.poll() is not None:
+            self._release()
             self.log.event("exit", why="no Envoy of ours is running")
             return 0
         replaced = False
@@ -230,12 +297,15 @@ class Supervisor:
             replaced = state.active_slot != self.config.slot or state.epoch != envoy.epoch
             if replaced:
                 return None
+            now = time.time()
+            state = voided_by_pod_stop(state, self.config.slot, now=now)
             return with_slot(
-                state, self.config.slot, now=time.time(), phase="draining", epoch=envoy.epoch, pid=envoy.pid
+                state, self.config.slot, now=now, phase="draining", epoch=envoy.epoch, pid=envoy.pid
             )
 
         self.records.update(start_draining, event="draining", epoch=envoy.epoch, detail="SIGTERM")
         if replaced:
+            self._release()
             self.log.event("exit", why="replaced: the listeners belong to the new Envoy")
             return 0
         self.view_keeper.set(phase="draining")

@@ -25,7 +25,7 @@ import subprocess
 import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from podharness import netns
@@ -42,10 +42,33 @@ _MOUNT_SHIM = 'set -e; mount --bind "$1" /dev/shm; mount --bind "$2" "$3"; cd "$
 
 @dataclass(frozen=True)
 class PodAddresses:
-    """The /30 on the pod's veth pair."""
+    """The /30 on the pod's veth pair, and its IPv6 twin (a /126 in fd00:213::/32) when IPv6 is on."""
 
     host_ip: str
     pod_ip: str
+    host_ip6: str = ""
+    pod_ip6: str = ""
+
+
+IPV6_DISABLED = Path("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+
+
+def ipv6_twin(addresses: PodAddresses) -> PodAddresses:
+    """The same pair with IPv6 addresses: 10.213.A.B -> fd00:213::A:B (hex), so both are unique together."""
+
+    def six(ip: str) -> str:
+        third, fourth = (int(octet) for octet in ip.split(".")[2:])
+        return f"fd00:213::{third:x}:{fourth:x}"
+
+    return replace(addresses, host_ip6=six(addresses.host_ip), pod_ip6=six(addresses.pod_ip))
+
+
+def ipv6_enabled() -> bool:
+    """Whether the kernel has IPv6 on (new network namespaces inherit `all.disable_ipv6`)."""
+    try:
+        return IPV6_DISABLED.read_text().strip() == "0"
+    except OSError:
+        return False
 
 
 def addresses_for(index: int) -> PodAddresses:
@@ -290,6 +313,11 @@ class Pod:
     def ip(self) -> str:
         return self.addresses.pod_ip
 
+    @property
+    def ip6(self) -> str:
+        """The pod's IPv6 address, "" when the kernel has IPv6 off."""
+        return self.addresses.pod_ip6
+
     def create(self) -> Pod:
         """Create namespace, veth pair, run dir and shm dir."""
         sweep_stale()
@@ -320,6 +348,21 @@ class Pod:
             _run("ip", "addr", "add", f"{self.addresses.host_ip}/30", "dev", self.host_veth)
             _run("ip", "link", "set", self.host_veth, "up")
             _run("ip", "-n", self.netns, "addr", "add", f"{self.addresses.pod_ip}/30", "dev", "eth0")
+            if ipv6_enabled():
+                # nodad: usable at once, like the kubelet's CNI plugins configure pod addresses.
+                self.addresses = ipv6_twin(self.addresses)
+                _run(
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    f"{self.addresses.host_ip6}/126",
+                    "dev",
+                    self.host_veth,
+                    "nodad",
+                )
+                pod_ip6 = f"{self.addresses.pod_ip6}/126"
+                _run("ip", "-n", self.netns, "-6", "addr", "add", pod_ip6, "dev", "eth0", "nodad")
             _run("ip", "-n", self.netns, "link", "set", "eth0", "up")
         return self
 

@@ -34,13 +34,16 @@ LISTEN_PORT: Final = 15001
 TCP_LISTEN_PORT: Final = 15002
 DRAIN_SECONDS: Final = 10
 PARENT_SHUTDOWN_SECONDS: Final = 15
+SHUTDOWN_MARGIN_SECONDS: Final = 1
 WAIT_TIMEOUT: Final = 120
 BOOTSTRAP_TEMPLATE: Final = "/etc/hotupgrade/envoy.yaml.tmpl"
 STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "state.lock"
+STATS_BASE_FILE: Final = "envoy-stats-base.json"
 AGENT_BINARY: Final = "hotupgrade-agent"
 SHM_VOLUME: Final = "hotupgrade-shm"
 RUN_VOLUME: Final = "hotupgrade-run"
+SCHEMA_VERSION: Final = "1.1"
 
 LABEL_NAMESPACE_INJECTION: Final = "hotupgrade.io/injection"
 LABEL_POD_INJECT: Final = "hotupgrade.io/inject"
@@ -55,6 +58,7 @@ POST_START_COMMAND: Final = (
 )
 
 STATUS_FIELDS: Final = (
+    "schemaVersion",
     "slot",
     "role",
     "phase",

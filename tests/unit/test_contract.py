@@ -53,7 +53,7 @@ def test_post_start_hook_is_the_documented_one() -> None:
 
 def test_status_fields_phases_and_roles_are_documented() -> None:
     status = section("Agent status")
-    fields = re.findall(r"^\| `([a-z_]+)` \|", status, re.MULTILINE)
+    fields = re.findall(r"^\| `([A-Za-z_]+)` \|", status, re.MULTILINE)
     assert tuple(fields) == agent_contract.STATUS_FIELDS
     phase_row = next(line for line in status.splitlines() if line.startswith("| `phase`"))
     assert tuple(BACKTICKED.findall(phase_row)[1:]) == agent_contract.PHASES

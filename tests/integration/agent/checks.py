@@ -1,7 +1,9 @@
-"""Assertions shared by the agent's integration tests: what "serving" and "closed cleanly" mean."""
+"""Shared by the agent's integration tests: what "serving" and "closed cleanly" mean, and the load."""
 
 from __future__ import annotations
 
+from agent import contract
+from podharness.load import LoadConfig, LoadGenerator
 from podharness.loadstats import EOF_MID_ECHO, LoadRecord
 from podharness.sidecar import SidecarPod, Timings
 from tests.integration.agent.conftest import PARENT_SHUTDOWN_SECONDS
@@ -9,6 +11,20 @@ from tests.integration.agent.conftest import PARENT_SHUTDOWN_SECONDS
 TCP_CONNECTIONS = 3
 # Slack for a slow, shared machine around "the TCP connection closed when the old Envoy exited".
 CLOSE_SLACK_S = 1.0
+
+
+def start_load(
+    sidecars: SidecarPod, *, tcp_connections: int = 2, request_timeout_s: float = 10.0
+) -> LoadGenerator:
+    """HTTP/1.1, HTTP/2 and long-lived TCP load at the pod's IP, started."""
+    config = LoadConfig(
+        host=sidecars.pod.ip,
+        http_port=contract.LISTEN_PORT,
+        tcp_port=contract.TCP_LISTEN_PORT,
+        tcp_connections=tcp_connections,
+        request_timeout_s=request_timeout_s,
+    )
+    return LoadGenerator(config).start()
 
 
 def assert_serving(sidecars: SidecarPod, slot: str, epoch: int, *, admin: bool = True) -> None:

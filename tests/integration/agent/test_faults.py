@@ -14,26 +14,16 @@ import pytest
 
 from agent import contract
 from agent.bootstrap import DEFAULT_TEMPLATE
-from podharness.load import LoadConfig, LoadGenerator
+from podharness.load import LoadGenerator
 from podharness.metrics import sample
 from podharness.sidecar import SidecarPod, make_image
-from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset
+from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset, start_load
 from tests.integration.agent.conftest import PARENT_SHUTDOWN_SECONDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 # The Envoy child aborts about 10 s after its parent vanished unless the agent covers for it.
 PARENT_DEATH_ABORT_WINDOW_S = 10
-
-
-def start_load(sidecars: SidecarPod) -> LoadGenerator:
-    config = LoadConfig(
-        host=sidecars.pod.ip,
-        http_port=contract.LISTEN_PORT,
-        tcp_port=contract.TCP_LISTEN_PORT,
-        tcp_connections=2,
-    )
-    return LoadGenerator(config).start()
 
 
 def assert_no_failures(load: LoadGenerator) -> None:

@@ -8,11 +8,13 @@ from agent.state import SharedState, initial_state, with_active
 OURS = "11.104"
 
 
-def active(slot: str = "a", epoch: int = 0, version: str = OURS) -> SharedState:
-    """The state file once `slot`'s Envoy of `epoch` went LIVE in a fresh pod (base id 7)."""
+def active(
+    slot: str = "a", epoch: int = 0, version: str = OURS, *, state: SharedState | None = None
+) -> SharedState:
+    """The state file once `slot`'s Envoy of `epoch` went LIVE in a fresh pod (base id 7) or after `state`."""
     assert slot in ("a", "b")
     return with_active(
-        initial_state(7),
+        state or initial_state(7),
         "a" if slot == "a" else "b",
         now=1.0,
         epoch=epoch,

@@ -8,6 +8,10 @@ import pytest
 
 from agent import contract
 from agent.config import ConfigError, load_config
+from agent.decisions import Refuse, drain_timing_problem
+from agent.startplan import plan_start
+from agent.state import initial_state
+from tests.unit.agent.states import observe
 
 
 def test_slot_is_required() -> None:
@@ -62,15 +66,38 @@ def test_environment_overrides() -> None:
     assert config.envoy_binary == "/opt/envoy"
 
 
-def test_parent_shutdown_must_outlast_the_drain() -> None:
-    with pytest.raises(ConfigError, match="must be >="):
-        load_config(
-            {
-                contract.ENV_SLOT: "a",
-                contract.ENV_DRAIN_SECONDS: "10",
-                contract.ENV_PARENT_SHUTDOWN_SECONDS: "5",
-            }
+@pytest.mark.parametrize(("drain", "parent_shutdown"), [(10, 5), (1, 1), (10, 10)])
+def test_parent_shutdown_must_outlast_the_drain_by_the_margin(drain: int, parent_shutdown: int) -> None:
+    # Loaded (the status server must still start to tell why), then refused before any Envoy starts.
+    config = load_config(
+        {
+            contract.ENV_SLOT: "a",
+            contract.ENV_DRAIN_SECONDS: str(drain),
+            contract.ENV_PARENT_SHUTDOWN_SECONDS: str(parent_shutdown),
+        }
+    )
+    problem = drain_timing_problem(
+        drain_seconds=config.drain_seconds, parent_shutdown_seconds=config.parent_shutdown_seconds
+    )
+    assert problem is not None
+    assert f"{contract.ENV_PARENT_SHUTDOWN_SECONDS}={parent_shutdown} must be at least" in problem
+    assert f"{contract.ENV_DRAIN_SECONDS}={drain} + 1s" in problem
+    plan = plan_start(observe(initial_state(7)), config, envoy_version="1.40.0")
+    assert plan == Refuse(problem, failure="bad_config")
+
+
+@pytest.mark.parametrize(("drain", "parent_shutdown"), [(1, 2), (10, 11), (10, 15), (0, 1)])
+def test_a_parent_shutdown_one_second_past_the_drain_is_accepted(drain: int, parent_shutdown: int) -> None:
+    assert drain_timing_problem(drain_seconds=drain, parent_shutdown_seconds=parent_shutdown) is None
+
+
+def test_the_contract_defaults_pass_the_drain_rule() -> None:
+    assert (
+        drain_timing_problem(
+            drain_seconds=contract.DRAIN_SECONDS, parent_shutdown_seconds=contract.PARENT_SHUTDOWN_SECONDS
         )
+        is None
+    )
 
 
 @pytest.mark.parametrize("value", ["ten", "-1"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 
 from agent.decisions import (
+    HANDSHAKE_TIMEOUT_SECONDS,
+    HUNG_PARENT_GRACE_SECONDS,
     INITIALIZING_FLAG,
     LIVE,
     UNKNOWN,
@@ -22,8 +24,11 @@ from agent.decisions import (
     bootstrap_verdict,
     drain_progress,
     exit_state,
+    handshake_stalled,
     must_clear_initializing,
     parent_vanished_early,
+    replaced_envoy_hung,
+    stand_in_needed,
 )
 from tests.unit.agent.states import active
 
@@ -149,3 +154,35 @@ def test_validation_that_never_exited_says_nothing_about_the_bootstrap(
     returncode: int | None, reason: str
 ) -> None:
     assert bootstrap_verdict(returncode, REJECTED) == ValidationInconclusive(reason)
+
+
+@pytest.mark.parametrize(
+    ("takeover", "seconds", "answered", "stalled"),
+    [
+        (True, HANDSHAKE_TIMEOUT_SECONDS, False, True),
+        (True, HANDSHAKE_TIMEOUT_SECONDS - 0.1, False, False),
+        (True, HANDSHAKE_TIMEOUT_SECONDS * 2, True, False),
+        (False, HANDSHAKE_TIMEOUT_SECONDS * 2, False, False),
+    ],
+)
+def test_a_takeover_stalls_only_when_its_envoy_never_got_past_the_handshake(
+    takeover: bool, seconds: float, answered: bool, stalled: bool
+) -> None:
+    assert (
+        handshake_stalled(takeover=takeover, seconds_since_spawn=seconds, own_epoch_answered=answered)
+        is stalled
+    )
+
+
+@pytest.mark.parametrize(("seconds", "hung"), [(15 + HUNG_PARENT_GRACE_SECONDS, True), (24.9, False)])
+def test_a_replaced_envoy_is_hung_well_past_its_parent_shutdown(seconds: float, hung: bool) -> None:
+    assert replaced_envoy_hung(seconds_since_replaced=seconds, parent_shutdown_seconds=15) is hung
+
+
+@pytest.mark.parametrize(
+    ("early", "answers", "needed"), [(True, True, True), (False, False, True), (False, True, False)]
+)
+def test_stand_in_when_the_parent_died_early_or_our_envoy_still_waits_on_it(
+    early: bool, answers: bool, needed: bool
+) -> None:
+    assert stand_in_needed(early=early, own_admin_answers=answers) is needed

@@ -108,7 +108,16 @@ def test_json_has_the_contract_fields() -> None:
     for name in ("active_slot", "epoch", "base_id", "hot_restart_version", "envoy_version", "slots"):
         assert name in data
     assert set(data["slots"]) == set(contract.SLOTS)
-    assert set(data["slots"]["a"]) == {"phase", "since", "pid", "epoch", "error"}
+    assert set(data["slots"]["a"]) == {
+        "phase",
+        "since",
+        "pid",
+        "epoch",
+        "error",
+        "replaced_by_epoch",
+        "released_at",
+    }
+    assert (data["schema"], data["schemaVersion"]) == (1, "1.1")
 
 
 @pytest.mark.parametrize(
