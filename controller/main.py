@@ -125,7 +125,7 @@ class Controller:
         self.queue.shut_down()
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the controller until SIGTERM/SIGINT (0) or lease loss (EXIT_LEASE_LOST)."""
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
