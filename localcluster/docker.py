@@ -95,7 +95,8 @@ def answers(env: Mapping[str, str]) -> bool:
     return out.returncode == 0
 
 
-def _our_env() -> dict[str, str]:
+def engine_env() -> dict[str, str]:
+    """What points docker clients at our engine: its socket, and its own client first on PATH."""
     path = os.environ.get("PATH", "/usr/bin:/bin")
     return {"DOCKER_HOST": f"unix://{SOCKET}", "PATH": f"{CLIENT_DIR}:{path}"}
 
@@ -130,7 +131,7 @@ def ensure_installed() -> None:
 def start() -> Engine:
     """Start our dockerd (idempotent) and wait until it answers."""
     ensure_installed()
-    env = _our_env()
+    env = engine_env()
     if _our_pid() is not None and answers({**os.environ, **env}):
         return Engine(env, started_here=False)
     ENGINE_DIR.mkdir(parents=True, exist_ok=True)
@@ -161,7 +162,7 @@ def stop() -> None:
     pid = _our_pid()
     if pid is None:
         return
-    env = {**os.environ, **_our_env()}
+    env = {**os.environ, **engine_env()}
     docker = str(DEBIAN_CLIENT)
     ids = subprocess.run(
         [docker, "ps", "-aq"], env=env, capture_output=True, text=True, check=False
@@ -227,6 +228,12 @@ def iptables_rules() -> dict[str, list[str]]:
         out = subprocess.run([tool], capture_output=True, text=True, check=False)
         rules[tool] = rules_without_counters(out.stdout) if out.returncode == 0 else []
     return rules
+
+
+def run_client(env: Mapping[str, str], *args: str) -> str:
+    """Run the docker client with env; its stdout."""
+    docker = shutil.which("docker", path=env.get("PATH")) or str(DEBIAN_CLIENT)
+    return subprocess.run([docker, *args], env=dict(env), capture_output=True, text=True, check=True).stdout
 
 
 def engine_info(env: Mapping[str, str]) -> dict[str, object]:

@@ -33,6 +33,7 @@ KIND_CONFIG = s.REPO_ROOT / "e2e" / "kind-config.yaml"
 CLUSTER = os.environ.get("KIND_CLUSTER", "hotupgrade-e2e")
 KUBECONFIG = Path(os.environ.get("KIND_KUBECONFIG", "/tmp/hotupgrade-kind.kubeconfig"))
 NETWORK = "kind"  # the docker network kind puts its nodes on
+MODULES = Path("/lib/modules")
 
 
 def pod_subnet(config_text: str) -> str:
@@ -61,6 +62,9 @@ def cluster(kind: str, env: Mapping[str, str], image: str) -> Iterator[None]:
     subprocess.run(
         [kind, "delete", "cluster", "--name", CLUSTER], env=dict(env), capture_output=True, check=False
     )
+    # kind bind-mounts /lib/modules into the node; docker creates a missing source directory on the host
+    # (this kernel has its modules built in, so there is none): remove it again if it was ours.
+    had_modules = MODULES.exists()
     try:
         _run(
             [
@@ -84,6 +88,8 @@ def cluster(kind: str, env: Mapping[str, str], image: str) -> Iterator[None]:
     finally:
         subprocess.run([kind, "delete", "cluster", "--name", CLUSTER], env=dict(env), check=False)
         KUBECONFIG.unlink(missing_ok=True)
+        if not had_modules and MODULES.is_dir() and not any(MODULES.iterdir()):
+            MODULES.rmdir()
 
 
 @contextlib.contextmanager

