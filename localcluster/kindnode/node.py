@@ -157,6 +157,8 @@ def _context(ctx: Path, kind_dir: Path, bins: Mapping[str, Path]) -> None:
     for name, src in bins.items():
         shutil.copy2(src, ctx / "bin" / name)
         (ctx / "bin" / name).chmod(0o755)
+    shutil.copy2(HERE / "apt-install.sh", ctx / "apt-install.sh")
+    (ctx / "apt-install.sh").chmod(0o755)
     shutil.copy2(HERE / "kindnetd.py", ctx / "kindnetd.py")
     (ctx / "kindnetd.py").chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH | stat.S_IWUSR)
 
@@ -164,7 +166,13 @@ def _context(ctx: Path, kind_dir: Path, bins: Mapping[str, Path]) -> None:
 def node_key(bins: Mapping[str, Path], base_image: str) -> str:
     """Hash of every input of the node image: pins, our files, the base image and every binary."""
     parts: list[bytes | str] = [v.KIND_VERSION, s.K8S_VERSION, base_image]
-    for f in (HERE / "Dockerfile", HERE / "kindnetd.py", Path(__file__), HERE / "versions.py"):
+    for f in (
+        HERE / "Dockerfile",
+        HERE / "apt-install.sh",
+        HERE / "kindnetd.py",
+        Path(__file__),
+        HERE / "versions.py",
+    ):
         parts += [f.name, f.read_bytes()]
     for name in sorted(bins):
         parts += [name, bins[name].read_bytes()]
