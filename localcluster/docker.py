@@ -39,6 +39,7 @@ CLIENT_DIR = ENGINE_DIR / "bin"
 DEBIAN_CLIENT = Path("/usr/bin/docker")
 DOCKERD = Path("/usr/sbin/dockerd")
 START_TIMEOUT = 60.0
+RUNTIME = "runc-bounded"
 
 
 def data_root() -> Path:
@@ -65,6 +66,21 @@ def dockerd_argv(root: Path) -> list[str]:
         "--storage-driver=overlay2",
         "--log-level=warn",
     ]
+
+
+def daemon_config(runtime: Path) -> dict[str, object]:
+    """daemon.json: runc through runc_bounded.py (no capability outside root's bounding set) by default."""
+    return {"runtimes": {RUNTIME: {"path": str(runtime)}}, "default-runtime": RUNTIME}
+
+
+def install_runtime() -> Path:
+    """Copy runc_bounded.py next to the engine (the work tree may move while it runs)."""
+    CLIENT_DIR.mkdir(parents=True, exist_ok=True)
+    path = CLIENT_DIR / "runc-bounded"
+    source = (Path(__file__).resolve().parent / "runc_bounded.py").read_text()
+    path.write_text("#!/usr/bin/python3 -I\n" + source)
+    path.chmod(0o755)
+    return path
 
 
 @dataclass(frozen=True)
@@ -139,7 +155,7 @@ def start() -> Engine:
     link = CLIENT_DIR / "docker"
     link.unlink(missing_ok=True)
     link.symlink_to(DEBIAN_CLIENT)
-    (ENGINE_DIR / "daemon.json").write_text("{}\n")
+    (ENGINE_DIR / "daemon.json").write_text(json.dumps(daemon_config(install_runtime())) + "\n")
     root = data_root()
     root.mkdir(parents=True, exist_ok=True)
     argv = dockerd_argv(root)

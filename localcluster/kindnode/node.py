@@ -268,7 +268,8 @@ def ensure_node_image(env: Mapping[str, str]) -> str:
                 "bash",
                 "-c",
                 "for i in $(seq 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done;"
-                " ctr info",
+                # containerd 1.6's ctr has no `info` (kind's check): `version` asks the server too.
+                " ctr version",
             )
             for archive in archives:
                 _exec(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from localcluster import docker, dockerimages, kind
+from localcluster import docker, dockerimages, kind, runc_bounded
 from localcluster.kindnode import kindnetd, node
 from localcluster.kindnode import versions as v
 
@@ -155,3 +156,21 @@ def test_kindnetd_conflist_and_node_lookup() -> None:
     assert ptp["type"] == "ptp" and ptp["mtu"] == 1400
     assert ptp["ipam"]["ranges"] == [[{"subnet": "10.245.0.0/24"}]]
     assert portmap["capabilities"] == {"portMappings": True}
+
+
+def test_runc_bounded_drops_only_what_the_bounding_set_lacks() -> None:
+    missing = runc_bounded.missing_caps("000001fffeffffff")  # this machine's root: no CAP_SYS_RESOURCE
+    assert missing == {"CAP_SYS_RESOURCE"}
+    process = {"capabilities": {"bounding": ["CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_FUTURE"], "ambient": []}}
+    assert runc_bounded.without(process, missing)
+    assert process["capabilities"] == {"bounding": ["CAP_CHOWN", "CAP_FUTURE"], "ambient": []}
+    assert not runc_bounded.without(process, missing)
+
+
+def test_runc_bounded_finds_the_spec_runc_reads() -> None:
+    root = ["--root", "/run/x", "--log-format", "json"]
+    assert runc_bounded.spec_file([*root, "create", "--bundle", "/b", "id"]) == Path("/b/config.json")
+    assert runc_bounded.spec_file([*root, "run", "-b=/b", "id"]) == Path("/b/config.json")
+    assert runc_bounded.spec_file([*root, "exec", "--process", "/tmp/p.json", "id"]) == Path("/tmp/p.json")
+    assert runc_bounded.spec_file([*root, "create", "id"]) == Path("config.json")
+    assert runc_bounded.spec_file([*root, "start", "id"]) is None
