@@ -173,6 +173,17 @@ def start() -> Engine:
     return Engine(env, started_here=True)
 
 
+def _alive(pid: int) -> bool:
+    """Whether pid still runs; reaps it when it is our exited child (started in this process)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def stop() -> None:
     """Remove what our engine's containers and networks left, then stop dockerd and its containerd."""
     pid = _our_pid()
@@ -198,9 +209,9 @@ def stop() -> None:
     log.info("event=dockerd-stop pid=%d", pid)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if Path(f"/proc/{pid}").exists():
+    if _alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for leftover in ("exec", "bin"):
