@@ -40,6 +40,8 @@ DEBIAN_CLIENT = Path("/usr/bin/docker")
 DOCKERD = Path("/usr/sbin/dockerd")
 START_TIMEOUT = 60.0
 RUNTIME = "runc-bounded"
+# dockerd processes this process started (reaped by stop(), never left as zombies or unwaited Popens).
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def data_root() -> Path:
@@ -161,9 +163,10 @@ def start() -> Engine:
     argv = dockerd_argv(root)
     log.info("event=dockerd-start argv=%s", " ".join(argv))
     with LOG_FILE.open("ab") as logf:
-        subprocess.Popen(
+        child = subprocess.Popen(
             argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
+    _STARTED[child.pid] = child
     deadline = time.monotonic() + START_TIMEOUT
     while not answers({**os.environ, **env}):
         if time.monotonic() > deadline:
@@ -174,9 +177,10 @@ def start() -> Engine:
 
 
 def _alive(pid: int) -> bool:
-    """Whether pid still runs; reaps it when it is our exited child (started in this process)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    """Whether pid still runs; reaps it when this process started it."""
+    child = _STARTED.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
@@ -214,6 +218,7 @@ def stop() -> None:
     if _alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    _STARTED.pop(pid, None)
     for leftover in ("exec", "bin"):
         shutil.rmtree(ENGINE_DIR / leftover, ignore_errors=True)
 
