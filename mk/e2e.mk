@@ -2,10 +2,14 @@
 # `make e2e` installs what it needs, brings the cluster up, runs the suite and always tears the cluster down.
 E2E_KUBECONFIG := /var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig
 E2E_PYTEST_ARGS ?= -s  # the suite prints its figures (requests, failures, NotReady windows) as JSON lines
-KIND ?= kind
+# kind: KIND empty = the pinned kind built from the Go module proxy (localcluster/kindnode/versions.py);
+# KIND_NODE_IMAGE empty = kind v0.30.0's kindest/node:v1.34.0. KIND_OFFLINE=1 builds the base and node images
+# on this machine instead of pulling them (no public registry needed; localcluster/README.md, "kind").
+KIND ?=
 KIND_CLUSTER ?= hotupgrade-e2e
-KIND_NODE_IMAGE ?= kindest/node:v1.34.0
+KIND_NODE_IMAGE ?=
 KIND_KUBECONFIG ?= /tmp/hotupgrade-kind.kubeconfig
+KIND_OFFLINE ?=
 
 .PHONY: cluster-up cluster-down cluster-status apiserver-up e2e-build e2e-images e2e-local e2e-kind
 
@@ -20,7 +24,7 @@ cluster-down: venv
 cluster-status: venv
 	$(PY) -m localcluster status
 
-## etcd, kube-apiserver and kube-controller-manager (integration tests that need a real API server; no node).
+## Only etcd + kube-apiserver (for integration tests that need a real API server, no node).
 apiserver-up: venv
 	$(PY) -m localcluster apiserver
 
@@ -45,19 +49,9 @@ e2e: venv
 e2e-local: venv
 	KUBECONFIG=$${KUBECONFIG:-$(E2E_KUBECONFIG)} $(PY) -m pytest e2e $(E2E_PYTEST_ARGS)
 
-## kind (machines with Docker, Linux): build the Dockerfiles, load them, run the suite, delete the cluster.
-## The suite talks to pod IPs from the host (load, agent /status), so the pod CIDR is routed to the node;
-## it installs the chart itself (the webhook and controller run in the cluster).
-KIND_POD_CIDR ?= 10.244.0.0/16
+## kind: an engine (the running one, else Debian's docker.io started and stopped here), images/Dockerfile's
+## images, a cluster from e2e/kind-config.yaml, the images loaded, the pod CIDR routed to the node (the suite
+## talks to pod IPs from the host), the suite, and a teardown that always runs (localcluster/kind.py).
 e2e-kind: venv
-	images/kind-build.sh
-	$(KIND) create cluster --name $(KIND_CLUSTER) --image $(KIND_NODE_IMAGE) --config e2e/kind-config.yaml \
-	  --kubeconfig $(KIND_KUBECONFIG)
-	for img in sidecar-hotupgrade/sidecar:0.1.0 sidecar-hotupgrade/sidecar:0.1.1 sidecar-hotupgrade/sidecar:broken \
-	  sidecar-hotupgrade/empty:0.1.0 sidecar-hotupgrade/demo-app:0.1.0 sidecar-hotupgrade/webhook:0.1.0; do \
-	  $(KIND) load docker-image --name $(KIND_CLUSTER) $$img || exit 1; done
-	node=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' $(KIND_CLUSTER)-control-plane); \
-	ip route replace $(KIND_POD_CIDR) via $$node; \
-	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest e2e $(E2E_PYTEST_ARGS); rc=$$?; \
-	ip route del $(KIND_POD_CIDR) via $$node; \
-	$(KIND) delete cluster --name $(KIND_CLUSTER); rm -f $(KIND_KUBECONFIG); exit $$rc
+	KIND=$(KIND) KIND_CLUSTER=$(KIND_CLUSTER) KIND_NODE_IMAGE=$(KIND_NODE_IMAGE) KIND_KUBECONFIG=$(KIND_KUBECONFIG) \
+	  $(PY) -m localcluster.kind e2e $(if $(KIND_OFFLINE),--offline) $(E2E_PYTEST_ARGS)

@@ -1,0 +1,179 @@
+"""`make e2e-kind`: the e2e suite on a kind cluster, with Docker and the internet or offline.
+
+`python -m localcluster.kind e2e [--offline] [PYTEST ARGS...]`: an engine (the running one, or Debian's
+started here and stopped at the end), the pinned kind (from the Go module proxy, cached), the images of
+images/Dockerfile (images/kind-build.sh), a cluster from e2e/kind-config.yaml on kind's node image (online:
+kind's upstream image; offline: one built here, localcluster/kindnode/), the images loaded, the pod CIDR
+routed to the node (the suite talks to pod IPs from the host), the suite, and a teardown that always
+runs: route, cluster, kubeconfig, engine. The suite's exit code is the command's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from localcluster import docker, dockerimages
+from localcluster import settings as s
+from localcluster.kindnode import gobuild, node
+from localcluster.kindnode import versions as v
+
+log = logging.getLogger("localcluster.kind")
+
+KIND_CONFIG = s.REPO_ROOT / "e2e" / "kind-config.yaml"
+CLUSTER = os.environ.get("KIND_CLUSTER", "hotupgrade-e2e")
+KUBECONFIG = Path(os.environ.get("KIND_KUBECONFIG", "/tmp/hotupgrade-kind.kubeconfig"))
+NETWORK = "kind"  # the docker network kind puts its nodes on
+MODULES = Path("/lib/modules")
+
+
+def pod_subnet(config_text: str) -> str:
+    """networking.podSubnet of a kind config (kind's default when unset)."""
+    doc = yaml.safe_load(config_text) or {}
+    return str(doc.get("networking", {}).get("podSubnet", "10.244.0.0/16"))
+
+
+def kind_binary() -> str:
+    """KIND from the environment (a user's own), else the pinned one built from the Go module proxy."""
+    return os.environ.get("KIND") or str(gobuild.ensure_kind())
+
+
+def _run(argv: Sequence[str], env: Mapping[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    log.info("event=run argv=%s", " ".join(argv))
+    return subprocess.run(list(argv), env=dict(env), text=True, check=True, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+def _inspect(env: Mapping[str, str], *args: str) -> str:
+    return _run(["docker", *args], env, capture_output=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def cluster(kind: str, env: Mapping[str, str], image: str) -> Iterator[None]:
+    """A kind cluster for the block, deleted afterwards (with its kubeconfig)."""
+    subprocess.run(
+        [kind, "delete", "cluster", "--name", CLUSTER], env=dict(env), capture_output=True, check=False
+    )
+    # kind bind-mounts /lib/modules into the node; docker creates a missing source directory on the host
+    # (this kernel has its modules built in, so there is none): remove it again if it was ours.
+    had_modules = MODULES.exists()
+    try:
+        _run(
+            [
+                kind,
+                "create",
+                "cluster",
+                "--name",
+                CLUSTER,
+                "--image",
+                image,
+                "--config",
+                str(KIND_CONFIG),
+                "--kubeconfig",
+                str(KUBECONFIG),
+                "--wait",
+                "5m",
+            ],
+            env,
+        )
+        yield
+    finally:
+        subprocess.run([kind, "delete", "cluster", "--name", CLUSTER], env=dict(env), check=False)
+        KUBECONFIG.unlink(missing_ok=True)
+        if not had_modules and MODULES.is_dir() and not any(MODULES.iterdir()):
+            MODULES.rmdir()
+
+
+@contextlib.contextmanager
+def pod_route(env: Mapping[str, str]) -> Iterator[None]:
+    """The kind pod CIDR routed to the node, so the host reaches pod IPs (load, agent /status)."""
+    node_ip = _inspect(
+        env,
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        f"{CLUSTER}-control-plane",
+    )
+    cidr = pod_subnet(KIND_CONFIG.read_text())
+    _run(["ip", "route", "replace", cidr, "via", node_ip], env)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "route", "del", cidr, "via", node_ip], check=False)
+
+
+def gateway(env: Mapping[str, str]) -> str:
+    """The IPv4 gateway of kind's docker network: the host as the API server sees it."""
+    out = _inspect(env, "network", "inspect", NETWORK, "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}")
+    return next(a for a in out.split() if "." in a)
+
+
+def e2e(offline: bool, pytest_args: Sequence[str]) -> int:
+    """Build, create, load, route, run the suite, tear down; the suite's exit code."""
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    with docker.engine() as engine:
+        env = engine.client_env()
+        timings["engine"] = time.monotonic() - started
+        kind = kind_binary()
+        timings["kind"] = time.monotonic() - started
+        dockerimages.build_e2e_images(env, offline=offline)
+        timings["images"] = time.monotonic() - started
+        image = (
+            node.ensure_node_image(env)
+            if offline
+            else (os.environ.get("KIND_NODE_IMAGE") or v.UPSTREAM_NODE_IMAGE)
+        )
+        timings["node-image"] = time.monotonic() - started
+        with cluster(kind, env, image):
+            timings["cluster"] = time.monotonic() - started
+            # One load for all: kind saves them into one archive, so shared layers travel once.
+            _run([kind, "load", "docker-image", "--name", CLUSTER, *dockerimages.E2E_IMAGES], env)
+            timings["load"] = time.monotonic() - started
+            with pod_route(env):
+                suite_env = {**env, "KUBECONFIG": str(KUBECONFIG), "E2E_WEBHOOK_HOST": gateway(env)}
+                rc = subprocess.run(
+                    [sys.executable, "-m", "pytest", "e2e", *pytest_args],
+                    cwd=s.REPO_ROOT,
+                    env=suite_env,
+                    check=False,
+                ).returncode
+                timings["suite"] = time.monotonic() - started
+    timings["total"] = time.monotonic() - started
+    print(
+        "kind-e2e timings (s, cumulative): " + " ".join(f"{k}={t:.0f}" for k, t in timings.items()),
+        flush=True,
+    )
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster.kind", description=__doc__)
+    parser.add_argument("command", choices=("e2e", "build"))
+    parser.add_argument("--offline", action="store_true", help="build the base and node images here")
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    os.environ["PATH"] = ":".join(
+        [*os.environ.get("PATH", "").split(":"), "/usr/local/sbin", "/usr/sbin", "/sbin"]
+    )
+    if args.command == "e2e":
+        return e2e(args.offline, rest)
+    with docker.engine() as engine:  # build: every artefact, no cluster (warms the caches)
+        env = engine.client_env()
+        print(kind_binary())
+        dockerimages.build_e2e_images(env, offline=args.offline)
+        if args.offline:
+            print(node.ensure_node_image(env))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

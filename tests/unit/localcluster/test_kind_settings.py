@@ -1,0 +1,176 @@
+"""The pure parts of the kind path: this machine's settings as build inputs, kind's source, kubeadm's list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from localcluster import docker, dockerimages, kind, runc_bounded
+from localcluster.kindnode import kindnetd, node
+from localcluster.kindnode import versions as v
+
+DEB822 = """Types: deb
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+
+Types: deb
+URIs: https://vendor.example/apt
+Suites: stable
+Components: main
+"""
+
+
+def test_debian_source_lines_keep_the_debian_archives_only() -> None:
+    one_line = (
+        "deb [arch=amd64] http://other.example/debian/ bookworm main contrib # comment\ndeb-src x y z\n"
+    )
+    assert dockerimages.debian_source_lines(DEB822 + "\n" + one_line) == [
+        "deb http://mirror.example/debian bookworm main",
+        "deb http://mirror.example/debian bookworm-updates main",
+        "deb http://mirror.example/debian-security bookworm-security main",
+        "deb http://other.example/debian bookworm main contrib",
+    ]
+
+
+def test_debian_source_lines_skip_disabled_stanzas() -> None:
+    assert dockerimages.debian_source_lines(
+        DEB822.replace("Components: main\n", "Components: main\nEnabled: no\n", 1)
+    ) == ["deb http://mirror.example/debian-security bookworm-security main"]
+
+
+def test_pip_settings_environment_beats_files_and_paths_are_dropped() -> None:
+    listed = (
+        "global.cert='/etc/ssl/certs/ca-certificates.crt'\n"
+        "global.index-url='https://file.example/simple'\n"
+        ":env:.index-url='https://env.example/simple'\n"
+        ":env:.find-links='/opt/wheels'\n"
+        ":env:.default-timeout='180'\n"
+    )
+    settings = dockerimages.pip_settings(listed)
+    assert settings == {
+        "cert": "/etc/ssl/certs/ca-certificates.crt",
+        "index-url": "https://env.example/simple",
+        "default-timeout": "180",
+    }
+    assert dockerimages.pip_conf(settings, "/run/secrets/pip-cert.pem") == (
+        "[global]\ndefault-timeout = 180\nindex-url = https://env.example/simple\n"
+        "cert = /run/secrets/pip-cert.pem\n"
+    )
+    assert "cert" not in dockerimages.pip_conf(settings, None)
+
+
+def test_iptables_rules_compare_without_counters_and_comments() -> None:
+    before = "# Generated\n*filter\n:INPUT ACCEPT [10:200]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n# End\n"
+    after = "# Generated later\n*filter\n:INPUT ACCEPT [99:9999]\n:FORWARD ACCEPT [5:50]\nCOMMIT\n"
+    dropped = after.replace(":FORWARD ACCEPT", ":FORWARD DROP")
+    assert docker.rules_without_counters(before) == docker.rules_without_counters(after)
+    assert docker.rules_without_counters(before) != docker.rules_without_counters(dropped)
+
+
+GO_SOURCE = """package nodeimage
+
+const kindnetdImage = "docker.io/kindest/kindnetd:v1-abc"
+
+var defaultCNIImages = []string{kindnetdImage}
+
+const defaultCNIManifest = `
+kind: DaemonSet
+image: ` + kindnetdImage + `
+subnet: {{ .PodSubnet }}
+`
+
+const other = "a\\"b" + "c"
+"""
+
+
+def test_go_string_constants_joins_raw_strings_and_names() -> None:
+    consts = node.go_string_constants(GO_SOURCE)
+    assert consts["kindnetdImage"] == "docker.io/kindest/kindnetd:v1-abc"
+    assert consts["defaultCNIManifest"] == (
+        "\nkind: DaemonSet\nimage: docker.io/kindest/kindnetd:v1-abc\nsubnet: {{ .PodSubnet }}\n"
+    )
+    assert consts["other"] == 'a"bc'
+
+
+def test_sandbox_image_from_containerd_config() -> None:
+    config = (
+        '[plugins."io.containerd.grpc.v1.cri"]\n  # fixed\n  sandbox_image = "registry.k8s.io/pause:3.10"\n'
+    )
+    assert node.sandbox_image(config) == "registry.k8s.io/pause:3.10"
+    with pytest.raises(ValueError):
+        node.sandbox_image("version = 2\n")
+
+
+KUBEADM_LIST = [
+    "registry.k8s.io/kube-apiserver:v1.34.4",
+    "registry.k8s.io/kube-controller-manager:v1.34.4",
+    "registry.k8s.io/kube-scheduler:v1.34.4",
+    "registry.k8s.io/kube-proxy:v1.34.4",
+    f"registry.k8s.io/coredns/coredns:{v.COREDNS_VERSION}",
+    "registry.k8s.io/pause:3.10.1",
+    f"registry.k8s.io/etcd:{v.ETCD_VERSION.removeprefix('v')}-0",
+]
+
+
+def test_image_targets_follow_kubeadm_and_containerds_pause() -> None:
+    refs = node.image_targets(KUBEADM_LIST, "registry.k8s.io/pause:3.10")
+    assert refs["pause"] == "registry.k8s.io/pause:3.10"
+    assert refs["coredns"] == f"registry.k8s.io/coredns/coredns:{v.COREDNS_VERSION}"
+    assert set(refs) == set(node.TARGETS)
+
+
+def test_image_targets_refuse_a_drifted_pin() -> None:
+    with pytest.raises(ValueError, match="etcd"):
+        node.image_targets([*KUBEADM_LIST[:-1], "registry.k8s.io/etcd:3.7.0-0"], "p")
+    with pytest.raises(ValueError, match="does not make"):
+        node.image_targets([*KUBEADM_LIST, "registry.k8s.io/something:v1"], "p")
+
+
+def test_pod_subnet_of_the_kind_config() -> None:
+    assert kind.pod_subnet("networking:\n  podSubnet: 10.245.0.0/16\n") == "10.245.0.0/16"
+    assert kind.pod_subnet("kind: Cluster\n") == "10.244.0.0/16"
+    assert kind.pod_subnet(kind.KIND_CONFIG.read_text()) != "10.244.0.0/16"  # beside the local cluster's
+
+
+def test_kindnetd_conflist_and_node_lookup() -> None:
+    nodes = {
+        "items": [
+            {"status": {"addresses": [{"address": "172.18.0.3"}]}, "spec": {"podCIDR": "10.245.1.0/24"}},
+            {"status": {"addresses": [{"address": "172.18.0.2"}]}, "spec": {"podCIDRs": ["10.245.0.0/24"]}},
+        ]
+    }
+    assert kindnetd.node_pod_cidrs(nodes, "172.18.0.2") == ["10.245.0.0/24"]
+    assert kindnetd.node_pod_cidrs(nodes, "172.18.0.3") == ["10.245.1.0/24"]
+    assert kindnetd.node_pod_cidrs(nodes, "172.18.0.9") == []
+    doc = json.loads(kindnetd.conflist(["10.245.0.0/24"], 1400))
+    ptp, portmap = doc["plugins"]
+    assert ptp["type"] == "ptp" and ptp["mtu"] == 1400
+    assert ptp["ipam"]["ranges"] == [[{"subnet": "10.245.0.0/24"}]]
+    assert portmap["capabilities"] == {"portMappings": True}
+
+
+def test_runc_bounded_drops_only_what_the_bounding_set_lacks() -> None:
+    missing = runc_bounded.missing_caps("000001fffeffffff")  # this machine's root: no CAP_SYS_RESOURCE
+    assert missing == {"CAP_SYS_RESOURCE"}
+    process = {"capabilities": {"bounding": ["CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_FUTURE"], "ambient": []}}
+    assert runc_bounded.without(process, missing)
+    assert process["capabilities"] == {"bounding": ["CAP_CHOWN", "CAP_FUTURE"], "ambient": []}
+    assert not runc_bounded.without(process, missing)
+
+
+def test_runc_bounded_finds_the_spec_runc_reads() -> None:
+    root = ["--root", "/run/x", "--log-format", "json"]
+    assert runc_bounded.spec_file([*root, "create", "--bundle", "/b", "id"]) == Path("/b/config.json")
+    assert runc_bounded.spec_file([*root, "run", "-b=/b", "id"]) == Path("/b/config.json")
+    assert runc_bounded.spec_file([*root, "exec", "--process", "/tmp/p.json", "id"]) == Path("/tmp/p.json")
+    assert runc_bounded.spec_file([*root, "create", "id"]) == Path("config.json")
+    assert runc_bounded.spec_file([*root, "start", "id"]) is None
