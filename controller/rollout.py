@@ -140,9 +140,10 @@ def owning_release(
 
 
 def allowed_unavailable(strategy: Strategy, matched: int) -> int:
-    """maxUnavailable for `matched` pods: percentages round up, as Kruise's SidecarSet, DaemonSet and
-    StatefulSet do (intstr.GetScaledValueFromIntOrPercent(..., roundUp=true)); at least 1 with pods."""
-    scaled = strategy.max_unavailable.scaled(matched, round_up=True)
+    """maxUnavailable for `matched` pods: percentages round down, at least 1 with pods, as StatefulSet
+    (getStatefulSetMaxUnavailable) and a Deployment without surge (ResolveFenceposts) resolve it; Kruise's
+    SidecarSet and DaemonSet round up, one pod more at risk (docs/sidecarrelease.md)."""
+    scaled = strategy.max_unavailable.scaled(matched, round_up=False)
     return max(1, scaled) if matched > 0 else 0
 
 

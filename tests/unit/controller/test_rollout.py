@@ -116,14 +116,17 @@ def fleet(n: int) -> list[PodFacts]:
     [
         (IntOrPercent(1), 6, 1),
         (IntOrPercent(3), 2, 3),  # more than the pods: harmless
-        (IntOrPercent(25, True), 10, 3),  # 2.5 rounds up, as Kruise/DaemonSet/StatefulSet
+        (IntOrPercent(25, True), 10, 2),  # 2.5 rounds down, as StatefulSet and Deployment
         (IntOrPercent(1, True), 3, 1),  # never 0 with pods
-        (IntOrPercent(50, True), 4, 2),
+        (IntOrPercent(50, True), 5, 2),
+        (IntOrPercent(34, True), 3, 1),
         (IntOrPercent(100, True), 7, 7),
         (IntOrPercent(30, True), 0, 0),
     ],
 )
-def test_max_unavailable_rounds_up(value: IntOrPercent, matched: int, expected: int) -> None:
+def test_max_unavailable_rounds_down_to_at_least_one(
+    value: IntOrPercent, matched: int, expected: int
+) -> None:
     assert allowed_unavailable(Strategy(max_unavailable=value), matched) == expected
 
 
@@ -154,7 +157,8 @@ def test_starts_first_pods_by_name_within_max_unavailable() -> None:
 
 
 def test_percent_of_matched() -> None:
-    assert started(plan(release(max_unavailable=IntOrPercent(25, True)), fleet(10))) == [
+    assert started(plan(release(max_unavailable=IntOrPercent(25, True)), fleet(10))) == ["web-0", "web-1"]
+    assert started(plan(release(max_unavailable=IntOrPercent(30, True)), fleet(10))) == [
         "web-0",
         "web-1",
         "web-2",
