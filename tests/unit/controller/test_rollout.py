@@ -28,12 +28,14 @@ from controller.rollout import (
     Start,
     allowed_unavailable,
     at_risk,
+    heading_to,
     held_back,
     invalid_spec_status,
     owning_release,
     plan_fleet,
     plan_release,
     pod_facts,
+    touched,
 )
 from controller.selector import LabelSelector, Requirement
 from tests.unit.controller.podfixtures import NEW, OLD, STATUS, T0, raw_pod, upgrade_record
@@ -548,3 +550,76 @@ def test_never_more_at_risk_than_allowed_and_one_upgrade_per_pod(
     )
     before = sum(1 for s in p.pods.values() if s in (PodState.UPDATED, PodState.UPGRADING, PodState.FAILED))
     assert counted <= max(goal, before)
+
+
+# --- a whole rollout against a toy of the step machine -------------------------------------------------
+
+DRAIN_TICKS = 5
+
+
+def _tick(p: PodFacts, drained: dict[str, int]) -> PodFacts:
+    """One reconcile of the step machine, coarsely: queued -> Pending -> TakingOver (NotReady) -> Draining
+    (DRAIN_TICKS, Ready on the new Envoy) -> Resetting -> Completed."""
+    record = p.record
+    heading = heading_to(p)
+    if heading is None:
+        return p
+    if record is None or not record.in_flight or record.to_image != heading:
+        return replace(p, record=upgrade_record(phase=Phase.PENDING, to_image=heading, from_image=OLD))
+    following = {
+        Phase.PENDING: Phase.TAKING_OVER,
+        Phase.TAKING_OVER: Phase.DRAINING,
+        Phase.RESETTING: Phase.COMPLETED,
+    }
+    if record.phase is Phase.DRAINING:
+        drained[p.key] = drained.get(p.key, 0) + 1
+        if drained[p.key] < DRAIN_TICKS:
+            return p
+        drained.pop(p.key)
+        return replace(p, record=replace(record, phase=Phase.RESETTING))
+    phase = following[record.phase]
+    moved = replace(p, record=replace(record, phase=phase), ready=phase is not Phase.TAKING_OVER)
+    if phase is Phase.COMPLETED:
+        assert moved.status is not None
+        moved = replace(moved, status=replace(moved.status, sidecar_image=record.to_image))
+    return moved
+
+
+def _run(r: Release, pods: list[PodFacts], *, limit: int = 200) -> tuple[list[PodFacts], int]:
+    """Plan, apply the starts, tick every pod; until the release is Complete. Checks the budget each tick."""
+    drained: dict[str, int] = {}
+    for tick in range(limit):
+        p = plan(r, pods)
+        assert sum(1 for x in pods if at_risk(x)) <= max(p.allowed_unavailable, 0)
+        targets = {s.key: s.image for s in p.starts}
+        pods = [replace(x, target=targets.get(x.key, x.target)) for x in pods]
+        assert sum(1 for x in pods if at_risk(x)) <= p.allowed_unavailable
+        complete = p.status.condition(ConditionType.COMPLETE)
+        if complete is not None and complete.status and not p.starts:
+            return pods, tick
+        pods = [_tick(x, drained) for x in pods]
+    raise AssertionError("the rollout did not converge")
+
+
+def test_canary_then_all_then_scale_up_converges_within_the_budget() -> None:
+    canary = release(partition=IntOrPercent(3))
+    pods, ticks = _run(canary, fleet(6))
+    on_new = sorted(x.name for x in pods if x.status is not None and x.status.sidecar_image == NEW)
+    assert on_new == ["web-0", "web-1", "web-2"]
+    # Drains overlap the next batch: far below one pod after another (4 + DRAIN_TICKS ticks each).
+    assert ticks < 3 * (4 + DRAIN_TICKS)
+    scaled = pods + [pod(f"web-{i}", image=NEW) for i in range(6, 9)]  # new pods injected with NEW
+    pods, _ = _run(release(), scaled)
+    assert all(x.status is not None and x.status.sidecar_image == NEW for x in pods)
+    assert all(x.record is None or not x.record.in_flight for x in pods)
+
+
+def test_retarget_mid_rollout_converges_to_the_last_image() -> None:
+    pods = fleet(4)
+    drained: dict[str, int] = {}
+    for _ in range(3):  # part way to NEW
+        starts = {s.key: s.image for s in plan(release(max_unavailable=IntOrPercent(2)), pods).starts}
+        pods = [_tick(replace(x, target=starts.get(x.key, x.target)), drained) for x in pods]
+    assert any(touched(x) for x in pods)
+    pods, _ = _run(release(NEWER, max_unavailable=IntOrPercent(2)), pods)
+    assert all(x.status is not None and x.status.sidecar_image == NEWER for x in pods)
