@@ -1,0 +1,460 @@
+"""The fleet planner for SidecarReleases: which release governs each pod, which pods start next, and the
+status each release should show. Pure: releases, pod facts and namespace labels in; a plan out.
+
+The per-pod upgrade stays the step machine's (controller.steps); a release only sets a pod's
+`hotupgrade.io/target-image`. So the planner never runs two upgrades of one pod: a pod whose upgrade has
+touched it (past Pending) finishes, whatever the release now says, and only then moves on. Budget
+(issue 14, "rollout speed"): a pod counts against maxUnavailable while it is not Ready, or from the moment
+it is queued until its new Envoy serves (the take-over); draining and resetting overlap the next batch,
+since the pod then serves on the new Envoy. Arithmetic and its upstream sources: docs/sidecarrelease.md.
+"""
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from controller.cli.podinfo import pod_info
+from controller.keys import ANNOTATION_RETRY
+from controller.observed import same_image
+from controller.record import Phase, UpgradeRecord
+from controller.release import (
+    PREVIOUS_IMAGES_LIMIT,
+    Condition,
+    ConditionType,
+    Overlap,
+    Release,
+    ReleaseStatus,
+    Strategy,
+)
+from webhook.injection_status import InjectionStatus
+
+# Phases in which the new Envoy already serves: the pod is at risk again only if it is not Ready.
+_SERVING_NEW = frozenset({Phase.DRAINING, Phase.RESETTING})
+_NAMES_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """What the planner reads of one pod (a projection of the raw pod, as controller.cli.podinfo)."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    ready: bool
+    status: InjectionStatus | None  # None: not injected (or unreadable): no release can upgrade it
+    record: UpgradeRecord | None = None
+    target: str | None = None
+    retry: str | None = None
+    deleting: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
+    """The planner's view of a raw pod document (the CLI's PodInfo plus labels, retry and deletion)."""
+    info = pod_info(pod)
+    meta = pod.get("metadata") or {}
+    return PodFacts(
+        namespace=info.namespace,
+        name=info.name,
+        labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+        ready=info.ready,
+        status=info.status,
+        record=info.record,
+        target=info.target,
+        retry=(meta.get("annotations") or {}).get(ANNOTATION_RETRY),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+class PodState(StrEnum):
+    """Where one governed pod stands with respect to its release's image."""
+
+    UPDATED = "Updated"  # runs the image, nothing in flight
+    UPGRADING = "Upgrading"  # queued or in flight toward the image
+    FINISHING = "Finishing"  # an upgrade to another image touched the pod: it finishes first
+    QUEUED_ELSEWHERE = "QueuedElsewhere"  # targets another image, nothing touched yet: retargeted
+    FAILED = "Failed"  # the last upgrade to the image failed; not retried (`hotupgrade retry` does)
+    WAITING = "Waiting"  # another image, Ready, nothing in flight: may start
+    NOT_READY = "NotReady"  # another image, not Ready: a hot upgrade needs a serving pod, so it waits
+
+
+@dataclass(frozen=True)
+class Start:
+    """Set `hotupgrade.io/target-image` of pod namespace/name to `image` (the step machine takes over)."""
+
+    namespace: str
+    name: str
+    image: str
+    retarget: bool = False  # replaces a target the controller has not acted on yet
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    release: str
+    pods: Mapping[str, PodState]  # governed pods by namespace/name
+    starts: tuple[Start, ...]
+    status: ReleaseStatus
+    allowed_unavailable: int
+    unavailable: int  # governed pods not Ready or at risk, before the starts
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    releases: Mapping[str, ReleasePlan]
+    owners: Mapping[str, str]  # pod namespace/name -> the release that governs it
+
+
+# --- selection ---------------------------------------------------------------------------------------
+
+
+def selects(release: Release, labels: Mapping[str, str], namespace_labels: Mapping[str, str]) -> bool:
+    """The release's namespaceSelector matches the pod's namespace and its selector the pod's labels."""
+    spec = release.spec
+    return spec.namespace_selector.matches(namespace_labels) and spec.selector.matches(labels)
+
+
+def precedence(release: Release) -> tuple[int, str]:
+    """Sort key of overlapping releases: higher priority first, then the name (lexically first wins)."""
+    return (-release.spec.priority, release.name)
+
+
+def owning_release(
+    releases: Iterable[Release], labels: Mapping[str, str], namespace_labels: Mapping[str, str]
+) -> Release | None:
+    """The release a pod with these labels follows (also for a pod being created), or None."""
+    selecting = [r for r in releases if selects(r, labels, namespace_labels)]
+    return min(selecting, key=precedence) if selecting else None
+
+
+# --- strategy arithmetic -----------------------------------------------------------------------------
+
+
+def allowed_unavailable(strategy: Strategy, matched: int) -> int:
+    """maxUnavailable for `matched` pods: percentages round down, at least 1 with pods, as StatefulSet
+    (getStatefulSetMaxUnavailable) and a Deployment without surge (ResolveFenceposts) resolve it; Kruise's
+    SidecarSet and DaemonSet round up, one pod more at risk (docs/sidecarrelease.md)."""
+    scaled = strategy.max_unavailable.scaled(matched, round_up=False)
+    return max(1, scaled) if matched > 0 else 0
+
+
+def held_back(strategy: Strategy, matched: int) -> int:
+    """Pods the partition keeps on the previous image: Kruise's CalculatePartitionReplicas (percentages
+    round up; below 100% at least one pod moves when there are two or more; never more than matched)."""
+    partition = strategy.partition
+    count = partition.scaled(matched, round_up=True)
+    if partition.percent and partition.value < 100 and matched > 1 and count == matched:
+        count = matched - 1
+    return max(0, min(count, matched))
+
+
+# --- one pod -----------------------------------------------------------------------------------------
+
+
+def touched(pod: PodFacts) -> bool:
+    """An upgrade has changed the pod (past Pending): it runs to its end whatever the target says."""
+    record = pod.record
+    return record is not None and record.in_flight and record.phase is not Phase.PENDING
+
+
+def heading_to(pod: PodFacts) -> str | None:
+    """The image an upgrade of this pod is queued or underway to, as the step machine will act on it."""
+    record = pod.record
+    if touched(pod):
+        assert record is not None
+        return record.to_image
+    if pod.target is None:
+        return None  # steps aborts a Pending upgrade whose target was removed
+    retried = record is not None and pod.retry is not None and pod.retry != record.retry_token
+    if record is not None and record.to_image == pod.target and not record.in_flight and not retried:
+        return None  # Completed or Failed for this target: steps does nothing more
+    return pod.target
+
+
+def at_risk(pod: PodFacts) -> bool:
+    """Counts against maxUnavailable: not Ready, or queued/in flight before its new Envoy serves."""
+    if not pod.ready:
+        return True
+    if heading_to(pod) is None:
+        return False
+    record = pod.record
+    return not (touched(pod) and record is not None and record.phase in _SERVING_NEW)
+
+
+def pod_state(pod: PodFacts, image: str) -> PodState:
+    """Where `pod` (injected) stands toward `image`."""
+    assert pod.status is not None
+    heading = heading_to(pod)
+    if heading is not None:
+        if same_image(heading, image):
+            return PodState.UPGRADING
+        return PodState.FINISHING if touched(pod) else PodState.QUEUED_ELSEWHERE
+    record = pod.record
+    if record is not None and record.phase is Phase.FAILED and same_image(record.to_image, image):
+        return PodState.FAILED
+    if same_image(pod.status.sidecar_image, image):
+        return PodState.UPDATED
+    return PodState.WAITING if pod.ready else PodState.NOT_READY
+
+
+# --- the plan ----------------------------------------------------------------------------------------
+
+
+def plan_fleet(
+    releases: Sequence[Release],
+    pods: Iterable[PodFacts],
+    namespaces: Mapping[str, Mapping[str, str]],
+    *,
+    now: datetime,
+) -> FleetPlan:
+    """Decide every release at once (overlaps need all of them); `namespaces` maps name -> labels."""
+    ordered = sorted(releases, key=precedence)
+    governed: dict[str, list[PodFacts]] = {r.name: [] for r in ordered}
+    overlaps: dict[str, Counter[str]] = {r.name: Counter() for r in ordered}
+    owners: dict[str, str] = {}
+    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
+        if pod.status is None or pod.deleting:
+            continue
+        ns_labels = namespaces.get(pod.namespace, {})
+        selecting = [r for r in ordered if selects(r, pod.labels, ns_labels)]
+        if not selecting:
+            continue
+        owner = selecting[0]
+        owners[pod.key] = owner.name
+        governed[owner.name].append(pod)
+        for loser in selecting[1:]:
+            overlaps[loser.name][owner.name] += 1
+    by_name = {r.name: r for r in ordered}
+    plans = {
+        r.name: plan_release(
+            r,
+            governed[r.name],
+            overlaps=tuple(
+                Overlap(release=w, priority=by_name[w].spec.priority, pods=n)
+                for w, n in sorted(overlaps[r.name].items())
+            ),
+            now=now,
+        )
+        for r in ordered
+    }
+    return FleetPlan(releases=plans, owners=owners)
+
+
+def plan_release(
+    release: Release, pods: Sequence[PodFacts], *, overlaps: tuple[Overlap, ...] = (), now: datetime
+) -> ReleasePlan:
+    """One release over the pods it governs (injected, not terminating, not won by another release)."""
+    image = release.spec.image
+    strategy = release.spec.strategy
+    ordered = sorted(pods, key=lambda p: (p.namespace, p.name))
+    states = {p.key: pod_state(p, image) for p in ordered}
+    tally = Counter(states.values())
+    matched = len(ordered)
+    allowed = allowed_unavailable(strategy, matched)
+    goal = matched - held_back(strategy, matched)
+    unavailable = sum(1 for p in ordered if at_risk(p))
+    failed = tally[PodState.FAILED]
+    failure_pause = failed >= strategy.max_failures
+    paused = strategy.paused or failure_pause
+    quota = max(0, goal - tally[PodState.UPDATED] - tally[PodState.UPGRADING] - failed)
+    starts: list[Start] = []
+    if not paused:
+        # Already counted as at risk (queued): retargeting costs no budget, only quota.
+        for pod in ordered:
+            if states[pod.key] is PodState.QUEUED_ELSEWHERE and len(starts) < quota:
+                starts.append(Start(pod.namespace, pod.name, image, retarget=True))
+        room = max(0, allowed - unavailable)
+        fresh = [p for p in ordered if states[p.key] is PodState.WAITING]
+        for pod in fresh[: max(0, min(quota - len(starts), room))]:
+            starts.append(Start(pod.namespace, pod.name, image))
+    started = {s.key for s in starts}
+    status = _status(
+        release,
+        ordered,
+        states,
+        started,
+        goal=goal,
+        allowed=allowed,
+        unavailable=unavailable,
+        quota_left=quota - len(starts),
+        overlaps=overlaps,
+        now=now,
+    )
+    return ReleasePlan(
+        release=release.name,
+        pods=states,
+        starts=tuple(starts),
+        status=status,
+        allowed_unavailable=allowed,
+        unavailable=unavailable,
+    )
+
+
+# --- status ------------------------------------------------------------------------------------------
+
+
+def _names(keys: Iterable[str]) -> str:
+    shown = sorted(keys)
+    more = f" and {len(shown) - _NAMES_SHOWN} more" if len(shown) > _NAMES_SHOWN else ""
+    return ", ".join(shown[:_NAMES_SHOWN]) + more
+
+
+def previous_images(release: Release, pods: Sequence[PodFacts]) -> tuple[str, ...]:
+    """Images to roll back to, most recent first: the image the release last converged to, the images
+    its pods run now, then what status already listed; never the spec image, at most the limit."""
+    image = release.spec.image
+    candidates: list[str] = []
+    if release.status.image is not None:
+        candidates.append(release.status.image)
+    running = Counter(p.status.sidecar_image for p in pods if p.status is not None)
+    candidates += sorted(running, key=lambda i: (-running[i], i))
+    candidates += release.status.previous_images
+    out: list[str] = []
+    for candidate in candidates:
+        if not same_image(candidate, image) and candidate not in out:
+            out.append(candidate)
+    return tuple(out[:PREVIOUS_IMAGES_LIMIT])
+
+
+def _condition(
+    old: ReleaseStatus,
+    kind: ConditionType,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    gen: int,
+    now: datetime,
+) -> Condition:
+    """As meta.SetStatusCondition: the transition time moves only when the status flips."""
+    before = old.condition(kind)
+    since = before.since if before is not None and before.status == status else now
+    return Condition(
+        type=kind, status=status, reason=reason, message=message, since=since, observed_generation=gen
+    )
+
+
+def _status(
+    release: Release,
+    pods: Sequence[PodFacts],
+    states: Mapping[str, PodState],
+    started: set[str],
+    *,
+    goal: int,
+    allowed: int,
+    unavailable: int,
+    quota_left: int,
+    overlaps: tuple[Overlap, ...],
+    now: datetime,
+) -> ReleaseStatus:
+    image = release.spec.image
+    strategy = release.spec.strategy
+    final = {k: (PodState.UPGRADING if k in started else s) for k, s in states.items()}
+    count = Counter(final.values())
+    ready = {p.key for p in pods if p.ready}
+    failed_keys = [k for k, s in final.items() if s is PodState.FAILED]
+    updated, upgrading, failed = count[PodState.UPDATED], count[PodState.UPGRADING], len(failed_keys)
+    failure_pause = failed >= strategy.max_failures
+    gen = release.generation
+    old = release.status
+
+    def cond(kind: ConditionType, status: bool, reason: str, message: str) -> Condition:
+        return _condition(old, kind, status, reason, message, gen=gen, now=now)
+
+    failures = f"{failed} pod(s) failed to upgrade to {image}: {_names(failed_keys)}"
+    if failure_pause:
+        paused = cond(
+            ConditionType.PAUSED,
+            True,
+            "TooManyFailures",
+            f"{failures}; maxFailures is {strategy.max_failures}, so no new pods start. Roll back by "
+            "setting spec.image to one of status.previousImages, or fix the cause and `hotupgrade retry`",
+        )
+    elif strategy.paused:
+        paused = cond(
+            ConditionType.PAUSED,
+            True,
+            "PausedBySpec",
+            f"spec.strategy.paused is true: no new pods start; {upgrading} upgrade(s) in flight finish",
+        )
+    else:
+        paused = cond(ConditionType.PAUSED, False, "NotPaused", "pods start as the strategy allows")
+    if failed:
+        reason = "TooManyFailures" if failure_pause else "UpgradesFailed"
+        degraded = cond(ConditionType.DEGRADED, True, reason, failures)
+    else:
+        degraded = cond(ConditionType.DEGRADED, False, "NoFailures", "no pod failed to upgrade to this image")
+    done = upgrading == 0 and failed == 0 and updated >= goal
+    held = len(pods) - goal
+    if done and not pods:
+        complete = cond(
+            ConditionType.COMPLETE, True, "NoMatchedPods", "no injected pod matches the selectors"
+        )
+    elif done and held > 0:
+        message = f"{updated} of {len(pods)} pods run {image}; the partition keeps {held} on their image"
+        complete = cond(ConditionType.COMPLETE, True, "PartitionReached", message)
+    elif done:
+        complete = cond(ConditionType.COMPLETE, True, "AllPodsUpdated", f"all {updated} pods run {image}")
+    else:
+        reason = "UpgradesFailed" if failed and quota_left == 0 and upgrading == 0 else "PodsRemaining"
+        message = f"{updated} of {goal} pods run {image}"
+        complete = cond(ConditionType.COMPLETE, False, reason, message)
+    waiting = [k for k, s in final.items() if s in (PodState.NOT_READY, PodState.FINISHING)]
+    startable = any(s is PodState.WAITING for s in final.values())
+    budget = f"{unavailable} unavailable, maxUnavailable {allowed}"
+    if upgrading:
+        progressing = cond(
+            ConditionType.PROGRESSING,
+            True,
+            "RollingOut",
+            f"{upgrading} pod(s) upgrading to {image} ({budget})",
+        )
+    elif done:
+        progressing = cond(ConditionType.PROGRESSING, False, "RolloutComplete", complete.message)
+    elif failure_pause or strategy.paused:
+        progressing = cond(ConditionType.PROGRESSING, False, paused.reason, paused.message)
+    elif quota_left > 0 and startable:
+        message = f"{quota_left} pod(s) to go; waiting for unavailable pods to be Ready ({budget})"
+        progressing = cond(ConditionType.PROGRESSING, True, "WaitingForAvailability", message)
+    elif quota_left > 0:
+        message = f"{quota_left} pod(s) to go; waiting for pods not Ready or finishing another upgrade: "
+        progressing = cond(ConditionType.PROGRESSING, True, "WaitingForPods", message + _names(waiting))
+    else:
+        progressing = cond(ConditionType.PROGRESSING, False, "UpgradesFailed", failures)
+    return ReleaseStatus(
+        observed_generation=gen,
+        image=image,
+        matched=len(pods),
+        updated=updated,
+        ready=len(ready),
+        updated_ready=sum(1 for k, s in final.items() if s is PodState.UPDATED and k in ready),
+        upgrading=upgrading,
+        failed=failed,
+        previous_images=previous_images(release, pods),
+        overlaps=overlaps,
+        conditions=(progressing, paused, complete, degraded),
+    )
+
+
+def invalid_spec_status(old: ReleaseStatus, *, generation: int, why: str, now: datetime) -> ReleaseStatus:
+    """The status of a release whose spec cannot be parsed: it governs no pod, and says why."""
+
+    def cond(kind: ConditionType, status: bool) -> Condition:
+        return _condition(old, kind, status, "InvalidSpec", why, gen=generation, now=now)
+
+    conditions = (
+        cond(ConditionType.PROGRESSING, False),
+        cond(ConditionType.PAUSED, False),
+        cond(ConditionType.COMPLETE, False),
+        cond(ConditionType.DEGRADED, True),
+    )
+    return replace(old, observed_generation=generation, conditions=conditions)

@@ -1,0 +1,625 @@
+"""The fleet planner: strategy arithmetic, partition, pause, failures, overlaps, unready pods, retargeting,
+rollback, and properties over random fleets (budget never exceeded, one upgrade per pod)."""
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.keys import ANNOTATION_TARGET_IMAGE
+from controller.record import Phase, UpgradeRecord
+from controller.release import (
+    ConditionType,
+    IntOrPercent,
+    Overlap,
+    Release,
+    ReleaseSpec,
+    ReleaseStatus,
+    Strategy,
+)
+from controller.rollout import (
+    PodFacts,
+    PodState,
+    ReleasePlan,
+    Start,
+    allowed_unavailable,
+    at_risk,
+    heading_to,
+    held_back,
+    invalid_spec_status,
+    owning_release,
+    plan_fleet,
+    plan_release,
+    pod_facts,
+    touched,
+)
+from controller.selector import LabelSelector, Requirement
+from tests.unit.controller.podfixtures import NEW, OLD, STATUS, T0, raw_pod, upgrade_record
+
+NEWER = "registry.local/hotupgrade-sidecar:3"
+WEB = LabelSelector((Requirement("app", "==", frozenset({"web"})),))
+
+
+def release(
+    image: str = NEW,
+    *,
+    name: str = "web",
+    selector: LabelSelector = WEB,
+    priority: int = 0,
+    status: ReleaseStatus | None = None,
+    **strategy: Any,
+) -> Release:
+    spec = ReleaseSpec(selector=selector, image=image, strategy=Strategy(**strategy), priority=priority)
+    return Release(name=name, generation=2, spec=spec, status=status or ReleaseStatus())
+
+
+def pod(
+    name: str,
+    *,
+    image: str = OLD,
+    ready: bool = True,
+    record: UpgradeRecord | None = None,
+    target: str | None = None,
+    labels: dict[str, str] | None = None,
+    namespace: str = "shop",
+) -> PodFacts:
+    return PodFacts(
+        namespace=namespace,
+        name=name,
+        labels={"app": "web"} if labels is None else labels,
+        ready=ready,
+        status=replace(STATUS, sidecar_image=image),
+        record=record,
+        target=target,
+    )
+
+
+def in_flight(name: str, phase: Phase, *, to: str = NEW, ready: bool = True, image: str = OLD) -> PodFacts:
+    return pod(name, image=image, ready=ready, target=to, record=upgrade_record(phase=phase, to_image=to))
+
+
+def done(name: str, to: str = NEW, *, ready: bool = True) -> PodFacts:
+    record = upgrade_record(phase=Phase.COMPLETED, to_image=to)
+    return pod(name, image=to, ready=ready, target=to, record=record)
+
+
+def failed(name: str, to: str = NEW, *, image: str = OLD) -> PodFacts:
+    record = upgrade_record(phase=Phase.FAILED, to_image=to)
+    return pod(name, image=image, target=to, record=record)
+
+
+def plan(r: Release, pods: Sequence[PodFacts]) -> ReleasePlan:
+    return plan_fleet([r], pods, {}, now=T0).releases[r.name]
+
+
+def started(p: ReleasePlan) -> list[str]:
+    return [s.name for s in p.starts]
+
+
+def cond(p: ReleasePlan, kind: ConditionType) -> tuple[bool, str]:
+    found = p.status.condition(kind)
+    assert found is not None
+    return found.status, found.reason
+
+
+def fleet(n: int) -> list[PodFacts]:
+    return [pod(f"web-{i}") for i in range(n)]
+
+
+# --- strategy arithmetic ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "matched", "expected"),
+    [
+        (IntOrPercent(1), 6, 1),
+        (IntOrPercent(3), 2, 3),  # more than the pods: harmless
+        (IntOrPercent(25, True), 10, 2),  # 2.5 rounds down, as StatefulSet and Deployment
+        (IntOrPercent(1, True), 3, 1),  # never 0 with pods
+        (IntOrPercent(50, True), 5, 2),
+        (IntOrPercent(34, True), 3, 1),
+        (IntOrPercent(100, True), 7, 7),
+        (IntOrPercent(30, True), 0, 0),
+    ],
+)
+def test_max_unavailable_rounds_down_to_at_least_one(
+    value: IntOrPercent, matched: int, expected: int
+) -> None:
+    assert allowed_unavailable(Strategy(max_unavailable=value), matched) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "matched", "expected"),
+    [
+        (IntOrPercent(0), 6, 0),
+        (IntOrPercent(3), 6, 3),
+        (IntOrPercent(10), 6, 6),  # clamped to matched
+        (IntOrPercent(50, True), 5, 3),  # 2.5 rounds up: at least as many stay as asked
+        (IntOrPercent(1, True), 6, 1),  # > 0% keeps at least one
+        (IntOrPercent(99, True), 4, 3),  # < 100% moves at least one (Kruise CalculatePartitionReplicas)
+        (IntOrPercent(100, True), 4, 4),
+        (IntOrPercent(99, True), 1, 1),  # one pod: no exception
+    ],
+)
+def test_partition_arithmetic_follows_kruise(value: IntOrPercent, matched: int, expected: int) -> None:
+    assert held_back(Strategy(partition=value), matched) == expected
+
+
+def test_starts_first_pods_by_name_within_max_unavailable() -> None:
+    p = plan(release(max_unavailable=IntOrPercent(2)), [pod(f"web-{i}") for i in (3, 0, 5, 1, 4, 2)])
+    assert p.starts == (Start("shop", "web-0", NEW), Start("shop", "web-1", NEW))
+    assert (p.allowed_unavailable, p.unavailable) == (2, 0)
+    assert (p.status.matched, p.status.upgrading, p.status.updated) == (6, 2, 0)
+    assert cond(p, ConditionType.PROGRESSING) == (True, "RollingOut")
+    assert cond(p, ConditionType.COMPLETE) == (False, "PodsRemaining")
+
+
+def test_percent_of_matched() -> None:
+    assert started(plan(release(max_unavailable=IntOrPercent(25, True)), fleet(10))) == ["web-0", "web-1"]
+    assert started(plan(release(max_unavailable=IntOrPercent(30, True)), fleet(10))) == [
+        "web-0",
+        "web-1",
+        "web-2",
+    ]
+
+
+def test_in_flight_pods_use_the_budget() -> None:
+    pods = [in_flight("web-0", Phase.TAKING_OVER), *fleet(4)[1:]]
+    assert started(plan(release(max_unavailable=IntOrPercent(2)), pods)) == ["web-1"]
+    assert started(plan(release(), pods)) == []
+
+
+# --- rollout speed: the at-risk window ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phase", "ready", "risky"),
+    [
+        (Phase.PENDING, True, True),
+        (Phase.PRE_PULLING, True, True),  # about to swap: budget reserved
+        (Phase.TAKING_OVER, True, True),
+        (Phase.ROLLING_BACK, True, True),
+        (Phase.DRAINING, True, False),  # new Envoy serves, pod Ready: the next batch may start
+        (Phase.RESETTING, True, False),
+        (Phase.DRAINING, False, True),
+        (Phase.RESETTING, False, True),
+        (Phase.COMPLETED, True, False),
+    ],
+)
+def test_a_pod_is_at_risk_from_queue_to_take_over(phase: Phase, ready: bool, risky: bool) -> None:
+    facts = in_flight("web-0", phase, ready=ready, image=NEW if phase is Phase.COMPLETED else OLD)
+    assert at_risk(facts) is risky
+    expected = [] if risky else ["web-1"]
+    assert started(plan(release(), [facts, pod("web-1")])) == expected
+
+
+def test_queued_target_counts_before_the_controller_acts() -> None:
+    queued = pod("web-0", target=NEW)  # annotated, no record yet
+    assert at_risk(queued)
+    p = plan(release(), [queued, pod("web-1")])
+    assert p.pods["shop/web-0"] is PodState.UPGRADING and started(p) == []
+
+
+def test_drains_overlap_the_next_batch() -> None:
+    pods = [in_flight(f"web-{i}", Phase.DRAINING) for i in range(3)] + [pod("web-3"), pod("web-4")]
+    p = plan(release(), pods)
+    assert started(p) == ["web-3"] and p.status.upgrading == 4
+
+
+# --- unready pods ------------------------------------------------------------------------------------
+
+
+def test_unready_pods_count_against_the_budget_and_are_not_started() -> None:
+    pods = [pod("web-0", ready=False), *fleet(4)[1:]]
+    p = plan(release(max_unavailable=IntOrPercent(2)), pods)
+    assert started(p) == ["web-1"] and p.unavailable == 1
+    assert p.pods["shop/web-0"] is PodState.NOT_READY
+    blocked = plan(release(), pods)
+    assert started(blocked) == []
+    assert cond(blocked, ConditionType.PROGRESSING) == (True, "WaitingForAvailability")
+
+
+def test_an_updated_unready_pod_also_counts() -> None:
+    pods = [done("web-0", ready=False), pod("web-1")]
+    p = plan(release(), pods)
+    assert started(p) == [] and p.status.updated == 1 and p.status.updated_ready == 0 and p.status.ready == 1
+
+
+def test_only_unready_pods_left_waits_for_them() -> None:
+    p = plan(release(max_unavailable=IntOrPercent(3)), [done("web-0"), pod("web-1", ready=False)])
+    assert started(p) == []
+    status, reason = cond(p, ConditionType.PROGRESSING)
+    assert (status, reason) == (True, "WaitingForPods")
+    progressing = p.status.condition(ConditionType.PROGRESSING)
+    assert progressing is not None and "shop/web-1" in progressing.message
+
+
+# --- partition ---------------------------------------------------------------------------------------
+
+
+def test_partition_keeps_pods_on_the_previous_image() -> None:
+    r = release(max_unavailable=IntOrPercent(6), partition=IntOrPercent(3))
+    first = plan(r, fleet(6))
+    assert started(first) == ["web-0", "web-1", "web-2"]
+    halfway = [done("web-0"), done("web-1"), in_flight("web-2", Phase.TAKING_OVER), *fleet(6)[3:]]
+    assert started(plan(r, halfway)) == []
+    reached = plan(r, [done("web-0"), done("web-1"), done("web-2"), *fleet(6)[3:]])
+    assert started(reached) == []
+    assert cond(reached, ConditionType.COMPLETE) == (True, "PartitionReached")
+    assert cond(reached, ConditionType.PROGRESSING) == (False, "RolloutComplete")
+    lowered = plan(
+        replace(r, spec=replace(r.spec, strategy=Strategy(max_unavailable=IntOrPercent(6)))),
+        [done("web-0"), done("web-1"), done("web-2"), *fleet(6)[3:]],
+    )
+    assert started(lowered) == ["web-3", "web-4", "web-5"]
+
+
+def test_partition_is_a_count_so_new_pods_do_not_shift_it() -> None:
+    r = release(max_unavailable=IntOrPercent(9), partition=IntOrPercent(3))
+    pods = [done(f"web-{i}") for i in range(3)] + [pod(f"web-{i}") for i in range(3, 9)]
+    assert started(plan(r, pods)) == ["web-3", "web-4", "web-5"]  # 9 matched, 3 stay
+
+
+def test_complete_when_all_updated() -> None:
+    p = plan(release(), [done("web-0"), done("web-1")])
+    assert p.starts == () and cond(p, ConditionType.COMPLETE) == (True, "AllPodsUpdated")
+    assert cond(p, ConditionType.DEGRADED) == (False, "NoFailures")
+    assert cond(p, ConditionType.PAUSED) == (False, "NotPaused")
+    assert (p.status.updated, p.status.updated_ready, p.status.ready) == (2, 2, 2)
+
+
+def test_no_pods() -> None:
+    assert cond(plan(release(), []), ConditionType.COMPLETE) == (True, "NoMatchedPods")
+
+
+# --- pause and failures ------------------------------------------------------------------------------
+
+
+def test_paused_starts_nothing_and_lets_in_flight_finish() -> None:
+    pods = [in_flight("web-0", Phase.TAKING_OVER), *fleet(3)[1:]]
+    p = plan(release(max_unavailable=IntOrPercent(3), paused=True), pods)
+    assert p.starts == () and p.status.upgrading == 1
+    assert cond(p, ConditionType.PAUSED) == (True, "PausedBySpec")
+    assert cond(p, ConditionType.PROGRESSING) == (True, "RollingOut")
+    idle = plan(release(paused=True), fleet(2))
+    assert cond(idle, ConditionType.PROGRESSING) == (False, "PausedBySpec")
+
+
+def test_failures_below_max_failures_degrade_but_continue() -> None:
+    pods = [failed("web-0"), *fleet(3)[1:]]
+    p = plan(release(max_failures=2), pods)
+    assert started(p) == ["web-1"] and p.status.failed == 1
+    assert cond(p, ConditionType.DEGRADED) == (True, "UpgradesFailed")
+    assert cond(p, ConditionType.PAUSED) == (False, "NotPaused")
+    assert p.pods["shop/web-0"] is PodState.FAILED  # not retried: no retry storm
+
+
+def test_max_failures_pauses_with_degraded() -> None:
+    pods = [failed("web-0"), failed("web-1"), in_flight("web-2", Phase.DRAINING), *fleet(5)[3:]]
+    p = plan(release(max_unavailable=IntOrPercent(3), max_failures=2), pods)
+    assert p.starts == ()
+    assert cond(p, ConditionType.PAUSED) == (True, "TooManyFailures")
+    assert cond(p, ConditionType.DEGRADED) == (True, "TooManyFailures")
+    assert cond(p, ConditionType.PROGRESSING) == (True, "RollingOut")  # web-2 still finishes
+    message = p.status.condition(ConditionType.DEGRADED)
+    assert message is not None and "shop/web-0, shop/web-1" in message.message
+    settled = plan(release(max_failures=2), [failed("web-0"), failed("web-1"), done("web-2"), pod("web-3")])
+    assert cond(settled, ConditionType.PROGRESSING) == (False, "TooManyFailures")
+
+
+def test_only_failures_left() -> None:
+    p = plan(release(max_failures=3), [failed("web-0"), done("web-1")])
+    assert cond(p, ConditionType.COMPLETE) == (False, "UpgradesFailed")
+    assert cond(p, ConditionType.PROGRESSING) == (False, "UpgradesFailed")
+
+
+def test_a_retry_counts_as_in_flight() -> None:
+    retried = replace(failed("web-0"), retry="r2")
+    p = plan(release(), [retried, pod("web-1")])
+    assert p.pods["shop/web-0"] is PodState.UPGRADING and started(p) == []
+
+
+# --- overlapping releases ----------------------------------------------------------------------------
+
+
+def test_overlap_goes_to_higher_priority_and_the_loser_reports_it() -> None:
+    front = LabelSelector((Requirement("tier", "In", frozenset({"front"})),))
+    low = release(name="all-web", selector=WEB)
+    high = release(NEWER, name="front", selector=front, priority=10)
+    pods = [pod("web-0", labels={"app": "web", "tier": "front"}), pod("web-1")]
+    result = plan_fleet([low, high], pods, {}, now=T0)
+    assert result.owners == {"shop/web-0": "front", "shop/web-1": "all-web"}
+    assert result.releases["front"].starts == (Start("shop", "web-0", NEWER),)
+    assert result.releases["all-web"].starts == (Start("shop", "web-1", NEW),)
+    assert result.releases["all-web"].status.overlaps == (Overlap("front", 10, 1),)
+    assert result.releases["front"].status.overlaps == ()
+    assert result.releases["all-web"].status.matched == 1
+
+
+def test_equal_priority_overlap_goes_to_the_first_name() -> None:
+    a, b = release(name="b-release"), release(NEWER, name="a-release")
+    result = plan_fleet([a, b], [pod("web-0")], {}, now=T0)
+    assert result.owners == {"shop/web-0": "a-release"}
+    assert result.releases["b-release"].status.overlaps == (Overlap("a-release", 0, 1),)
+    assert owning_release([a, b], {"app": "web"}, {}) == b
+    assert owning_release([a, b], {"app": "api"}, {}) is None
+
+
+def test_namespace_selector() -> None:
+    team = LabelSelector((Requirement("team", "==", frozenset({"shop"})),))
+    r = replace(release(), spec=replace(release().spec, namespace_selector=team))
+    pods = [pod("web-0"), pod("web-1", namespace="other")]
+    result = plan_fleet([r], pods, {"shop": {"team": "shop"}, "other": {"team": "x"}}, now=T0)
+    assert result.owners == {"shop/web-0": "web"}
+
+
+def test_uninjected_and_terminating_pods_are_not_governed() -> None:
+    bare = replace(pod("web-0"), status=None)
+    going = replace(pod("web-1"), deleting=True)
+    p = plan(release(), [bare, going, pod("web-2")])
+    assert list(p.pods) == ["shop/web-2"] and p.status.matched == 1
+
+
+# --- retargeting and rollback ------------------------------------------------------------------------
+
+
+def test_retarget_mid_rollout() -> None:
+    pods = [
+        in_flight("web-0", Phase.TAKING_OVER),  # touched: finishes its step to NEW first
+        in_flight("web-1", Phase.DRAINING),
+        pod("web-2", target=NEW),  # queued, untouched: retargeted at no budget cost
+        in_flight("web-3", Phase.PENDING),  # Pending: untouched too
+        pod("web-4"),
+    ]
+    p = plan(release(NEWER, max_unavailable=IntOrPercent(3)), pods)
+    states = {k.split("/")[1]: s for k, s in p.pods.items()}
+    assert states["web-0"] is PodState.FINISHING and states["web-1"] is PodState.FINISHING
+    assert states["web-2"] is PodState.QUEUED_ELSEWHERE
+    assert p.starts == (
+        Start("shop", "web-2", NEWER, retarget=True),
+        Start("shop", "web-3", NEWER, retarget=True),
+    )
+    assert p.unavailable == 3  # web-0, web-2, web-3; web-1 serves on its new Envoy
+    # web-0 and web-1 finished on NEW: now they move on like any pod
+    later = plan(
+        release(NEWER, max_unavailable=IntOrPercent(3)), [done("web-0"), done("web-1"), pod("web-4")]
+    )
+    assert started(later) == ["web-0", "web-1", "web-4"]
+
+
+def test_user_one_off_upgrade_on_a_selected_pod_is_converged_back() -> None:
+    one_off = pod("web-0", target=NEWER)  # someone annotated it by hand
+    p = plan(release(), [one_off])
+    assert p.starts == (Start("shop", "web-0", NEW, retarget=True),)
+
+
+def test_rollback_is_a_spec_edit_back() -> None:
+    history = ReleaseStatus(image=NEW, previous_images=(OLD,))
+    r = release(OLD, status=history)
+    pods = [done("web-0"), done("web-1"), failed("web-2"), pod("web-3")]  # web-2 rolled back to OLD
+    p = plan(r, pods)
+    assert started(p) == ["web-0"]
+    assert p.pods["shop/web-2"] is PodState.UPDATED and p.pods["shop/web-3"] is PodState.UPDATED
+    assert p.status.failed == 0 and p.status.previous_images == (NEW,)
+    assert cond(p, ConditionType.DEGRADED) == (False, "NoFailures")
+
+
+def test_previous_images_most_recent_first_and_bounded() -> None:
+    older = tuple(f"registry.local/hotupgrade-sidecar:0.{i}" for i in range(12))
+    r = release(NEWER, status=ReleaseStatus(image=NEW, previous_images=(OLD, *older)))
+    p = plan(r, [pod("web-0"), pod("web-1", image=NEWER)])
+    assert p.status.previous_images[:3] == (NEW, OLD, older[0]) and len(p.status.previous_images) == 10
+    first = plan(release(NEWER), [pod("web-0"), pod("web-1"), pod("web-2", image=NEW)])
+    assert first.status.previous_images == (OLD, NEW)  # what pods ran, most common first
+
+
+# --- status bookkeeping ------------------------------------------------------------------------------
+
+
+def test_condition_times_move_only_on_flips() -> None:
+    first = plan(release(), fleet(2)).status
+    later = T0 + timedelta(minutes=5)
+    again = plan_fleet(
+        [release(status=first)], [in_flight("web-0", Phase.DRAINING), pod("web-1")], {}, now=later
+    )
+    status = again.releases["web"].status
+    progressing, complete = (
+        status.condition(ConditionType.PROGRESSING),
+        status.condition(ConditionType.COMPLETE),
+    )
+    assert progressing is not None and progressing.since == T0 and progressing.observed_generation == 2
+    finished = plan_fleet([release(status=status)], [done("web-0"), done("web-1")], {}, now=later).releases[
+        "web"
+    ]
+    flipped = finished.status.condition(ConditionType.COMPLETE)
+    assert complete is not None and complete.since == T0
+    assert flipped is not None and flipped.status and flipped.since == later
+    wire = finished.status.to_json()
+    assert wire["observedGeneration"] == 2 and wire["image"] == NEW
+    assert [c["type"] for c in wire["conditions"]] == ["Progressing", "Paused", "Complete", "Degraded"]
+
+
+def test_invalid_spec_status() -> None:
+    old = plan(release(), fleet(1)).status
+    status = invalid_spec_status(
+        old, generation=3, why="spec.image: must be a non-empty image reference", now=T0
+    )
+    degraded = status.condition(ConditionType.DEGRADED)
+    assert degraded is not None and degraded.status and degraded.reason == "InvalidSpec"
+    assert status.observed_generation == 3 and status.matched == old.matched
+
+
+def test_pod_facts_from_a_raw_pod() -> None:
+    raw = raw_pod(record=upgrade_record(phase=Phase.DRAINING))
+    raw["metadata"]["labels"] = {"app": "web"}
+    facts = pod_facts(raw)
+    assert (facts.key, facts.ready, facts.target, facts.labels) == ("shop/web-1", True, NEW, {"app": "web"})
+    assert facts.record is not None and facts.record.phase is Phase.DRAINING and facts.status == STATUS
+    raw["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = ""
+    raw["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"
+    bare = pod_facts(raw)
+    assert bare.target is None and bare.deleting
+
+
+# --- properties ---------------------------------------------------------------------------------------
+
+PHASES = [None, *Phase]
+IMAGES = [OLD, NEW, NEWER]
+
+
+@st.composite
+def random_pod(draw: st.DrawFn, index: int) -> PodFacts:
+    phase = draw(st.sampled_from(PHASES))
+    record = None
+    if phase is not None:
+        record = upgrade_record(phase=phase, to_image=draw(st.sampled_from(IMAGES)))
+    return PodFacts(
+        namespace="shop",
+        name=f"web-{index:02d}",
+        labels={"app": "web"},
+        ready=draw(st.booleans()),
+        status=replace(STATUS, sidecar_image=draw(st.sampled_from(IMAGES))),
+        record=record,
+        target=draw(st.sampled_from([None, *IMAGES])),
+        retry=draw(st.sampled_from([None, "r"])),
+    )
+
+
+@st.composite
+def random_fleet(draw: st.DrawFn) -> tuple[Release, list[PodFacts]]:
+    n = draw(st.integers(0, 25))
+    pods = [draw(random_pod(i)) for i in range(n)]
+    percent = draw(st.booleans())
+    value = draw(st.integers(1, 100)) if percent else draw(st.integers(1, 8))
+    partition = (
+        IntOrPercent(draw(st.integers(0, 100)), percent=True)
+        if draw(st.booleans())
+        else IntOrPercent(draw(st.integers(0, 10)))
+    )
+    r = release(
+        draw(st.sampled_from(IMAGES)),
+        max_unavailable=IntOrPercent(value, percent=percent),
+        partition=partition,
+        paused=draw(st.booleans()),
+        max_failures=draw(st.integers(1, 4)),
+    )
+    return r, pods
+
+
+def _touched(p: PodFacts) -> bool:
+    return p.record is not None and p.record.in_flight and p.record.phase is not Phase.PENDING
+
+
+@settings(max_examples=400, deadline=None)
+@given(random_fleet())
+def test_never_more_at_risk_than_allowed_and_one_upgrade_per_pod(
+    case: tuple[Release, list[PodFacts]],
+) -> None:
+    r, pods = case
+    p = plan_release(r, pods, now=T0)
+    by_key = {x.key: x for x in pods}
+    keys = [s.key for s in p.starts]
+    assert len(keys) == len(set(keys))  # one start per pod
+    if r.spec.strategy.paused or p.status.failed >= r.spec.strategy.max_failures:
+        assert p.starts == ()
+    for start in p.starts:
+        target = by_key[start.key]
+        assert not _touched(target)  # never a second upgrade beside one that changed the pod
+        assert start.image == r.spec.image
+        assert start.retarget == at_risk(target)  # only queued pods are retargeted
+    # Apply the starts as the controller would (the target annotation), then count again.
+    after = [replace(x, target=r.spec.image) if x.key in keys else x for x in pods]
+    risk_before = sum(1 for x in pods if at_risk(x))
+    risk_after = sum(1 for x in after if at_risk(x))
+    assert risk_after <= max(p.allowed_unavailable, risk_before)
+    # Never beyond the partition: pods heading to or on the image stay within matched - partition,
+    # unless they were there already.
+    goal = len(pods) - held_back(r.spec.strategy, len(pods))
+    on_or_heading = [x for x in after if p.pods[x.key] is not PodState.FAILED]
+    counted = (
+        sum(
+            1
+            for x in on_or_heading
+            if x.key in keys or p.pods[x.key] in (PodState.UPDATED, PodState.UPGRADING)
+        )
+        + p.status.failed
+    )
+    before = sum(1 for s in p.pods.values() if s in (PodState.UPDATED, PodState.UPGRADING, PodState.FAILED))
+    assert counted <= max(goal, before)
+
+
+# --- a whole rollout against a toy of the step machine -------------------------------------------------
+
+DRAIN_TICKS = 5
+
+
+def _tick(p: PodFacts, drained: dict[str, int]) -> PodFacts:
+    """One reconcile of the step machine, coarsely: queued -> Pending -> TakingOver (NotReady) -> Draining
+    (DRAIN_TICKS, Ready on the new Envoy) -> Resetting -> Completed."""
+    record = p.record
+    heading = heading_to(p)
+    if heading is None:
+        return p
+    if record is None or not record.in_flight or record.to_image != heading:
+        return replace(p, record=upgrade_record(phase=Phase.PENDING, to_image=heading, from_image=OLD))
+    following = {
+        Phase.PENDING: Phase.TAKING_OVER,
+        Phase.TAKING_OVER: Phase.DRAINING,
+        Phase.RESETTING: Phase.COMPLETED,
+    }
+    if record.phase is Phase.DRAINING:
+        drained[p.key] = drained.get(p.key, 0) + 1
+        if drained[p.key] < DRAIN_TICKS:
+            return p
+        drained.pop(p.key)
+        return replace(p, record=replace(record, phase=Phase.RESETTING))
+    phase = following[record.phase]
+    moved = replace(p, record=replace(record, phase=phase), ready=phase is not Phase.TAKING_OVER)
+    if phase is Phase.COMPLETED:
+        assert moved.status is not None
+        moved = replace(moved, status=replace(moved.status, sidecar_image=record.to_image))
+    return moved
+
+
+def _run(r: Release, pods: list[PodFacts], *, limit: int = 200) -> tuple[list[PodFacts], int]:
+    """Plan, apply the starts, tick every pod; until the release is Complete. Checks the budget each tick."""
+    drained: dict[str, int] = {}
+    for tick in range(limit):
+        p = plan(r, pods)
+        assert sum(1 for x in pods if at_risk(x)) <= max(p.allowed_unavailable, 0)
+        targets = {s.key: s.image for s in p.starts}
+        pods = [replace(x, target=targets.get(x.key, x.target)) for x in pods]
+        assert sum(1 for x in pods if at_risk(x)) <= p.allowed_unavailable
+        complete = p.status.condition(ConditionType.COMPLETE)
+        if complete is not None and complete.status and not p.starts:
+            return pods, tick
+        pods = [_tick(x, drained) for x in pods]
+    raise AssertionError("the rollout did not converge")
+
+
+def test_canary_then_all_then_scale_up_converges_within_the_budget() -> None:
+    canary = release(partition=IntOrPercent(3))
+    pods, ticks = _run(canary, fleet(6))
+    on_new = sorted(x.name for x in pods if x.status is not None and x.status.sidecar_image == NEW)
+    assert on_new == ["web-0", "web-1", "web-2"]
+    # Drains overlap the next batch: far below one pod after another (4 + DRAIN_TICKS ticks each).
+    assert ticks < 3 * (4 + DRAIN_TICKS)
+    scaled = pods + [pod(f"web-{i}", image=NEW) for i in range(6, 9)]  # new pods injected with NEW
+    pods, _ = _run(release(), scaled)
+    assert all(x.status is not None and x.status.sidecar_image == NEW for x in pods)
+    assert all(x.record is None or not x.record.in_flight for x in pods)
+
+
+def test_retarget_mid_rollout_converges_to_the_last_image() -> None:
+    pods = fleet(4)
+    drained: dict[str, int] = {}
+    for _ in range(3):  # part way to NEW
+        starts = {s.key: s.image for s in plan(release(max_unavailable=IntOrPercent(2)), pods).starts}
+        pods = [_tick(replace(x, target=starts.get(x.key, x.target)), drained) for x in pods]
+    assert any(touched(x) for x in pods)
+    pods, _ = _run(release(NEWER, max_unavailable=IntOrPercent(2)), pods)
+    assert all(x.status is not None and x.status.sidecar_image == NEWER for x in pods)
