@@ -24,7 +24,7 @@ cluster-down: venv
 cluster-status: venv
 	$(PY) -m localcluster status
 
-## Only etcd + kube-apiserver (for integration tests that need a real API server, no node).
+## etcd, kube-apiserver and kube-controller-manager (integration tests that need a real API server; no node).
 apiserver-up: venv
 	$(PY) -m localcluster apiserver
 
