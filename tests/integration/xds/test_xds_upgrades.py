@@ -157,7 +157,7 @@ def test_ten_upgrades_under_load_while_the_control_plane_pushes_every_second(
         ("http", f"0.0.0.0:{contract.LISTEN_PORT}"),
         ("tcp", f"0.0.0.0:{contract.TCP_LISTEN_PORT}"),
     }
-    assert sample(sidecars.metrics("b"), "hotupgrade_agent_listener_mismatches_total") == 0
+    assert sample(sidecars.metrics("a"), "hotupgrade_agent_listener_mismatches_total") == 0
 
 
 def initializing_flag(sidecars: SidecarPod, hot_restart_version: str) -> bool:
