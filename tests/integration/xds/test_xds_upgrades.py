@@ -233,3 +233,45 @@ def test_with_the_control_plane_down_the_upgrade_fails_by_its_deadline_and_the_o
     assert summary["failed"] == 0, summary["failures"]
     assert summary["requests"] > 1000
     assert_tcp_never_reset(load.record)
+
+
+def test_a_control_plane_restarted_in_the_middle_of_a_take_over_lets_it_finish(
+    xds_pod: tuple[SidecarPod, ControlPlane],
+) -> None:
+    sidecars, server = xds_pod
+    node = node_id(sidecars.pod)
+    inodes = listen_inodes(sidecars.pod, PORTS)
+    load = start_load(sidecars)
+    try:
+        time.sleep(1)
+        assert server.stop() == 0
+        sidecars.stop("b")
+        spawned = sidecars.start_sidecar("b")
+
+        # The new Envoy holds the admin port (the old one's closed at ShutdownAdmin) and initialises,
+        # waiting for LDS and CDS, when the control plane comes back.
+        def initialising() -> bool:
+            info = sidecars.envoy_server_info()
+            # PRE_INITIALIZING until CDS arrived (the cluster manager initialises first), then INITIALIZING.
+            epoch, state = info["command_line_options"]["restart_epoch"], info["state"]
+            return epoch == 1 and state in ("PRE_INITIALIZING", "INITIALIZING")
+
+        sidecars.wait_for("epoch 1 initialising", initialising, timeout=TAKEOVER_DEADLINE_SECONDS)
+        time.sleep(1)
+        server.start(keep_snapshots=True)
+        rc, out = sidecars.post_start("b")
+        took = time.time() - spawned
+        assert rc == 0, out
+        status_b = sidecars.status("b")
+        assert (status_b["role"], status_b["phase"], status_b["epoch"]) == ("active", "serving", 1)
+        assert status_b["listeners"]["same"], status_b["listeners"]
+        assert listen_inodes(sidecars.pod, PORTS) == inodes
+        server.wait_acked(node, "1")
+        time.sleep(PARENT_SHUTDOWN_SECONDS + 1)
+    finally:
+        summary = load.stop()
+    figures = {"takeover_s": round(took, 2), "requests": summary["requests"], "failed": summary["failed"]}
+    print("xds-restart-mid-takeover", json.dumps(figures))
+    assert took < TAKEOVER_DEADLINE_SECONDS + 5
+    assert summary["failed"] == 0, summary["failures"]
+    assert_tcp_never_reset(load.record)
