@@ -160,6 +160,14 @@ def test_ten_upgrades_under_load_while_the_control_plane_pushes_every_second(
     assert sample(sidecars.metrics("a"), "hotupgrade_agent_listener_mismatches_total") == 0
 
 
+def take_over_with_the_control_plane_down(sidecars: SidecarPod, server: ControlPlane) -> float:
+    """Stop the server, then TakingOver to b as the controller does it; the time b's container started."""
+    time.sleep(1)
+    assert server.stop() == 0
+    sidecars.stop("b")
+    return sidecars.start_sidecar("b")
+
+
 def initializing_flag(sidecars: SidecarPod, hot_restart_version: str) -> bool:
     """Whether Envoy's shared memory says an Envoy of the pod is initialising."""
     path = shm_path(sidecars.pod.shm_dir, contract.BASE_ID)
@@ -177,11 +185,8 @@ def test_with_the_control_plane_down_the_upgrade_fails_by_its_deadline_and_the_o
     inodes = listen_inodes(sidecars.pod, PORTS)
     load = start_load(sidecars)
     try:
-        time.sleep(1)
-        assert server.stop() == 0
-        # TakingOver to b, as the controller does it, with nobody to send the new Envoy its listeners.
-        sidecars.stop("b")
-        spawned = sidecars.start_sidecar("b")
+        # Nobody sends the new Envoy its listeners.
+        spawned = take_over_with_the_control_plane_down(sidecars, server)
         rc, out = sidecars.post_start("b")
         time_to_fail = time.time() - spawned
         assert rc == 1, out
@@ -243,10 +248,7 @@ def test_a_control_plane_restarted_in_the_middle_of_a_take_over_lets_it_finish(
     inodes = listen_inodes(sidecars.pod, PORTS)
     load = start_load(sidecars)
     try:
-        time.sleep(1)
-        assert server.stop() == 0
-        sidecars.stop("b")
-        spawned = sidecars.start_sidecar("b")
+        spawned = take_over_with_the_control_plane_down(sidecars, server)
 
         # The new Envoy holds the admin port (the old one's closed at ShutdownAdmin) and initialises,
         # waiting for LDS and CDS, when the control plane comes back.
