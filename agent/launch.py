@@ -8,6 +8,10 @@ and the metrics. The lock is held until our Envoy is LIVE or dead, so no two Env
 initialise at once (which is what makes clearing a stale INITIALIZING flag safe).
 A bootstrap Envoy rejects fails the attempt before any Envoy is spawned: a hot-restart child that dies in
 init has already made the live Envoy close its admin API for good (ShutdownAdmin).
+A takeover child not LIVE by the take-over deadline is stopped, and unless it already told its parent to
+drain (the shm INITIALIZING flag is clear), killed, its flag cleared, and the attempt failed for good: the
+old Envoy serves on (docs/contract.md "Take-over deadline"). Around a takeover both Envoys' listener sets
+are read from the admin API and compared (agent/listeners.py).
 Retrying a failed attempt is the supervisor's decision; this module only says whether it may.
 """
 
