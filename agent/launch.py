@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from agent import envoystats, hotrestart, startplan
+from agent import envoystats, hotrestart, startplan, takeover
 from agent.admin import AdminError, EnvoyAdmin
 from agent.bootstrap import bootstrap_file, write_bootstrap_file
 from agent.config import AgentConfig
@@ -39,7 +39,6 @@ from agent.decisions import (
     StandBy,
     ValidationInconclusive,
     Wait,
-    at_takeover_deadline,
     bootstrap_verdict,
     describe_exit,
     handshake_stalled,
@@ -47,7 +46,6 @@ from agent.decisions import (
     takeover_deadline_passed,
 )
 from agent.envoy import BootstrapValidator, EnvoyLauncher, EnvoyOptions, EnvoyVersions, RunningEnvoy
-from agent.listeners import Listener, ListenerParity
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
 from agent.preflight import Preflight, start_preflight
@@ -140,6 +138,7 @@ class EnvoyStarter:
         self.stats_base: tuple[int, dict[str, float]] = (-1, {})
         # Bound for the agent's lifetime once a handshake stalled (see ChildStandIn).
         self.child_stand_ins: list[hotrestart.ChildStandIn] = []
+        self.parity = takeover.ListenerParityCheck(admin=admin, view=view, metrics=metrics, log=log)
 
     def attempt(self) -> Started | Literal["refused", "failed", "standing-by"]:
         """One attempt: Started, refused, failed for good or standing by; StartFailedError when a retry
@@ -223,7 +222,7 @@ class EnvoyStarter:
         stats = self._watch_stats(state, plan)
         if stats is not None:
             state = self.records.read()  # with the step _watch_stats recorded
-        before = self._parent_listeners(plan)
+        before = self.parity.before() if plan.takeover else None
         envoy = self._spawn(plan, preflight.text)
         # Recorded after the spawn so the state file's fsyncs overlap Envoy's start, not precede it.
         state = startplan.spawned_state(state, plan, pid=envoy.pid, now=time.time())
@@ -249,7 +248,7 @@ class EnvoyStarter:
         self._carry_stats(plan, stats)
         started = self._live(envoy, plan)
         if before is not None and plan.parent_epoch is not None:
-            self._compare_listeners(plan.parent_epoch, plan.epoch, before)
+            self.parity.after(parent_epoch=plan.parent_epoch, epoch=plan.epoch, before=before)
         return started
 
     def _refuse(self, reason: str, *, failure: str) -> None:
@@ -404,64 +403,23 @@ class EnvoyStarter:
             time.sleep(POLL)
 
     def _end_at_deadline(self, envoy: RunningEnvoy, plan: Launch, *, seconds: float) -> None:
-        """Our child missed its take-over deadline: stop it, and unless it already told its parent to
-        drain, kill it, clear the INITIALIZING flag and raise TakeoverDeadlineError (lock held)."""
-        layout = hotrestart.layout_from_hot_restart_version(self.versions.hot_restart_version)
-        path = hotrestart.shm_path(self.config.shm_dir, self.config.base_id)
-        paused = envoy.pause()
-        try:
-            flags = hotrestart.read_flags(path, layout)
-        except (OSError, hotrestart.SharedMemoryMismatchError) as error:
-            self.log.warning("shm-check-failed", path=str(path), error=str(error))
-            flags = None
-        action = at_takeover_deadline(flags)
-        self.log.warning(
-            "takeover-deadline", seconds=round(seconds, 3), paused=paused, flags=flags, action=action
+        """Our child missed its take-over deadline: resumed if it already told its parent to drain, else
+        ended (agent/takeover.py) and TakeoverDeadlineError raised (lock held)."""
+        action = takeover.end_at_deadline(
+            envoy,
+            config=self.config,
+            hot_restart_version=self.versions.hot_restart_version,
+            seconds=seconds,
+            log=self.log,
         )
         if action == "resume":
-            envoy.resume()
             return
-        envoy.kill()
-        try:
-            cleared = hotrestart.clear_initializing(path, layout, INITIALIZING_FLAG)
-            self.log.warning("cleared-initializing-flag", path=str(path), flags=cleared)
-        except (OSError, hotrestart.SharedMemoryMismatchError) as error:
-            self.log.warning("shm-clear-failed", path=str(path), error=str(error))
         self._absorb_replies_to(plan.epoch, release_after=DEADLINE_STAND_IN_SECONDS)
         raise TakeoverDeadlineError(
             f"Envoy epoch {plan.epoch} was not LIVE {seconds:.1f}s after its spawn (take-over deadline "
             f"{self.config.takeover_deadline_seconds}s; in xds mode: no listeners and clusters from the "
             f"control plane at {self.config.xds_address or '-'}); ended it, the old Envoy (epoch "
             f"{plan.parent_epoch}) keeps serving, and this slot does not retry"
-        )
-
-    def _parent_listeners(self, plan: Launch) -> frozenset[Listener] | None:
-        """Before a take-over: the serving Envoy's listeners, or None when its admin does not answer."""
-        if not plan.takeover:
-            return None
-        try:
-            return self.admin.listeners()
-        except AdminError as error:
-            self.log.warning("listener-parity-unknown", why=f"the live Envoy's admin did not answer: {error}")
-            return None
-
-    def _compare_listeners(self, parent_epoch: int, epoch: int, before: frozenset[Listener]) -> None:
-        """After LIVE: our listeners against the old Envoy's; a difference is counted and logged."""
-        try:
-            after = self.admin.listeners()
-        except AdminError as error:
-            self.log.warning("listener-parity-unknown", why=f"our admin did not answer: {error}")
-            return
-        parity = ListenerParity(parent_epoch=parent_epoch, epoch=epoch, before=before, after=after)
-        self.view.set_listeners(parity)
-        if parity.same:
-            self.log.event("listener-parity", listeners=len(after), detail=parity.describe())
-            return
-        self.metrics.listener_mismatches.inc()
-        self.log.warning(
-            "listener-mismatch",
-            missing=[f"{x.name}@{x.address}" for x in parity.missing],
-            added=[f"{x.name}@{x.address}" for x in parity.added],
         )
 
     def _watch_stats(self, state: SharedState, plan: Launch) -> envoystats.StatsWatch | None:
