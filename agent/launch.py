@@ -138,7 +138,9 @@ class EnvoyStarter:
         self.stats_base: tuple[int, dict[str, float]] = (-1, {})
         # Bound for the agent's lifetime once a handshake stalled (see ChildStandIn).
         self.child_stand_ins: list[hotrestart.ChildStandIn] = []
-        self.parity = takeover.ListenerParityCheck(admin=admin, view=view, metrics=metrics, log=log)
+        self.parity = takeover.ListenerParityCheck(
+            admin=admin, rundir=rundir, view=view, metrics=metrics, log=log
+        )
 
     def attempt(self) -> Started | Literal["refused", "failed", "standing-by"]:
         """One attempt: Started, refused, failed for good or standing by; StartFailedError when a retry
@@ -222,7 +224,7 @@ class EnvoyStarter:
         stats = self._watch_stats(state, plan)
         if stats is not None:
             state = self.records.read()  # with the step _watch_stats recorded
-        before = self.parity.before() if plan.takeover else None
+        before = self.parity.before(plan.parent_epoch) if plan.parent_epoch is not None else None
         envoy = self._spawn(plan, preflight.text)
         # Recorded after the spawn so the state file's fsyncs overlap Envoy's start, not precede it.
         state = startplan.spawned_state(state, plan, pid=envoy.pid, now=time.time())

@@ -108,3 +108,19 @@ class ListenerParity:
             added=listed(self.added),
             same=self.same,
         )
+
+
+def record_json(epoch: int, listeners: frozenset[Listener]) -> dict[str, Any]:
+    """LISTENERS_FILE: the serving Envoy's epoch and its listeners."""
+    return {"epoch": epoch, "listeners": [{"name": x.name, "address": x.address} for x in sorted(listeners)]}
+
+
+def parse_record(data: Any) -> tuple[int, frozenset[Listener]]:
+    """LISTENERS_FILE back to (epoch, listeners); ListenersFormatError if it is not one."""
+    try:
+        epoch = data["epoch"]
+        if not isinstance(epoch, int):
+            raise TypeError("epoch is not an integer")
+        return epoch, frozenset(Listener(str(x["name"]), str(x["address"])) for x in data["listeners"])
+    except (KeyError, TypeError) as error:
+        raise ListenersFormatError(f"unexpected listeners record: {error!r}") from None

@@ -218,9 +218,11 @@ def test_with_the_control_plane_down_the_upgrade_fails_by_its_deadline_and_the_o
         timings = sidecars.upgrade("b")
         status_b = sidecars.status("b")
         assert (status_b["role"], status_b["phase"], status_b["epoch"]) == ("active", "serving", 1)
-        # The dead child's ShutdownAdmin closed the old Envoy's admin API for good: no parity this time.
-        assert status_b["listeners"] is None
-        assert '"event": "listener-parity-unknown"' in sidecars.container("b").logs()
+        # The dead child's ShutdownAdmin closed the old Envoy's admin API for good: the parity is taken
+        # against the listeners its agent recorded while it served.
+        assert status_b["listeners"]["same"], status_b["listeners"]
+        assert status_b["listeners"]["parent_epoch"] == 0
+        assert '"event": "listener-parity-from-record"' in sidecars.container("b").logs()
         assert listen_inodes(sidecars.pod, PORTS) == inodes
         time.sleep(0.5)
     finally:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from agent import contract
-from agent.listeners import Listener, ListenerParity, ListenersFormatError, parse_listeners
+from agent.listeners import (
+    Listener,
+    ListenerParity,
+    ListenersFormatError,
+    parse_listeners,
+    parse_record,
+    record_json,
+)
+from agent.rundir import RunDir
 from agent.state import initial_state
 from agent.status import AgentView, status_document
 
@@ -86,3 +95,19 @@ def test_status_shows_the_parity_or_null() -> None:
 
 def _with(view: AgentView, parity: ListenerParity) -> AgentView:
     return replace(view, listeners=parity)
+
+
+def test_the_record_round_trips_through_the_run_dir(tmp_path: Path) -> None:
+    listeners = parse_listeners(json.dumps(BODY).encode())
+    rundir = RunDir(tmp_path)
+    assert rundir.read_listeners() is None
+    rundir.write_listeners(4, listeners)
+    assert (tmp_path / contract.LISTENERS_FILE).exists()
+    assert rundir.read_listeners() == (4, listeners)
+    assert parse_record(record_json(4, listeners)) == (4, listeners)
+
+
+@pytest.mark.parametrize("text", ["{", '{"epoch": "4", "listeners": []}', '{"epoch": 4}', "[]"])
+def test_an_unreadable_record_is_none(tmp_path: Path, text: str) -> None:
+    (tmp_path / contract.LISTENERS_FILE).write_text(text)
+    assert RunDir(tmp_path).read_listeners() is None
