@@ -23,6 +23,10 @@ ENV_LISTEN_PORT: Final = "HOTUPGRADE_LISTEN_PORT"
 ENV_TCP_LISTEN_PORT: Final = "HOTUPGRADE_TCP_LISTEN_PORT"
 ENV_TCP_UPSTREAM_PORT: Final = "HOTUPGRADE_TCP_UPSTREAM_PORT"
 ENV_ENVOY_BINARY: Final = "HOTUPGRADE_ENVOY_BINARY"
+ENV_BOOTSTRAP_MODE: Final = "HOTUPGRADE_BOOTSTRAP_MODE"
+ENV_XDS_ADDRESS: Final = "HOTUPGRADE_XDS_ADDRESS"
+ENV_XDS_NODE_CLUSTER: Final = "HOTUPGRADE_XDS_NODE_CLUSTER"
+ENV_TAKEOVER_DEADLINE_SECONDS: Final = "HOTUPGRADE_TAKEOVER_DEADLINE_SECONDS"
 
 RUN_DIR: Final = "/var/run/hotupgrade"
 SHM_DIR: Final = "/dev/shm"
@@ -40,10 +44,15 @@ BOOTSTRAP_TEMPLATE: Final = "/etc/hotupgrade/envoy.yaml.tmpl"
 STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "state.lock"
 STATS_BASE_FILE: Final = "envoy-stats-base.json"
+LISTENERS_FILE: Final = "listeners.json"
 AGENT_BINARY: Final = "hotupgrade-agent"
 SHM_VOLUME: Final = "hotupgrade-shm"
 RUN_VOLUME: Final = "hotupgrade-run"
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
+BOOTSTRAP_MODE: Final = "static"
+TAKEOVER_DEADLINE_SECONDS: Final = 60
+BOOTSTRAP_VOLUME: Final = "hotupgrade-bootstrap"
+BOOTSTRAP_CONFIG_DIR: Final = "/etc/hotupgrade/bootstrap"
 
 LABEL_NAMESPACE_INJECTION: Final = "hotupgrade.io/injection"
 LABEL_POD_INJECT: Final = "hotupgrade.io/inject"
@@ -66,6 +75,7 @@ STATUS_FIELDS: Final = (
     "envoy_version",
     "hot_restart_version",
     "last_error",
+    "listeners",
     "state",
 )
 
@@ -77,3 +87,5 @@ AgentRole = Literal["active", "standby", "retired"]
 PHASES: Final[tuple[AgentPhase, ...]] = get_args(AgentPhase)
 ROLES: Final[tuple[AgentRole, ...]] = get_args(AgentRole)
 SLOTS: Final[tuple[Slot, ...]] = get_args(Slot)
+BootstrapMode = Literal["static", "xds", "custom"]
+BOOTSTRAP_MODES: Final[tuple[BootstrapMode, ...]] = get_args(BootstrapMode)

@@ -44,6 +44,12 @@ REJECTED = {
     "negative quantity": ["injection.resources.requests.cpu=-1"],
     "negative quantity string": ["injection.resources.requests.memory=-64Mi"],
     "resource name": ["injection.resources.requests.gp u=1"],
+    "bootstrap mode not an enum value": ["injection.bootstrap.mode=dynamic"],
+    "xds mode without an address": ["injection.bootstrap.mode=xds"],
+    "xds address without a port": ["injection.bootstrap.xds.address=xds.mesh.svc"],
+    "typo in bootstrap": ["injection.bootstrap.xds.adress=xds:18000"],
+    "bad ConfigMap name": ["injection.bootstrap.custom.configMap=Envoy_Bootstrap"],
+    "take-over deadline of zero": ["injection.takeoverDeadlineSeconds=0"],
 }
 
 
@@ -114,6 +120,10 @@ TEMPLATE_REFUSALS = {
             "injection.resources.limits.memory=953Mi",
         ],
         "injection.resources.requests.memory (1G) must be at most",
+    ),
+    "take-over deadline not below the postStart wait": (
+        ["--set", "injection.takeoverDeadlineSeconds=120"],
+        "injection.takeoverDeadlineSeconds (120) must be less than injection.waitTimeoutSeconds (120)",
     ),
     "two pair ports on one number": (
         ["--set", "injection.ports.tcpListen=15001"],

@@ -262,7 +262,8 @@ def test_the_pair_follows_the_contract() -> None:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts == {contract.RUN_VOLUME: contract.RUN_DIR, contract.SHM_VOLUME: contract.SHM_DIR}
         env = {e["name"]: e for e in container["env"]}
-        optional = {contract.ENV_ENVOY_BINARY}  # set only when envoyBinary is configured
+        # Set only when envoyBinary is configured, or in the xds bootstrap mode (test_bootstrap_modes.py).
+        optional = {contract.ENV_ENVOY_BINARY, contract.ENV_XDS_ADDRESS, contract.ENV_XDS_NODE_CLUSTER}
         assert set(env) == {v for k, v in vars(contract).items() if k.startswith("ENV_")} - optional
         assert env[contract.ENV_POD_NAME]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         assert env[contract.ENV_POD_NAMESPACE]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
