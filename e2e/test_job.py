@@ -58,9 +58,9 @@ def test_injected_job_completes_with_the_pair_as_native_sidecars(
                     "succeeded": job["status"].get("succeeded"),
                     "seconds": seconds,
                     "phase": pod["status"].get("phase"),
-                    "work": work,
-                    "pair": pair,
-                    "log": log.strip(),
+                    "work_exit": work.get("terminated", {}).get("exitCode"),
+                    "pair_exit": {slot: s.get("terminated", {}).get("exitCode") for slot, s in pair.items()},
+                    "log": log.strip().splitlines()[-1:],
                 }
             }
         )
