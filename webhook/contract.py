@@ -30,12 +30,16 @@ ENV_TAKEOVER_DEADLINE_SECONDS: Final = "HOTUPGRADE_TAKEOVER_DEADLINE_SECONDS"
 
 RUN_DIR: Final = "/var/run/hotupgrade"
 SHM_DIR: Final = "/dev/shm"
+# Every port the pair binds lies in one block, 15100-15119, that no well-known mesh uses: Istio reserves
+# 15000-15090 (sidecar, ztunnel, iptables redirect), which other Envoy meshes copy (Kuma 15001/15006/15053,
+# Open Service Mesh 15000-15010 and 15901-15904, App Mesh 15000/15001); Linkerd binds 4140-4191 and
+# Consul 19000-21255. So a pod can carry another mesh's proxy beside the pair (webhook/portclash.py).
 STATUS_PORT_A: Final = 15101
 STATUS_PORT_B: Final = 15102
 ADMIN_PORT: Final = 15100
 BASE_ID: Final = 7
-LISTEN_PORT: Final = 15001
-TCP_LISTEN_PORT: Final = 15002
+LISTEN_PORT: Final = 15110
+TCP_LISTEN_PORT: Final = 15111
 DRAIN_SECONDS: Final = 10
 PARENT_SHUTDOWN_SECONDS: Final = 15
 SHUTDOWN_MARGIN_SECONDS: Final = 1

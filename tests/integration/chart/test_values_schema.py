@@ -126,8 +126,8 @@ TEMPLATE_REFUSALS = {
         "injection.takeoverDeadlineSeconds (120) must be less than injection.waitTimeoutSeconds (120)",
     ),
     "two pair ports on one number": (
-        ["--set", "injection.ports.tcpListen=15001"],
-        "injection.ports.tcpListen (15001) is already used by injection.ports.listen",
+        ["--set", "injection.ports.tcpListen=15110"],
+        "injection.ports.tcpListen (15110) is already used by injection.ports.listen",
     ),
     "the app's port is a pair port": (
         ["--set", "injection.ports.upstream=15100"],
