@@ -8,6 +8,7 @@ every release selecting it before or after the change, a namespace's or a releas
 (labels and priorities decide ownership among all of them).
 """
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,39 +80,33 @@ class FleetCache:
     ) -> None:
         self._enqueue = enqueue
         self.stop = stop
-        self.release_cache: Informer[CachedRelease] = Informer(
+        self._informer = functools.partial(Informer, stop=stop, watch_timeout=watch_timeout)
+        self.release_cache: Informer[CachedRelease] = self._informer(
             "sidecarreleases",
             list_pages=_one_page(kube.list_releases),
             watch=lambda rv, t: kube.watch_releases(resource_version=rv, timeout_seconds=t),
             transform=cached_release,
             on_change=self._release_changed,
-            stop=stop,
-            watch_timeout=watch_timeout,
         )
-        self.namespace_cache: Informer[dict[str, str]] = Informer(
+        self.namespace_cache: Informer[dict[str, str]] = self._informer(
             "namespaces",
             list_pages=_one_page(kube.list_namespaces),
             watch=lambda rv, t: kube.watch_namespaces(resource_version=rv, timeout_seconds=t),
             transform=namespace_labels,
             on_change=self._namespace_changed,
-            stop=stop,
-            watch_timeout=watch_timeout,
         )
         scopes: list[str | None] = list(namespaces) or [None]
-        self.pod_caches: list[Informer[CachedPod]] = [
-            self._pod_informer(kube, ns, watch_timeout) for ns in scopes
-        ]
+        self.pod_caches = [self._pod_informer(kube, ns) for ns in scopes]
 
-    def _pod_informer(self, kube: Kube, namespace: str | None, watch_timeout: int) -> Informer[CachedPod]:
-        return Informer(
+    def _pod_informer(self, kube: Kube, namespace: str | None) -> Informer[CachedPod]:
+        informer: Informer[CachedPod] = self._informer(
             f"pods/{namespace or 'all'}",
             list_pages=lambda: kube.pod_pages(namespace),
             watch=lambda rv, t: kube.watch_pods(namespace, resource_version=rv, timeout_seconds=t),
             transform=cached_pod,
             on_change=self._pod_changed,
-            stop=self.stop,
-            watch_timeout=watch_timeout,
         )
+        return informer
 
     @property
     def informers(self) -> list[Informer[Any]]:

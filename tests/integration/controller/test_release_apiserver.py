@@ -8,6 +8,7 @@ The kubelet and the agents are simulated (fakes.py): each pod's upgrade is the r
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -171,6 +172,20 @@ def drive(
     raise AssertionError(f"timed out; status: {read(sim.kube, name).get('status')}")
 
 
+@contextmanager
+def first_batch(
+    kube: Kube, namespace: str, sim: KubeletSim, releases: list[str], count: int, **spec: Any
+) -> Iterator[tuple[Loop, str]]:
+    """`count` pods web-N, a release of them with `spec`, one reconcile of it: the loop and its name."""
+    for i in range(count):
+        sim.add_pod(f"web-{i}")
+    with release_loop(kube, namespace) as loop:
+        name = make(kube, releases, namespace, **spec)
+        loop.cached(name)
+        loop.reconciler.reconcile(name)
+        yield loop, name
+
+
 def targets(kube: Kube, namespace: str) -> dict[str, str | None]:
     pods, _ = kube.list_pods(namespace)
     return {
@@ -249,13 +264,8 @@ def test_a_release_moves_the_fleet_batch_by_batch_within_budget_and_partition(
 def test_pause_stops_new_batches_and_lets_the_upgrade_in_flight_finish(
     kube: Kube, namespace: str, sim: KubeletSim, releases: list[str]
 ) -> None:
-    for i in range(3):
-        sim.add_pod(f"web-{i}")
     pods, _ = make_reconciler(kube)
-    with release_loop(kube, namespace) as loop:
-        name = make(kube, releases, namespace)
-        loop.cached(name)
-        loop.reconciler.reconcile(name)
+    with first_batch(kube, namespace, sim, releases, 3) as (loop, name):
         assert targets(kube, namespace) == {"web-0": NEW, "web-1": None, "web-2": None}
         merge_release(kube, name, {"spec": {"strategy": {"paused": True}}})
 
@@ -358,13 +368,9 @@ def test_a_spec_the_controller_cannot_act_on_is_degraded_with_the_field(
 def test_a_restarted_controller_resumes_from_the_cluster(
     kube: Kube, namespace: str, sim: KubeletSim, releases: list[str]
 ) -> None:
-    for i in range(2):
-        sim.add_pod(f"web-{i}")
     pods, _ = make_reconciler(kube)
-    with release_loop(kube, namespace) as first:
-        name = make(kube, releases, namespace)
-        first.cached(name)
-        first.reconciler.reconcile(name)
+    with first_batch(kube, namespace, sim, releases, 2) as (_, name):
+        pass
     assert targets(kube, namespace) == {"web-0": NEW, "web-1": None}
     # A new process: empty memory, fresh caches. web-0 is queued, so it uses the whole budget.
     with release_loop(kube, namespace) as second:
