@@ -9,6 +9,7 @@ The kubelet and the agents are simulated (fakes.py): each pod's upgrade is the r
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from controller.kube import Kube
 from controller.reconciler import Reconciler
 from controller.release import GROUP, PLURAL, VERSION, parse_release
 from controller.rollout import at_risk, pod_facts
-from tests.integration.controller.fakes import EMPTY, NEW, OLD, KubeletSim
+from tests.integration.controller.fakes import EMPTY, NEW, OLD, Background, KubeletSim, wait_until
 from tests.integration.controller.releases import (
     Loop,
     condition,
@@ -32,6 +33,7 @@ from tests.integration.controller.releases import (
     state,
     unique,
 )
+from tests.integration.controller.test_controller_process import ControllerProcess
 from tests.integration.controller.test_reconcile_apiserver import image_of, make_reconciler
 from webhook.injection_status import parse_status
 from webhook.kubeclient import load_api_client
@@ -379,3 +381,33 @@ def test_a_restarted_controller_resumes_from_the_cluster(
         assert read(kube, name)["status"]["upgradingPods"] == 1
         drive(second, pods, sim, name, until=complete("AllPodsUpdated"), allowed=1)
     assert sidecar_images(kube, namespace) == {"web-0": NEW, "web-1": NEW}
+
+
+@pytest.fixture
+def controller(kubeconfig: str, namespace: str, tmp_path: Path) -> Iterator[ControllerProcess]:
+    """`hotupgrade-controller` as the chart runs it (leader election on), scoped to the test namespace."""
+    process = ControllerProcess(kubeconfig, namespace, "ctl-release", tmp_path / "controller.log")
+    yield process
+    process.stop()
+
+
+def test_the_controller_process_runs_the_release_loop_under_its_lease(
+    kube: Kube, namespace: str, sim: KubeletSim, releases: list[str], controller: ControllerProcess
+) -> None:
+    for i in range(2):
+        sim.add_pod(f"web-{i}")
+    kubelet = Background(sim.sync_all)
+    try:
+        name = make(kube, releases, namespace)
+        done = wait_until(
+            lambda: complete("AllPodsUpdated")(release := read(kube, name)) and release,
+            timeout=120,
+            what=f"the release to complete (controller log: {controller.logs()})",
+        )
+    finally:
+        kubelet.close()
+    assert kubelet.errors == []
+    assert sidecar_images(kube, namespace) == {"web-0": NEW, "web-1": NEW}
+    assert done["status"]["updatedPods"] == 2
+    reasons = [e["reason"] for e in release_events(kube, name)]
+    assert reasons.count("BatchStarted") == 2 and reasons[-1] == "RolloutComplete", reasons
