@@ -6,6 +6,7 @@ act on, and its status write survives a real 409.
 The kubelet and the agents are simulated (fakes.py): each pod's upgrade is the real per-pod reconciler's.
 """
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,7 +123,8 @@ def test_bad_specs_are_refused_with_their_message(
         kube.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, doc, _preload_content=False)
         releases.append(name)  # created after all: delete it, and fail
     assert refused.value.status == 422
-    assert message in str(refused.value.body), refused.value.body
+    said = json.loads(refused.value.body)["message"]
+    assert message in said, said
 
 
 def test_a_good_spec_next_to_the_bad_ones_is_accepted(
