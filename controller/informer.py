@@ -20,6 +20,7 @@ Pages = Iterable[tuple[list[dict[str, Any]], str | None]]  # Kube.pod_pages' sha
 ListFn = Callable[[], Pages]
 WatchFn = Callable[[str, int], Iterator[dict[str, Any]]]  # (resourceVersion, timeout seconds) -> events
 T = TypeVar("T")
+MAX_BACKOFF = 60.0  # seconds between attempts after repeated list/watch errors
 
 
 def object_key(raw: Mapping[str, Any]) -> str:
@@ -112,14 +113,25 @@ class Informer(Generic[T]):
     # --- the loop ----------------------------------------------------------------------------------
 
     def run(self) -> None:
+        failures = 0
         while not self.stop.is_set():
             try:
                 version = self._relist()
+                failures = 0
                 self.synced.set()
                 self._follow(version)
             except KubeError as exc:
-                logs.event("watch_error", level=logging.WARNING, cache=self.name, error=str(exc)[:300])
-                self.stop.wait(self.error_backoff)
+                # Doubling up to a minute: a missing CRD or RBAC is not fixed by asking every 2 s.
+                delay = min(MAX_BACKOFF, self.error_backoff * 2**failures)
+                failures += 1
+                logs.event(
+                    "watch_error",
+                    level=logging.WARNING,
+                    cache=self.name,
+                    retry_in=delay,
+                    error=str(exc)[:300],
+                )
+                self.stop.wait(delay)
 
     def _relist(self) -> str:
         """Replace the cache with a fresh list; objects gone meanwhile are reported deleted."""
