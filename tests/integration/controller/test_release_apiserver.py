@@ -124,7 +124,7 @@ def test_bad_specs_are_refused_with_their_message(
         releases.append(name)  # created after all: delete it, and fail
     assert refused.value.status == 422
     said = json.loads(refused.value.body or "{}").get("message")
-    assert message in said, said
+    assert said is not None and message in said, refused.value.body
 
 
 def test_a_good_spec_next_to_the_bad_ones_is_accepted(
