@@ -36,7 +36,7 @@ def fleet() -> tuple[FleetCache, list[str]]:
 
 def test_a_pod_change_queues_the_releases_that_select_it_before_or_after() -> None:
     cache, queued = fleet()
-    shop = {"namespaceSelector": {"matchLabels": {"team": "shop"}}}
+    shop: dict[str, Any] = {"namespaceSelector": {"matchLabels": {"team": "shop"}}}
     cache.release_cache.put(release("web", **shop))
     cache.release_cache.put(release("canary", selector={"matchLabels": {"track": "canary"}}))
     cache.release_cache.put(release("broken", image=""))  # invalid: kept, selects nothing
