@@ -6,6 +6,7 @@ act on, and its status write survives a real 409.
 The kubelet and the agents are simulated (fakes.py): each pod's upgrade is the real per-pod reconciler's.
 """
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from controller.cli import releasecmd
 from controller.kube import Kube
 from controller.reconciler import Reconciler
 from controller.release import GROUP, PLURAL, VERSION, parse_release
@@ -263,6 +265,14 @@ def test_a_release_moves_the_fleet_batch_by_batch_within_budget_and_partition(
     assert metrics.started.labels(release=name)._value.get() == 4
     held = kube.get_pod(namespace, "web-4")
     assert held is not None and image_of(held, "hotupgrade-a") == OLD, "the partition's pod was not touched"
+    # `hotupgrade releases NAME` shows the same from the cluster.
+    out = io.StringIO()
+    assert releasecmd.releases(kube, [name], out=out) == 0
+    rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines() if line.strip()}
+    assert rows[name] == [name, NEW, "5", "4", "5", "0", "0", "no", "RolloutComplete"]
+    assert rows[f"{namespace}/web-0"] == [f"{namespace}/web-0", "Updated", NEW, NEW, "Completed"]
+    assert rows[f"{namespace}/web-4"] == [f"{namespace}/web-4", "Waiting", OLD, "-", "-"]
+    assert f"roll back to (set spec.image): {OLD}" in out.getvalue()
 
 
 def test_pause_stops_new_batches_and_lets_the_upgrade_in_flight_finish(
