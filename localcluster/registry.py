@@ -69,7 +69,8 @@ class Layout:
         return self.state_dir / "endpoints.json"
 
 
-DEFAULT_LAYOUT = Layout(state_dir=s.CLUSTER_DIR / "registry", public_port=5000, private_port=5001)
+DEFAULT_LAYOUT = Layout(state_dir=s.REGISTRY_DIR, public_port=5000, private_port=5001)
+assert DEFAULT_LAYOUT.hosts_dir == s.REGISTRY_HOSTS_DIR  # what containerd's config names (configs.py)
 
 
 @dataclass(frozen=True)
