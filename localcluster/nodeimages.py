@@ -41,6 +41,15 @@ class Built:
     name: str
     digest: str
 
+    @property
+    def repository(self) -> str:
+        """The repository, registry host dropped: `sidecar-hotupgrade/sidecar`."""
+        return registry.repository_and_tag(self.name)[0]
+
+    @property
+    def tag(self) -> str:
+        return registry.repository_and_tag(self.name)[1]
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -56,10 +65,9 @@ class Plan:
 def plan(built: Iterable[Built]) -> Plan:
     """Split the built images by IMPORTED / NOT_PUSHED (an image may be both imported and pushed)."""
     images = list(built)
-    repo = {b.name: registry.repository_and_tag(b.name)[0] for b in images}
     return Plan(
-        imported=tuple(b for b in images if repo[b.name] in IMPORTED),
-        pushed=tuple(b for b in images if repo[b.name] not in NOT_PUSHED),
+        imported=tuple(b for b in images if b.repository in IMPORTED),
+        pushed=tuple(b for b in images if b.repository not in NOT_PUSHED),
     )
 
 
@@ -67,7 +75,7 @@ def node_refs(image: Built, endpoints: registry.Endpoints) -> list[str]:
     """The names a pushed image has on the node once pulled: from the public instance, and from the
     private one when its repository is private."""
     refs = [registry.image_ref(endpoints, image.name)]
-    if registry.repository_and_tag(image.name)[0] == registry.PRIVATE_REPOSITORY:
+    if image.repository == registry.PRIVATE_REPOSITORY:
         refs.append(registry.image_ref(endpoints, image.name, private=True))
     return refs
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from localcluster import host, pki, registry
+from localcluster import host, nodeimages, pki, registry
 from localcluster import settings as s
 from localcluster.imagebuilder import oci
 from localcluster.registry import Endpoints, Layout
@@ -32,21 +32,8 @@ from webhook import certs
 PUBLIC_REPO = "hotupgrade-registry-test/public"
 
 
-@dataclass(frozen=True)
-class PushedImage:
-    """An archive with random content (so no store holds its layer yet) and its name and manifest."""
-
-    archive: Path
-    name: str
-    digest: str
-
-    @property
-    def repository(self) -> str:
-        return registry.repository_and_tag(self.name)[0]
-
-    @property
-    def tag(self) -> str:
-        return registry.repository_and_tag(self.name)[1]
+# An archive with random content (so no store holds its layer yet), its name and manifest digest.
+PushedImage = nodeimages.Built
 
 
 @dataclass(frozen=True)
