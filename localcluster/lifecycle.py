@@ -87,7 +87,15 @@ def is_healthy(apiserver_only: bool = False) -> bool:
     if apiserver_only:
         return True
     status, body = _https_get(f"/api/v1/nodes/{s.NODE_NAME}")
-    return status == 200 and node_ready(body)
+    return status == 200 and node_ready(body) and configs_current(host.node_ip())
+
+
+def configs_current(node_ip: str) -> bool:
+    """Whether the running components read what this tree renders (a changed config means a restart)."""
+    stale = [p for p, text in configs.all_files(node_ip).items() if not p.exists() or p.read_text() != text]
+    if stale:
+        log.info("event=config-changed files=%s", ",".join(str(p) for p in stale))
+    return not stale
 
 
 def ctr(*args: str) -> list[str]:
