@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcluster import registry
+from localcluster import registry, registryclient
 from localcluster import settings as s
 
 PULL_SECRET = "e2e-registry-pull"
@@ -72,3 +72,18 @@ def local_registry() -> registry.Endpoints | None:
         return registry.load_endpoints()
     except FileNotFoundError:
         return None
+
+
+def digest_reference(endpoints: registry.Endpoints, image: str) -> str:
+    """`host:port/repo@sha256:...` for a tag the registry serves, as users pin targets: the kubelet pulls
+    it by digest from the registry, nothing needs to be on the node first."""
+    address, _, rest = image.partition("/")
+    repository, tag = registry.repository_and_tag(image)
+    if address not in (endpoints.public, endpoints.private):
+        raise ValueError(f"{image} is not served by the local registry")
+    auth = (endpoints.username, endpoints.password) if address == endpoints.private else None
+    client = registryclient.Registry(address, ca_file=endpoints.ca_file, auth=auth)
+    digest = client.manifest_digest(repository, tag)
+    if digest is None:
+        raise LookupError(f"the registry holds no {rest}")
+    return f"{address}/{repository}@{digest}"

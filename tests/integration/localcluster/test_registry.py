@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from e2e import images as e2e_images
 from localcluster import host, nodeimages, pki, registry
 from localcluster import settings as s
 from localcluster.imagebuilder import oci
@@ -192,6 +193,20 @@ def test_push_then_pull_and_pushes_are_idempotent(pair: Pair, tmp_path: Path) ->
     anonymous = Registry(pair.endpoints.private, ca_file=pair.endpoints.ca_file)
     with pytest.raises(RegistryError, match="HTTP 401"):
         anonymous.push_archive(image.archive, image.repository, "anonymous")
+
+
+def test_digest_references_of_served_tags(pair: Pair) -> None:
+    for image, private in ((pair.public, False), (pair.private, True)):
+        ref = registry.image_ref(pair.endpoints, image.name, private=private)
+        address = pair.endpoints.private if private else pair.endpoints.public
+        assert (
+            e2e_images.digest_reference(pair.endpoints, ref) == f"{address}/{image.repository}@{image.digest}"
+        )
+    missing = registry.image_ref(pair.endpoints, pair.public.name).replace(pair.public.tag, "nope")
+    with pytest.raises(LookupError, match="holds no"):
+        e2e_images.digest_reference(pair.endpoints, missing)
+    with pytest.raises(ValueError, match="not served"):
+        e2e_images.digest_reference(pair.endpoints, pair.public.name)
 
 
 def test_up_on_a_healthy_pair_keeps_it(pair: Pair, node_ip: str) -> None:
