@@ -23,6 +23,9 @@ PULLED = re.compile(
     r"(?:\. Image size: (?P<size>\d+) bytes)?"
 )
 PRESENT = re.compile(r'^Container image "(?P<image>[^"]+)" already present on machine')
+# client-go's EventAggregator (tools/record/events_cache.go): past 10 similar events of an object within
+# 10 minutes, the message carries this prefix.
+COMBINED = "(combined from similar events): "
 GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -50,13 +53,23 @@ def parse_pull(event: dict[str, Any]) -> Pull | None:
     if event.get("reason") != "Pulled":
         return None
     pod = str(event.get("involvedObject", {}).get("name", ""))
-    message = str(event.get("message", ""))
+    message = str(event.get("message", "")).removeprefix(COMBINED)
     if match := PULLED.match(message):
         size = int(match["size"]) if match["size"] else None
         return Pull(pod, match["image"], round(go_duration_seconds(match["took"]), 3), size)
     if match := PRESENT.match(message):
         return Pull(pod, match["image"], None, None)
     return None
+
+
+def event_versions(events: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """uid -> count of each Event: a repeated event is the same object with a higher count."""
+    return {str(e["metadata"]["uid"]): int(e.get("count") or 1) for e in events}
+
+
+def new_since(events: Iterable[dict[str, Any]], before: dict[str, int]) -> list[dict[str, Any]]:
+    """The events that are new or were repeated since `before` (event_versions of an earlier list)."""
+    return [e for e in events if before.get(str(e["metadata"]["uid"]), 0) < int(e.get("count") or 1)]
 
 
 def pulls_of(events: Iterable[dict[str, Any]], image: str) -> list[Pull]:
@@ -81,6 +94,16 @@ def forget_image(image: str) -> list[str]:
     """Remove the image's records from the local node's containerd (k8s.io); returns what was removed."""
     refs = refs_to_forget(builder.present_images(s.CONTAINERD_SOCKET), image)
     if refs:
-        argv = ["ctr", f"--address={s.CONTAINERD_SOCKET}", "--namespace=k8s.io", "images", "rm", *refs]
+        # --sync: wait until the garbage collector dropped the content no other image holds, so the next
+        # pull downloads it again (without it the pull can race the collector and find everything there).
+        argv = [
+            "ctr",
+            f"--address={s.CONTAINERD_SOCKET}",
+            "--namespace=k8s.io",
+            "images",
+            "rm",
+            "--sync",
+            *refs,
+        ]
         subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60)
     return refs

@@ -100,10 +100,6 @@ def set_prepull(api: client.ApiClient, of: release.Release, enabled: bool) -> No
     kube.wait_until(f"a controller with prePull={enabled} leads", leads, 180, interval=1.0)
 
 
-def event_uids(api: client.ApiClient, namespace: str) -> set[str]:
-    return {e["metadata"]["uid"] for e in namespace_events(api, namespace)}
-
-
 def namespace_events(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
     resp = kube.core(api).list_namespaced_event(namespace, _preload_content=False)
     items: list[dict[str, Any]] = json.loads(resp.data)["items"]
@@ -122,15 +118,14 @@ def measured_upgrade(
     """One upgrade to a target the node does not hold: outcome, NotReady window, who pulled how long."""
     forgotten = pulls.forget_image(target)
     assert not pulls.on_node(target)
-    seen = event_uids(api, namespace)
+    seen = pulls.event_versions(namespace_events(api, namespace))
     started = time.monotonic()
     outcome, window = upgrade_once(api, namespace=namespace, name=name, image=target)
     took = time.monotonic() - started
     assert outcome.phase == Phase.COMPLETED, outcome.message
 
     def pulled() -> list[pulls.Pull] | None:
-        fresh = [e for e in namespace_events(api, namespace) if e["metadata"]["uid"] not in seen]
-        found = pulls.pulls_of(fresh, target)
+        found = pulls.pulls_of(pulls.new_since(namespace_events(api, namespace), seen), target)
         # The pod's own Pulled event comes last: with pre-pull it says "already present".
         return found if any(p.pod == name for p in found) else None
 

@@ -91,3 +91,19 @@ def test_forgetting_an_image_removes_every_record_of_its_manifest() -> None:
         [IMAGE, "10.1.2.3:5001/sidecar-hotupgrade/sidecar@sha256:aa", "sha256:cfg"]
     )
     assert pulls.refs_to_forget(present, "10.1.2.3:5000/other:1") == []
+
+
+def test_combined_events_and_repeated_events_count() -> None:
+    combined = event(
+        "Pulled",
+        "(combined from similar events): "
+        f'Successfully pulled image "{IMAGE}" in 1.5s (1.5s including waiting). Image size: 7 bytes.',
+    )
+    assert pulls.parse_pull(combined) == pulls.Pull("p", IMAGE, 1.5, 7)
+    first = {"metadata": {"uid": "a"}, "count": 1}
+    other = {"metadata": {"uid": "b"}}
+    before = pulls.event_versions([first, other])
+    assert before == {"a": 1, "b": 1}
+    repeated = {"metadata": {"uid": "a"}, "count": 2}
+    new = {"metadata": {"uid": "c"}, "count": 1}
+    assert pulls.new_since([repeated, other, new], before) == [repeated, new]
