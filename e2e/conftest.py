@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e import kube, release
+from e2e import images, kube, release
 
 # The suite-wide rule applies here too: in CI a skipped test is a failure.
 from tests.conftest import pytest_runtest_logreport  # noqa: F401
@@ -27,10 +27,13 @@ from webhook import contract
 # Short drains keep the suite quick; the behaviour under test does not depend on their length.
 DRAIN_SECONDS = 5
 PARENT_SHUTDOWN_SECONDS = 8
-DEMO_IMAGE = "sidecar-hotupgrade/demo-app:0.1.0"
-SIDECAR_IMAGES = ("sidecar-hotupgrade/sidecar:0.1.0", "sidecar-hotupgrade/sidecar:0.1.1")
-BROKEN_IMAGE = "sidecar-hotupgrade/sidecar:broken"
-EMPTY_IMAGE = "sidecar-hotupgrade/empty:0.1.0"
+# The names the cluster pulls them as: from the local cluster's registry (the target behind basic auth),
+# or plain names of loaded images (kind); e2e/images.py.
+IMAGES = images.suite_images(images.local_registry())
+DEMO_IMAGE = IMAGES.demo
+SIDECAR_IMAGES = IMAGES.sidecars
+BROKEN_IMAGE = IMAGES.broken
+EMPTY_IMAGE = IMAGES.empty
 POD_READY_TIMEOUT = 240.0
 UPGRADE_TIMEOUT = 300.0
 # The session's release; overridable for sharing a cluster with another run of the suite.
@@ -50,6 +53,7 @@ def chart_values(of: release.Release, *, watch_namespaces: tuple[str, ...]) -> d
         drain_seconds=DRAIN_SECONDS,
         parent_shutdown_seconds=PARENT_SHUTDOWN_SECONDS,
         watch_namespaces=watch_namespaces,
+        allow_image_prefixes=IMAGES.allow_prefixes,
     )
 
 
@@ -154,9 +158,27 @@ def scoped_namespace(
     core.create_namespace({"metadata": {"name": name, "labels": {**of.scope, **labels}}})
     try:
         kube.wait_until("default ServiceAccount", lambda: has_default_sa(core, name), 60)
+        grant_pulls(core, name)
         yield name
     finally:
         core.delete_namespace(name, grace_period_seconds=0)
+
+
+def grant_pulls(core: Any, namespace: str) -> None:
+    """The registry's pull secret on the namespace's default ServiceAccount (if the images need one), so
+    every pod created afterwards pulls the private upgrade target (ServiceAccount admission copies it)."""
+    if IMAGES.pull_secret is None:
+        return
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": images.PULL_SECRET},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": IMAGES.pull_secret},
+        },
+    )
+    patch = {"imagePullSecrets": [{"name": images.PULL_SECRET}]}
+    core.patch_namespaced_service_account("default", namespace, patch)
 
 
 def has_default_sa(core: Any, namespace: str) -> bool:

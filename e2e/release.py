@@ -67,6 +67,7 @@ def values(
     drain_seconds: int,
     parent_shutdown_seconds: int,
     watch_namespaces: tuple[str, ...],
+    allow_image_prefixes: tuple[str, ...] = ("sidecar-hotupgrade/",),
 ) -> dict[str, Any]:
     """The suite's values: local images, short drains, a fast controller watching `watch_namespaces`
     (all when empty), webhooks seeing only namespaces labelled for `release`."""
@@ -80,7 +81,7 @@ def values(
             "ports": {"upstream": 8080, "tcpUpstream": 9000},
         },
         "controller": {
-            "allowImagePrefixes": ["sidecar-hotupgrade/"],
+            "allowImagePrefixes": list(allow_image_prefixes),
             "stepTimeoutSeconds": 180,
             "drainGraceSeconds": 60,
             "pollIntervalSeconds": 0.5,
