@@ -11,7 +11,7 @@ from kubernetes import client
 
 from controller.imageref import digest_of
 from controller.record import Phase, Reason
-from e2e import conftest, kube, nodeimages, upgrade
+from e2e import conftest, images, kube, nodeimages, upgrade
 from e2e.test_fleet import upgrade_events
 from e2e.test_upgrade import start_load, upgrade_once
 
@@ -19,11 +19,21 @@ pytestmark = pytest.mark.timeout(900)
 ALREADY_RUNNING = "TargetAlreadyRunning"  # the Event reason (controller/steps.py)
 
 
+def pinned_target(api: client.ApiClient, tag: str) -> tuple[str, str]:
+    """(`repo@sha256:...`, the digest) for `tag`: from the local registry, which the kubelet pulls it from,
+    or (kind, images loaded under their tags) from the node's containerd."""
+    endpoints = images.local_registry()
+    if endpoints is None:
+        return nodeimages.pin_by_digest(api, tag)
+    pinned = images.digest_reference(endpoints, tag)
+    return pinned, pinned.rsplit("@", 1)[1]
+
+
 def test_digest_pinned_target_upgrades_and_its_tag_is_already_running(
     api: client.ApiClient, namespace: str
 ) -> None:
     tag = conftest.SIDECAR_IMAGES[1]
-    pinned, digest = nodeimages.pin_by_digest(api, tag)
+    pinned, digest = pinned_target(api, tag)
     [pod] = conftest.deploy_and_wait(api, namespace, "pinned")
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
     before = upgrade.status_of(pod)
