@@ -106,6 +106,7 @@ class PrePullView:
     reason_message: str | None = None
     terminated_reason: str | None = None
     exit_code: int | None = None
+    image_id: str | None = None  # the `pull` container's status.imageID: what the target's tag resolved to
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,11 @@ def same_image(a: str, b: str) -> bool:
     if digest_a is not None or digest_b is not None:
         return digest_a == digest_b
     return same_name(a, b)
+
+
+def same_image_id(a: str | None, b: str | None) -> bool:
+    """Two kubelet `imageID`s are one image: the same digest (or the same bare ID). Unknown is never equal."""
+    return a is not None and b is not None and _image_key(a) == _image_key(b)
 
 
 def runs_image(container: ContainerView, image: str) -> bool:
@@ -326,6 +332,7 @@ def pre_pull_view(pod: Mapping[str, Any] | None) -> PrePullView:
         reason_message=message or None,
         terminated_reason=pull.terminated_reason if pull else None,
         exit_code=pull.terminated_exit_code if pull else None,
+        image_id=pull.image_id if pull else None,
     )
 
 

@@ -60,6 +60,7 @@ from controller.observed import (
     runs_fresh,
     runs_image,
     same_image,
+    same_image_id,
     still_the_container,
 )
 from controller.policy import Policy
@@ -280,12 +281,16 @@ def _refuse_target(
     # an upgrade to `x@sha256:..`, containerd names that image by a tag it carries on the node).
     running = active is not None and runs_image(active, target)
     if same_image(target, status.sidecar_image) or running:
-        why = (
-            f"{target} is already running in {status.active}: nothing to upgrade. An upgrade does not "
-            "pull a tag again: if the tag was pushed again, name a new tag or a digest (repo@sha256:...)"
-        )
-        return _fail(pod, base, Reason.ALREADY_RUNNING, why, event_reason="TargetAlreadyRunning")
+        return _already_running(pod, base, status.active)
     return None
+
+
+def _already_running(pod: ObservedPod, record: UpgradeRecord, active: str, *, resolved: str = "") -> Fail:
+    why = (
+        f"{record.to_image}{resolved} is already running in {active}: nothing to upgrade. An upgrade does "
+        "not pull a tag again: if the tag was pushed again, name a new tag or a digest (repo@sha256:...)"
+    )
+    return _fail(pod, record, Reason.ALREADY_RUNNING, why, event_reason="TargetAlreadyRunning")
 
 
 def _check(
@@ -523,6 +528,11 @@ def _pre_pulling(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         return _fail(pod, record, Reason.STANDBY_CHANGED, f"standby changed to {shown} during pre-pull")
     pull = _pre_pull(pod, record)
     if pull is not None and pull.exists and pulled(pull):
+        # A tag the node had never seen resolves only now: the pre-pull pod's image ID is the target's
+        # digest. The same ID as the serving container's is the image already running (nothing touched).
+        active = pod.containers.get(record.old_container)
+        if active is not None and same_image_id(pull.image_id, active.image_id):
+            return _already_running(pod, record, record.old_container, resolved=f" ({pull.image_id})")
         return _take_over_patch(pod, record, new, None, note=f"pre-pulled on {pod.node_name}")
     failure = pre_pull_failure(pull) if pull is not None and pull.exists else None
     if failure is not None:

@@ -31,7 +31,7 @@ from controller.keys import (
     ANNOTATION_TARGET_IMAGE,
     ANNOTATION_UPGRADE,
 )
-from controller.observed import PrePullView
+from controller.observed import PrePullView, pre_pull_view
 from controller.patches import patch_for
 from controller.policy import ImageAllowlist, Policy
 from controller.prepull import pre_pull_pod_name
@@ -45,6 +45,7 @@ from tests.unit.controller.podfixtures import (
     STATUS,
     T0,
     agent,
+    container_status,
     observe,
     raw_pod,
     set_container,
@@ -327,6 +328,42 @@ def test_pre_pull_success_patches_standby_and_cleans_up() -> None:
     assert isinstance(action, PatchStandbyImage)
     assert action.delete_pre_pull == pre_pull_pod_name(pod["metadata"]["uid"], NEW)
     assert action.record.pre_pull_pod is None and action.record.phase is Phase.TAKING_OVER
+
+
+def test_pre_pull_resolving_the_tag_to_the_running_image_refuses_without_touching_the_pod() -> None:
+    # The node never saw the tag (the running image was pulled by digest): only the pre-pull pod's
+    # image ID tells that the tag names the image already serving.
+    pod = pre_pulling()
+    digest = f"sha256:{'c' * 64}"
+    pod["status"]["containerStatuses"][0]["imageID"] = f"{OLD.rsplit(':', 1)[0]}@{digest}"
+    view = PrePullView(exists=True, phase="Succeeded", image_id=f"docker-pullable://{NEW}@{digest}")
+    action = next_step(observe(pod, after=8, pre_pull=view), PRE_PULL)
+    assert isinstance(action, Fail) and action.record.reason is Reason.ALREADY_RUNNING
+    assert action.event is not None and action.event.reason == "TargetAlreadyRunning"
+    assert "already running in hotupgrade-a" in action.record.message
+    assert action.delete_pre_pull == pre_pull_pod_name(pod["metadata"]["uid"], NEW)
+
+
+def test_pre_pull_of_another_digest_goes_on_to_the_swap() -> None:
+    pod = pre_pulling()
+    view = PrePullView(exists=True, phase="Succeeded", image_id=f"{NEW}@sha256:{'e' * 64}")
+    action = next_step(observe(pod, after=8, pre_pull=view), PRE_PULL)
+    assert isinstance(action, PatchStandbyImage)
+
+
+def test_pre_pull_view_carries_the_pull_containers_image_id() -> None:
+    pull = {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "pull", "image": NEW}]},
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                container_status("pull", NEW, "containerd://p1", state="terminated", reason="Completed",
+                                 exit_code=0, image_id=f"{NEW}@sha256:{'d' * 64}")
+            ],
+        },
+    }  # fmt: skip
+    assert pre_pull_view(pull).image_id == f"{NEW}@sha256:{'d' * 64}"
 
 
 @pytest.mark.parametrize(
