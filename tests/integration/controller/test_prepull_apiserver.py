@@ -31,6 +31,8 @@ from controller.observed import pre_pull_view
 from controller.prepull import pre_pull_failure, pre_pull_pod_manifest, pulled
 from controller.reconciler import Reconciler
 from controller.record import Phase, Reason
+from localcluster import registry
+from localcluster.imagebuilder.builder import EMPTY_IMAGE
 from tests.integration.controller.fakes import EMPTY, NEW, KubeletSim, wait_until
 from tests.integration.controller.test_reconcile_apiserver import (
     POLICY,
@@ -172,13 +174,18 @@ def node(kube: Kube) -> str:
 
 
 def present_image(kube: Kube, node: str) -> str:
-    """An image with /bin/sh the node already has (the project's empty image, imported by cluster-up)."""
+    """An image with /bin/sh the node can get: the project's empty image as the local cluster's registry
+    serves it (cluster-up pushes it; the kubelet pulls it), else (no registry) a copy imported on the node."""
+    try:
+        return registry.image_ref(registry.load_endpoints(), EMPTY_IMAGE)
+    except FileNotFoundError:
+        pass
     item = json.loads(api(kube).read_node(node, _preload_content=False).data)
     for image in item.get("status", {}).get("images") or []:
         for name in image.get("names") or []:
             if "sidecar-hotupgrade/empty:" in name:
                 return str(name)
-    pytest.fail(f"node {node} has no sidecar-hotupgrade/empty image: run `make cluster-up`")
+    pytest.fail(f"node {node} has no sidecar-hotupgrade/empty image and no registry runs: `make cluster-up`")
 
 
 @pytest.fixture
