@@ -39,6 +39,7 @@ E2E_IMAGES = {
     "sidecar-hotupgrade/sidecar:0.1.0": "sidecar",
     "sidecar-hotupgrade/sidecar:0.1.1": "sidecar",
     "sidecar-hotupgrade/sidecar:broken": "sidecar",
+    "sidecar-hotupgrade/sidecar:prev": "sidecar",
     "sidecar-hotupgrade/empty:0.1.0": "empty",
     "sidecar-hotupgrade/demo-app:0.1.0": "demo-app",
     "sidecar-hotupgrade/webhook:0.1.0": "webhook",

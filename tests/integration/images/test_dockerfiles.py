@@ -38,6 +38,13 @@ COMPARED_FILES = {
     ],
     "sidecar-hotupgrade/sidecar:0.1.1": ["etc/hotupgrade/version", "etc/hotupgrade/envoy.yaml.tmpl"],
     "sidecar-hotupgrade/sidecar:broken": ["etc/hotupgrade/version", "etc/hotupgrade/envoy.yaml.tmpl"],
+    "sidecar-hotupgrade/sidecar:prev": [
+        "etc/hotupgrade/envoy.yaml.tmpl",
+        "etc/hotupgrade/version",
+        "usr/local/bin/hotupgrade-agent",
+        "opt/hotupgrade/bin/hotupgrade-agent",
+        f"{SITE}/agent/",
+    ],
     "sidecar-hotupgrade/webhook:0.1.0": [
         "usr/local/bin/hotupgrade-webhook",
         "usr/local/bin/hotupgrade-controller",
