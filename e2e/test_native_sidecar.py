@@ -61,13 +61,8 @@ def native_release(api: client.ApiClient, workdir: Path) -> Iterator[release.Rel
     values["controller"]["replicas"] = 1
     values_file = workdir / "native-values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    release.uninstall(api, RELEASE)  # a leftover of an aborted run
-    try:
-        release.install(api, RELEASE, values_file)
-        release.wait_leader(api, RELEASE)
-        yield RELEASE
-    finally:
-        release.uninstall(api, RELEASE)
+    with conftest.fresh_release(api, RELEASE, values_file) as installed:
+        yield installed
 
 
 @pytest.fixture(scope="module")
