@@ -37,7 +37,7 @@ from controller.actions import (
     WaitFor,
 )
 from controller.events import with_owed_event
-from controller.imageref import digest_of, is_reference
+from controller.imageref import is_reference
 from controller.keys import (
     ANNOTATION_ABORT,
     ANNOTATION_RETRY,
@@ -276,8 +276,10 @@ def _refuse_target(
     if not policy.allowlist.allows(target):
         return _fail(pod, base, Reason.NOT_ALLOWED, f"image {target} is not in the controller's allowlist")
     active = pod.containers.get(status.active)
-    pinned_and_running = digest_of(target) is not None and active is not None and runs_image(active, target)
-    if same_image(target, status.sidecar_image) or pinned_and_running:
+    # The kubelet's view counts too: a digest it reports, or the tag it names the running image by (after
+    # an upgrade to `x@sha256:..`, containerd names that image by a tag it carries on the node).
+    running = active is not None and runs_image(active, target)
+    if same_image(target, status.sidecar_image) or running:
         why = (
             f"{target} is already running in {status.active}: nothing to upgrade. An upgrade does not "
             "pull a tag again: if the tag was pushed again, name a new tag or a digest (repo@sha256:...)"
