@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
@@ -64,10 +65,16 @@ class Window:
 
 
 def upgrade_once(
-    api: client.ApiClient, *, namespace: str, name: str, image: str
+    api: client.ApiClient,
+    *,
+    namespace: str,
+    name: str,
+    image: str,
+    budget: Mapping[Phase, float] | None = upgrade.NOT_READY_BUDGET_S,
 ) -> tuple[upgrade.Outcome, Window]:
-    """One upgrade, its NotReady time held to the README's budget by the helper: (outcome, window)."""
-    outcome = upgrade.upgrade(api, namespace, name, image, conftest.UPGRADE_TIMEOUT)
+    """One upgrade, its NotReady time held to `budget` (the README's by default) by the helper:
+    (outcome, window)."""
+    outcome = upgrade.upgrade(api, namespace, name, image, conftest.UPGRADE_TIMEOUT, budget=budget)
     return outcome, Window(outcome.not_ready_s, outcome.ready_flips)
 
 
