@@ -2,14 +2,15 @@
 today's, both directions, under load, through the in-cluster controller.
 
 `sidecar:prev` runs the agent as of be521ba, built from the repository's own history
-(localcluster/imagebuilder/prevagent.py, PREV_AGENT_COMMIT) on demand by this module only (e2e/previmage.py:
-pushed to the local cluster's registry, or loaded on kind); a checkout without that commit fails here with
-the command to run, and nowhere else. Its state file and `/status` are schema 1.0 (no
-`schemaVersion`, no hold fields). Today's agent writes 1.1. docs/contract.md ("Schema versions", "Agent
-version skew") promises that a newer minor only adds optional fields, which the older agent ignores and
-the newer one derives, so every direction must be a plain hot upgrade: Completed, epoch + 1, 0 failed
-requests, the app never restarted. The pod starts on today's agent (the webhook injects it), so the run
-is new -> old -> new -> old: old -> new -> old under one load, after a first new -> old.
+(localcluster/imagebuilder/prevagent.py, PREV_AGENT_COMMIT) on demand by this module only
+(e2e/previmage.py: pushed to the local cluster's registry, or loaded on kind); a checkout without that
+commit fails here with the command to run, and nowhere else. Its state file and `/status` are schema 1.0
+(no `schemaVersion`, no hold fields). Today's agent writes a newer minor (1.1 added the hold, 1.2
+listener parity). docs/contract.md ("Schema versions", "Agent version skew") promises that a newer minor
+only adds optional fields, which the older agent ignores and the newer one derives, so every direction
+must be a plain hot upgrade: Completed, epoch + 1, 0 failed requests, the app never restarted. The pod
+starts on today's agent (the webhook injects it), so the run is new -> old -> new -> old: old -> new ->
+old under one load, after a first new -> old.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from controller.record import Phase
 from e2e import conftest, images, kube, previmage, upgrade
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
 from localcluster.imagebuilder import prevagent
+from webhook import contract
 
 pytestmark = pytest.mark.timeout(1500)
 
-# The schema each image's agent reports on /status ("schemaVersion"; absent means 1.0).
-PREV_SCHEMA, NEW_SCHEMA = "1.0", "1.1"
+# The schema each image's agent reports on /status ("schemaVersion"; absent means 1.0): the pinned agent's,
+# and the working tree's (the contract's copy in webhook/, docs/contract.md).
+PREV_SCHEMA, NEW_SCHEMA = "1.0", contract.SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")
