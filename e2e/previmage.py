@@ -22,7 +22,7 @@ from localcluster.imagebuilder import builder, prevagent
 
 log = logging.getLogger("e2e")
 
-PLAIN = "{}:{}".format(*registry.repository_and_tag(prevagent.PREV_IMAGE))  # sidecar-hotupgrade/sidecar:prev
+PLAIN = dockerimages.PREV_IMAGE  # sidecar-hotupgrade/sidecar:prev, the name kind loads it under
 
 
 def reference(endpoints: registry.Endpoints | None) -> str:
