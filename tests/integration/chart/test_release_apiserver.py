@@ -124,7 +124,8 @@ def forbidden(call: Any, *args: Any) -> bool:
 def test_webhook_certificates_work_under_the_charts_rbac(admin: client.ApiClient, release: str) -> None:
     assert ca_bundles(admin) == [None, None, None] and secret_data(admin) == {}
     webhook = as_service_account(admin, f"{FULLNAME}-webhook")
-    store = KubernetesCertificates(webhook, deployed_config(admin).certificates)
+    config = deployed_config(admin)
+    store = KubernetesCertificates(webhook, config.certificates, failure_policy=config.failure_policy)
     decided = reconcile(store, now=datetime.datetime.now(datetime.UTC))
     assert decided.action != "keep"  # the chart's empty Secret read as "no certificate yet"
     stored = secret_data(admin)
@@ -139,6 +140,10 @@ def test_webhook_certificates_work_under_the_charts_rbac(admin: client.ApiClient
     assert forbidden(core.create_namespaced_secret, NAMESPACE, {"metadata": {"name": "x"}})
     assert forbidden(core.list_namespaced_secret, NAMESPACE)
     assert forbidden(adm.read_mutating_webhook_configuration, "someone-elses-webhook")
+    # It may watch its own configurations by name (to repair them), and list no others.
+    mine = adm.list_mutating_webhook_configuration(field_selector=f"metadata.name={FULLNAME}")
+    assert [c.metadata.name for c in mine.items] == [FULLNAME]
+    assert forbidden(adm.list_validating_webhook_configuration)
     assert forbidden(core.list_namespaced_pod, NAMESPACE)
 
 
