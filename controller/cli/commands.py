@@ -250,6 +250,11 @@ def rollout(
         )
         + "\n"
     )
+    failures = [(n, world.selection[n]) for n in plan.pods if outcomes[n] is Outcome.FAILED]
+    if failures:
+        out.write("why they failed (`kubectl describe pod` shows the Events):\n")
+        for name, pod in failures:
+            out.write(f"  {name}: {pod.record.message if pod.record else '-'}\n")
     if stopped_because:
         out.write(stopped_because + "\n")
     if stop.is_set():

@@ -73,30 +73,35 @@ def _kube(args: argparse.Namespace) -> Kube:
     return Kube(client, component="hotupgrade-cli")
 
 
+def rollout_options(args: argparse.Namespace) -> RolloutOptions:
+    """The rollout's options, checked before any API call. Raises SystemExit with the reason."""
+    if args.max_unavailable < 1:
+        raise SystemExit("hotupgrade: --max-unavailable must be at least 1")
+    if args.max_failures < 0:
+        raise SystemExit("hotupgrade: --max-failures must be 0 (never stop) or more")
+    if args.pause_on_failure:
+        sys.stderr.write(
+            "hotupgrade: --pause-on-failure is deprecated: a rollout stops after --max-failures "
+            "failed upgrades (default 1)\n"
+        )
+        if args.max_failures != 1:
+            raise SystemExit("hotupgrade: --pause-on-failure means --max-failures 1; give only one")
+    return RolloutOptions(
+        image=args.image,
+        max_unavailable=args.max_unavailable,
+        max_failures=args.max_failures,
+        poll_interval=args.poll_interval,
+        progress_deadline=args.progress_deadline,
+    )
+
+
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
+    options = rollout_options(args) if args.command == "rollout" else None
     kube = _kube(args)
     names = tuple(getattr(args, "pods", ()) or ())
     selection = Selection(namespace=args.namespace, names=names, selector=args.selector)
     out = sys.stdout
-    if args.command == "rollout":
-        if args.max_unavailable < 1:
-            raise SystemExit("hotupgrade: --max-unavailable must be at least 1")
-        if args.max_failures < 0:
-            raise SystemExit("hotupgrade: --max-failures must be 0 (never stop) or more")
-        if args.pause_on_failure:
-            sys.stderr.write(
-                "hotupgrade: --pause-on-failure is deprecated: a rollout stops after --max-failures "
-                "failed upgrades (default 1)\n"
-            )
-            if args.max_failures != 1:
-                raise SystemExit("hotupgrade: --pause-on-failure means --max-failures 1; give only one")
-        options = RolloutOptions(
-            image=args.image,
-            max_unavailable=args.max_unavailable,
-            max_failures=args.max_failures,
-            poll_interval=args.poll_interval,
-            progress_deadline=args.progress_deadline,
-        )
+    if options is not None:
         return commands.rollout(kube, selection, options, out=out, tty=out.isatty(), stop=stop)
     if args.command == "status":
         agents = None if args.no_epoch else AgentClient(timeout=1.0)

@@ -9,47 +9,22 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from controller.agents import AgentClient
 from controller.cli.podinfo import pod_info
 from controller.keys import ANNOTATION_TARGET_IMAGE
 from controller.kube import Kube
 from controller.main import Controller
-from controller.metrics import ControllerMetrics
-from controller.policy import Policy
-from controller.reconciler import Reconciler
 from controller.record import Phase, Reason
 from controller.rollout import at_risk, pod_facts
-from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, Background, KubeletSim, wait_until
+from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, KubeletSim, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 HOTUPGRADE = str(Path(sys.executable).parent / "hotupgrade")
-
-
-@pytest.fixture
-def controller(kube: Kube, namespace: str, sim: KubeletSim) -> Iterator[Controller]:
-    """The controller's threads (watch, queue, workers) plus the simulated kubelet, both running."""
-    metrics = ControllerMetrics(CollectorRegistry())
-    # A stalled take-over must still be in flight when a CLI started after it acts; starting one took
-    # 16 s on a loaded 2-core machine, so 20 s was a race the tests could lose.
-    policy = Policy(step_timeout=120, drain_grace=10, poll_interval=0.2)
-    reconciler = Reconciler(kube, AgentClient(timeout=2.0), policy, metrics=metrics)
-    running = Controller(
-        reconciler, kube, namespaces=[namespace], workers=2, metrics=metrics, watch_timeout=5
-    )
-    running.start()
-    kubelet = Background(sim.sync_all)
-    yield running
-    kubelet.close()
-    running.shut_down()
-    assert kubelet.errors == []
 
 
 def hotupgrade(kubeconfig: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
