@@ -86,13 +86,8 @@ def rollout_options(args: argparse.Namespace) -> RolloutOptions:
         )
         if args.max_failures != 1:
             raise SystemExit("hotupgrade: --pause-on-failure means --max-failures 1; give only one")
-    return RolloutOptions(
-        image=args.image,
-        max_unavailable=args.max_unavailable,
-        max_failures=args.max_failures,
-        poll_interval=args.poll_interval,
-        progress_deadline=args.progress_deadline,
-    )
+    names = ("image", "max_unavailable", "max_failures", "poll_interval", "progress_deadline")
+    return RolloutOptions(**{name: getattr(args, name) for name in names})
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:

@@ -10,7 +10,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -103,20 +103,36 @@ class RunningCLI:
         return code, "\n".join(self.lines) + "\n" + self.proc.stderr.read()
 
 
-@pytest.fixture
-def cli_runs() -> Iterator[list[RunningCLI]]:
-    runs: list[RunningCLI] = []
-    yield runs
-    for run in runs:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait(timeout=30)
-
-
 def create_pdb(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
     body = {"metadata": {"name": "web-pdb"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, **spec}}
     policy: Any = kube.policy  # a raw dict body; the typed client wants a model
     policy.create_namespaced_pod_disruption_budget(namespace, body, _preload_content=False)
+
+
+Launch = Callable[..., tuple[Sampler, RunningCLI]]
+
+
+@pytest.fixture
+def under_pdb(kube: Kube, kubeconfig: str, namespace: str) -> Iterator[Launch]:
+    """Start(pdb=, selector=, max_unavailable=): create the PDB `web-pdb` over app=web, start sampling,
+    start the rollout to NEW in the background; whatever is still running is killed afterwards."""
+    runs: list[RunningCLI] = []
+
+    def start(*, pdb: dict[str, Any], selector: str, max_unavailable: int) -> tuple[Sampler, RunningCLI]:
+        create_pdb(kube, namespace, pdb)
+        sampler = Sampler(kube, namespace)
+        run = RunningCLI(
+            kubeconfig, "rollout", "-n", namespace, "-l", selector, "--image", NEW,
+            "--max-unavailable", str(max_unavailable), "--poll-interval", "0.3",
+        )  # fmt: skip
+        runs.append(run)
+        return sampler, run
+
+    yield start
+    for run in runs:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait(timeout=30)
 
 
 def summary(output: str) -> dict[str, list[str]]:
@@ -139,11 +155,7 @@ def finish_take_over(agents: FakeAgents) -> None:
 
 @pytest.mark.usefixtures("controller")
 def test_a_pdb_holds_a_rollout_while_a_pod_outside_the_selection_is_not_ready(
-    kube: Kube,
-    kubeconfig: str,
-    namespace: str,
-    sim: KubeletSim,
-    cli_runs: list[RunningCLI],
+    kube: Kube, namespace: str, sim: KubeletSim, under_pdb: Launch
 ) -> None:
     """minAvailable 3 over four pods, one of them (a canary the rollout does not select) NotReady:
     --max-unavailable 3 would start all three selected pods; the PDB allows none until the canary is
@@ -152,13 +164,7 @@ def test_a_pdb_holds_a_rollout_while_a_pod_outside_the_selection_is_not_ready(
         sim.add_pod(f"web-{index}", labels={"app": "web", "track": "stable"})
     # Created without the simulated kubelet: no status is written, so the canary stays NotReady.
     kube.create_pod(namespace, pod_manifest("web-canary", labels={"app": "web", "track": "canary"}))
-    create_pdb(kube, namespace, {"minAvailable": 3})
-    sampler = Sampler(kube, namespace)
-    run = RunningCLI(
-        kubeconfig, "rollout", "-n", namespace, "-l", "track=stable", "--image", NEW,
-        "--max-unavailable", "3", "--poll-interval", "0.3",
-    )  # fmt: skip
-    cli_runs.append(run)
+    sampler, run = under_pdb(pdb={"minAvailable": 3}, selector="track=stable", max_unavailable=3)
     run.wait_for("PodDisruptionBudget web-pdb (minAvailable 3) covers 3 of them", timeout=60)
     blocked = run.wait_for(
         "waiting: PodDisruptionBudget web-pdb (minAvailable 3): 3 of 4 pod(s) healthy, 3 must stay "
@@ -189,11 +195,7 @@ def test_a_pdb_holds_a_rollout_while_a_pod_outside_the_selection_is_not_ready(
 
 @pytest.mark.usefixtures("controller")
 def test_a_hand_set_upgrade_uses_the_budget_a_rollout_respects(
-    kube: Kube,
-    kubeconfig: str,
-    namespace: str,
-    sim: KubeletSim,
-    cli_runs: list[RunningCLI],
+    kube: Kube, namespace: str, sim: KubeletSim, under_pdb: Launch
 ) -> None:
     """maxUnavailable 1, and a pod already upgrading by its own annotation (stalled before the
     take-over, so still Ready): the rollout starts nothing until it finishes, then one at a time."""
@@ -207,13 +209,7 @@ def test_a_hand_set_upgrade_uses_the_budget_a_rollout_respects(
         timeout=60,
         what="web-2 taking over",
     )
-    create_pdb(kube, namespace, {"maxUnavailable": 1})
-    sampler = Sampler(kube, namespace)
-    run = RunningCLI(
-        kubeconfig, "rollout", "-n", namespace, "-l", "app=web", "--image", NEW,
-        "--max-unavailable", "2", "--poll-interval", "0.3",
-    )  # fmt: skip
-    cli_runs.append(run)
+    sampler, run = under_pdb(pdb={"maxUnavailable": 1}, selector="app=web", max_unavailable=2)
     run.wait_for(f"rollout of {NEW} to 3 pod(s), at most 2 unavailable at once", timeout=60)
     run.wait_for(
         "waiting: PodDisruptionBudget web-pdb (maxUnavailable 1): 2 of 3 pod(s) healthy, 2 must stay "
@@ -274,8 +270,9 @@ def test_a_failing_image_stops_after_one_failure_and_a_rerun_resumes_once_fixed(
 def test_max_failures_zero_tries_every_pod_and_reports_each_failure(
     kube: Kube, kubeconfig: str, namespace: str, sim: KubeletSim
 ) -> None:
-    for index in range(3):
-        sim.add_pod(f"web-{index}")
+    pods = ["web-0", "web-1", "web-2"]
+    for name in pods:
+        sim.add_pod(name)
     result = hotupgrade(
         kubeconfig, "rollout", "-n", namespace, "--image", BROKEN, "--max-failures", "0",
         "--max-unavailable", "3", "--poll-interval", "0.3",
@@ -285,4 +282,4 @@ def test_max_failures_zero_tries_every_pod_and_reports_each_failure(
     rows = summary(result.stdout)
     assert all(row[1] == "failed" for row in rows.values()) and len(rows) == 3, result.stdout
     assert sum(1 for line in result.stdout.splitlines() if "ErrImagePull" in line) >= 3
-    assert all(pod_info(kube.get_pod(namespace, f"web-{i}") or {}).record is not None for i in range(3))
+    assert all(pod_info(kube.get_pod(namespace, name) or {}).record is not None for name in pods)
