@@ -4,10 +4,10 @@ now. Pure: the PDB document and the planner's pod facts in, a count and its expl
 A PDB only guards evictions; the API server does not consult it when a pod's sidecar image changes. So a
 fleet rollout must honour it itself, as Kruise's PodUnavailableBudget does for in-place updates. The
 arithmetic is the disruption controller's (Kubernetes v1.34.4, pkg/controller/disruption/disruption.go:
-getExpectedPodCount, countHealthyPods, updatePdbStatus), with one change: a pod whose hot upgrade is
-queued or before its take-over (controller.rollout.at_risk) is not healthy, although still Ready,
-because it is about to be. So upgrades started by a rollout, by hand (the per-pod annotation) or by a
-SidecarRelease all use the same budget, and so do pods that are simply not Ready.
+getExpectedPodCount, countHealthyPods, updatePdbStatus), with one change: a pod with a hot upgrade
+queued or in flight is not healthy, although still Ready (`out_of_service`). So upgrades started by a
+rollout, by hand (the per-pod annotation) or by a SidecarRelease all use the same budget, and so do pods
+that are simply not Ready.
 """
 
 import re
@@ -20,6 +20,16 @@ from controller.rollout import PodFacts, at_risk
 from controller.selector import InvalidSelectorError, LabelSelector, parse_selector
 
 _PERCENT = re.compile(r"^(0|[1-9][0-9]*)%$")
+
+
+def out_of_service(pod: PodFacts) -> bool:
+    """Not Ready, or a hot upgrade queued or in flight until its record is Completed or Failed.
+
+    Stricter than the SidecarRelease planner's at_risk, which lets a pod go once its new Envoy serves:
+    the reset of the old container at the end of an upgrade restarts a container, which can make the pod
+    NotReady again, and a budget must hold through that too (docs/rollout.md).
+    """
+    return at_risk(pod) or (pod.record is not None and pod.record.in_flight)
 
 
 class InvalidBudgetError(ValueError):
@@ -113,9 +123,9 @@ class Room:
 
     budget: Budget
     matched: int  # pods the selector matches (terminating ones included, as the disruption controller)
-    healthy: int  # Ready, not terminating, not evicted, no hot upgrade before its take-over
+    healthy: int  # Ready, not terminating, not evicted, no hot upgrade queued or in flight
     desired: int  # pods that must stay healthy
-    upgrading: int  # matched pods still Ready but in a hot upgrade before its take-over
+    upgrading: int  # matched pods still Ready but with a hot upgrade queued or in flight
     allowed: int
     status_limited: bool = False  # the fresh status's disruptionsAllowed was the tighter bound
 
@@ -156,8 +166,8 @@ def room(budget: Budget, pods: Iterable[PodFacts]) -> Room:
     """
     matched = [p for p in pods if budget.selects(p)]
     live = [p for p in matched if not p.deleting and p.name not in budget.disrupted_pods]
-    healthy = sum(1 for p in live if p.ready and not at_risk(p))
-    upgrading = sum(1 for p in live if p.ready and at_risk(p))
+    healthy = sum(1 for p in live if p.ready and not out_of_service(p))
+    upgrading = sum(1 for p in live if p.ready and out_of_service(p))
     # Terminating pods stay in the denominator: their replacements are part of the workload's scale.
     expected = budget.expected_pods if budget.status_fresh else len(matched)
     desired = desired_healthy(budget, expected=expected)

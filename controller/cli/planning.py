@@ -1,8 +1,9 @@
 """Rollout planning and per-pod outcomes for the CLI. Pure: pod facts in, plans and verdicts out.
 
-A rollout is level-based, like the SidecarRelease planner whose pod states and at-risk rule it reuses
-(controller.rollout): each round re-reads the pods and starts what the budgets allow, so pods made
-unavailable by anything else (NotReady, a hand-set target, a release) hold it back too.
+A rollout is level-based, like the SidecarRelease planner whose pod states it reuses (controller.rollout):
+each round re-reads the pods and starts what the budgets allow, so pods made unavailable by anything else
+(NotReady, a hand-set target, a release) hold it back too. A pod counts as unavailable as the
+PodDisruptionBudgets count it (controller.disruption.out_of_service): until its upgrade has ended.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,7 +16,7 @@ from controller.cli.podinfo import PodInfo
 from controller.disruption import Budget
 from controller.observed import same_image
 from controller.record import Phase, UpgradeRecord
-from controller.rollout import PodFacts, PodState, at_risk, pod_state
+from controller.rollout import PodFacts, PodState, pod_state
 
 
 class Outcome(StrEnum):
@@ -116,7 +117,7 @@ def decide(
     more once `max_failures` pods this run started have failed. `started`: pods this run annotated."""
     image = limits.image
     live = [p for p in selection.values() if not p.deleting]
-    unavailable = sum(1 for p in live if at_risk(p))
+    unavailable = sum(1 for p in live if disruption.out_of_service(p))
     room = limits.max_unavailable - unavailable
     rooms = [(budget, disruption.room(budget, namespace_pods)) for budget in budgets]
     used: dict[str, int] = {}

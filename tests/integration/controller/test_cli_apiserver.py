@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from controller.cli.podinfo import pod_info
+from controller.disruption import out_of_service
 from controller.keys import ANNOTATION_TARGET_IMAGE
 from controller.kube import Kube
 from controller.main import Controller
 from controller.record import Phase, Reason
-from controller.rollout import at_risk, pod_facts
+from controller.rollout import pod_facts
 from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, KubeletSim, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -52,11 +53,10 @@ def test_rollout_in_batches_then_status_then_rollback(
     sampling = threading.Event()
 
     def sample() -> None:
-        # What --max-unavailable bounds: pods out of service (not Ready, or queued up to the take-over);
-        # a draining pod serves on its new Envoy, so the next pod may start meanwhile.
+        # What --max-unavailable bounds: pods out of service (not Ready, or an upgrade queued or in flight).
         while not sampling.wait(0.1):
             pods, _ = kube.list_pods(namespace, label_selector="app=web")
-            busy = sum(1 for p in pods if at_risk(pod_facts(p)))
+            busy = sum(1 for p in pods if out_of_service(pod_facts(p)))
             peak[0] = max(peak[0], busy)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -3,7 +3,7 @@
 it after --max-failures, and re-running it once the image is fixed resumes where it stopped.
 
 Kubelet and agents are simulated (fakes.py), as in test_cli_apiserver.py. A sampler reads the pods every
-0.1 s throughout and counts those out of service the way the budgets do (controller.rollout.at_risk).
+0.1 s throughout and counts those out of service the way the budgets do (controller.disruption).
 """
 
 import os
@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from controller.cli.podinfo import pod_info
+from controller.disruption import out_of_service
 from controller.keys import ANNOTATION_TARGET_IMAGE
 from controller.kube import Kube
 from controller.record import Phase, Reason
-from controller.rollout import at_risk, pod_facts
+from controller.rollout import pod_facts
 from tests.integration.controller.fakes import (
     BROKEN,
     NEW,
@@ -34,7 +35,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 
 class Sampler:
-    """Peak number of `app=web` pods out of service (not Ready, or upgrading before the take-over)."""
+    """Peak number of `app=web` pods out of service (not Ready, or an upgrade queued or in flight)."""
 
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.peak = 0
@@ -50,7 +51,7 @@ class Sampler:
                     self.errors.append(exc)
                     continue
                 self.samples += 1
-                self.peak = max(self.peak, sum(1 for p in pods if at_risk(pod_facts(p))))
+                self.peak = max(self.peak, sum(1 for p in pods if out_of_service(pod_facts(p))))
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()

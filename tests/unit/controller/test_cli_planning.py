@@ -155,6 +155,17 @@ def test_starts_up_to_max_unavailable_then_waits_for_the_in_flight() -> None:
     assert names(third) == ["web-2"]
 
 
+def test_a_pod_counts_until_its_upgrade_ends_not_only_until_the_take_over() -> None:
+    """Unlike a SidecarRelease, the CLI does not overlap drains: the old container's reset may still
+    make the pod NotReady, and --max-unavailable (like a PDB) must hold through that."""
+    pods = fleet(2)
+    pods["web-0"] = replace(pods["web-0"], target=NEW, record=replace(RECORD, phase=Phase.DRAINING))
+    t = tick(pods, max_unavailable=1, started=frozenset({"web-0"}))
+    assert names(t) == [] and t.in_flight == ("web-0",)
+    pods["web-0"] = completed(pods["web-0"])
+    assert names(tick(pods, max_unavailable=1, started=frozenset({"web-0"}))) == ["web-1"]
+
+
 def test_unready_pods_use_the_budget_and_are_not_started() -> None:
     pods = fleet(4)
     pods["web-1"] = replace(pods["web-1"], ready=False)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.disruption import Budget, InvalidBudgetError, parse_budget, room
+from controller.disruption import Budget, InvalidBudgetError, out_of_service, parse_budget, room
 from controller.record import Phase
 from controller.release import IntOrPercent
 from controller.rollout import PodFacts
@@ -97,13 +97,19 @@ def test_unready_terminating_and_evicted_pods_are_not_healthy() -> None:
     assert "3 of 6 pod(s) healthy, 3 must stay healthy: 0 more may go out of service" in got.explain()
 
 
-def test_ready_pods_in_a_hot_upgrade_count_as_out_of_service_until_the_take_over() -> None:
+def test_ready_pods_in_a_hot_upgrade_count_as_out_of_service_until_it_ends() -> None:
     queued = pod("web-0", target=NEW)  # a per-pod annotation the controller has not acted on yet
     taking_over = pod("web-1", target=NEW, record=upgrade_record(phase=Phase.TAKING_OVER))
-    draining = pod("web-2", target=NEW, record=upgrade_record(phase=Phase.DRAINING))  # new Envoy serves
-    got = room(pdb({"maxUnavailable": 2}), [queued, taking_over, draining, pod("web-3")])
-    assert (got.healthy, got.upgrading, got.desired, got.allowed) == (2, 2, 2, 0)
-    assert "2 Ready pod(s) upgrading count as out of service" in got.explain()
+    # The new Envoy serves, but the old container's reset is still to come (a restart: maybe NotReady).
+    resetting = pod("web-2", target=NEW, record=upgrade_record(phase=Phase.RESETTING))
+    ended = [
+        pod(f"web-{i}", target=NEW, record=upgrade_record(phase=phase))
+        for i, phase in ((3, Phase.COMPLETED), (4, Phase.FAILED))
+    ]
+    got = room(pdb({"maxUnavailable": 3}), [queued, taking_over, resetting, *ended])
+    assert (got.healthy, got.upgrading, got.desired, got.allowed) == (2, 3, 2, 0)
+    assert "3 Ready pod(s) upgrading count as out of service" in got.explain()
+    assert [out_of_service(p) for p in (queued, taking_over, resetting, *ended)] == [True] * 3 + [False] * 2
 
 
 def test_pods_of_other_workloads_do_not_count() -> None:
