@@ -100,8 +100,20 @@ class RunningCLI:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         self.reader.join(timeout=10)
-        assert self.proc.stderr is not None
-        return code, "\n".join(self.lines) + "\n" + self.proc.stderr.read()
+        assert self.proc.stderr is not None and self.proc.stdout is not None
+        stderr = self.proc.stderr.read()
+        self.close()
+        return code, "\n".join(self.lines) + "\n" + stderr
+
+    def close(self) -> None:
+        """Kill the process if it still runs, and close its pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)  # at EOF once the process is gone; then the pipe may close
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def create_pdb(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
@@ -131,9 +143,7 @@ def under_pdb(kube: Kube, kubeconfig: str, namespace: str) -> Iterator[Launch]:
 
     yield start
     for run in runs:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait(timeout=30)
+        run.close()
 
 
 def summary(output: str) -> dict[str, list[str]]:
