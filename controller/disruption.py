@@ -125,6 +125,7 @@ class Room:
     matched: int  # pods the selector matches (terminating ones included, as the disruption controller)
     healthy: int  # Ready, not terminating, not evicted, no hot upgrade queued or in flight
     desired: int  # pods that must stay healthy
+    expected: int  # the denominator: status.expectedPods when fresh, else the pods matched
     upgrading: int  # matched pods still Ready but with a hot upgrade queued or in flight
     allowed: int
     status_limited: bool = False  # the fresh status's disruptionsAllowed was the tighter bound
@@ -140,6 +141,9 @@ class Room:
             text += f", {self.upgrading} Ready pod(s) upgrading count as out of service"
         if self.status_limited:
             text += f"; its status allows {b.disruptions_allowed} disruption(s)"
+        if self.expected <= 0 < self.matched:
+            # updatePdbStatus: no expected pods, no disruption. Pods without a controller have no scale.
+            text += "; it expects no pods (pods without a controller under maxUnavailable or a percentage)"
         return f"{text}: {self.allowed} more may go out of service"
 
 
@@ -182,6 +186,7 @@ def room(budget: Budget, pods: Iterable[PodFacts]) -> Room:
         matched=len(matched),
         healthy=healthy,
         desired=desired,
+        expected=expected,
         upgrading=upgrading,
         allowed=allowed,
         status_limited=status_limited,

@@ -208,8 +208,10 @@ def test_a_pdb_holds_a_rollout_while_a_pod_outside_the_selection_is_not_ready(
 def test_a_hand_set_upgrade_uses_the_budget_a_rollout_respects(
     kube: Kube, namespace: str, sim: KubeletSim, under_pdb: Launch
 ) -> None:
-    """maxUnavailable 1, and a pod already upgrading by its own annotation (stalled before the
-    take-over, so still Ready): the rollout starts nothing until it finishes, then one at a time."""
+    """minAvailable 2 of three pods, one already upgrading by its own annotation (stalled before the
+    take-over, so still Ready): the rollout starts nothing until it finishes, then one at a time.
+    (An integer minAvailable: the test's pods have no controller, and for those the disruption
+    controller expects no pods under maxUnavailable, which allows no disruption at all.)"""
     for index in range(3):
         sim.add_pod(f"web-{index}")
     stalled = sim.agents["web-2"]
@@ -220,10 +222,10 @@ def test_a_hand_set_upgrade_uses_the_budget_a_rollout_respects(
         timeout=60,
         what="web-2 taking over",
     )
-    sampler, run = under_pdb(pdb={"maxUnavailable": 1}, selector="app=web", max_unavailable=2)
+    sampler, run = under_pdb(pdb={"minAvailable": 2}, selector="app=web", max_unavailable=2)
     run.wait_for(f"rollout of {NEW} to 3 pod(s), at most 2 unavailable at once", timeout=60)
     run.wait_for(
-        "waiting: PodDisruptionBudget web-pdb (maxUnavailable 1): 2 of 3 pod(s) healthy, 2 must stay "
+        "waiting: PodDisruptionBudget web-pdb (minAvailable 2): 2 of 3 pod(s) healthy, 2 must stay "
         "healthy, 1 Ready pod(s) upgrading count as out of service: 0 more may go out of service",
         timeout=60,
     )
@@ -237,7 +239,7 @@ def test_a_hand_set_upgrade_uses_the_budget_a_rollout_respects(
     assert code == 0, output
     assert all(row[1] == "completed" for row in summary(output).values()), output
     assert len(summary(output)) == 3
-    assert peak == 1, f"maxUnavailable 1 allows one pod out of service at a time, saw {peak}"
+    assert peak == 1, f"minAvailable 2 of 3 allows one pod out of service at a time, saw {peak}"
 
 
 @pytest.mark.usefixtures("controller")

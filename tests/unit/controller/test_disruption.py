@@ -131,6 +131,15 @@ def test_a_fresh_status_gives_the_scale_and_may_be_tighter() -> None:
     assert stale.allowed == 2 and not stale.status_limited
 
 
+def test_no_expected_pods_allows_nothing_and_says_why() -> None:
+    """The disruption controller counts no scale for pods without a controller: expectedPods 0."""
+    fresh = {"observedGeneration": 1, "expectedPods": 0, "disruptionsAllowed": 0}
+    got = room(pdb({"maxUnavailable": 1}, fresh), web(3))
+    assert (got.expected, got.allowed) == (0, 0)
+    assert "it expects no pods (pods without a controller" in got.explain()
+    assert "expects no pods" not in room(pdb({"maxUnavailable": 1}), web(3)).explain()
+
+
 def test_status_allowance_is_reduced_by_ready_pods_it_still_counts_healthy() -> None:
     fresh = {"observedGeneration": 1, "expectedPods": 4, "disruptionsAllowed": 2}
     pods = [pod("web-0", target=NEW), *web(4)[1:]]
