@@ -12,6 +12,7 @@ import json
 import re
 
 from agent.decisions import LiveEnvoy
+from agent.listeners import Listener, ListenersFormatError, parse_listeners
 
 _ACTIVE = re.compile(r"^listener\.(?!admin\.)\S+\.downstream_cx_active: (\d+)$", re.MULTILINE)
 
@@ -67,6 +68,13 @@ class EnvoyAdmin:
             return parse_server_info(self._request("GET", "/server_info"))
         except AdminError:
             return None
+
+    def listeners(self) -> frozenset[Listener]:
+        """GET /listeners?format=json: the active listeners; AdminError if the admin does not answer."""
+        try:
+            return parse_listeners(self._request("GET", "/listeners?format=json"))
+        except ListenersFormatError as error:
+            raise AdminError(str(error)) from None
 
     def drain_listeners_gracefully(self) -> None:
         """POST /drain_listeners?graceful: listeners keep accepting while connections drain."""

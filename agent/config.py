@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import contract
-from agent.contract import Slot
+from agent.contract import BootstrapMode, Slot
 from agent.state import as_slot
 
 
@@ -35,6 +35,12 @@ class AgentConfig:
     wait_timeout: float
     pod_name: str
     pod_namespace: str
+    bootstrap_mode: BootstrapMode = contract.BOOTSTRAP_MODE
+    # `xds` mode: the control plane's "host:port" and Envoy's node.cluster ("" = the pod namespace).
+    xds_address: str = ""
+    xds_node_cluster: str = ""
+    # Seconds a hot-restart child may take from its spawn to LIVE (docs/contract.md "Take-over deadline").
+    takeover_deadline_seconds: int = contract.TAKEOVER_DEADLINE_SECONDS
 
     @property
     def other_slot(self) -> Slot:
@@ -60,6 +66,15 @@ def default_status_port(slot: Slot) -> int:
     return contract.STATUS_PORT_A if slot == "a" else contract.STATUS_PORT_B
 
 
+def _bootstrap_mode(environ: Mapping[str, str]) -> BootstrapMode:
+    raw = environ.get(contract.ENV_BOOTSTRAP_MODE, "").strip() or contract.BOOTSTRAP_MODE
+    for mode in contract.BOOTSTRAP_MODES:
+        if raw == mode:
+            return mode
+    choices = ", ".join(contract.BOOTSTRAP_MODES)
+    raise ConfigError(f"{contract.ENV_BOOTSTRAP_MODE}={raw!r} must be one of {choices}")
+
+
 def load_config(environ: Mapping[str, str]) -> AgentConfig:
     """Build the configuration; HOTUPGRADE_SLOT is required, everything else has a contract default."""
     raw_slot = environ.get(contract.ENV_SLOT, "").strip()
@@ -74,6 +89,13 @@ def load_config(environ: Mapping[str, str]) -> AgentConfig:
     # A parent-shutdown time too close to the drain is refused at start with a status, not here
     # (drain_timing_problem in agent/decisions.py): the status server still tells why.
     template = environ.get(contract.ENV_BOOTSTRAP_TEMPLATE, "").strip()
+    mode = _bootstrap_mode(environ)
+    if mode == "custom" and not template:
+        raise ConfigError(f"{contract.ENV_BOOTSTRAP_MODE}=custom needs {contract.ENV_BOOTSTRAP_TEMPLATE}")
+    # A malformed address is reported by the bootstrap rendering, in /status (agent/bootstrap).
+    xds_address = environ.get(contract.ENV_XDS_ADDRESS, "").strip()
+    if mode == "xds" and not xds_address:
+        raise ConfigError(f"{contract.ENV_BOOTSTRAP_MODE}=xds needs {contract.ENV_XDS_ADDRESS}")
     binary = environ.get(contract.ENV_ENVOY_BINARY, "").strip()
     return AgentConfig(
         slot=slot,
@@ -89,4 +111,10 @@ def load_config(environ: Mapping[str, str]) -> AgentConfig:
         wait_timeout=float(_int(environ, contract.ENV_WAIT_TIMEOUT, contract.WAIT_TIMEOUT, minimum=1)),
         pod_name=environ.get(contract.ENV_POD_NAME, ""),
         pod_namespace=environ.get(contract.ENV_POD_NAMESPACE, ""),
+        bootstrap_mode=mode,
+        xds_address=xds_address,
+        xds_node_cluster=environ.get(contract.ENV_XDS_NODE_CLUSTER, "").strip(),
+        takeover_deadline_seconds=_int(
+            environ, contract.ENV_TAKEOVER_DEADLINE_SECONDS, contract.TAKEOVER_DEADLINE_SECONDS, minimum=1
+        ),
     )

@@ -303,6 +303,29 @@ def handshake_stalled(*, takeover: bool, seconds_since_spawn: float, own_epoch_a
     return takeover and not own_epoch_answered and seconds_since_spawn >= HANDSHAKE_TIMEOUT_SECONDS
 
 
+def takeover_deadline_passed(*, takeover: bool, seconds_since_spawn: float, deadline_seconds: float) -> bool:
+    """A hot-restart child is not LIVE `deadline_seconds` after its spawn (docs/contract.md "Take-over
+    deadline"): in `xds` mode its control plane is slow or down, and Envoy would wait for LDS/CDS forever."""
+    return takeover and seconds_since_spawn >= deadline_seconds
+
+
+DeadlineAction = Literal["abandon", "resume"]
+
+
+def at_takeover_deadline(flags: int | None) -> DeadlineAction:
+    """What to do with a child stopped (SIGSTOP) at its take-over deadline, by the shm flags word.
+
+    Envoy clears INITIALIZING in HotRestartImpl::drainParentListeners() right after it sent its parent
+    DrainListeners (source/server/hot_restart_impl.cc), and only there. Still set: the parent was never
+    told to drain (but for the few instructions between that send and the clear), so ending the child
+    leaves the parent serving: abandon. Clear: the parent drains already and only this child can take the
+    traffic: resume. No segment (None) means no hot restart happened at all: abandon.
+    """
+    if flags is not None and not flags & INITIALIZING_FLAG:
+        return "resume"
+    return "abandon"
+
+
 def replaced_envoy_hung(*, seconds_since_replaced: float, parent_shutdown_seconds: float) -> bool:
     """Our replaced Envoy still runs well past the Terminate its child owed it: hung, end it."""
     return seconds_since_replaced >= parent_shutdown_seconds + HUNG_PARENT_GRACE_SECONDS

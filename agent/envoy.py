@@ -159,6 +159,14 @@ class RunningEnvoy(Protocol):
         """SIGKILL and reap."""
         ...
 
+    def pause(self) -> bool:
+        """SIGSTOP, then wait until every thread stopped; False if it exited or did not stop in time."""
+        ...
+
+    def resume(self) -> None:
+        """SIGCONT."""
+        ...
+
 
 class EnvoyLauncher(Protocol):
     """Starts Envoy processes."""
@@ -274,6 +282,44 @@ class EnvoyProcess:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
+
+    def pause(self) -> bool:
+        """SIGSTOP, then wait until every thread stopped; False if it exited or did not stop in time."""
+        if self._process.poll() is not None:
+            return False
+        self._process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + PAUSE_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            tasks = _tasks(self._process.pid)
+            if tasks and all(_thread_state(task) == "T" for task in tasks):
+                return True
+            time.sleep(0.005)
+        return False
+
+    def resume(self) -> None:
+        """SIGCONT."""
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
+
+
+PAUSE_TIMEOUT = 2.0
+
+
+def _tasks(pid: int) -> list[Path]:
+    try:
+        return list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+
+
+def _thread_state(task: Path) -> str:
+    """The state letter of /proc/PID/task/TID/stat ("T": stopped), after the parenthesised command."""
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
 
 
 class ThreadSpawner:

@@ -8,6 +8,10 @@ and the metrics. The lock is held until our Envoy is LIVE or dead, so no two Env
 initialise at once (which is what makes clearing a stale INITIALIZING flag safe).
 A bootstrap Envoy rejects fails the attempt before any Envoy is spawned: a hot-restart child that dies in
 init has already made the live Envoy close its admin API for good (ShutdownAdmin).
+A takeover child not LIVE by the take-over deadline is stopped, and unless it already told its parent to
+drain (the shm INITIALIZING flag is clear), killed, its flag cleared, and the attempt failed for good: the
+old Envoy serves on (docs/contract.md "Take-over deadline"). Around a takeover both Envoys' listener sets
+are read from the admin API and compared (agent/listeners.py).
 Retrying a failed attempt is the supervisor's decision; this module only says whether it may.
 """
 
@@ -20,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from agent import envoystats, hotrestart, startplan
+from agent import envoystats, hotrestart, startplan, takeover
 from agent.admin import AdminError, EnvoyAdmin
 from agent.bootstrap import bootstrap_file, write_bootstrap_file
 from agent.config import AgentConfig
@@ -39,6 +43,7 @@ from agent.decisions import (
     describe_exit,
     handshake_stalled,
     must_clear_initializing,
+    takeover_deadline_passed,
 )
 from agent.envoy import BootstrapValidator, EnvoyLauncher, EnvoyOptions, EnvoyVersions, RunningEnvoy
 from agent.logs import EventLog
@@ -68,6 +73,16 @@ class StartAbortedError(RuntimeError):
 
 class ParentHungError(RuntimeError):
     """The live Envoy never answered our child's hot-restart handshake: fail for good, do not retry."""
+
+
+class TakeoverDeadlineError(RuntimeError):
+    """Our child was not LIVE by the take-over deadline and never told its parent to drain: it was ended,
+    the parent serves on; fail for good (the controller rolls back)."""
+
+
+# How long the stand-in for a child ended at its deadline keeps its socket: longer than the ten 1 s
+# retries a parent makes to deliver a reply (hot_restarting_base.cc, sendHotRestartMessage).
+DEADLINE_STAND_IN_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,9 @@ class EnvoyStarter:
         self.stats_base: tuple[int, dict[str, float]] = (-1, {})
         # Bound for the agent's lifetime once a handshake stalled (see ChildStandIn).
         self.child_stand_ins: list[hotrestart.ChildStandIn] = []
+        self.parity = takeover.ListenerParityCheck(
+            admin=admin, rundir=rundir, view=view, metrics=metrics, log=log
+        )
 
     def attempt(self) -> Started | Literal["refused", "failed", "standing-by"]:
         """One attempt: Started, refused, failed for good or standing by; StartFailedError when a retry
@@ -206,6 +224,7 @@ class EnvoyStarter:
         stats = self._watch_stats(state, plan)
         if stats is not None:
             state = self.records.read()  # with the step _watch_stats recorded
+        before = self.parity.before(plan.parent_epoch) if plan.parent_epoch is not None else None
         envoy = self._spawn(plan, preflight.text)
         # Recorded after the spawn so the state file's fsyncs overlap Envoy's start, not precede it.
         state = startplan.spawned_state(state, plan, pid=envoy.pid, now=time.time())
@@ -218,6 +237,10 @@ class EnvoyStarter:
             return self._failed(
                 plan, str(error), permanent=True, failure="parent_hung", event="handshake-stalled"
             )
+        except TakeoverDeadlineError as error:
+            return self._failed(
+                plan, str(error), permanent=True, failure="takeover_deadline", event="takeover-deadline"
+            )
         except (StartFailedError, StartAbortedError) as error:
             if envoy.poll() is None:
                 envoy.kill()
@@ -225,7 +248,10 @@ class EnvoyStarter:
                 raise
             return self._failed(plan, str(error), permanent=False)
         self._carry_stats(plan, stats)
-        return self._live(envoy, plan)
+        started = self._live(envoy, plan)
+        if before is not None and plan.parent_epoch is not None:
+            self.parity.after(parent_epoch=plan.parent_epoch, epoch=plan.epoch, before=before)
+        return started
 
     def _refuse(self, reason: str, *, failure: str) -> None:
         """This slot never starts Envoy: say why in the view, the log and the metrics."""
@@ -337,6 +363,7 @@ class EnvoyStarter:
         """
         spawned = time.monotonic()
         deadline = spawned + LIVE_TIMEOUT
+        takeover_deadline = float(self.config.takeover_deadline_seconds)
         answered = False
         while True:
             returncode = envoy.poll()
@@ -364,9 +391,38 @@ class EnvoyStarter:
                     f"of epoch {plan.epoch} within {time.monotonic() - spawned:.0f}s: it is hung or "
                     "stopped; it keeps the listeners, and this slot does not retry"
                 )
+            if takeover_deadline_passed(
+                takeover=plan.takeover,
+                seconds_since_spawn=time.monotonic() - spawned,
+                deadline_seconds=takeover_deadline,
+            ):
+                self._end_at_deadline(envoy, plan, seconds=time.monotonic() - spawned)
+                # Resumed: it has told its parent to drain, only it can take the traffic now.
+                takeover_deadline = float("inf")
+                deadline = time.monotonic() + LIVE_TIMEOUT
             if time.monotonic() > deadline:
                 raise StartFailedError(f"Envoy epoch {envoy.epoch} not LIVE after {LIVE_TIMEOUT:.0f}s")
             time.sleep(POLL)
+
+    def _end_at_deadline(self, envoy: RunningEnvoy, plan: Launch, *, seconds: float) -> None:
+        """Our child missed its take-over deadline: resumed if it already told its parent to drain, else
+        ended (agent/takeover.py) and TakeoverDeadlineError raised (lock held)."""
+        action = takeover.end_at_deadline(
+            envoy,
+            config=self.config,
+            hot_restart_version=self.versions.hot_restart_version,
+            seconds=seconds,
+            log=self.log,
+        )
+        if action == "resume":
+            return
+        self._absorb_replies_to(plan.epoch, release_after=DEADLINE_STAND_IN_SECONDS)
+        raise TakeoverDeadlineError(
+            f"Envoy epoch {plan.epoch} was not LIVE {seconds:.1f}s after its spawn (take-over deadline "
+            f"{self.config.takeover_deadline_seconds}s; in xds mode: no listeners and clusters from the "
+            f"control plane at {self.config.xds_address or '-'}); ended it, the old Envoy (epoch "
+            f"{plan.parent_epoch}) keeps serving, and this slot does not retry"
+        )
 
     def _watch_stats(self, state: SharedState, plan: Launch) -> envoystats.StatsWatch | None:
         """Before a takeover: stop the old agent serving its Envoy's stats (we record `taking-over`),
@@ -403,8 +459,9 @@ class EnvoyStarter:
         except OSError as error:
             self.log.error("stats-base-write-failed", error=str(error))
 
-    def _absorb_replies_to(self, epoch: int) -> None:
-        """Keep our dead child's socket bound so the parent, if it resumes, does not abort on its reply."""
+    def _absorb_replies_to(self, epoch: int, *, release_after: float | None = None) -> None:
+        """Keep our dead child's socket bound so the parent, if it resumes, does not abort on its reply;
+        `release_after` seconds later let go of it (None: for the agent's lifetime)."""
         try:
             stand_in = hotrestart.ChildStandIn(
                 base_id=self.config.base_id,
@@ -415,7 +472,18 @@ class EnvoyStarter:
             self.log.error("child-stand-in-failed", error=str(error))
             return
         self.child_stand_ins.append(stand_in)
-        self.log.warning("child-stand-in-bound", epoch=epoch)
+        self.log.warning("child-stand-in-bound", epoch=epoch, release_after=release_after)
+        if release_after is not None:
+            # The next take-over's child binds the same name (epoch % 3): free it well before then.
+            timer = threading.Timer(release_after, self._release_stand_in, args=(stand_in,))
+            timer.daemon = True
+            timer.start()
+
+    def _release_stand_in(self, stand_in: hotrestart.ChildStandIn) -> None:
+        stand_in.close()
+        with contextlib.suppress(ValueError):
+            self.child_stand_ins.remove(stand_in)
+        self.log.event("child-stand-in-released")
 
     def _clear_stale_initializing(self, live_state: str | None) -> None:
         """Clear an INITIALIZING flag left by a child that died in init (envoy#33446); lock held."""

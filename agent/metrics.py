@@ -25,8 +25,13 @@ class AgentMetrics:
         self.failures = Counter(
             "hotupgrade_agent_failures",
             "Failures by reason (start_failed, invalid_bootstrap, refused, newer_schema, bad_config, "
-            "parent_hung, hung, crash, lock_timeout, drain_error).",
+            "parent_hung, takeover_deadline, hung, crash, lock_timeout, drain_error).",
             ["reason"],
+            registry=self.registry,
+        )
+        self.listener_mismatches = Counter(
+            "hotupgrade_agent_listener_mismatches",
+            "Take-overs after which the new Envoy's listeners (name, address) differed from the old one's.",
             registry=self.registry,
         )
         self.epoch = Gauge(

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from agent import contract
+from agent.listeners import Listener, ListenersFormatError, parse_record, record_json
 from agent.state import SharedState, StateFormatError, from_json, initial_state, to_json
 
 
@@ -31,6 +32,7 @@ class RunDir:
         self.state_file = path / contract.STATE_FILE
         self.lock_file = path / contract.LOCK_FILE
         self.stats_base_file = path / contract.STATS_BASE_FILE
+        self.listeners_file = path / contract.LISTENERS_FILE
 
     def ensure(self) -> None:
         """Create the directory if the volume is empty."""
@@ -89,6 +91,17 @@ class RunDir:
     def write_stats_base(self, epoch: int, base: dict[str, float]) -> None:
         """Replace the stats base file atomically; call with the lock held."""
         self._replace(self.stats_base_file, json.dumps({"epoch": epoch, "base": base}).encode())
+
+    def read_listeners(self) -> tuple[int, frozenset[Listener]] | None:
+        """(epoch, listeners) of LISTENERS_FILE, or None when absent or unreadable."""
+        try:
+            return parse_record(json.loads(self.listeners_file.read_text()))
+        except (OSError, ValueError, ListenersFormatError):
+            return None
+
+    def write_listeners(self, epoch: int, listeners: frozenset[Listener]) -> None:
+        """Replace LISTENERS_FILE atomically (only the serving agent writes it)."""
+        self._replace(self.listeners_file, json.dumps(record_json(epoch, listeners)).encode())
 
     def _replace(self, target: Path, data: bytes) -> None:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

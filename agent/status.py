@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict
 
 from agent.contract import AgentPhase, AgentRole, Slot
+from agent.listeners import ListenerParity, ListenerParityJSON
 from agent.state import SCHEMA_VERSION, SharedState, StateJSON, is_ready, role_of, to_json
 
 
@@ -29,6 +30,7 @@ class AgentView:
     envoy_version: str | None
     hot_restart_version: str | None
     last_error: str | None
+    listeners: ListenerParity | None = None
 
 
 class StatusJSON(TypedDict):
@@ -42,6 +44,7 @@ class StatusJSON(TypedDict):
     envoy_version: str | None
     hot_restart_version: str | None
     last_error: str | None
+    listeners: ListenerParityJSON | None
     state: StateJSON
 
 
@@ -56,6 +59,7 @@ def status_document(view: AgentView, state: SharedState) -> StatusJSON:
         envoy_version=view.envoy_version,
         hot_restart_version=view.hot_restart_version,
         last_error=view.last_error,
+        listeners=None if view.listeners is None else view.listeners.to_json(),
         state=to_json(state),
     )
 

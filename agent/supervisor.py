@@ -32,7 +32,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from agent import envoystats
+from agent import envoystats, takeover
 from agent.admin import AdminError, EnvoyAdmin
 from agent.config import AgentConfig
 from agent.decisions import (
@@ -51,6 +51,7 @@ from agent.drain import drain_gracefully
 from agent.envoy import RunningEnvoy
 from agent.handover import Following, HandOver
 from agent.launch import EnvoyStarter, StartAbortedError, Started, StartFailedError, StartOutcome
+from agent.listeners import Listener
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
 from agent.records import StateRecorder
@@ -59,6 +60,8 @@ from agent.status import AgentView
 from agent.view import ViewKeeper
 
 TAKEOVER_ATTEMPTS = 3
+# How often the serving agent re-reads its Envoy's listeners into LISTENERS_FILE (docs/contract.md).
+LISTENERS_REFRESH_SECONDS = 5.0
 
 
 class Supervisor:
@@ -89,6 +92,8 @@ class Supervisor:
         self._next_replaced_check = 0.0
         self._replaced_at: float | None = None  # time.monotonic() when we saw our Envoy replaced
         self._killed_hung = False
+        self._next_listeners_refresh = 0.0
+        self._listeners: frozenset[Listener] | None = None
 
     # -- what the status server reads ------------------------------------------------------------
     def view(self) -> AgentView:
@@ -158,7 +163,21 @@ class Supervisor:
             self._next_replaced_check = time.monotonic() + 0.5
             self._notice_replaced(envoy)
             self._end_if_hung(envoy)
+        if envoy is not None and time.monotonic() >= self._next_listeners_refresh:
+            self._next_listeners_refresh = time.monotonic() + LISTENERS_REFRESH_SECONDS
+            self._refresh_listeners(envoy)
         self.handover.check_stand_in()
+
+    def _refresh_listeners(self, envoy: RunningEnvoy) -> None:
+        """While our Envoy serves and no take-over runs: keep LISTENERS_FILE up to date."""
+        state = self.shared_state()
+        if self.view_keeper.phase != "serving" or state.active_slot != self.config.slot:
+            return
+        if state.slots[self.config.other_slot].phase == "taking-over":
+            return
+        self._listeners = takeover.refresh_record(
+            self.admin, self.starter.rundir, epoch=envoy.epoch, known=self._listeners, log=self.log
+        )
 
     def _end_if_hung(self, envoy: RunningEnvoy) -> None:
         """Our replaced Envoy outlived its parent-shutdown time by far: it is hung, SIGKILL it."""

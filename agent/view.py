@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from agent.contract import AgentPhase, Slot
 from agent.envoy import EnvoyVersions, RunningEnvoy
+from agent.listeners import ListenerParity
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
 from agent.status import AgentView
@@ -70,6 +71,11 @@ class ViewKeeper:
         self._metrics.phase.state(current.phase)
         self._metrics.epoch.set(-1 if current.epoch is None else current.epoch)
         self._log.bind(phase=current.phase, epoch=current.epoch)
+
+    def set_listeners(self, parity: ListenerParity) -> None:
+        """The listener parity of our last take-over (shown in /status)."""
+        with self._lock:
+            self._view = replace(self._view, listeners=parity)
 
     def adopt(self, envoy: RunningEnvoy) -> None:
         """Our Envoy is LIVE and owns the listeners: serving at its epoch."""

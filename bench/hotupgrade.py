@@ -3,6 +3,12 @@
     sudo .venv/bin/python -m bench.hotupgrade --upgrades 10
     sudo .venv/bin/python -m bench.hotupgrade --upgrades 10 --independent-clients \
         --h2load-clients 4 --h2load-streams 64 --wrk-connections 0   # one client kind per run
+    sudo .venv/bin/python -m bench.hotupgrade --bootstrap xds --upgrades 10
+
+With `--bootstrap xds` the pair runs the built-in xds bootstrap (docs/bootstrap-modes.md) against the
+go-control-plane test server (podharness/xds.py, built on first use), which serves the same listeners and
+pushes a new route or endpoint version every `--push-interval` seconds; the JSON adds `xds` (pushes sent and
+ACKed, take-overs whose listener set matched the old Envoy's).
 
 Runs as root (network and mount namespaces). Load is HTTP/1.1 keep-alive + HTTP/2 + long-lived TCP
 from the host to the pod IP, counted without retries (podharness/load.py); the flags set its shape, and
@@ -14,6 +20,7 @@ state file); the drain overhead is how long the old Envoy outlived --parent-shut
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -33,6 +40,8 @@ from podharness.load import LoadConfig, LoadGenerator
 from podharness.metrics import sample
 from podharness.pod import Pod
 from podharness.sidecar import SidecarPod, Timings
+from podharness.xds import ControlPlane
+from podharness.xdspod import Pusher, node_id, sidecar_snapshot, xds_env
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,9 @@ class BenchConfig:
     h2load_clients: int = 4
     h2load_streams: int = 4
     h2load_round_seconds: int = 3
+    bootstrap: str = "static"
+    push_interval_seconds: float = 1.0
+    takeover_deadline_seconds: int = 30
 
 
 Progress = Callable[[str], None]
@@ -71,14 +83,39 @@ def observe(timings: Timings, epoch: int, agent_metrics: str) -> UpgradeObservat
     )
 
 
+def _control_plane(
+    config: BenchConfig, pod: Pod, workdir: Path, stack: contextlib.ExitStack
+) -> ControlPlane | None:
+    """In xds mode: the test server on the pod's veth, serving the pod's node its first snapshot."""
+    if config.bootstrap != "xds":
+        return None
+    server = stack.enter_context(ControlPlane(workdir / "xds", ads_host=pod.addresses.host_ip))
+    server.push(node_id(pod), sidecar_snapshot("1"))
+    return server
+
+
 def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict[str, Any]:
     """Set up a pod, start load, upgrade config.upgrades times alternating slots, return the figures."""
-    with Pod(workdir, run_dir_mount=contract.RUN_DIR, label="bench") as pod:
+    with contextlib.ExitStack() as stack:
+        pod = stack.enter_context(Pod(workdir, run_dir_mount=contract.RUN_DIR, label="bench"))
+        server = _control_plane(config, pod, workdir, stack)
+        extra_env = (
+            None
+            if server is None
+            else xds_env(server, takeover_deadline_seconds=config.takeover_deadline_seconds)
+        )
         sidecars = SidecarPod(
-            pod, drain_seconds=config.drain_seconds, parent_shutdown_seconds=config.parent_shutdown_seconds
+            pod,
+            drain_seconds=config.drain_seconds,
+            parent_shutdown_seconds=config.parent_shutdown_seconds,
+            extra_env=extra_env,
         )
         sidecars.start_pod()
-        progress(f"pod {pod.netns} at {pod.ip}: slot a serving at epoch 0")
+        progress(f"pod {pod.netns} at {pod.ip}: slot a serving at epoch 0 ({config.bootstrap} bootstrap)")
+        pusher = (
+            None if server is None else Pusher(server, node_id(pod), config.push_interval_seconds).start()
+        )
+        parities: list[bool] = []
         load = LoadGenerator(
             LoadConfig(
                 host=pod.ip,
@@ -113,6 +150,8 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
                 timings = sidecars.upgrade(slot)
                 observation = observe(timings, epoch, sidecars.metrics(slot))
                 observations.append(observation)
+                parity = sidecars.status(slot).get("listeners")
+                parities.append(bool(parity and parity["same"]))
                 running = load.summary()
                 progress(
                     f"upgrade {epoch}: slot {slot} took over at epoch {epoch} "
@@ -125,6 +164,7 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
             print(sidecars.logs()[-30000:], file=sys.stderr)
             raise
         finally:
+            pushes = pusher.stop() if pusher is not None else 0
             summary = load.stop()
             independent_results = independent.stop() if independent is not None else None
             stop_sampling.set()
@@ -139,6 +179,17 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
         if independent_results is not None:
             figures["independent_clients"] = independent_results
         figures["load_shape"] = load_shape(config)
+        figures["bootstrap"] = config.bootstrap
+        figures["listener_parity_same"] = sum(parities)
+        if server is not None and pusher is not None:
+            node = node_id(pod)
+            server.wait_acked(node, str(pusher.version))
+            figures["xds"] = {
+                "pushes": pushes,
+                "push_errors": len(pusher.failed),
+                "acks": server.status()["nodes"][node]["acks"],
+                "push_interval_seconds": config.push_interval_seconds,
+            }
         return figures
 
 
@@ -196,6 +247,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=BenchConfig.h2load_round_seconds,
         help="h2load stops a client at its first GOAWAY, so it runs in rounds this long",
     )
+    parser.add_argument(
+        "--bootstrap",
+        choices=("static", "xds"),
+        default=BenchConfig.bootstrap,
+        help="xds: listeners from the go-control-plane test server, which pushes while upgrades run",
+    )
+    parser.add_argument("--push-interval", type=float, default=BenchConfig.push_interval_seconds)
     parser.add_argument("--workdir", type=Path, help="keep logs and run dir here (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -215,6 +273,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         h2load_clients=args.h2load_clients,
         h2load_streams=args.h2load_streams,
         h2load_round_seconds=args.h2load_round_seconds,
+        bootstrap=args.bootstrap,
+        push_interval_seconds=args.push_interval,
     )
 
 

@@ -61,33 +61,58 @@ def event_name(record: UpgradeRecord, *, pod_name: str, pod_uid: str) -> str:
     return f"{pod_name[:200]}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def manifest(
-    pod: Mapping[str, Any], event: OwedEvent, *, name: str, now: datetime, component: str
+def event_manifest(
+    involved: Mapping[str, Any],
+    *,
+    namespace: str,
+    type: str,
+    reason: str,
+    message: str,
+    name: str,
+    now: datetime,
+    component: str,
 ) -> dict[str, Any]:
-    """The core/v1 Event on `pod` (what `kubectl describe pod` shows), from `component`."""
-    meta = pod.get("metadata") or {}
+    """A core/v1 Event about the object `involved` refers to (apiVersion, kind, name, uid, ...)."""
     stamp = format_time(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": name, "namespace": meta.get("namespace")},
-        "involvedObject": {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-            "resourceVersion": meta.get("resourceVersion"),
-        },
-        "type": event.type,
-        "reason": event.reason,
-        "message": event.message[:MESSAGE_LIMIT],
+        "metadata": {"name": name, "namespace": namespace},
+        "involvedObject": dict(involved),
+        "type": type,
+        "reason": reason,
+        "message": message[:MESSAGE_LIMIT],
         "source": {"component": component},
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
         "count": 1,
         "reportingComponent": component,
     }
+
+
+def manifest(
+    pod: Mapping[str, Any], event: OwedEvent, *, name: str, now: datetime, component: str
+) -> dict[str, Any]:
+    """The core/v1 Event on `pod` (what `kubectl describe pod` shows), from `component`."""
+    meta = pod.get("metadata") or {}
+    involved = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "uid": meta.get("uid"),
+        "resourceVersion": meta.get("resourceVersion"),
+    }
+    return event_manifest(
+        involved,
+        namespace=str(meta.get("namespace")),
+        type=event.type,
+        reason=event.reason,
+        message=event.message,
+        name=name,
+        now=now,
+        component=component,
+    )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
+from controller import release
 from controller.errors import ConflictError, KubeError, NotFoundError, TransientError
 from webhook.kubeclient import load_api_client
 
@@ -57,13 +58,15 @@ def _raw(response: Any) -> Any:
 
 
 class Kube:
-    """Pods, Nodes, Events and Leases as raw JSON; `component` names the writer of the Events it posts."""
+    """Pods, Nodes, Namespaces, Events, Leases and SidecarReleases as raw JSON; `component` names the
+    writer of the Events it posts."""
 
     def __init__(self, api_client: client.ApiClient, *, component: str = "hotupgrade-controller") -> None:
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
         self.policy = client.PolicyV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
         self.component = component
 
     def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -121,21 +124,32 @@ class Kube:
         self, namespace: str | None, *, resource_version: str, timeout_seconds: int
     ) -> Iterator[dict[str, Any]]:
         """Watch events as raw dicts (type, object); ends when the server closes the watch."""
+        if namespace:
+            return self._watch(
+                self.core.list_namespaced_pod, namespace, rv=resource_version, timeout=timeout_seconds
+            )
+        return self._watch(
+            self.core.list_pod_for_all_namespaces, rv=resource_version, timeout=timeout_seconds
+        )
+
+    def _watch(self, func: Any, *args: Any, rv: str, timeout: int) -> Iterator[dict[str, Any]]:
+        """Open a watch with `func(*args)` (a list call) and yield its events, one JSON line each."""
         kwargs: dict[str, Any] = {
             "watch": True,
-            "resource_version": resource_version,
+            "resource_version": rv,
             "allow_watch_bookmarks": True,
-            "timeout_seconds": timeout_seconds,
+            "timeout_seconds": timeout,
             "_preload_content": False,
         }
         response: Any
         try:
-            if namespace:
-                response = self.core.list_namespaced_pod(namespace, **kwargs)
-            else:
-                response = self.core.list_pod_for_all_namespaces(**kwargs)
+            response = func(*args, **kwargs)
         except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _classify(exc) from exc
+        yield from self._events(response)
+
+    @staticmethod
+    def _events(response: Any) -> Iterator[dict[str, Any]]:
         try:
             buffer = b""
             for chunk in response.stream(amt=None, decode_content=False):
@@ -207,3 +221,47 @@ class Kube:
             self.coordination.replace_namespaced_lease, name, namespace, dict(body)
         )
         return lease
+
+    # --- namespaces (their labels, for release namespaceSelectors) --------------------------------------
+
+    def list_namespaces(self) -> tuple[list[dict[str, Any]], str]:
+        """All namespaces, and the list's resourceVersion."""
+        body = self._call(self.core.list_namespace)
+        return (body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch_namespaces(self, *, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        return self._watch(self.core.list_namespace, rv=resource_version, timeout=timeout_seconds)
+
+    # --- SidecarReleases (cluster-scoped custom objects, controller.release) ---------------------------
+
+    def _release_args(self) -> tuple[str, str, str]:
+        return (release.GROUP, release.VERSION, release.PLURAL)
+
+    def list_releases(self) -> tuple[list[dict[str, Any]], str]:
+        """All SidecarReleases, and the list's resourceVersion (404 NotFoundError: no CRD)."""
+        body = self._call(self.custom.list_cluster_custom_object, *self._release_args())
+        return (body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch_releases(self, *, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        return self._watch(
+            self.custom.list_cluster_custom_object,
+            *self._release_args(),
+            rv=resource_version,
+            timeout=timeout_seconds,
+        )
+
+    def get_release(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self._call(
+                self.custom.get_cluster_custom_object, *self._release_args(), name
+            )
+        except NotFoundError:
+            return None
+        return found
+
+    def replace_release_status(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the status subresource; `body` carries the resourceVersion read: 409 if it moved since."""
+        written: dict[str, Any] = self._call(
+            self.custom.replace_cluster_custom_object_status, *self._release_args(), name, dict(body)
+        )
+        return written

@@ -21,6 +21,7 @@ from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from controller.policy import ImageAllowlist, Policy
 from controller.reconciler import Reconciler
+from controller.release_controller import ReleaseController
 from controller.watcher import PodWatcher
 from controller.workqueue import WorkQueue
 from webhook import logs
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without any kubelet reaction to an image change before it counts as ignored",
     )
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument(
+        "--releases",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="converge the pods SidecarReleases select (needs the CRD and RBAC for sidecarreleases)",
+    )
     p.add_argument("--watch-timeout", type=int, default=300, help="seconds before a pod watch is renewed")
     p.add_argument("--metrics-port", type=int, default=9090, help="0 disables the metrics server")
     p.add_argument("--metrics-bind", default="0.0.0.0")
@@ -83,7 +90,7 @@ def policy_from(args: argparse.Namespace) -> Policy:
 
 
 class Controller:
-    """Watchers feed the queue; workers reconcile one key at a time each."""
+    """Watchers feed the queue; workers reconcile one key at a time each; the release loop beside them."""
 
     def __init__(
         self,
@@ -94,6 +101,7 @@ class Controller:
         workers: int,
         metrics: ControllerMetrics,
         watch_timeout: int = 300,
+        releases: bool = False,
     ) -> None:
         self.reconciler = reconciler
         self.queue = WorkQueue()
@@ -107,6 +115,13 @@ class Controller:
             )
             for ns in scopes
         ]
+        self.releases = (
+            ReleaseController(
+                kube, namespaces=namespaces, metrics=metrics, stop=self.stop, watch_timeout=watch_timeout
+            )
+            if releases
+            else None
+        )
 
     def start(self) -> None:
         for watcher in self.watchers:
@@ -115,6 +130,8 @@ class Controller:
             ).start()
         for index in range(self.workers):
             threading.Thread(target=self._work, name=f"worker-{index}", daemon=True).start()
+        if self.releases is not None:
+            self.releases.start()
 
     def _work(self) -> None:
         while True:
@@ -133,6 +150,8 @@ class Controller:
     def shut_down(self) -> None:
         self.stop.set()
         self.queue.shut_down()
+        if self.releases is not None:
+            self.releases.shut_down()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         metrics=metrics,
         watch_timeout=args.watch_timeout,
+        releases=args.releases,
     )
     stopping = threading.Event()
 
@@ -170,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         allowlist="everything" if policy.allowlist.allows_everything else "configured",
         step_timeout=policy.step_timeout,
         prepull=policy.pre_pull,
+        releases=args.releases,
     )
     elector = None
     if args.leader_elect:

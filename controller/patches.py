@@ -8,7 +8,12 @@ instead of clobbering. The record rides in the same patch, so it never disagrees
 from typing import Any
 
 from controller.actions import Complete, CreatePrePullPod, Fail, SetImage, WaitFor
-from controller.keys import ANNOTATION_PLANNED_RESTARTS, ANNOTATION_STATUS, ANNOTATION_UPGRADE
+from controller.keys import (
+    ANNOTATION_PLANNED_RESTARTS,
+    ANNOTATION_STATUS,
+    ANNOTATION_TARGET_IMAGE,
+    ANNOTATION_UPGRADE,
+)
 from controller.record import UpgradeRecord
 
 JSONPatch = list[dict[str, Any]]
@@ -59,3 +64,12 @@ def record_patch(record: UpgradeRecord, resource_version: str) -> JSONPatch:
     """Rewrite only the record, on the pod as last seen. Not a `test` of the annotation: the API server
     compares JSON text, and Go escapes `<`, `>`, `&` and non-ASCII unlike Python (422)."""
     return [*_precondition(resource_version), _record_op(record)]
+
+
+def target_patch(image: str, resource_version: str) -> JSONPatch:
+    """Set the pod's `hotupgrade.io/target-image` (a release starting or retargeting its upgrade), on the
+    pod as last seen: the step machine takes it from there. Injected pods always have annotations."""
+    return [
+        *_precondition(resource_version),
+        {"op": "add", "path": annotation_path(ANNOTATION_TARGET_IMAGE), "value": image},
+    ]

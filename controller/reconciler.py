@@ -54,6 +54,28 @@ class AgentSource(Protocol):
     def fetch_all(self, pod_ip: str | None, slots: tuple[str, ...] = ...) -> Mapping[str, AgentView]: ...
 
 
+def in_place_retries(*, before_sleep: Callable[[tenacity.RetryCallState], None]) -> tenacity.Retrying:
+    """Rerun a whole read-decide-act on the errors `retry_for` calls temporary (conflicts, transient),
+    with backoff; after RETRY_ATTEMPTS the last error is raised for the caller to requeue."""
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda exc: retry_for(exc).in_place),
+        stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=3.0, jitter=0.1),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def count_retry(metrics: ControllerMetrics, state: tenacity.RetryCallState, **context: Any) -> None:
+    """Count and log one in-place retry (the `kind` label says which error map entry fired)."""
+    exc = state.outcome.exception() if state.outcome else None
+    kind = retry_for(exc).kind if exc is not None else ErrorKind.TRANSIENT
+    metrics.api_retries.labels(kind=str(kind)).inc()
+    logs.event(
+        "reconcile_retry", kind=str(kind), attempt=state.attempt_number, error=str(exc)[:200], **context
+    )
+
+
 def _kind(action: Action) -> str:
     return type(action).__name__
 
@@ -78,13 +100,7 @@ class Reconciler:
 
     def reconcile(self, namespace: str, name: str) -> Result:
         """Never raises an Exception: every error ends in a requeue-after (controller.errors)."""
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda exc: retry_for(exc).in_place),
-            stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
-            wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=3.0, jitter=0.1),
-            before_sleep=self._count_retry,
-            reraise=True,
-        )
+        retrying = in_place_retries(before_sleep=self._count_retry)
         try:
             result: Result = retrying(self._once, namespace, name)
         except Exception as exc:
@@ -103,10 +119,7 @@ class Reconciler:
         return requeue(retry_for(exc).requeue_after)
 
     def _count_retry(self, state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        kind = retry_for(exc).kind if exc is not None else ErrorKind.TRANSIENT
-        self.metrics.api_retries.labels(kind=str(kind)).inc()
-        logs.event("reconcile_retry", kind=str(kind), attempt=state.attempt_number, error=str(exc)[:200])
+        count_retry(self.metrics, state)
 
     def decide(self, pod: Mapping[str, Any]) -> tuple[ObservedPod, Action]:
         """Observe the pod alone, and the agents or the pre-pull pod only when `next_step` asks."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, TypeGuard
 
 from controller.imageref import is_reference
 from controller.record import format_time, parse_time
@@ -313,6 +313,19 @@ def _parse_condition(value: Any, where: str) -> Condition:
         raise InvalidReleaseError(f"{where}: {exc}") from exc
 
 
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_overlap(value: Any, where: str) -> Overlap:
+    if not isinstance(value, dict):
+        raise InvalidReleaseError(f"{where}: must be an object")
+    release, priority, pods = value.get("release"), value.get("priority"), value.get("pods")
+    if not isinstance(release, str) or not _is_int(priority) or not _is_int(pods):
+        raise InvalidReleaseError(f"{where}: needs release (a string), priority and pods (integers)")
+    return Overlap(release=release, priority=priority, pods=pods)
+
+
 def parse_status(value: Any) -> ReleaseStatus:
     """status as the controller wrote it (absent: empty); conditions of unknown types are dropped."""
     if value is None:
@@ -325,6 +338,9 @@ def parse_status(value: Any) -> ReleaseStatus:
         _parse_condition(c, f"status.conditions[{i}]")
         for i, c in enumerate(raw_conditions)
         if isinstance(c, dict) and c.get("type") in known
+    )
+    overlaps = tuple(
+        _parse_overlap(o, f"status.overlaps[{i}]") for i, o in enumerate(value.get("overlaps") or [])
     )
     previous = value.get("previousImages") or []
     if not isinstance(previous, list) or not all(isinstance(p, str) for p in previous):
@@ -345,6 +361,7 @@ def parse_status(value: Any) -> ReleaseStatus:
         upgrading=count("upgradingPods"),
         failed=count("failedPods"),
         previous_images=tuple(previous),
+        overlaps=overlaps,
         conditions=conditions,
     )
 

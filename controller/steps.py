@@ -37,7 +37,7 @@ from controller.actions import (
     WaitFor,
 )
 from controller.events import with_owed_event
-from controller.imageref import digest_of, is_reference
+from controller.imageref import is_reference
 from controller.keys import (
     ANNOTATION_ABORT,
     ANNOTATION_RETRY,
@@ -276,8 +276,10 @@ def _refuse_target(
     if not policy.allowlist.allows(target):
         return _fail(pod, base, Reason.NOT_ALLOWED, f"image {target} is not in the controller's allowlist")
     active = pod.containers.get(status.active)
-    pinned_and_running = digest_of(target) is not None and active is not None and runs_image(active, target)
-    if same_image(target, status.sidecar_image) or pinned_and_running:
+    # The kubelet's view counts too: a digest it reports, or the tag it names the running image by (after
+    # an upgrade to `x@sha256:..`, containerd names that image by a tag it carries on the node).
+    running = active is not None and runs_image(active, target)
+    if same_image(target, status.sidecar_image) or running:
         why = (
             f"{target} is already running in {status.active}: nothing to upgrade. An upgrade does not "
             "pull a tag again: if the tag was pushed again, name a new tag or a digest (repo@sha256:...)"
@@ -563,6 +565,14 @@ def _new_agent_owns_traffic(pod: ObservedPod, record: UpgradeRecord) -> bool:
     return any(a.reachable and a.active_slot == record.new_slot for a in agents.values())
 
 
+def _exited_since_change(new: ContainerView, seen: Seen) -> bool:
+    """A container started after the image change has already ended (an agent exits only after its
+    slot failed or on SIGTERM; neither belongs to a take-over that is going well)."""
+    if new.running or new.terminated_reason is None or new.container_id is None:
+        return False
+    return new.container_id != seen.container_id
+
+
 def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Action:
     """Step 4: new containerID running and its agent active/serving, or roll back."""
     new = pod.containers.get(record.new_container)
@@ -600,6 +610,15 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         reason = Reason.IMAGE_PULL_FAILED if new.waiting_reason in PULL_FAILURES else Reason.CONTAINER_FAILED
         why = f"{new.name}: {new.waiting_reason}: {new.waiting_message or ''}".rstrip(": ")
         return _roll_back(pod, record, reason, why, policy)
+    if _exited_since_change(new, record.standby_seen) and not _new_agent_owns_traffic(pod, record):
+        # The kubelet shows no CrashLoopBackOff for an init container that exited 0 (a native sidecar
+        # whose agent stopped on the SIGTERM after its failed postStart, kubelet v1.34
+        # convertToAPIContainerStatuses); waiting for its next restart costs the back-off (10 s+).
+        why = (
+            f"{new.name} exited ({new.terminated_reason}, exit code {new.terminated_exit_code}) "
+            "after the image change"
+        )
+        return _roll_back(pod, record, Reason.CONTAINER_FAILED, why, policy)
     baseline = record.standby_restarts_before
     if baseline is not None and new.restart_count > baseline + 1 and not _new_agent_owns_traffic(pod, record):
         why = f"{new.name} restarted {new.restart_count - baseline - 1} time(s) after the image change"

@@ -5,6 +5,7 @@ namespaces), a fresh opted-in namespace per test, and the demo workload."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import uuid
@@ -17,7 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e import kube, release
+from e2e import images, kube, release
 
 # The suite-wide rule applies here too: in CI a skipped test is a failure.
 from tests.conftest import pytest_runtest_logreport  # noqa: F401
@@ -26,10 +27,13 @@ from webhook import contract
 # Short drains keep the suite quick; the behaviour under test does not depend on their length.
 DRAIN_SECONDS = 5
 PARENT_SHUTDOWN_SECONDS = 8
-DEMO_IMAGE = "sidecar-hotupgrade/demo-app:0.1.0"
-SIDECAR_IMAGES = ("sidecar-hotupgrade/sidecar:0.1.0", "sidecar-hotupgrade/sidecar:0.1.1")
-BROKEN_IMAGE = "sidecar-hotupgrade/sidecar:broken"
-EMPTY_IMAGE = "sidecar-hotupgrade/empty:0.1.0"
+# The names the cluster pulls them as: from the local cluster's registry (the target behind basic auth),
+# or plain names of loaded images (kind); e2e/images.py.
+IMAGES = images.suite_images(images.local_registry())
+DEMO_IMAGE = IMAGES.demo
+SIDECAR_IMAGES = IMAGES.sidecars
+BROKEN_IMAGE = IMAGES.broken
+EMPTY_IMAGE = IMAGES.empty
 POD_READY_TIMEOUT = 240.0
 UPGRADE_TIMEOUT = 300.0
 # The session's release; overridable for sharing a cluster with another run of the suite.
@@ -49,6 +53,7 @@ def chart_values(of: release.Release, *, watch_namespaces: tuple[str, ...]) -> d
         drain_seconds=DRAIN_SECONDS,
         parent_shutdown_seconds=PARENT_SHUTDOWN_SECONDS,
         watch_namespaces=watch_namespaces,
+        allow_image_prefixes=IMAGES.allow_prefixes,
     )
 
 
@@ -153,9 +158,27 @@ def scoped_namespace(
     core.create_namespace({"metadata": {"name": name, "labels": {**of.scope, **labels}}})
     try:
         kube.wait_until("default ServiceAccount", lambda: has_default_sa(core, name), 60)
+        grant_pulls(core, name)
         yield name
     finally:
         core.delete_namespace(name, grace_period_seconds=0)
+
+
+def grant_pulls(core: Any, namespace: str) -> None:
+    """The registry's pull secret on the namespace's default ServiceAccount (if the images need one), so
+    every pod created afterwards pulls the private upgrade target (ServiceAccount admission copies it)."""
+    if IMAGES.pull_secret is None:
+        return
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": images.PULL_SECRET},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": IMAGES.pull_secret},
+        },
+    )
+    patch = {"imagePullSecrets": [{"name": images.PULL_SECRET}]}
+    core.patch_namespaced_service_account("default", namespace, patch)
 
 
 def has_default_sa(core: Any, namespace: str) -> bool:
@@ -166,9 +189,22 @@ def has_default_sa(core: Any, namespace: str) -> bool:
     return True
 
 
-def demo_deployment(name: str, replicas: int = 1, labels: dict[str, str] | None = None) -> dict[str, Any]:
+# What a chart passing Pod Security `restricted` sets for the demo app (its image runs as root by default):
+# non-root at the pod level, the rest per container (the usual layout, which leaves the pair to set its own).
+RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532}
+RESTRICTED_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def demo_deployment(
+    name: str, replicas: int = 1, labels: dict[str, str] | None = None, *, restricted: bool = False
+) -> dict[str, Any]:
+    """The demo app as a Deployment; `restricted`: with the securityContext Pod Security `restricted` asks."""
     pod_labels = {"app": name, **(labels or {})}
-    return {
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name},
@@ -192,13 +228,25 @@ def demo_deployment(name: str, replicas: int = 1, labels: dict[str, str] | None 
             },
         },
     }
+    if restricted:
+        spec = deployment["spec"]["template"]["spec"]
+        spec["securityContext"] = dict(RESTRICTED_POD_SECURITY)
+        spec["containers"][0]["securityContext"] = dict(RESTRICTED_CONTAINER_SECURITY)
+    return deployment
 
 
 def deploy_and_wait(
-    api: client.ApiClient, namespace: str, name: str, replicas: int = 1, labels: dict[str, str] | None = None
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    replicas: int = 1,
+    labels: dict[str, str] | None = None,
+    *,
+    restricted: bool = False,
 ) -> list[kube.Pod]:
     """Create the demo Deployment and wait until every replica is Ready."""
-    kube.apps(api).create_namespaced_deployment(namespace, demo_deployment(name, replicas, labels))
+    manifest = demo_deployment(name, replicas, labels, restricted=restricted)
+    kube.apps(api).create_namespaced_deployment(namespace, manifest)
 
     def ready() -> list[kube.Pod] | None:
         pods = kube.list_pods(api, namespace, f"app={name}")
@@ -211,3 +259,56 @@ def deploy_and_wait(
     except TimeoutError:
         pods = kube.list_pods(api, namespace, f"app={name}")
         raise AssertionError(f"pods not Ready: {[p.get('status') for p in pods]}") from None
+
+
+def demo_job(name: str, script: str) -> dict[str, Any]:
+    """A Job of one pod (restartPolicy Never, no retry) whose container `work` runs the Python `script`
+    in the demo app's image."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "work",
+                            "image": DEMO_IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["/usr/bin/python3", "-c", script],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def job_pod(api: client.ApiClient, namespace: str, name: str) -> kube.Pod:
+    """The one pod of Job `name`, once the Job controller created it."""
+    selector = f"batch.kubernetes.io/job-name={name}"
+
+    def found() -> kube.Pod | None:
+        pods = kube.list_pods(api, namespace, selector)
+        assert len(pods) <= 1, f"backoffLimit 0 and no failure, yet {len(pods)} pods"
+        return pods[0] if pods else None
+
+    return kube.wait_until(f"a pod of Job {namespace}/{name}", found, POD_READY_TIMEOUT, interval=0.5)
+
+
+def wait_job_succeeded(api: client.ApiClient, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+    """The Job (JSON) once `status.succeeded` is 1; fails at once when its pod failed."""
+
+    def done() -> dict[str, Any] | None:
+        resp = kube.batch(api).read_namespaced_job(name, namespace, _preload_content=False)
+        job: dict[str, Any] = json.loads(resp.data)
+        status = job.get("status") or {}
+        assert not status.get("failed"), f"Job {name} failed: {status}"
+        return job if status.get("succeeded") == 1 else None
+
+    return kube.wait_until(f"Job {namespace}/{name} succeeded", done, timeout, interval=0.5)

@@ -31,6 +31,10 @@ def apps(api: client.ApiClient) -> Any:
     return client.AppsV1Api(api)
 
 
+def batch(api: client.ApiClient) -> Any:
+    return client.BatchV1Api(api)
+
+
 def admission(api: client.ApiClient) -> Any:
     return client.AdmissionregistrationV1Api(api)
 

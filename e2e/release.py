@@ -10,8 +10,11 @@ Runs the project's pinned helm (localcluster/helm.py, `make helm`).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,6 +34,7 @@ DEFAULT_IMAGE = "sidecar-hotupgrade/webhook:" + str(
     yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 )
 CONTROLLER_PODS = "app.kubernetes.io/component=controller"
+WEBHOOK_PODS = "app.kubernetes.io/component=webhook"
 
 
 class Release(NamedTuple):
@@ -43,6 +47,11 @@ class Release(NamedTuple):
     def fullname(self) -> str:
         """The prefix of every object name (the chart's `hotupgrade.fullname`)."""
         return f"{self.name}-sidecar-hotupgrade"
+
+    @property
+    def webhook(self) -> str:
+        """The webhook's Deployment and Service (the chart's `hotupgrade.webhookName`)."""
+        return f"{self.fullname}-webhook"
 
     @property
     def scope(self) -> dict[str, str]:
@@ -58,6 +67,7 @@ def values(
     drain_seconds: int,
     parent_shutdown_seconds: int,
     watch_namespaces: tuple[str, ...],
+    allow_image_prefixes: tuple[str, ...] = ("sidecar-hotupgrade/",),
 ) -> dict[str, Any]:
     """The suite's values: local images, short drains, a fast controller watching `watch_namespaces`
     (all when empty), webhooks seeing only namespaces labelled for `release`."""
@@ -71,7 +81,7 @@ def values(
             "ports": {"upstream": 8080, "tcpUpstream": 9000},
         },
         "controller": {
-            "allowImagePrefixes": ["sidecar-hotupgrade/"],
+            "allowImagePrefixes": list(allow_image_prefixes),
             "stepTimeoutSeconds": 180,
             "drainGraceSeconds": 60,
             "pollIntervalSeconds": 0.5,
@@ -180,3 +190,40 @@ def controller_pid(pod: kube.Pod) -> int:
 def kill_controller(pod: kube.Pod) -> None:
     """SIGKILL the controller process of `pod`: a crash (no lease release); the kubelet restarts it."""
     os.kill(controller_pid(pod), signal.SIGKILL)
+
+
+def webhook_serves(api: client.ApiClient, release: Release, namespace: str) -> bool:
+    """The release's webhook injects again: a dry-run pod in `namespace` (opted in, in its scope) gets the
+    pair (the API server calls mutating webhooks for dry runs: sideEffects None)."""
+    pod = {"metadata": {"generateName": "probe-"}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}}
+    try:
+        created = kube.core(api).create_namespaced_pod(namespace, pod, dry_run="All", _preload_content=False)
+    except client.ApiException:
+        return False
+    annotations = (json.loads(created.data)["metadata"].get("annotations") or {}).keys()
+    return any(key.startswith("hotupgrade.io/") for key in annotations)
+
+
+@contextlib.contextmanager
+def webhook_down(api: client.ApiClient, release: Release, namespace: str) -> Iterator[None]:
+    """The release's webhook Deployment scaled to zero (every replica gone) for the block; afterwards, even
+    when the block fails, scaled back and waited for until it injects in `namespace` again."""
+    deployments = kube.apps(api)
+    replicas = deployments.read_namespaced_deployment_scale(release.webhook, release.namespace).spec.replicas
+    try:
+        deployments.patch_namespaced_deployment_scale(
+            release.webhook, release.namespace, {"spec": {"replicas": 0}}
+        )
+        kube.wait_until(
+            f"no pod of {release.webhook}",
+            lambda: not kube.list_pods(api, release.namespace, WEBHOOK_PODS),
+            120,
+        )
+        yield
+    finally:
+        deployments.patch_namespaced_deployment_scale(
+            release.webhook, release.namespace, {"spec": {"replicas": replicas}}
+        )
+        kube.wait_until(
+            f"{release.webhook} injects again", lambda: webhook_serves(api, release, namespace), 180
+        )

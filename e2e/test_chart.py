@@ -66,6 +66,7 @@ def app_namespace(api: client.ApiClient, release_name: str) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name, "labels": RELEASE.scope}})
     kube.wait_until("default ServiceAccount", lambda: conftest.has_default_sa(core, name), 60)
     try:
+        conftest.grant_pulls(core, name)
         yield name
     finally:
         core.delete_namespace(name, grace_period_seconds=0)

@@ -33,8 +33,13 @@ def assert_tcp_only_cut_at_parent_exit(load: LoadGenerator, upgrades: int) -> No
 
 
 def start_load(pod: kube.Pod) -> LoadGenerator:
+    return start_load_to(pod["status"]["podIP"])
+
+
+def start_load_to(host: str, max_seconds: float = 1200.0) -> LoadGenerator:
+    """The suite's mix of HTTP/1.1, HTTP/2 and TCP load at host (a pod IP or a Service's ClusterIP)."""
     cfg = LoadConfig(
-        host=pod["status"]["podIP"],
+        host=host,
         http_port=contract.LISTEN_PORT,
         tcp_port=contract.TCP_LISTEN_PORT,
         http1_connections=4,
@@ -42,7 +47,7 @@ def start_load(pod: kube.Pod) -> LoadGenerator:
         http2_streams=4,
         tcp_connections=2,
         request_timeout_s=10.0,
-        max_seconds=1200.0,
+        max_seconds=max_seconds,
     )
     return LoadGenerator(cfg).start()
 

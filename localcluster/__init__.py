@@ -7,6 +7,8 @@ Layers, each importing only those below it (no module-level cycle):
   (certificates and kubeconfigs, built by webhook/certs.py), `helm` (the pinned helm on the chart).
 - `host` (processes, mounts, netns, iptables on this machine; uses `configs`) and `imagebuilder`
   (OCI images without Docker; `imagebuilder.builder` uses `settings` and `build`, never `lifecycle`).
+- `registry` (the e2e OCI registry pair; uses `build`, `host`, `pki`, `registryclient`) and `nodeimages`
+  (which image is imported into containerd, which pushed to the registry; uses `registry`, `imagebuilder`).
 - `lifecycle`: up/down/status; the only module that uses all the others.
 - `__main__`: the command line over `lifecycle`, `build` and `imagebuilder`.
 """

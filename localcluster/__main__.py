@@ -51,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "build":
         print(build.ensure_kubernetes())
     elif args.command == "images":
-        for archive in builder.ensure_all():
+        archives = builder.ensure_all()
+        for archive in archives:
             print(archive)
+        if lifecycle.is_healthy():  # the node runs: it gets what was just built (import or registry push)
+            lifecycle.refresh_images(archives)
     elif args.command == "logs":
         print(lifecycle.logs_tail(args.component, 200))
     return 0

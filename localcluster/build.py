@@ -108,6 +108,8 @@ def ensure_pause() -> Path:
     src = kubernetes_source_dir() / "build" / "pause" / "linux" / "pause.c"
     tag = s.PAUSE_IMAGE.rsplit(":", 1)[1]
     tmp = out.with_suffix(".tmp")
+    # The kind path asks for pause before (or without) the Kubernetes build that creates this directory.
+    out.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["gcc", "-Os", "-Wall", "-Werror", "-static", f"-DVERSION=v{tag}", "-o", str(tmp), str(src)],
         check=True,

@@ -20,8 +20,9 @@ class Component:
     env: tuple[tuple[str, str], ...] = ()
 
 
-def containerd_config() -> str:
-    """containerd 1.6 config (version 2): private root/state/socket, cgroupfs, our CNI dirs."""
+def containerd_config(hosts_dir: Path = s.REGISTRY_HOSTS_DIR) -> str:
+    """containerd 1.6 config (version 2): private root/state/socket, cgroupfs, our CNI dirs, and the
+    registry hosts directory (`<host:port>/hosts.toml`, containerd docs/hosts.md; CRI reads it per pull)."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return "\n".join(
         [
@@ -43,7 +44,7 @@ def containerd_config() -> str:
             f"[{cri}.containerd]",
             '  snapshotter = "overlayfs"',
             '  default_runtime_name = "runc"',
-            # Images are imported, never pulled: a missing image must fail fast, not look for a registry.
+            # containerd's default, stated: an image keeps its compressed layers once unpacked.
             "  discard_unpacked_layers = false",
             f"[{cri}.containerd.runtimes.runc]",
             '  runtime_type = "io.containerd.runc.v2"',
@@ -55,6 +56,10 @@ def containerd_config() -> str:
             f'  bin_dir = "{s.CNI_BIN_DIR}"',
             f'  conf_dir = "{s.CNI_CONF_DIR}"',
             "  max_conf_num = 1",
+            # The e2e registry (localcluster/registry.py) on the node IP, TLS with the cluster's CA: one
+            # hosts.toml per host:port. config_path replaces the deprecated `mirrors`/`configs` tables.
+            f"[{cri}.registry]",
+            f'  config_path = "{hosts_dir}"',
             "",
         ]
     )

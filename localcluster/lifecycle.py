@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from localcluster import build, configs, host, pki
+from localcluster import build, configs, host, nodeimages, pki, registry
 from localcluster import settings as s
 from localcluster.imagebuilder import builder
 
@@ -87,7 +87,15 @@ def is_healthy(apiserver_only: bool = False) -> bool:
     if apiserver_only:
         return True
     status, body = _https_get(f"/api/v1/nodes/{s.NODE_NAME}")
-    return status == 200 and node_ready(body)
+    return status == 200 and node_ready(body) and configs_current(host.node_ip())
+
+
+def configs_current(node_ip: str) -> bool:
+    """Whether the running components read what this tree renders (a changed config means a restart)."""
+    stale = [p for p, text in configs.all_files(node_ip).items() if not p.exists() or p.read_text() != text]
+    if stale:
+        log.info("event=config-changed files=%s", ",".join(str(p) for p in stale))
+    return not stale
 
 
 def ctr(*args: str) -> list[str]:
@@ -111,6 +119,7 @@ def down(purge: bool = False) -> None:
     """
     for name in COMPONENTS:
         host.stop_component(name)
+    registry.down()  # its state (certificates, htpasswd, storage, hosts.toml) lives in CLUSTER_DIR
     host.kill_pod_processes()
     if _running("containerd"):
         remove_containers()
@@ -186,7 +195,8 @@ def start_containerd() -> None:
 
 
 def start_node(node_ip: str, archives: list[Path]) -> None:
-    """containerd + images, then the scheduler, kubelet and kube-proxy; wait until usable."""
+    """containerd + images (imported, or pushed to the registry the kubelet pulls from), then the
+    scheduler, kubelet and kube-proxy; wait until usable."""
     start_containerd()
     if remove_containers():
         # Leftovers of a crash: CRI loaded them at start, so restart it with a clean store.
@@ -194,7 +204,7 @@ def start_node(node_ip: str, archives: list[Path]) -> None:
         host.kill_pod_processes()
         host.unmount_all()
         start_containerd()
-    builder.import_all(s.CONTAINERD_SOCKET, archives)
+    nodeimages.deliver(node_ip, archives)
     host.start(configs.scheduler_component())
     host.start(configs.kubelet_component(node_ip))
     host.start(configs.kube_proxy_component())
@@ -207,8 +217,8 @@ def up(apiserver_only: bool = False) -> float:
     if is_healthy(apiserver_only):
         log.info("event=already-up")
         if not apiserver_only:
-            # Pods must run what the working tree holds now: rebuild/import what changed (fast if nothing).
-            builder.import_all(s.CONTAINERD_SOCKET, builder.ensure_all())
+            # Pods must run what the working tree holds now: rebuild/deliver what changed (fast if nothing).
+            refresh_images()
         return time.monotonic() - started
     down()  # Whatever a crash or an earlier run left behind.
     host.ensure_packages(s.APT_PACKAGES)
@@ -216,6 +226,8 @@ def up(apiserver_only: bool = False) -> float:
         # Images do not need the cluster: build them while binaries build and the control plane starts.
         image_job = None if apiserver_only else pool.submit(builder.ensure_all)
         build.ensure_kubernetes()
+        if not apiserver_only:
+            registry.ensure_registry()  # a Go build on a cold cache, like Kubernetes just before
         node_ip = host.node_ip()
         prepare_files(node_ip)
         if not apiserver_only:
@@ -229,6 +241,11 @@ def up(apiserver_only: bool = False) -> float:
     took = time.monotonic() - started
     log.info("event=up seconds=%.1f kubeconfig=%s", took, s.ADMIN_KUBECONFIG)
     return took
+
+
+def refresh_images(archives: list[Path] | None = None) -> None:
+    """Hand the running node what the working tree builds (import or registry push; fast when unchanged)."""
+    nodeimages.deliver(host.node_ip(), builder.ensure_all() if archives is None else archives)
 
 
 def logs_tail(name: str, lines: int = 40) -> str:

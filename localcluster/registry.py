@@ -69,7 +69,8 @@ class Layout:
         return self.state_dir / "endpoints.json"
 
 
-DEFAULT_LAYOUT = Layout(state_dir=s.CLUSTER_DIR / "registry", public_port=5000, private_port=5001)
+DEFAULT_LAYOUT = Layout(state_dir=s.REGISTRY_DIR, public_port=5000, private_port=5001)
+assert DEFAULT_LAYOUT.hosts_dir == s.REGISTRY_HOSTS_DIR  # what containerd's config names (configs.py)
 
 
 @dataclass(frozen=True)
@@ -379,6 +380,30 @@ def up(node_ip: str, archives: Iterable[Path], layout: Layout = DEFAULT_LAYOUT) 
     return endpoints
 
 
+def serving_from(argvs: Iterable[tuple[int, list[str]]], state_dir: Path) -> list[int]:
+    """The pids among (pid, argv) that run a registry `serve` with a config under state_dir."""
+    return [
+        pid
+        for pid, argv in argvs
+        if len(argv) == 3
+        and Path(argv[0]).name == "registry"
+        and argv[1] == "serve"
+        and Path(argv[2]).is_relative_to(state_dir)
+    ]
+
+
+def _argvs() -> list[tuple[int, list[str]]]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:  # exited meanwhile
+                continue
+            found.append((int(proc.name), argv[:-1] if argv and argv[-1] == "" else argv))
+    return found
+
+
 def down(layout: Layout = DEFAULT_LAYOUT) -> None:
     """Stop both instances (by recorded pid) and delete their state, storage and hosts.toml files."""
     for instance in instances(layout):
@@ -386,5 +411,8 @@ def down(layout: Layout = DEFAULT_LAYOUT) -> None:
         child = _children.pop(instance.component, None)
         if child is not None:
             child.wait(timeout=10)
+    # Instances whose pid files are gone (a teardown by code that did not know the registry removed the
+    # cluster dir) would hold the ports: found by their config path instead.
+    host.kill_pids(serving_from(_argvs(), layout.state_dir))
     shutil.rmtree(layout.state_dir, ignore_errors=True)
     log.info("event=registry-down state=%s", layout.state_dir)

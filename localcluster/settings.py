@@ -38,6 +38,9 @@ KUBELET_ROOT = CLUSTER_DIR / "kubelet"
 CNI_CONF_DIR = CLUSTER_DIR / "cni" / "net.d"
 CNI_IPAM_DIR = CLUSTER_DIR / "cni" / "ipam"
 SAVED_SYSCTLS = CLUSTER_DIR / "sysctls.json"
+# The e2e registry's state; containerd's CRI reads `<host:port>/hosts.toml` under REGISTRY_HOSTS_DIR.
+REGISTRY_DIR = CLUSTER_DIR / "registry"
+REGISTRY_HOSTS_DIR = REGISTRY_DIR / "certs.d"
 CONTAINERD_ROOT = STATE_ROOT / "containerd"
 RUN_DIR = Path("/run/sidecar-hotupgrade")
 CONTAINERD_STATE = RUN_DIR / "containerd"

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from webhook import contract
+from webhook.bootstrap import Bootstrap, parse_bootstrap
 from webhook.podfields import (
     QUANTITY,
     RESOURCE_NAME,
@@ -136,6 +137,8 @@ class WebhookConfig:
     envoy_binary: str | None = None
     base_id: int = contract.BASE_ID
     bootstrap_template: str = contract.BOOTSTRAP_TEMPLATE
+    bootstrap: Bootstrap = field(default_factory=Bootstrap)
+    takeover_deadline_seconds: int = contract.TAKEOVER_DEADLINE_SECONDS
     shm_size_limit: str | None = None
     ports: Ports = field(default_factory=Ports)
     env: tuple[tuple[str, str], ...] = ()
@@ -164,6 +167,8 @@ class WebhookConfig:
             "waitTimeoutSeconds": self.wait_timeout_seconds,
             "baseId": self.base_id,
             "bootstrapTemplate": self.bootstrap_template,
+            "bootstrap": self.bootstrap.to_json(),
+            "takeoverDeadlineSeconds": self.takeover_deadline_seconds,
             "shmSizeLimit": self.shm_size_limit,
             "ports": [
                 self.ports.status_a,
@@ -417,6 +422,13 @@ def _parse_certificates(raw: object) -> Certificates:
     return certificates
 
 
+def _parse_bootstrap(raw: object) -> Bootstrap:
+    try:
+        return parse_bootstrap(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _parse_failure_policy(raw: object) -> FailurePolicies:
     fields = _Fields(raw, "failurePolicy")
     d = FailurePolicies()
@@ -471,6 +483,10 @@ def parse_config(raw: object) -> WebhookConfig:
         envoy_binary=fields.optional_string("envoyBinary"),
         base_id=fields.integer("baseId", d.base_id, 0, 2**31 - 1),
         bootstrap_template=fields.string("bootstrapTemplate", d.bootstrap_template),
+        bootstrap=_parse_bootstrap(fields.get("bootstrap", None)),
+        takeover_deadline_seconds=fields.integer(
+            "takeoverDeadlineSeconds", d.takeover_deadline_seconds, 1, 3600
+        ),
         shm_size_limit=fields.optional_string("shmSizeLimit"),
         ports=_parse_ports(fields.get("ports", None)),
         env=env,
@@ -496,6 +512,12 @@ def check_injected_fields(config: WebhookConfig) -> None:
             f"({config.drain_seconds}) by at least {MIN_SHUTDOWN_MARGIN_SECONDS} s: the old Envoy is "
             "terminated parentShutdownSeconds after its drain starts, so requests still in flight at the end "
             "of the drain would be cut; use drainSeconds + the longest request + slack"
+        )
+    if config.takeover_deadline_seconds >= config.wait_timeout_seconds:
+        raise ConfigError(
+            f"takeoverDeadlineSeconds: {config.takeover_deadline_seconds} must be less than "
+            f"waitTimeoutSeconds ({config.wait_timeout_seconds}): the postStart hook must see the failed "
+            "take-over, not time out"
         )
     if config.shm_size_limit is not None:
         try:

@@ -62,9 +62,9 @@ class ConfigSource:
         try:
             return self._load(path)
         except (ConfigError, OSError) as exc:
-            if self.last_good is None or not self.last_good.is_file():
+            config = self._last_good_config()
+            if config is None:
                 raise  # no good version was ever seen: a bad file at startup is fatal
-            config = config_from_yaml(self.last_good.read_text(), source=str(self.last_good))
             logs.event(
                 "config-reload-failed",
                 level=logging.WARNING,
@@ -74,6 +74,15 @@ class ConfigSource:
             )
             self.on_reload("error")
             return config
+
+    def _last_good_config(self) -> WebhookConfig | None:
+        """The newest version any process of this server validated, or None if there is none."""
+        if self.last_good is None:
+            return None
+        try:
+            return config_from_yaml(self.last_good.read_text(), source=str(self.last_good))
+        except (ConfigError, OSError):
+            return None
 
     def _load(self, path: Path) -> WebhookConfig:
         text = read_config_text(path)
@@ -102,8 +111,14 @@ class ConfigSource:
         try:
             config = self._load(path)
         except (ConfigError, OSError) as exc:
+            # A sibling worker may have validated a version this one never read before the file went bad:
+            # serve that one (the shared copy), so that all workers agree on the last good version.
+            fallback = self._last_good_config()
+            kept = "previous"
+            if fallback is not None and fallback != self._config:
+                self._config, kept = fallback, "last-good"
             logs.event(
-                "config-reload-failed", level=logging.WARNING, path=str(path), error=str(exc), kept="previous"
+                "config-reload-failed", level=logging.WARNING, path=str(path), error=str(exc), kept=kept
             )
             self.on_reload("error")
             return

@@ -23,15 +23,23 @@ ENV_LISTEN_PORT: Final = "HOTUPGRADE_LISTEN_PORT"
 ENV_TCP_LISTEN_PORT: Final = "HOTUPGRADE_TCP_LISTEN_PORT"
 ENV_TCP_UPSTREAM_PORT: Final = "HOTUPGRADE_TCP_UPSTREAM_PORT"
 ENV_ENVOY_BINARY: Final = "HOTUPGRADE_ENVOY_BINARY"
+ENV_BOOTSTRAP_MODE: Final = "HOTUPGRADE_BOOTSTRAP_MODE"
+ENV_XDS_ADDRESS: Final = "HOTUPGRADE_XDS_ADDRESS"
+ENV_XDS_NODE_CLUSTER: Final = "HOTUPGRADE_XDS_NODE_CLUSTER"
+ENV_TAKEOVER_DEADLINE_SECONDS: Final = "HOTUPGRADE_TAKEOVER_DEADLINE_SECONDS"
 
 RUN_DIR: Final = "/var/run/hotupgrade"
 SHM_DIR: Final = "/dev/shm"
+# Every port the pair binds lies in one block, 15100-15119, that no well-known mesh uses: Istio reserves
+# 15000-15090 (sidecar, ztunnel, iptables redirect), which other Envoy meshes copy (Kuma 15001/15006/15053,
+# Open Service Mesh 15000-15010 and 15901-15904, App Mesh 15000/15001); Linkerd binds 4140-4191 and
+# Consul 19000-21255. So a pod can carry another mesh's proxy beside the pair (webhook/portclash.py).
 STATUS_PORT_A: Final = 15101
 STATUS_PORT_B: Final = 15102
 ADMIN_PORT: Final = 15100
 BASE_ID: Final = 7
-LISTEN_PORT: Final = 15001
-TCP_LISTEN_PORT: Final = 15002
+LISTEN_PORT: Final = 15110
+TCP_LISTEN_PORT: Final = 15111
 DRAIN_SECONDS: Final = 10
 PARENT_SHUTDOWN_SECONDS: Final = 15
 SHUTDOWN_MARGIN_SECONDS: Final = 1
@@ -40,10 +48,15 @@ BOOTSTRAP_TEMPLATE: Final = "/etc/hotupgrade/envoy.yaml.tmpl"
 STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "state.lock"
 STATS_BASE_FILE: Final = "envoy-stats-base.json"
+LISTENERS_FILE: Final = "listeners.json"
 AGENT_BINARY: Final = "hotupgrade-agent"
 SHM_VOLUME: Final = "hotupgrade-shm"
 RUN_VOLUME: Final = "hotupgrade-run"
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
+BOOTSTRAP_MODE: Final = "static"
+TAKEOVER_DEADLINE_SECONDS: Final = 60
+BOOTSTRAP_VOLUME: Final = "hotupgrade-bootstrap"
+BOOTSTRAP_CONFIG_DIR: Final = "/etc/hotupgrade/bootstrap"
 
 LABEL_NAMESPACE_INJECTION: Final = "hotupgrade.io/injection"
 LABEL_POD_INJECT: Final = "hotupgrade.io/inject"
@@ -66,6 +79,7 @@ STATUS_FIELDS: Final = (
     "envoy_version",
     "hot_restart_version",
     "last_error",
+    "listeners",
     "state",
 )
 
@@ -77,3 +91,5 @@ AgentRole = Literal["active", "standby", "retired"]
 PHASES: Final[tuple[AgentPhase, ...]] = get_args(AgentPhase)
 ROLES: Final[tuple[AgentRole, ...]] = get_args(AgentRole)
 SLOTS: Final[tuple[Slot, ...]] = get_args(Slot)
+BootstrapMode = Literal["static", "xds", "custom"]
+BOOTSTRAP_MODES: Final[tuple[BootstrapMode, ...]] = get_args(BootstrapMode)

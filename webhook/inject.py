@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook import contract, jsondiff, portclash
+from webhook.bootstrap import bootstrap_env, bootstrap_mounts, bootstrap_volumes
 from webhook.config import Mode, WebhookConfig
 from webhook.injection_status import InjectionStatus
 
@@ -100,7 +101,7 @@ def decide(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> 
     if any(name in taken for name in config.container_names):
         return Decision(False, "container-name-taken")
     volumes = [v.get("name") for v in spec.get("volumes") or []]
-    if contract.RUN_VOLUME in volumes or contract.SHM_VOLUME in volumes:
+    if any(v["name"] in volumes for v in injected_volumes(config)):
         return Decision(False, "volume-name-taken")
     return _decide_ports_and_placement(pod, config)
 
@@ -163,7 +164,7 @@ def sidecar_env(slot: str, config: WebhookConfig) -> list[dict[str, Any]]:
         (contract.ENV_BASE_ID, str(config.base_id)),
         (contract.ENV_DRAIN_SECONDS, str(config.drain_seconds)),
         (contract.ENV_PARENT_SHUTDOWN_SECONDS, str(config.parent_shutdown_seconds)),
-        (contract.ENV_BOOTSTRAP_TEMPLATE, config.bootstrap_template),
+        (contract.ENV_BOOTSTRAP_TEMPLATE, config.bootstrap.template(config.bootstrap_template)),
         (contract.ENV_UPSTREAM_PORT, str(config.ports.upstream)),
         (contract.ENV_LISTEN_PORT, str(config.ports.listen)),
         (contract.ENV_TCP_LISTEN_PORT, str(config.ports.tcp_listen)),
@@ -173,6 +174,7 @@ def sidecar_env(slot: str, config: WebhookConfig) -> list[dict[str, Any]]:
     if config.envoy_binary is not None:
         values.append((contract.ENV_ENVOY_BINARY, config.envoy_binary))
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in values]
+    env += bootstrap_env(config.bootstrap, takeover_deadline_seconds=config.takeover_deadline_seconds)
     env += [
         _field_env(contract.ENV_POD_NAME, "metadata.name"),
         _field_env(contract.ENV_POD_NAMESPACE, "metadata.namespace"),
@@ -197,6 +199,7 @@ def sidecar_container(
     container["volumeMounts"] = [
         {"name": contract.RUN_VOLUME, "mountPath": contract.RUN_DIR},
         {"name": contract.SHM_VOLUME, "mountPath": contract.SHM_DIR},
+        *bootstrap_mounts(config.bootstrap),
     ]
     container["lifecycle"] = {"postStart": {"exec": {"command": list(contract.POST_START_COMMAND)}}}
     if native:
@@ -212,6 +215,7 @@ def injected_volumes(config: WebhookConfig) -> list[dict[str, Any]]:
     return [
         {"name": contract.RUN_VOLUME, "emptyDir": {}},
         {"name": contract.SHM_VOLUME, "emptyDir": shm},
+        *bootstrap_volumes(config.bootstrap),
     ]
 
 

@@ -7,7 +7,7 @@ import threading
 from types import FrameType
 
 from controller.agents import AgentClient
-from controller.cli import commands
+from controller.cli import commands, releasecmd
 from controller.cli.commands import RolloutOptions, Selection
 from controller.errors import KubeError
 from controller.kube import Kube
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_args(show, names=True)
     show.add_argument("--no-epoch", action="store_true", help="do not ask the agents for the epoch")
 
+    rel = sub.add_parser("releases", help="SidecarReleases: table; with names, conditions and pods")
+    rel.add_argument("names", nargs="*", help="release names (default: all, table only)")
+
     for name, text in (
         ("rollback", "abort an upgrade in flight, or upgrade back to the previous image"),
         ("abort", "abort upgrades in flight (the standby goes back to the empty image)"),
@@ -93,6 +96,8 @@ def rollout_options(args: argparse.Namespace) -> RolloutOptions:
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     options = rollout_options(args) if args.command == "rollout" else None
     kube = _kube(args)
+    if args.command == "releases":
+        return releasecmd.releases(kube, args.names, out=sys.stdout)
     names = tuple(getattr(args, "pods", ()) or ())
     selection = Selection(namespace=args.namespace, names=names, selector=args.selector)
     out = sys.stdout

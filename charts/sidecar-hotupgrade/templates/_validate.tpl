@@ -29,6 +29,10 @@ startup, `check-config` and every reload.
 {{- if lt (int $inj.parentShutdownSeconds) (add (int $inj.drainSeconds) 1) }}
 {{- fail (printf "injection.parentShutdownSeconds (%v) must exceed injection.drainSeconds (%v): the old Envoy is terminated parentShutdownSeconds after its drain starts, so requests still in flight would be cut; use drainSeconds + the longest request + slack" $inj.parentShutdownSeconds $inj.drainSeconds) }}
 {{- end }}
+{{- /* The postStart hook must outlive the take-over deadline, or a failed take-over looks like a timeout. */}}
+{{- if ge (int $inj.takeoverDeadlineSeconds) (int $inj.waitTimeoutSeconds) }}
+{{- fail (printf "injection.takeoverDeadlineSeconds (%v) must be less than injection.waitTimeoutSeconds (%v): the postStart hook must see the failed take-over, not time out" $inj.takeoverDeadlineSeconds $inj.waitTimeoutSeconds) }}
+{{- end }}
 {{- /* Two listeners of the pair on one port: the second never starts. */}}
 {{- $bound := dict }}
 {{- range $key := list "statusA" "statusB" "admin" "listen" "tcpListen" }}

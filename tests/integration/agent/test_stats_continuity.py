@@ -26,7 +26,10 @@ from tests.integration.agent.checks import assert_serving
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 REQUESTS = ("envoy_http_downstream_rq_total", {"envoy_http_conn_manager_prefix": "http"})
-CONNECTIONS = ("envoy_listener_downstream_cx_total", {"envoy_listener_address": "0.0.0.0_15001"})
+CONNECTIONS = (
+    "envoy_listener_downstream_cx_total",
+    {"envoy_listener_address": f"0.0.0.0_{contract.LISTEN_PORT}"},
+)
 UPSTREAM = ("envoy_cluster_upstream_rq_total", {"envoy_cluster_name": "app"})
 SERIES = {"requests": REQUESTS, "connections": CONNECTIONS, "upstream": UPSTREAM}
 

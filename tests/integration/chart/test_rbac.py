@@ -82,6 +82,12 @@ def test_controller_permissions_by_default() -> None:
         ("cluster", "", "pods", "delete", None),
         ("cluster", "", "nodes", "get", None),  # the kubelet's version (native sidecars need 1.32+)
         ("cluster", "", "events", "create", None),
+        ("cluster", "hotupgrade.io", "sidecarreleases", "get", None),  # SidecarReleases (issue 14)
+        ("cluster", "hotupgrade.io", "sidecarreleases", "list", None),
+        ("cluster", "hotupgrade.io", "sidecarreleases", "watch", None),
+        ("cluster", "hotupgrade.io", "sidecarreleases/status", "update", None),
+        ("cluster", "", "namespaces", "list", None),  # their namespaceSelector
+        ("cluster", "", "namespaces", "watch", None),
         (NAMESPACE, "coordination.k8s.io", "leases", "get", (lease,)),
         (NAMESPACE, "coordination.k8s.io", "leases", "update", (lease,)),
     }

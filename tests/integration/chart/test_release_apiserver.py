@@ -11,6 +11,7 @@ this release never affects anything else on the cluster.
 import base64
 import datetime
 import secrets
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,9 +21,12 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from prometheus_client import CollectorRegistry
 
+from controller.fleetcache import FleetCache
 from controller.kube import Kube
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
+from controller.release import GROUP, KIND, PLURAL, VERSION
+from controller.release_reconciler import ReleaseReconciler
 from localcluster.helm import CHART, HelmError, run_helm
 from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.chart import tokens
@@ -167,6 +171,47 @@ def test_controller_leads_under_the_charts_rbac(admin: client.ApiClient, release
     assert forbidden(core.delete_namespaced_service_account, "any", NAMESPACE)
     assert not forbidden(core.delete_namespaced_pod, "any", NAMESPACE)  # prePull is on: 404, not 403
     assert not forbidden(core.read_node, "any") and forbidden(core.list_node)  # nodes: get only
+
+
+def test_the_release_loop_works_under_the_charts_rbac(admin: client.ApiClient, release: str) -> None:
+    """The controller's caches list and watch, its reconcile writes status and posts an Event, with the
+    chart's RBAC; it may not create, edit or delete releases (users and GitOps do)."""
+    kube = Kube(as_service_account(admin, f"{FULLNAME}-controller"))
+    custom = api_of("CustomObjectsApi", admin)
+    name = f"hu-chart-{secrets.token_hex(4)}"
+    nothing = {"matchLabels": {"hotupgrade.io/chart-test-selects-nothing": "true"}}
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "namespaceSelector": nothing,
+            "selector": {},
+            "image": "registry.local/hotupgrade-sidecar:2",
+        },
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, doc)
+    stop = threading.Event()
+    try:
+        fleet = FleetCache(kube, enqueue=lambda _: None, stop=stop, namespaces=[NAMESPACE], watch_timeout=30)
+        fleet.start()
+        assert fleet.wait_synced(timeout=30), "releases, namespaces and pods listed"
+        reconciler = ReleaseReconciler(kube, fleet, metrics=ControllerMetrics(CollectorRegistry()))
+        assert not reconciler.reconcile(name).done  # a requeue-after of the resync, not an error's
+        written = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        complete = [c for c in written["status"]["conditions"] if c["type"] == "Complete"]
+        assert [(c["status"], c["reason"]) for c in complete] == [("True", "NoMatchedPods")]
+        mine = api_of("CustomObjectsApi", kube.api_client)
+        assert forbidden(
+            mine.create_cluster_custom_object, GROUP, VERSION, PLURAL, {**doc, "metadata": {"name": "x"}}
+        )
+        assert forbidden(
+            mine.patch_cluster_custom_object, GROUP, VERSION, PLURAL, name, {"spec": {"priority": 1}}
+        )
+        assert forbidden(mine.delete_cluster_custom_object, GROUP, VERSION, PLURAL, name)
+    finally:
+        stop.set()
+        custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
 
 
 def test_helm_upgrade_keeps_what_the_processes_wrote(

@@ -44,6 +44,12 @@ REJECTED = {
     "negative quantity": ["injection.resources.requests.cpu=-1"],
     "negative quantity string": ["injection.resources.requests.memory=-64Mi"],
     "resource name": ["injection.resources.requests.gp u=1"],
+    "bootstrap mode not an enum value": ["injection.bootstrap.mode=dynamic"],
+    "xds mode without an address": ["injection.bootstrap.mode=xds"],
+    "xds address without a port": ["injection.bootstrap.xds.address=xds.mesh.svc"],
+    "typo in bootstrap": ["injection.bootstrap.xds.adress=xds:18000"],
+    "bad ConfigMap name": ["injection.bootstrap.custom.configMap=Envoy_Bootstrap"],
+    "take-over deadline of zero": ["injection.takeoverDeadlineSeconds=0"],
 }
 
 
@@ -115,9 +121,13 @@ TEMPLATE_REFUSALS = {
         ],
         "injection.resources.requests.memory (1G) must be at most",
     ),
+    "take-over deadline not below the postStart wait": (
+        ["--set", "injection.takeoverDeadlineSeconds=120"],
+        "injection.takeoverDeadlineSeconds (120) must be less than injection.waitTimeoutSeconds (120)",
+    ),
     "two pair ports on one number": (
-        ["--set", "injection.ports.tcpListen=15001"],
-        "injection.ports.tcpListen (15001) is already used by injection.ports.listen",
+        ["--set", "injection.ports.tcpListen=15110"],
+        "injection.ports.tcpListen (15110) is already used by injection.ports.listen",
     ),
     "the app's port is a pair port": (
         ["--set", "injection.ports.upstream=15100"],

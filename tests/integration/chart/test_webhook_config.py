@@ -70,6 +70,18 @@ def test_injection_values_reach_the_config() -> None:
     assert "monitoring" in config.system_namespaces
 
 
+@pytest.mark.parametrize("mode", ["static", "xds", "custom"])
+def test_each_bootstrap_mode_has_an_example_values_file_the_webhook_accepts(mode: str) -> None:
+    config = parse_config(config_of(rendered([f"bootstrap-{mode}"])))
+    assert config.bootstrap.mode == mode
+    if mode == "xds":
+        assert config.bootstrap.xds.address == "xds-control-plane.mesh-system.svc:18000"
+        assert config.bootstrap.xds.cluster_label == "app.kubernetes.io/name"
+        assert config.takeover_deadline_seconds == 45
+    if mode == "custom":
+        assert config.bootstrap.custom.config_map == "envoy-bootstrap"
+
+
 def test_a_cross_field_rule_the_schema_cannot_express_fails_the_render_and_the_webhook() -> None:
     # parentShutdownSeconds must exceed drainSeconds: templates/_validate.tpl and the webhook both know it.
     sets = ["injection.drainSeconds=60", "injection.parentShutdownSeconds=30"]
@@ -83,7 +95,15 @@ def test_a_cross_field_rule_the_schema_cannot_express_fails_the_render_and_the_w
 class _Recorder(dict[str, Any]):
     """An empty config mapping that records every key the webhook's parser asks it for."""
 
-    SECTIONS = ("ports", "resources", "certificates", "failurePolicy")
+    SECTIONS = (
+        "ports",
+        "resources",
+        "certificates",
+        "failurePolicy",
+        "bootstrap",
+        "bootstrap.xds",
+        "bootstrap.custom",
+    )
 
     def __init__(self, prefix: str, seen: set[str]) -> None:
         super().__init__()
@@ -92,8 +112,8 @@ class _Recorder(dict[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         self.seen.add(self.prefix + key)
-        if not self.prefix and key in self.SECTIONS:
-            return _Recorder(f"{key}.", self.seen)
+        if self.prefix + key in self.SECTIONS:
+            return _Recorder(f"{self.prefix}{key}.", self.seen)
         return default
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from localcluster import host, pki, registry
+from e2e import images as e2e_images
+from localcluster import host, nodeimages, pki, registry
 from localcluster import settings as s
 from localcluster.imagebuilder import oci
 from localcluster.registry import Endpoints, Layout
@@ -32,21 +33,8 @@ from webhook import certs
 PUBLIC_REPO = "hotupgrade-registry-test/public"
 
 
-@dataclass(frozen=True)
-class PushedImage:
-    """An archive with random content (so no store holds its layer yet) and its name and manifest."""
-
-    archive: Path
-    name: str
-    digest: str
-
-    @property
-    def repository(self) -> str:
-        return registry.repository_and_tag(self.name)[0]
-
-    @property
-    def tag(self) -> str:
-        return registry.repository_and_tag(self.name)[1]
+# An archive with random content (so no store holds its layer yet), its name and manifest digest.
+PushedImage = nodeimages.Built
 
 
 @dataclass(frozen=True)
@@ -205,6 +193,20 @@ def test_push_then_pull_and_pushes_are_idempotent(pair: Pair, tmp_path: Path) ->
     anonymous = Registry(pair.endpoints.private, ca_file=pair.endpoints.ca_file)
     with pytest.raises(RegistryError, match="HTTP 401"):
         anonymous.push_archive(image.archive, image.repository, "anonymous")
+
+
+def test_digest_references_of_served_tags(pair: Pair) -> None:
+    for image, private in ((pair.public, False), (pair.private, True)):
+        ref = registry.image_ref(pair.endpoints, image.name, private=private)
+        address = pair.endpoints.private if private else pair.endpoints.public
+        assert (
+            e2e_images.digest_reference(pair.endpoints, ref) == f"{address}/{image.repository}@{image.digest}"
+        )
+    missing = registry.image_ref(pair.endpoints, pair.public.name).replace(pair.public.tag, "nope")
+    with pytest.raises(LookupError, match="holds no"):
+        e2e_images.digest_reference(pair.endpoints, missing)
+    with pytest.raises(ValueError, match="not served"):
+        e2e_images.digest_reference(pair.endpoints, pair.public.name)
 
 
 def test_up_on_a_healthy_pair_keeps_it(pair: Pair, node_ip: str) -> None:

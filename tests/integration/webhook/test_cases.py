@@ -5,6 +5,7 @@ the API server sends them and are posted unchanged.
 """
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import kubernetes_validate
 import pytest
 
 from tests.integration.webhook.admission_helpers import apply, patch_of, response_of, review
-from tests.integration.webhook.conftest import WebhookProcess
+from tests.integration.webhook.conftest import WebhookProcess, start_webhook
 from webhook.podsecurity import restricted_violations
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -48,6 +49,17 @@ def test_the_restricted_pod_stays_restricted(client: httpx.Client) -> None:
     assert restricted_violations(injected) == []
 
 
+@pytest.fixture(scope="module")
+def old_ports_webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookProcess]:
+    """A server whose pair binds the ports the defaults had before issue 10 moved them out of Istio's
+    15000-15090 (listen 15001, tcpListen 15002): the ports both case files were written against."""
+    server = start_webhook(
+        tmp_path_factory.mktemp("old-ports"), config={"ports": {"listen": 15001, "tcpListen": 15002}}
+    )
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize(
     ("name", "decision", "words"),
     [
@@ -56,18 +68,32 @@ def test_the_restricted_pod_stays_restricted(client: httpx.Client) -> None:
     ],
 )
 def test_a_clash_is_admitted_without_the_pair_with_a_warning_a_log_line_and_a_metric(
-    webhook: WebhookProcess, client: httpx.Client, name: str, decision: str, words: list[str]
+    old_ports_webhook: WebhookProcess, name: str, decision: str, words: list[str]
 ) -> None:
     counter = f'hotupgrade_webhook_injections_total{{decision="{decision}"}}'
-    before = metric(client, counter)
-    response = mutate(client, case(name))
-    assert response["allowed"] is True and patch_of(response) == []
-    [warning] = response["warnings"]
-    assert warning.startswith(f"hotupgrade: sidecar not injected ({decision};")
-    assert all(word in warning for word in words), warning
-    assert metric(client, counter) == before + 1
-    events = [e for e in webhook.log_events() if e["event"] == "mutate" and e["decision"] == decision]
+    with old_ports_webhook.client() as client:
+        before = metric(client, counter)
+        response = mutate(client, case(name))
+        assert response["allowed"] is True and patch_of(response) == []
+        [warning] = response["warnings"]
+        assert warning.startswith(f"hotupgrade: sidecar not injected ({decision};")
+        assert all(word in warning for word in words), warning
+        assert metric(client, counter) == before + 1
+    events = [
+        e for e in old_ports_webhook.log_events() if e["event"] == "mutate" and e["decision"] == decision
+    ]
     assert events and events[-1]["level"] == "warning" and events[-1]["detail"] == warning
+
+
+@pytest.mark.parametrize("name", ["app-port-clash-pod.json", "istio-injected-pod.json"])
+def test_with_the_default_ports_both_clash_cases_get_the_pair(client: httpx.Client, name: str) -> None:
+    pod = case(name)
+    response = mutate(client, pod)
+    assert response["allowed"] is True and "warnings" not in response
+    injected = apply(pod, patch_of(response))
+    kubernetes_validate.validate(injected, kubernetes_validate.latest_version(), strict=True)
+    names = [c["name"] for c in injected["spec"]["containers"]]
+    assert names[:2] == ["hotupgrade-a", "hotupgrade-b"], names
 
 
 def test_the_job_pod_gets_native_sidecars(client: httpx.Client) -> None:

@@ -188,7 +188,10 @@ def test_status_round_trips() -> None:
         "observedGeneration": 4,
     }
     back = parse_status(wire)
-    assert back == ReleaseStatus(**{**status.__dict__, "overlaps": ()})  # overlaps are recomputed, not read
+    # Everything round-trips, overlaps too: the controller writes only a status that differs from this.
+    assert back == status
+    with pytest.raises(InvalidReleaseError, match=r"status\.overlaps\[0\]: needs release"):
+        parse_status({"overlaps": [{"release": "all", "priority": "high", "pods": 2}]})
     assert parse_status({"conditions": [{"type": "Other", "status": "True"}]}).conditions == ()
     with pytest.raises(InvalidReleaseError, match=r"status\.conditions\[0\]"):
         parse_status({"conditions": [{"type": "Paused", "status": "True"}]})

@@ -437,6 +437,22 @@ def test_new_container_restarting_rolls_back() -> None:
     assert isinstance(action, RollBack) and action.record.reason is Reason.CONTAINER_FAILED
 
 
+def test_new_container_that_already_exited_rolls_back() -> None:
+    # A native sidecar whose postStart failed: the kubelet killed it, its agent exited 0 on the SIGTERM,
+    # and the kubelet shows it terminated (no CrashLoopBackOff for an init container that exited 0).
+    pod = swapped_in(taking_over(), state="terminated", exit_code=0)
+    action = next_step(observe(pod, agents=SERVING_A, after=5), POLICY)
+    assert isinstance(action, RollBack) and action.record.reason is Reason.CONTAINER_FAILED
+    assert "exit code 0) after the image change" in action.record.message
+
+
+def test_old_container_terminated_before_the_new_one_starts_waits() -> None:
+    # The empty container the kubelet stopped for the change, before it created the new one: same id.
+    pod = set_container(taking_over(), "hotupgrade-b", cid="containerd://b1", state="terminated")
+    action = next_step(observe(pod, agents=SERVING_A, after=5), POLICY)
+    assert isinstance(action, WaitFor), action
+
+
 def test_standby_changed_by_someone_else_rolls_back() -> None:
     pod = set_container(taking_over(), "hotupgrade-b", image="registry.local/other:1")
     action = next_step(observe(pod, agents=SERVING_A, after=5), POLICY)

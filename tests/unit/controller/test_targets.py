@@ -14,7 +14,16 @@ from controller.patches import patch_for
 from controller.policy import ImageAllowlist
 from controller.record import Phase, Reason
 from controller.steps import next_step
-from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, SERVING_A, observe, raw_pod, set_container
+from tests.unit.controller.podfixtures import (
+    EMPTY,
+    NEW,
+    OLD,
+    SERVING_A,
+    STATUS,
+    observe,
+    raw_pod,
+    set_container,
+)
 from tests.unit.controller.test_steps import DRAINED, POLICY, annotate, apply, resetting
 
 D = "sha256:" + "3f" * 32
@@ -66,6 +75,30 @@ def test_a_digest_of_the_running_image_is_already_running() -> None:
 def test_another_digest_of_the_running_repository_is_upgraded_to() -> None:
     target = "registry.local/hotupgrade-sidecar@sha256:" + "4a" * 32
     pod = set_container(raw_pod(target=target), "hotupgrade-a", cid="a1", image_id=f"x@{D}")
+    assert isinstance(next_step(observe(pod, agents=SERVING_A), POLICY), PatchStandbyImage)
+
+
+def pinned_pod(*, target: str, kubelet_says: str) -> dict[str, object]:
+    """Slot a runs `x@D` (a digest-pinned upgrade completed); the kubelet names that image `kubelet_says`."""
+    pinned = f"registry.local/hotupgrade-sidecar@{D}"
+    pod = raw_pod(status=replace(STATUS, sidecar_image=pinned), target=target)
+    image_id = f"registry.local/hotupgrade-sidecar@{D}"
+    return set_container(
+        pod, "hotupgrade-a", image=pinned, cid="containerd://a2", status_image=kubelet_says, image_id=image_id
+    )
+
+
+def test_the_tag_the_kubelet_reports_for_a_pinned_image_is_already_running() -> None:
+    # containerd reports a container's image by the first tag the image carries on the node, so after an
+    # upgrade to `x@D` the tag `x:2` of that same image is what runs: naming it again upgrades to nothing.
+    pod = pinned_pod(target=NEW, kubelet_says=f"docker.io/{NEW}")
+    action = next_step(observe(pod, agents=SERVING_A), POLICY)
+    assert isinstance(action, Fail) and action.record.reason is Reason.ALREADY_RUNNING, action
+    assert action.event.reason == "TargetAlreadyRunning" and NEW in action.record.message
+
+
+def test_another_tag_than_the_kubelet_reports_for_a_pinned_image_is_upgraded_to() -> None:
+    pod = pinned_pod(target=NEW, kubelet_says=OLD)
     assert isinstance(next_step(observe(pod, agents=SERVING_A), POLICY), PatchStandbyImage)
 
 

@@ -133,3 +133,22 @@ def test_archive_blobs_config_first_then_layers() -> None:
     assert [b["digest"] for b in archive_blobs({"manifests": [{}]}, manifest)] == ["c", "l1", "l2"]
     with pytest.raises(ValueError, match="exactly one"):
         archive_blobs({"manifests": [{}, {}]}, manifest)
+
+
+def test_orphaned_instances_are_found_by_their_config_path() -> None:
+    state = Path("/var/lib/x/registry")
+    argvs = [
+        (
+            10,
+            [
+                "/cache/registry-v3.1.2/bin/registry",
+                "serve",
+                "/var/lib/x/registry/registry-public/config.yml",
+            ],
+        ),
+        (11, ["/cache/registry-v3.1.2/bin/registry", "serve", "/tmp/other/registry-public/config.yml"]),
+        (12, ["/usr/bin/python3", "serve", "/var/lib/x/registry/config.yml"]),
+        (13, ["/cache/registry-v3.1.2/bin/registry", "garbage-collect", "/var/lib/x/registry/c.yml"]),
+        (14, []),
+    ]
+    assert registry.serving_from(argvs, state) == [10]

@@ -77,7 +77,7 @@ def test_a_full_file_is_parsed() -> None:
         ({"drainSeconds": 20, "parentShutdownSeconds": 10}, "parentShutdownSeconds"),
         ({"ports": {"admin": 70000}}, "ports.admin"),
         ({"ports": {"statusB": 15101}}, "ports.statusB"),
-        ({"ports": {"upstream": 15001}}, "ports.upstream"),
+        ({"ports": {"upstream": 15110}}, "ports.upstream"),
         ({"env": {"HOTUPGRADE_SLOT": "a"}}, "env.HOTUPGRADE_SLOT"),
         ({"env": {"X": [1]}}, "env.X"),
         ({"controllerServiceAccount": "bob"}, "controllerServiceAccount"),

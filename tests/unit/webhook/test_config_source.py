@@ -38,3 +38,17 @@ def test_a_process_started_after_the_file_went_bad_serves_the_last_good_version(
     assert results == ["error"]
     write(config, {"sidecarImage": "s:4"})
     assert later.current().sidecar_image == "s:4" == first.current().sidecar_image
+
+
+def test_a_sibling_that_missed_the_last_good_version_serves_it_when_the_file_goes_bad(tmp_path: Path) -> None:
+    # Two gunicorn workers re-read on their own schedules: one saw s:2, the other was idle until s:3 (bad)
+    # had replaced it. Its own previous (s:1) is an image nobody configures any more.
+    config, last_good = tmp_path / "config.yaml", tmp_path / "last-good.yaml"
+    write(config, {"sidecarImage": "s:1"})
+    busy = ConfigSource(config, min_interval=0, last_good=last_good)
+    idle = ConfigSource(config, min_interval=0, last_good=last_good)
+    write(config, {"sidecarImage": "s:2"})
+    assert busy.current().sidecar_image == "s:2"
+    write(config, {**BAD, "sidecarImage": "s:3"})
+    assert idle.current().sidecar_image == "s:2"
+    assert busy.current().sidecar_image == "s:2"

@@ -128,10 +128,12 @@ def test_a_port_the_app_declares_is_refused_with_the_setting_to_change() -> None
 @pytest.mark.parametrize(
     ("port", "protocol", "clash"),
     [
-        (15001, None, True),
+        (15110, None, True),
+        (15111, "TCP", True),
         (15101, "TCP", True),
         (15100, "TCP", True),
-        (15001, "UDP", False),
+        (15110, "UDP", False),
+        (15001, None, False),
         (8080, None, False),
     ],
 )
@@ -157,9 +159,9 @@ def test_a_known_coresident_proxy_is_refused_unless_the_ports_are_moved() -> Non
 @pytest.mark.parametrize(
     "evidence",
     [
-        {"annotations": {"ambient.istio.io/redirection": "enabled"}},
+        {"annotations": {"ambient.istio.io/redirection": "enabled"}, "ports": {"listen": 15001}},
         {"annotations": {"linkerd.io/proxy-version": "edge-25.1.1"}, "ports": {"admin": 4191}},
-        {"container": "istio-proxy"},
+        {"container": "istio-proxy", "ports": {"tcpListen": 15090}},
         {"init": "linkerd-init", "ports": {"tcpListen": 4143}},
     ],
 )
@@ -206,7 +208,7 @@ def test_warnings_are_single_short_lines() -> None:
         {
             "name": "sidecar-" + "x" * 50,
             "image": "x:1",
-            "ports": [{"containerPort": p} for p in (15001, 15002)],
+            "ports": [{"containerPort": p} for p in (contract.LISTEN_PORT, contract.TCP_LISTEN_PORT)],
         }
     )
     pod["spec"]["initContainers"] = [{"name": "istio-init", "image": "proxy:1"}]
@@ -262,7 +264,8 @@ def test_the_pair_follows_the_contract() -> None:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts == {contract.RUN_VOLUME: contract.RUN_DIR, contract.SHM_VOLUME: contract.SHM_DIR}
         env = {e["name"]: e for e in container["env"]}
-        optional = {contract.ENV_ENVOY_BINARY}  # set only when envoyBinary is configured
+        # Set only when envoyBinary is configured, or in the xds bootstrap mode (test_bootstrap_modes.py).
+        optional = {contract.ENV_ENVOY_BINARY, contract.ENV_XDS_ADDRESS, contract.ENV_XDS_NODE_CLUSTER}
         assert set(env) == {v for k, v in vars(contract).items() if k.startswith("ENV_")} - optional
         assert env[contract.ENV_POD_NAME]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         assert env[contract.ENV_POD_NAMESPACE]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"

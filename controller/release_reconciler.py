@@ -1,0 +1,252 @@
+"""One reconcile of a SidecarRelease: re-read it, plan (controller.rollout) over the watch caches, set the
+target image of each pod the plan starts, write the status, then post Events and update metrics.
+
+The release only sets `hotupgrade.io/target-image` (pinned to the resourceVersion the plan saw); each
+pod's upgrade is the per-pod reconciler's, as for a hand-set target. Level-based: everything is derived
+from the release, the pods and their upgrade records, so a restarted controller resumes where the
+cluster stands. Errors become retries in the one map of controller.errors: a pod that changed since the
+cache saw it is re-read into the cache and the whole read-plan-act runs again, and so does a status write
+that lost a race (409: the release changed since it was read); Event posts never fail a reconcile.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from controller import release_events
+from controller.errors import ConflictError, KubeError, NotFoundError, already_exists, retry_for
+from controller.events import event_manifest
+from controller.fleetcache import CachedPod, CachedRelease
+from controller.kube import Kube
+from controller.metrics import ControllerMetrics
+from controller.patches import target_patch
+from controller.reconciler import count_retry, in_place_retries
+from controller.release import (
+    InvalidReleaseError,
+    Release,
+    ReleaseStatus,
+    parse_release,
+    parse_status,
+)
+from controller.release_events import ReleaseEvent
+from controller.result import DONE, Result, requeue
+from controller.rollout import ReleasePlan, Start, invalid_spec_status, plan_fleet, selects
+from webhook import logs
+
+RESYNC_SECONDS = 60.0  # look again even without a change (a missed watch event costs at most this)
+_POSTED_LIMIT = 10_000  # names of Events known to be posted (a cache: a re-post is only AlreadyExists)
+
+
+class Fleet(Protocol):
+    """What the reconciler reads and refreshes (controller.fleetcache.FleetCache is one)."""
+
+    def releases(self) -> Mapping[str, CachedRelease]: ...
+
+    def namespaces(self) -> Mapping[str, Mapping[str, str]]: ...
+
+    def pods(self) -> Mapping[str, CachedPod]: ...
+
+    def pod_written(self, raw: dict[str, Any]) -> None: ...
+
+    def pod_gone(self, namespace: str, name: str) -> None: ...
+
+
+class ReleaseReconciler:
+    """Reconciles one release per call; keeps no state between calls but the names of posted Events."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        fleet: Fleet,
+        *,
+        metrics: ControllerMetrics,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.fleet = fleet
+        self.metrics = metrics
+        self.clock = clock
+        self._posted: set[str] = set()
+
+    def reconcile(self, name: str) -> Result:
+        """Never raises an Exception: every error ends in a requeue-after (controller.errors)."""
+        retrying = in_place_retries(before_sleep=lambda state: count_retry(self.metrics, state, release=name))
+        try:
+            result: Result = retrying(self._once, name)
+        except Exception as exc:
+            if isinstance(exc, KubeError):
+                self.metrics.reconciles.labels(result="error").inc()
+                logs.event(
+                    "release_reconcile_failed", level=logging.WARNING, release=name, error=str(exc)[:300]
+                )
+            else:  # a bug: the worker lives on and the release is tried again later
+                logs.event("release_reconcile_crashed", release=name, exc_info=True)
+            return requeue(retry_for(exc).requeue_after)
+        return result
+
+    def _once(self, name: str) -> Result:
+        raw = self.kube.get_release(name)
+        if raw is None:
+            self.metrics.release.forget(name)
+            logs.event("release_gone", release=name)
+            return DONE
+        now = self.clock()
+        try:
+            release = parse_release(raw)
+        except InvalidReleaseError as exc:
+            return self._invalid(raw, str(exc), now=now)
+        plan, pods = self.plan(release, now=now)
+        self._start(raw, release, plan, pods, now=now)
+        old = release.status
+        if self._write_status(raw, old, plan.status):
+            for event in release_events.transition_events(old, plan.status):
+                self._post(raw, event, now=now)
+            seconds = release_events.rollout_seconds(old, plan.status)
+            if seconds is not None:
+                self.metrics.release.rollout_seconds.labels(release=name).observe(seconds)
+        facts = {k: p.facts for k, p in pods.items()}
+        for event in release_events.failure_events(release, plan, facts):
+            self._post(raw, event, now=now)
+        self._count(name, plan)
+        return requeue(RESYNC_SECONDS)
+
+    def plan(self, release: Release, *, now: datetime) -> tuple[ReleasePlan, dict[str, CachedPod]]:
+        """The plan of `release` (as just read) against the other cached releases, over its pods."""
+        others = [
+            r.parsed for n, r in self.fleet.releases().items() if n != release.name and r.parsed is not None
+        ]
+        namespaces = self.fleet.namespaces()
+        selected = {
+            key: pod
+            for key, pod in self.fleet.pods().items()
+            if selects(release, pod.facts.labels, namespaces.get(pod.facts.namespace, {}))
+        }
+        fleet = plan_fleet([release, *others], [p.facts for p in selected.values()], namespaces, now=now)
+        return fleet.releases[release.name], selected
+
+    def _start(
+        self,
+        raw: Mapping[str, Any],
+        release: Release,
+        plan: ReleasePlan,
+        pods: Mapping[str, CachedPod],
+        *,
+        now: datetime,
+    ) -> None:
+        """Set each start's target; a pod changed since the cache saw it ends the batch with a conflict
+        (after refreshing it), so that the rerun plans on what the pod now is."""
+        started: list[Start] = []
+        try:
+            for start in plan.starts:
+                self._set_target(start, pods[start.key])
+                started.append(start)
+        finally:
+            if started:
+                batch = replace(plan, starts=tuple(started))
+                self.metrics.release.batches.labels(release=release.name).inc()
+                self.metrics.release.started.labels(release=release.name).inc(len(started))
+                logs.event(
+                    "release_batch_started",
+                    release=release.name,
+                    image=release.spec.image,
+                    pods=",".join(s.key for s in started),
+                    unavailable=plan.unavailable,
+                    max_unavailable=plan.allowed_unavailable,
+                )
+                event = release_events.batch_event(release, batch, now=now)
+                if event is not None:
+                    self._post(raw, event, now=now)
+
+    def _set_target(self, start: Start, pod: CachedPod) -> None:
+        try:
+            written = self.kube.patch_pod(
+                start.namespace, start.name, target_patch(start.image, pod.resource_version)
+            )
+        except (ConflictError, NotFoundError) as exc:
+            fresh = self.kube.get_pod(start.namespace, start.name)
+            if fresh is None:
+                self.fleet.pod_gone(start.namespace, start.name)
+            else:
+                self.fleet.pod_written(fresh)
+            raise ConflictError(
+                409, f"pod {start.key} changed since it was planned: {exc.message[:200]}"
+            ) from exc
+        self.fleet.pod_written(written)
+
+    def _write_status(self, raw: Mapping[str, Any], old: ReleaseStatus, new: ReleaseStatus) -> bool:
+        """PUT the status if it changed, on the release as read (409 if it moved since); True if written."""
+        if raw.get("status") is not None and old == new:
+            return False
+        body = {**raw, "status": new.to_json()}
+        name = str(raw["metadata"]["name"])
+        self.kube.replace_release_status(name, body)
+        conditions: dict[str, Any] = {str(c.type): f"{c.status}/{c.reason}" for c in new.conditions}
+        logs.event(
+            "release_status",
+            release=name,
+            generation=new.observed_generation,
+            matched=new.matched,
+            updated=new.updated,
+            upgrading=new.upgrading,
+            failed=new.failed,
+            **conditions,
+        )
+        return True
+
+    def _invalid(self, raw: Mapping[str, Any], why: str, *, now: datetime) -> Result:
+        """A spec this controller cannot act on: say why in the status, govern no pod."""
+        meta = raw.get("metadata") or {}
+        try:
+            old = parse_status(raw.get("status"))
+        except InvalidReleaseError:
+            old = ReleaseStatus()
+        generation = meta.get("generation")
+        new = invalid_spec_status(
+            old, generation=generation if isinstance(generation, int) else 0, why=why, now=now
+        )
+        logs.event("release_invalid", level=logging.WARNING, release=meta.get("name"), error=why)
+        if self._write_status(raw, old, new):
+            for event in release_events.transition_events(old, new):
+                self._post(raw, event, now=now)
+        self.metrics.release.forget(str(meta.get("name")))
+        return DONE  # nothing to do until the spec is edited (a release watch event)
+
+    def _post(self, raw: Mapping[str, Any], event: ReleaseEvent, *, now: datetime) -> None:
+        meta = raw.get("metadata") or {}
+        name = release_events.event_name(str(meta.get("name")), str(meta.get("uid")), event)
+        if name in self._posted:
+            return
+        body = event_manifest(
+            release_events.involved_object(raw),
+            namespace=release_events.EVENT_NAMESPACE,
+            type=event.type,
+            reason=event.reason,
+            message=event.message,
+            name=name,
+            now=now,
+            component=self.kube.component,
+        )
+        try:
+            self.kube.create_event(release_events.EVENT_NAMESPACE, body)
+        except KubeError as exc:
+            if not already_exists(exc):
+                logs.event(
+                    "event_failed",
+                    level=logging.WARNING,
+                    release=meta.get("name"),
+                    reason=event.reason,
+                    error=str(exc)[:300],
+                )
+                return  # a failure's is posted again next time; a batch's or a transition's is lost
+        if len(self._posted) >= _POSTED_LIMIT:
+            self._posted.clear()
+        self._posted.add(name)
+
+    def _count(self, name: str, plan: ReleasePlan) -> None:
+        status, metrics = plan.status, self.metrics.release
+        metrics.matched.labels(release=name).set(status.matched)
+        metrics.updated.labels(release=name).set(status.updated)
+        metrics.upgrading.labels(release=name).set(status.upgrading)
+        metrics.failed.labels(release=name).set(status.failed)

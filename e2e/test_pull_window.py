@@ -1,0 +1,195 @@
+"""Hot upgrades whose target the kubelet really pulls from the node's registry (the private instance for
+the target, behind basic auth): how long the pod is NotReady (out of its Service's endpoints) per upgrade,
+with the controller's pre-pull on and off, under load through a ClusterIP Service and to the pod IP.
+
+Before each upgrade the target is removed from the node's containerd (e2e/pulls.py), so every upgrade
+pulls it again. With pre-pull the pull happens in the controller's pre-pull pod (which pulls with the
+pod's imagePullSecrets) and the swap finds the image present; without it the kubelet pulls during the
+swap, while the restarted container keeps the pod NotReady. Figures: one JSON line per upgrade, then
+the load totals. Needs the local cluster with its registry (`python -m localcluster up`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from controller.prepull import PRE_PULL_NAME_PREFIX
+from controller.record import Phase
+from e2e import conftest, images, kube, pulls, release
+from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load_to, upgrade_once
+from localcluster.helm import CHART
+from podharness.load import LoadGenerator
+from webhook import contract
+
+pytestmark = [
+    pytest.mark.timeout(2400),
+    pytest.mark.skipif(
+        images.local_registry() is None,
+        reason="needs the local cluster's registry and containerd (KUBECONFIG = its admin kubeconfig)",
+    ),
+]
+
+APP = "pullwin"
+
+
+def service_manifest(name: str) -> dict[str, Any]:
+    """A ClusterIP Service in front of the pair's HTTP and TCP listeners."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": name},
+            "ports": [
+                {"name": "http", "port": contract.LISTEN_PORT, "targetPort": contract.LISTEN_PORT},
+                {"name": "tcp", "port": contract.TCP_LISTEN_PORT, "targetPort": contract.TCP_LISTEN_PORT},
+            ],
+        },
+    }
+
+
+def answers(host: str) -> bool:
+    """One HTTP request to `host` succeeds (through a Service: its rules are in place)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{contract.LISTEN_PORT}/", timeout=3) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def controller_prepull_flag(pod: kube.Pod) -> bool | None:
+    """Whether a controller pod runs with pre-pull (None if its args say neither)."""
+    [container] = [c for c in pod["spec"]["containers"] if c["name"] == "controller"]
+    args = container.get("args", [])
+    return True if "--prepull" in args else False if "--no-prepull" in args else None
+
+
+@contextlib.contextmanager
+def controller_prepull(api: client.ApiClient, of: release.Release, enabled: bool) -> Iterator[None]:
+    """The release's controller with pre-pull `enabled` (helm upgrade --reuse-values), restored after."""
+    before = controller_prepull_flag(release.wait_leader(api, of))
+    if before == enabled:
+        yield
+        return
+    set_prepull(api, of, enabled)
+    try:
+        yield
+    finally:
+        set_prepull(api, of, not enabled)
+
+
+def set_prepull(api: client.ApiClient, of: release.Release, enabled: bool) -> None:
+    release.helm(
+        "upgrade", of.name, str(CHART), "--namespace", of.namespace, "--reuse-values",
+        "--set", f"controller.prePull={str(enabled).lower()}", "--wait", "--timeout", release.HELM_WAIT,
+    )  # fmt: skip
+
+    def leads() -> bool:
+        pod = release.wait_leader(api, of)
+        return pod["metadata"].get("deletionTimestamp") is None and controller_prepull_flag(pod) is enabled
+
+    kube.wait_until(f"a controller with prePull={enabled} leads", leads, 180, interval=1.0)
+
+
+def namespace_events(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    resp = kube.core(api).list_namespaced_event(namespace, _preload_content=False)
+    items: list[dict[str, Any]] = json.loads(resp.data)["items"]
+    return items
+
+
+def measured_upgrade(
+    api: client.ApiClient,
+    *,
+    namespace: str,
+    name: str,
+    target: str,
+    prepull: bool,
+    loads: dict[str, LoadGenerator],
+) -> dict[str, Any]:
+    """One upgrade to a target the node does not hold: outcome, NotReady window, who pulled how long."""
+    forgotten = pulls.forget_image(target)
+    assert not pulls.on_node(target)
+    seen = pulls.event_versions(namespace_events(api, namespace))
+    started = time.monotonic()
+    outcome, window = upgrade_once(api, namespace=namespace, name=name, image=target)
+    took = time.monotonic() - started
+    assert outcome.phase == Phase.COMPLETED, outcome.message
+
+    def pulled() -> tuple[list[pulls.Pull]] | None:
+        found = pulls.pulls_of(pulls.new_since(namespace_events(api, namespace), seen), target)
+        by_helper = [p for p in found if p.pod.startswith(PRE_PULL_NAME_PREFIX) and p.seconds is not None]
+        # The pre-pull pod is new each time, so its events always arrive; the upgraded pod's own events
+        # may be dropped after many (client-go's per-object spam filter), so without pre-pull the proof
+        # is the image back on the node with no pre-pull pod involved.
+        return (found,) if (by_helper if prepull else pulls.on_node(target)) else None
+
+    [found] = kube.wait_until(f"the pull of {target}", pulled, 60, interval=1.0)
+    by_helper = [p for p in found if p.pod.startswith(PRE_PULL_NAME_PREFIX)]
+    by_pod = [p for p in found if p.pod == name]
+    if prepull:
+        # One real pull, by the pre-pull pod; the swap found the image present.
+        assert len([p for p in by_helper if p.seconds is not None]) == 1, found
+        assert all(p.seconds is None for p in by_pod), found
+        pull = by_helper[0]
+    else:
+        assert not by_helper, found
+        pull = next((p for p in by_pod if p.seconds is not None), pulls.Pull(name, target, None, None))
+    return {
+        "prepull": prepull,
+        "target": target,
+        "not_ready_s": window.not_ready_s,
+        "ready_transitions": window.transitions,
+        "pull_s": pull.seconds,  # None: the kubelet's event for the pod was dropped
+        "pulled_by": "prepull-pod" if prepull else "kubelet-for-the-pod",
+        "image_bytes": pull.size_bytes,
+        "records_removed_before": len(forgotten),
+        "upgrade_s": round(took, 1),
+        **{f"{k}_failed_so_far": v.summary()["failed"] + v.summary()["tcp_failed"] for k, v in loads.items()},
+    }
+
+
+def test_not_ready_window_with_registry_pulls_prepull_on_and_off(
+    api: client.ApiClient, namespace: str, suite_release: release.Release
+) -> None:
+    [pod] = conftest.deploy_and_wait(api, namespace, APP)
+    name, pod_ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    # The pod pulled its images from the registry (nothing e2e is pre-imported any more); the private
+    # target needs the pull secret the namespace's ServiceAccount handed it.
+    assert {"name": images.PULL_SECRET} in pod["spec"].get("imagePullSecrets", [])
+    core = kube.core(api)
+    service = core.create_namespaced_service(namespace, service_manifest(APP))
+    cluster_ip = service.spec.cluster_ip
+    kube.wait_until(f"Service {APP} answers on {cluster_ip}", lambda: answers(cluster_ip), 60, interval=1.0)
+    app_before = kube.container_status(pod, "app")
+    loads = {"service": start_load_to(cluster_ip, 2000.0), "pod_ip": start_load_to(pod_ip, 2000.0)}
+    report = []
+    try:
+        for prepull in (True, False):
+            with controller_prepull(api, suite_release, prepull):
+                for target in (conftest.SIDECAR_IMAGES[1], conftest.SIDECAR_IMAGES[0]):
+                    figures = measured_upgrade(
+                        api, namespace=namespace, name=name, target=target, prepull=prepull, loads=loads
+                    )
+                    print(json.dumps({"upgrade": figures}))
+                    report.append(figures)
+    finally:
+        summaries = {k: load.stop() for k, load in loads.items()}
+    for path, summary in summaries.items():
+        print(json.dumps({"load": path, **summary}))
+    for path, summary in summaries.items():
+        assert summary["failed"] == 0, (path, summary["failures"])
+        assert summary["requests"] > 100, path
+        assert summary["tcp_echoes"] > 0, path
+        assert_tcp_only_cut_at_parent_exit(loads[path], upgrades=len(report))
+    final = kube.get_pod(api, namespace, name)
+    app_after = kube.container_status(final, "app")
+    assert app_after["containerID"] == app_before["containerID"] and app_after["restartCount"] == 0
