@@ -149,9 +149,9 @@ class ConfigurationWatch:
     """Sets `changed` whenever either webhook configuration is written (by anyone, ourselves included),
     so that a tampered configuration is repaired within the watch's latency, not the check interval.
 
-    One thread per kind, each a watch on one name (list/watch by name, which RBAC's resourceNames
-    allow for a `metadata.name` field selector). A watch that fails is re-opened after RETRY_SECONDS;
-    every (re)open delivers the object as ADDED, so a reconnect also triggers a check.
+    One thread per kind, each a list then a watch on one name (RBAC's resourceNames allow list/watch
+    with a `metadata.name` field selector). Every (re)list sets `changed`, since the object may have
+    changed while no watch was open; a failure lists again after RETRY_SECONDS.
     """
 
     WATCH_SECONDS = 300
@@ -186,11 +186,23 @@ class ConfigurationWatch:
         self.stopped.set()
 
     def _run(self, list_func: Any, name: str) -> None:
+        selector = f"metadata.name={name}"
         while not self.stopped.is_set():
             try:
+                # List, then watch from the list's resourceVersion, as client-go's reflector does. A watch
+                # without one is, since Kubernetes 1.34 (WatchList on by default: apimachinery's
+                # SetListOptionsDefaults), served only once the API server's cache of webhook
+                # configurations has caught up with etcd's current revision, else ERROR 504 "Too large
+                # resource version" after 3 s (apiserver storage/cacher). The cache of a rarely written
+                # kind catches up only through etcd progress notifications, which etcd before 3.4.31 and
+                # 3.5.13 cannot be asked for (storage/feature/feature_support_checker.go): on such a
+                # cluster, busy with other writes, that watch never opened and nothing was repaired.
+                listed = list_func(field_selector=selector, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+                self.changed.set()
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     list_func,
-                    field_selector=f"metadata.name={name}",
+                    field_selector=selector,
+                    resource_version=listed.metadata.resource_version,
                     timeout_seconds=self.WATCH_SECONDS,
                     # Connect bounded; the read outlives the server's own timeout, never forever.
                     _request_timeout=(REQUEST_TIMEOUT_SECONDS, self.WATCH_SECONDS + REQUEST_TIMEOUT_SECONDS),
@@ -204,9 +216,13 @@ class ConfigurationWatch:
                     self.changed.set()
             except ApiException as exc:
                 if exc.status == 410:
-                    continue  # the resourceVersion is too old: re-open at once from the current state
+                    continue  # the list's resourceVersion is too old by now: list again at once
                 logs.event(
-                    "webhook-configuration-watch-failed", level=logging.WARNING, name=name, status=exc.status
+                    "webhook-configuration-watch-failed",
+                    level=logging.WARNING,
+                    name=name,
+                    status=exc.status,
+                    reason=exc.reason,
                 )
                 self.stopped.wait(RETRY_SECONDS)
             except (urllib3.exceptions.HTTPError, OSError) as exc:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes import config as kube_config
 from prometheus_client import CollectorRegistry
 
@@ -147,6 +147,20 @@ def test_webhook_certificates_work_under_the_charts_rbac(admin: client.ApiClient
     # It may watch its own configurations by name (to repair them), and list no others.
     mine = adm.list_mutating_webhook_configuration(field_selector=f"metadata.name={FULLNAME}")
     assert [c.metadata.name for c in mine.items] == [FULLNAME]
+    # ... and watch them from the listed resourceVersion (webhook.certs_k8s.ConfigurationWatch).
+    api_of("AdmissionregistrationV1Api", admin).patch_mutating_webhook_configuration(
+        FULLNAME, {"metadata": {"annotations": {"hotupgrade.io/chart-test": "watched"}}}
+    )
+    events = watch.Watch().stream(  # type: ignore[no-untyped-call]
+        adm.list_mutating_webhook_configuration,
+        field_selector=f"metadata.name={FULLNAME}",
+        resource_version=mine.metadata.resource_version,
+        timeout_seconds=10,
+    )
+    first = next(events)
+    assert first["type"] == "MODIFIED", first
+    assert first["object"].metadata.annotations["hotupgrade.io/chart-test"] == "watched"
+    events.close()
     assert forbidden(adm.list_validating_webhook_configuration)
     assert forbidden(core.list_namespaced_pod, NAMESPACE)
 

@@ -2,15 +2,20 @@
 (self-signed mode) within seconds, measured against a real kube-apiserver.
 
 The tampering is what a GitOps re-apply of the chart's manifests does: a full replace of a configuration
-as rendered (no caBundle), or a changed failurePolicy. The process runs as in the chart's sidecar
-(no --once) with checkIntervalSeconds 3600, so only the watch can explain a repair within seconds. The
-configurations are this test's own (selectors match nothing; see test_certs_apiserver.py).
+as rendered (no caBundle), or a changed failurePolicy. The processes run as in the chart's pod: the init
+container (--once) fills caBundle and failurePolicy, then the sidecar (no --once, checkIntervalSeconds
+3600, so only its watch can explain a repair within seconds) starts with nothing left to write. Meanwhile
+other objects are written every BUSY_SECONDS, as on any live cluster (leases, events, pods): the API
+server's revision moves past the configurations' last write, which is what broke the first watch in the
+e2e cluster (webhook.certs_k8s.ConfigurationWatch). The configurations are this test's own (selectors
+match nothing; see test_certs_apiserver.py).
 """
 
 import base64
 import json
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +23,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client.exceptions import ApiException
 
 from tests.integration.webhook import test_certs_apiserver as certs_tests
 from tests.integration.webhook.conftest import CLI, START_TIMEOUT
@@ -35,39 +39,65 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 # alone (checkIntervalSeconds, 3600 s here) would miss it by minutes.
 REPAIR_BOUND_SECONDS = 10.0
 ROUNDS = 3
+BUSY_SECONDS = 0.2
+# The API server gives a watch that waits for its cache to catch up 3 s (apiserver storage/cacher,
+# blockTimeout): tamper only after that, as a GitOps re-apply comes long after the pod started.
+CATCH_UP_SECONDS = 4.0
 
 
 @pytest.fixture
-def certs_process(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """`hotupgrade-webhook certs` as the chart's sidecar runs it, configured for failurePolicy Fail."""
+def busy(cluster: Cluster) -> Iterator[None]:
+    """A ConfigMap of the test's namespace written every BUSY_SECONDS until the test ends."""
+    name = "busy"
+    cluster.core.create_namespaced_config_map(cluster.namespace, {"metadata": {"name": name}, "data": {}})
+    stop = threading.Event()
+
+    def write() -> None:
+        count = 0
+        while not stop.wait(BUSY_SECONDS):
+            count += 1
+            cluster.core.patch_namespaced_config_map(name, cluster.namespace, {"data": {"n": str(count)}})
+
+    writer = threading.Thread(target=write, name="busy-writer", daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+
+
+@pytest.fixture
+def certs_process(
+    cluster: Cluster, busy: None, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`hotupgrade-webhook certs` as the chart's pod runs it, configured for failurePolicy Fail: the
+    init container's round (--once), then the sidecar; yielded once the sidecar's first round is done."""
     config = tmp_path / "config.yaml"
     document = {
         "certificates": cluster.certificates_section({**INITIAL, "checkIntervalSeconds": 3600}),
         "failurePolicy": {"mutate": "Fail", "validate": "Fail"},
     }
     config.write_text(yaml.safe_dump(document))
+    command = [str(CLI), "certs", "--config", str(config), "--out-dir", str(tmp_path / "tls")]
+    init = subprocess.run(
+        [*command, "--once"], check=False, env=kube_env(cluster.kubeconfig), capture_output=True, timeout=120
+    )
+    assert init.returncode == 0, init.stderr.decode()
     log_path = tmp_path / "certs.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(CLI), "certs", "--config", str(config), "--out-dir", str(tmp_path / "tls")],
-            env=kube_env(cluster.kubeconfig),
-            stdout=log,
-            stderr=log,
-        )
+        process = subprocess.Popen(command, env=kube_env(cluster.kubeconfig), stdout=log, stderr=log)
         try:
+            wait_for(
+                lambda: "certificates-reconciled" in log_path.read_text(),
+                timeout=START_TIMEOUT,
+                what="the sidecar's first round",
+            )
+            time.sleep(CATCH_UP_SECONDS)
             yield process, log_path
         finally:
             process.terminate()
             process.wait(timeout=30)
-
-
-def secret_exists(cluster: Cluster) -> bool:
-    try:
-        return bool(cluster.secret_data())
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
 
 
 def webhooks(cluster: Cluster) -> list[tuple[bytes, str]]:
@@ -136,10 +166,9 @@ def test_tampered_configurations_are_repaired_within_seconds(
     cluster: Cluster, certs_process: tuple[subprocess.Popen[bytes], Path]
 ) -> None:
     process, log_path = certs_process
-    wait_for(lambda: secret_exists(cluster), timeout=START_TIMEOUT, what="the certificate Secret")
     ca = cluster.secret_data()["ca.crt"]
-    # The first round already put the configured failurePolicy (Fail) over the fixtures' Ignore.
-    wait_for(lambda: intact(cluster, ca), timeout=START_TIMEOUT, what="caBundle and failurePolicy in place")
+    # The init container's round already put the configured failurePolicy (Fail) over the fixtures' Ignore.
+    assert intact(cluster, ca)
 
     def reapply_both_with_ignore() -> None:
         reapply(cluster, "mutating", failure_policy="Ignore")
