@@ -65,6 +65,7 @@ class Kube:
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
+        self.policy = client.PolicyV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.component = component
 
@@ -113,6 +114,11 @@ class Kube:
             items.extend(chunk)
             version = last or version
         return items, version
+
+    def list_pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's policy/v1 PodDisruptionBudgets (the `hotupgrade rollout` budget check)."""
+        listed = self._call(self.policy.list_namespaced_pod_disruption_budget, namespace)
+        return list(listed.get("items") or [])
 
     def watch_pods(
         self, namespace: str | None, *, resource_version: str, timeout_seconds: int

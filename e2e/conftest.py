@@ -111,19 +111,24 @@ def suite_release(
     # controller keeps two, so a killed leader is followed the way it is on users' clusters.
     values["webhook"] = {"replicas": 1}
     values_file.write_text(yaml.safe_dump(values))
-    release.uninstall(api, SUITE_RELEASE)
+    with fresh_release(api, SUITE_RELEASE, values_file) as installed:
+        yield installed
+
+
+@contextlib.contextmanager
+def fresh_release(api: client.ApiClient, of: release.Release, values_file: Path) -> Iterator[release.Release]:
+    """`of` installed from `values_file` with its controller leading, after a leftover of an aborted run
+    is uninstalled (and its namespace gone); uninstalled afterwards."""
+    release.uninstall(api, of)
     kube.wait_until(
-        f"namespace {SUITE_RELEASE.namespace} gone",
-        lambda: not namespace_exists(api, SUITE_RELEASE.namespace),
-        180,
-        interval=1.0,
+        f"namespace {of.namespace} gone", lambda: not namespace_exists(api, of.namespace), 180, interval=1.0
     )
     try:
-        release.install(api, SUITE_RELEASE, values_file)
-        release.wait_leader(api, SUITE_RELEASE)
-        yield SUITE_RELEASE
+        release.install(api, of, values_file)
+        release.wait_leader(api, of)
+        yield of
     finally:
-        release.uninstall(api, SUITE_RELEASE)
+        release.uninstall(api, of)
 
 
 def namespace_exists(api: client.ApiClient, name: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -122,40 +121,3 @@ def rss_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-@dataclass
-class ReadyWatch:
-    """Samples a pod's Ready condition from the API; NotReady time is summed between samples."""
-
-    api: client.ApiClient
-    namespace: str
-    name: str
-    interval: float = 0.1
-    not_ready_seconds: float = 0.0
-    samples: int = 0
-    errors: int = 0
-    transitions: int = 0
-    _stop: bool = False
-
-    def run(self) -> None:
-        last = time.monotonic()
-        previous = True
-        while not self._stop:
-            try:
-                ready = condition(get_pod(self.api, self.namespace, self.name), "Ready")
-            except Exception:  # an API hiccup is not a NotReady pod; counted so a broken watch shows
-                self.errors += 1
-                time.sleep(self.interval)
-                continue
-            now = time.monotonic()
-            if not ready:
-                self.not_ready_seconds += now - last
-            if ready != previous:
-                self.transitions += 1
-            previous, last = ready, now
-            self.samples += 1
-            time.sleep(self.interval)
-
-    def stop(self) -> None:
-        self._stop = True

@@ -152,10 +152,11 @@ def test_fleet_rollout_with_cli_under_load(
     argv = [cli, "rollout", "-n", namespace, "-l", "app=fleet", "--image", TARGET]
     argv += ["--max-unavailable", str(MAX_UNAVAILABLE)]
     try:
-        started = time.monotonic()
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=1500, check=False)
-        wall_s = time.monotonic() - started
-        time.sleep(1.0)  # a NotReady blip right at the end still counts
+        with upgrade.ReadinessWatch(api, namespace, label_selector="app=fleet") as ready:
+            started = time.monotonic()
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=1500, check=False)
+            wall_s = time.monotonic() - started
+            ready.settle(max(upgrade.NOT_READY_BUDGET_S.values()) + 10.0)
     finally:
         watch.stop()
         thread.join(10)
@@ -189,6 +190,7 @@ def test_fleet_rollout_with_cli_under_load(
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    upgrade.assert_within_budget(ready, Phase.COMPLETED)
     # The measurements themselves must have worked.
     assert watch.samples > 20 and watch.errors <= watch.samples // 10, (watch.samples, watch.errors)
     assert rss, "controller RSS was never sampled"
@@ -240,20 +242,21 @@ def test_controller_killed_mid_upgrade_resumes(
     release.wait_leader(api, suite_release)
     load = start_load(pod)
     try:
-        upgrade.annotate_target(api, namespace, name, TARGET)
+        with upgrade.ReadinessWatch(api, namespace, field_selector=f"metadata.name={name}") as ready:
+            upgrade.annotate_target(api, namespace, name, TARGET)
 
-        def mid_upgrade() -> UpgradeRecord | None:
-            record = upgrade.upgrade_record(kube.get_pod(api, namespace, name))
-            if record is None or record.to_image != TARGET or record.phase != kill_in:
-                return None
-            # The controller patches the record, then posts the Event: a kill between the two leaves the
-            # Event owed to the next controller, which is not what this test is about.
-            return record if upgrade_events(api, namespace, name, "UpgradeStarted") else None
+            def mid_upgrade() -> UpgradeRecord | None:
+                record = upgrade.upgrade_record(kube.get_pod(api, namespace, name))
+                if record is None or record.to_image != TARGET or record.phase != kill_in:
+                    return None
+                # The controller patches the record, then posts the Event: a kill between the two leaves the
+                # Event owed to the next controller, which is not what this test is about.
+                return record if upgrade_events(api, namespace, name, "UpgradeStarted") else None
 
-        at_kill = kube.wait_until(kill_in, mid_upgrade, conftest.UPGRADE_TIMEOUT, interval=0.1)
-        killed, restarts = kill_leader(api, suite_release, how)
-        outcome = upgrade.wait_controller_outcome(api, namespace, name, TARGET, conftest.UPGRADE_TIMEOUT)
-        time.sleep(3)  # the new Envoy must keep serving after the old container was reset
+            at_kill = kube.wait_until(kill_in, mid_upgrade, conftest.UPGRADE_TIMEOUT, interval=0.1)
+            killed, restarts = kill_leader(api, suite_release, how)
+            outcome = upgrade.wait_controller_outcome(api, namespace, name, TARGET, conftest.UPGRADE_TIMEOUT)
+            time.sleep(3)  # the new Envoy must keep serving after the old container was reset
     finally:
         summary = load.stop()
     final = upgrade.upgrade_record(outcome.pod)
@@ -278,6 +281,7 @@ def test_controller_killed_mid_upgrade_resumes(
         # The kubelet restarted the crashed process; whichever replica leads now resumed the upgrade.
         assert restarts is not None and (controller_restarts(api, suite_release, killed) or 0) > restarts
     assert outcome.phase == Phase.COMPLETED, outcome.message
+    upgrade.assert_within_budget(ready, Phase.COMPLETED)
     # The new controller resumed the same upgrade rather than starting another one.
     assert final is not None and final.attempt == at_kill.attempt and final.started == at_kill.started
     assert started_events == 1, started_events

@@ -27,14 +27,15 @@ from pathlib import Path
 
 from localcluster import build as k8s_build
 from localcluster import settings as s
-from localcluster.imagebuilder import apt_sources, builder
+from localcluster.imagebuilder import apt_sources, builder, prevagent
 
 log = logging.getLogger("localcluster.dockerimages")
 
 KIND_BUILD = s.REPO_ROOT / "images" / "kind-build.sh"
 DOCKERFILE = s.REPO_ROOT / "images" / "Dockerfile"
 IMAGE_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# What kind-build.sh makes (tag -> Dockerfile target); the suite and the chart use these names.
+# What kind-build.sh makes (tag -> Dockerfile target); the suite and the chart use these names. The
+# previous agent's image is not among them: only the version-skew test builds it (`build_prev_image`).
 E2E_IMAGES = {
     "sidecar-hotupgrade/sidecar:0.1.0": "sidecar",
     "sidecar-hotupgrade/sidecar:0.1.1": "sidecar",
@@ -43,6 +44,7 @@ E2E_IMAGES = {
     "sidecar-hotupgrade/demo-app:0.1.0": "demo-app",
     "sidecar-hotupgrade/webhook:0.1.0": "webhook",
 }
+PREV_IMAGE = "sidecar-hotupgrade/sidecar:prev"
 # pip settings that say where and how pip reaches its index; paths on this machine (find-links) mean
 # nothing inside a build and are left out.
 PIP_KEYS = (
@@ -237,3 +239,24 @@ def build_e2e_images(env: Mapping[str, str], *, offline: bool) -> None:
             env={**env, "DOCKER_BUILD_FLAGS": " ".join(flags)},
             check=True,
         )
+
+
+def build_prev_image(env: Mapping[str, str], *, offline: bool) -> str:
+    """PREV_IMAGE with `docker build`: kind-build.sh's prev-only mode on the previous agent's sources
+    from the history (prevagent.commit_tree: MissingCommitError when it cannot get them). Returns the tag."""
+    with tempfile.TemporaryDirectory(prefix="hotupgrade-docker-build-") as tmp:
+        tree = prevagent.commit_tree(prevagent.PREV_AGENT_COMMIT, Path(tmp) / "src")
+        flags = offline_flags(env, Path(tmp)) if offline else []
+        log.info("event=kind-build-prev offline=%s commit=%s", offline, prevagent.PREV_AGENT_COMMIT)
+        subprocess.run(
+            [str(KIND_BUILD)],
+            cwd=s.REPO_ROOT,
+            env={
+                **env,
+                "DOCKER_BUILD_FLAGS": " ".join(flags),
+                "PREV_AGENT_TREE": str(tree),
+                "PREV_AGENT_COMMIT": prevagent.PREV_AGENT_COMMIT,
+            },
+            check=True,
+        )
+    return PREV_IMAGE

@@ -139,7 +139,15 @@ def e2e(offline: bool, pytest_args: Sequence[str]) -> int:
             _run([kind, "load", "docker-image", "--name", CLUSTER, *dockerimages.E2E_IMAGES], env)
             timings["load"] = time.monotonic() - started
             with pod_route(env):
-                suite_env = {**env, "KUBECONFIG": str(KUBECONFIG), "E2E_WEBHOOK_HOST": gateway(env)}
+                suite_env = {
+                    **env,
+                    "KUBECONFIG": str(KUBECONFIG),
+                    "E2E_WEBHOOK_HOST": gateway(env),
+                    # How a test loads an image it builds on demand (e2e/previmage.py).
+                    "E2E_KIND": kind,
+                    "E2E_KIND_CLUSTER": CLUSTER,
+                    "E2E_KIND_OFFLINE": "1" if offline else "",
+                }
                 rc = subprocess.run(
                     [sys.executable, "-m", "pytest", "e2e", *pytest_args],
                     cwd=s.REPO_ROOT,

@@ -12,21 +12,24 @@ import datetime
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import urllib3
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from webhook import logs
 from webhook.certs import CertBundle, Plan, bundle_from_secret_data, next_check, plan
-from webhook.config import Certificates, WebhookConfig
+from webhook.config import Certificates, FailurePolicies, WebhookConfig
+from webhook.config_repair import Drift, describe, drift, repair_patch
 from webhook.kubeclient import IN_CLUSTER_THEN_KUBECONFIG, load_api_client
 
 RETRY_SECONDS = 10.0
 CONFLICT_RETRY_SECONDS = 0.5
+SETTLE_SECONDS = 0.2  # after a configuration changed, before the repair round
 # Every API call is bounded: without it a connection the apiserver (or the network) stops answering
 # blocks the renewal loop forever, and the certificate silently expires.
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -35,7 +38,11 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 class KubernetesCertificates:
     """Reads and writes the certificate Secret and patches caBundle; built on the official client."""
 
-    def __init__(self, api: client.ApiClient, settings: Certificates) -> None:
+    def __init__(
+        self, api: client.ApiClient, settings: Certificates, *, failure_policy: FailurePolicies
+    ) -> None:
+        self.api = api
+        self.failure_policy = failure_policy
         self.core = client.CoreV1Api(api)
         self.admission = client.AdmissionregistrationV1Api(api)
         self.settings = settings
@@ -89,23 +96,26 @@ class KubernetesCertificates:
         )
 
     def publish_ca_bundle(self, ca_bundle: bytes) -> int:
-        """Set caBundle on every webhook of both configurations; returns how many were changed."""
+        """Set caBundle, and the configured failurePolicy, on every webhook of both configurations;
+        returns how many fields were changed (see webhook.config_repair)."""
         encoded = base64.b64encode(ca_bundle).decode()
         changed = 0
         self.missing = []
-        targets: list[tuple[str, Any, Any]] = [
+        targets: list[tuple[str, str, Any, Any]] = [
             (
                 self.settings.mutating_webhook_configuration,
+                self.failure_policy.mutate,
                 self.admission.read_mutating_webhook_configuration,
                 self.admission.patch_mutating_webhook_configuration,
             ),
             (
                 self.settings.validating_webhook_configuration,
+                self.failure_policy.validate,
                 self.admission.read_validating_webhook_configuration,
                 self.admission.patch_validating_webhook_configuration,
             ),
         ]
-        for name, read, patch in targets:
+        for name, policy, read, patch in targets:
             try:
                 current = read(name, _request_timeout=REQUEST_TIMEOUT_SECONDS)
             except ApiException as exc:
@@ -114,25 +124,112 @@ class KubernetesCertificates:
                     self.missing.append(name)
                     continue
                 raise
-            # A JSON patch list (sent as application/json-patch+json) with a test on resourceVersion.
-            ops: list[dict[str, Any]] = [
-                {
-                    "op": "test",
-                    "path": "/metadata/resourceVersion",
-                    "value": current.metadata.resource_version,
-                }
-            ]
-            for index, webhook in enumerate(current.webhooks or []):
-                existing = webhook.client_config.ca_bundle
-                if existing != encoded:
-                    op = "replace" if existing else "add"
-                    ops.append(
-                        {"op": op, "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
-                    )
-            if len(ops) > 1:
+            document = self.api.sanitize_for_serialization(current)  # type: ignore[no-untyped-call]
+            ops = repair_patch(document, ca_bundle=encoded, failure_policy=policy)
+            if ops:
+                found = drift(document, ca_bundle=encoded, failure_policy=policy)
+                # A JSON patch list (sent as application/json-patch+json) with a test on resourceVersion.
                 patch(name, ops, _request_timeout=REQUEST_TIMEOUT_SECONDS)
                 changed += len(ops) - 1
+                logs.event(
+                    "webhook-configuration-repaired",
+                    level=logging.INFO if _only_fills_ca(found) else logging.WARNING,
+                    name=name,
+                    fields=describe(found),
+                )
         return changed
+
+
+def _only_fills_ca(found: list[Drift]) -> bool:
+    """Filling an empty caBundle is routine (install, CA rotation); anything else was an edit."""
+    return all(d.field == "caBundle" for d in found)
+
+
+class ConfigurationWatch:
+    """Sets `changed` whenever either webhook configuration is written (by anyone, ourselves included),
+    so that a tampered configuration is repaired within the watch's latency, not the check interval.
+
+    One thread per kind, each a list then a watch on one name (RBAC's resourceNames allow list/watch
+    with a `metadata.name` field selector). Every (re)list sets `changed`, since the object may have
+    changed while no watch was open; a failure lists again after RETRY_SECONDS.
+    """
+
+    WATCH_SECONDS = 300
+
+    def __init__(self, api: client.ApiClient, settings: Certificates) -> None:
+        admission = client.AdmissionregistrationV1Api(api)
+        self.changed = threading.Event()
+        self.stopped = threading.Event()
+        self.threads = [
+            threading.Thread(
+                target=self._run,
+                args=(admission.list_mutating_webhook_configuration, settings.mutating_webhook_configuration),
+                name="watch-mutating",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._run,
+                args=(
+                    admission.list_validating_webhook_configuration,
+                    settings.validating_webhook_configuration,
+                ),
+                name="watch-validating",
+                daemon=True,
+            ),
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _run(self, list_func: Any, name: str) -> None:
+        selector = f"metadata.name={name}"
+        while not self.stopped.is_set():
+            try:
+                # List, then watch from the list's resourceVersion, as client-go's reflector does. A watch
+                # without one is, since Kubernetes 1.34 (WatchList on by default: apimachinery's
+                # SetListOptionsDefaults), served only once the API server's cache of webhook
+                # configurations has caught up with etcd's current revision, else ERROR 504 "Too large
+                # resource version" after 3 s (apiserver storage/cacher). The cache of a rarely written
+                # kind catches up only through etcd progress notifications, which etcd before 3.4.31 and
+                # 3.5.13 cannot be asked for (storage/feature/feature_support_checker.go): on such a
+                # cluster, busy with other writes, that watch never opened and nothing was repaired.
+                listed = list_func(field_selector=selector, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+                self.changed.set()
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    list_func,
+                    field_selector=selector,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=self.WATCH_SECONDS,
+                    # Connect bounded; the read outlives the server's own timeout, never forever.
+                    _request_timeout=(REQUEST_TIMEOUT_SECONDS, self.WATCH_SECONDS + REQUEST_TIMEOUT_SECONDS),
+                )
+                for event in stream:
+                    if self.stopped.is_set():
+                        return
+                    logs.event(
+                        "webhook-configuration-event", level=logging.DEBUG, name=name, type=event["type"]
+                    )
+                    self.changed.set()
+            except ApiException as exc:
+                if exc.status == 410:
+                    continue  # the list's resourceVersion is too old by now: list again at once
+                logs.event(
+                    "webhook-configuration-watch-failed",
+                    level=logging.WARNING,
+                    name=name,
+                    status=exc.status,
+                    reason=exc.reason,
+                )
+                self.stopped.wait(RETRY_SECONDS)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                logs.event(
+                    "webhook-configuration-watch-failed", level=logging.WARNING, name=name, error=str(exc)
+                )
+                self.stopped.wait(RETRY_SECONDS)
 
 
 def reconcile(store: KubernetesCertificates, *, now: datetime.datetime) -> Plan:
@@ -180,14 +277,21 @@ def _api_client() -> client.ApiClient:
 
 
 def run_certs(config: WebhookConfig, *, out_dir: Path, once: bool) -> int:
-    """Keep the self-signed certificate fresh until killed (or one round with `once`)."""
+    """Keep the self-signed certificate fresh and the webhook configurations intact until killed (or
+    one round with `once`). A round runs at the check interval, and at once when a configuration changes."""
     logs.configure()
     if config.certificates.mode != "self-signed":
         logs.event("certs-not-self-signed", level=logging.ERROR, mode=config.certificates.mode)
         return 2
-    store = KubernetesCertificates(_api_client(), config.certificates)
+    api = _api_client()
+    store = KubernetesCertificates(api, config.certificates, failure_policy=config.failure_policy)
+    watching = None if once else ConfigurationWatch(api, config.certificates)
+    if watching is not None:
+        watching.start()
     while True:
         now = datetime.datetime.now(datetime.UTC)
+        if watching is not None:
+            watching.changed.clear()  # before the reads: a write after them wakes the next round
         try:
             decided = reconcile(store, now=now)
             if write_files(decided.bundle, out_dir):
@@ -211,4 +315,9 @@ def run_certs(config: WebhookConfig, *, out_dir: Path, once: bool) -> int:
         else:
             if once:
                 return 0
-        time.sleep(max(CONFLICT_RETRY_SECONDS, wait))
+        pause = max(CONFLICT_RETRY_SECONDS, wait)
+        if watching is None:
+            time.sleep(pause)
+        elif watching.changed.wait(pause):
+            # Let a burst of writes (an apply touches both configurations) settle into one round.
+            time.sleep(SETTLE_SECONDS)

@@ -4,21 +4,23 @@ Ctrl-C only sets a flag that the loops check between API calls, so an interrupte
 leaves a request half-sent, and the summary lists exactly which pods were annotated.
 """
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import tenacity
 
 from controller.agents import AgentClient
 from controller.cli.planning import (
     STATUS_HEADERS,
+    Limits,
     Outcome,
     Remedy,
-    batch_finished,
+    decide,
     outcome,
     plan_rollout,
     rollback_remedy,
@@ -27,10 +29,14 @@ from controller.cli.planning import (
 )
 from controller.cli.podinfo import PodInfo, pod_info
 from controller.cli.table import render_bar, render_table
+from controller.disruption import Budget, InvalidBudgetError, parse_budget
 from controller.errors import TransientError
 from controller.keys import ANNOTATION_ABORT, ANNOTATION_RETRY, ANNOTATION_TARGET_IMAGE
 from controller.kube import Kube
 from controller.record import Phase
+from controller.rollout import PodFacts, PodState, pod_facts, pod_state
+
+_log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,17 +62,29 @@ _transient = tenacity.retry(
 
 
 @_transient
-def list_pods(kube: Kube, selection: Selection) -> dict[str, PodInfo]:
+def list_raw(kube: Kube, selection: Selection) -> list[dict[str, Any]]:
+    """The selected pods as raw documents: by label selector, then by name if names were given."""
     raw, _ = kube.list_pods(selection.namespace, label_selector=selection.selector)
-    pods = {info.name: info for info in map(pod_info, raw)}
+    if selection.names:
+        wanted = set(selection.names)
+        return [p for p in raw if (p.get("metadata") or {}).get("name") in wanted]
+    return raw
+
+
+def list_pods(kube: Kube, selection: Selection) -> dict[str, PodInfo]:
+    pods = {info.name: info for info in map(pod_info, list_raw(kube, selection))}
     if selection.names:
         return {name: pods[name] for name in selection.names if name in pods}
     return pods
 
 
 @_transient
+def annotate_pod(kube: Kube, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    kube.merge_patch_pod(namespace, name, {"metadata": {"annotations": dict(annotations)}})
+
+
 def annotate(kube: Kube, pod: PodInfo, key: str, value: str) -> None:
-    kube.merge_patch_pod(pod.namespace, pod.name, {"metadata": {"annotations": {key: value}}})
+    annotate_pod(kube, pod.namespace, pod.name, {key: value})
 
 
 def token(now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> str:
@@ -82,15 +100,17 @@ class Progress:
         self.tty = tty
         self.last = ""
 
-    def show(self, *, done: int, failed: int, total: int, batch: int, batches: int) -> None:
-        line = (
-            f"{render_bar(done + failed, total)}  completed {done}, failed {failed}, batch {batch}/{batches}"
-        )
+    def show(
+        self, *, done: int, failed: int, upgrading: int, total: int, waiting: Sequence[str] = ()
+    ) -> None:
+        line = f"{render_bar(done + failed, total)}  completed {done}, failed {failed}, upgrading {upgrading}"
+        if waiting:
+            line += "; waiting: " + "; ".join(waiting)
         if line == self.last:
             return
         self.last = line
         if self.tty:
-            self.out.write("\r" + line)
+            self.out.write("\r\x1b[K" + line)  # erase the previous, possibly longer, line
         else:
             self.out.write("progress: " + line + "\n")
         self.out.flush()
@@ -101,13 +121,50 @@ class Progress:
             self.out.flush()
 
 
+DEFAULT_MAX_FAILURES = 1
+
+
 @dataclass
 class RolloutOptions:
+    """`max_failures` 0: never stop for failures; `progress_deadline`: seconds without a pod finishing."""
+
     image: str
     max_unavailable: int = 1
-    pause_on_failure: bool = False
+    max_failures: int = DEFAULT_MAX_FAILURES
     poll_interval: float = 2.0
-    batch_timeout: float = 1200.0
+    progress_deadline: float = 1200.0
+
+
+@_transient
+def list_budgets(kube: Kube, namespace: str) -> list[Budget]:
+    """The namespace's PodDisruptionBudgets; one the parser refuses is reported and ignored."""
+    budgets = []
+    for raw in kube.list_pod_disruption_budgets(namespace):
+        try:
+            budgets.append(parse_budget(raw))
+        except InvalidBudgetError as exc:
+            name = (raw.get("metadata") or {}).get("name")
+            _log.warning("event=pdb-unreadable pdb=%s error=%s", name, exc)
+    return budgets
+
+
+@dataclass(frozen=True)
+class World:
+    """One round's read of the namespace: the selected pods, every pod (for PDBs), the PDBs."""
+
+    selection: dict[str, PodFacts]
+    everyone: list[PodFacts]
+    budgets: list[Budget]
+
+
+def observe(kube: Kube, selection: Selection) -> World:
+    """The selection, and, when the namespace has PDBs, all its pods (a PDB may reach beyond it)."""
+    chosen = {f.name: f for f in map(pod_facts, list_raw(kube, selection))}
+    budgets = list_budgets(kube, selection.namespace)
+    everyone = list(chosen.values())
+    if budgets:
+        everyone = [pod_facts(p) for p in list_raw(kube, Selection(namespace=selection.namespace))]
+    return World(selection=chosen, everyone=everyone, budgets=budgets)
 
 
 def rollout(
@@ -119,59 +176,90 @@ def rollout(
     tty: bool,
     stop: threading.Event,
 ) -> int:
-    """Annotate pods batch by batch, wait for each batch, print a summary; see planning for the rules."""
-    pods = list_pods(kube, selection)
-    plan = plan_rollout(pods.values(), options.image, max_unavailable=options.max_unavailable)
-    names = plan.pods
+    """Start pods as the budgets allow until all are done, `max_failures` failed, or the deadline;
+    see planning.decide for the rules. Exit 0 only if every planned pod completed."""
+    limits = Limits(options.image, max_unavailable=options.max_unavailable, max_failures=options.max_failures)
+    world = observe(kube, selection)
+    plan = plan_rollout(world.selection.values(), options.image)
+    stops = (
+        f"stop after {options.max_failures} failure(s)" if options.max_failures else "never stop for failures"
+    )
     out.write(
-        f"rollout of {options.image} to {len(names)} pod(s) in {len(plan.batches)} batch(es) "
-        f"of at most {options.max_unavailable}; {len(plan.skipped)} skipped\n"
+        f"rollout of {options.image} to {len(plan.pods)} pod(s), at most {options.max_unavailable} "
+        f"unavailable at once, {stops}; {len(plan.skipped)} skipped\n"
     )
     for name, why in plan.skipped:
         out.write(f"  skip {name}: {why}\n")
-    annotated: set[str] = set()
-    outcomes: dict[str, Outcome] = {}
+    for budget in world.budgets:
+        covered = [n for n in plan.pods if budget.selects(world.selection[n])]
+        if covered:
+            out.write(
+                f"  PodDisruptionBudget {budget.name} ({budget.describe()}) covers {len(covered)} of them\n"
+            )
+    # Upgrades to the image already under way (an interrupted run, a hand-set target) are this run's
+    # too: they use its budget, and a failure among them counts against --max-failures.
+    started = {n for n in plan.pods if pod_state(world.selection[n], options.image) is PodState.UPGRADING}
     progress = Progress(out, tty=tty)
     stopped_because = ""
-    for index, batch in enumerate(plan.batches, start=1):
-        if stop.is_set():
-            break
-        for name in batch:
+    deadline = time.monotonic() + options.progress_deadline
+    settled = -1
+    while not stop.is_set():
+        tick = decide(plan, world.selection, world.budgets, world.everyone, limits=limits, started=started)
+        for start in tick.starts:
             if stop.is_set():
                 break
-            pod = pods[name]
-            if pod.target != options.image:
-                annotate(kube, pod, ANNOTATION_TARGET_IMAGE, options.image)
-            annotated.add(name)
-        deadline = time.monotonic() + options.batch_timeout
-        while True:
-            pods = list_pods(kube, selection)
-            outcomes = {n: outcome(pods.get(n), options.image, annotated=n in annotated) for n in names}
-            done = sum(o is Outcome.COMPLETED for o in outcomes.values())
-            failed = sum(o is Outcome.FAILED for o in outcomes.values())
-            progress.show(done=done, failed=failed, total=len(names), batch=index, batches=len(plan.batches))
-            if batch_finished([outcomes[n] for n in batch if n in annotated]) or stop.is_set():
-                break
-            if time.monotonic() > deadline:
-                stopped_because = f"batch {index} did not finish within {options.batch_timeout:.0f}s"
-                break
-            stop.wait(options.poll_interval)
-        if stopped_because:
+            annotations = {ANNOTATION_TARGET_IMAGE: options.image}
+            if start.retry:
+                annotations[ANNOTATION_RETRY] = token()
+            annotate_pod(kube, selection.namespace, start.name, annotations)
+            started.add(start.name)
+            _log.info("event=rollout-start pod=%s image=%s retry=%s", start.name, options.image, start.retry)
+        outcomes = {
+            n: outcome(world.selection.get(n), options.image, started=n in started) for n in plan.pods
+        }
+        done = sum(o is Outcome.COMPLETED for o in outcomes.values())
+        failed = sum(o is Outcome.FAILED for o in outcomes.values())
+        progress.show(
+            done=done,
+            failed=failed,
+            upgrading=len(tick.in_flight),
+            total=len(plan.pods),
+            waiting=tick.waiting,
+        )
+        if tick.finished:
+            stopped_because = tick.stopped or ""
             break
-        if options.pause_on_failure and any(outcomes[n] is Outcome.FAILED for n in batch):
-            stopped_because = f"paused after batch {index}: an upgrade failed (--pause-on-failure)"
+        if done + failed != settled:  # a pod finished: the deadline counts from the last progress
+            settled = done + failed
+            deadline = time.monotonic() + options.progress_deadline
+        elif time.monotonic() > deadline:
+            why = "; ".join(tick.waiting) or f"{len(tick.in_flight)} upgrade(s) still in flight"
+            stopped_because = f"no pod finished within {options.progress_deadline:.0f}s ({why})"
             break
+        stop.wait(options.poll_interval)
+        world = observe(kube, selection)
     progress.end()
+    outcomes = {n: outcome(world.selection.get(n), options.image, started=n in started) for n in plan.pods}
     if stop.is_set():
         stopped_because = (
             "interrupted: pods marked 'waiting'/'in progress' are still upgraded by the controller"
         )
-    out.write(render_table(("POD", "RESULT", "PHASE", "MESSAGE"), summary_rows(names, pods, outcomes)) + "\n")
+    out.write(
+        render_table(
+            ("POD", "RESULT", "PHASE", "MESSAGE"), summary_rows(plan.pods, world.selection, outcomes)
+        )
+        + "\n"
+    )
+    failures = [(n, world.selection[n]) for n in plan.pods if outcomes[n] is Outcome.FAILED]
+    if failures:
+        out.write("why they failed (`kubectl describe pod` shows the Events):\n")
+        for name, pod in failures:
+            out.write(f"  {name}: {pod.record.message if pod.record else '-'}\n")
     if stopped_because:
         out.write(stopped_because + "\n")
     if stop.is_set():
         return EXIT_INTERRUPTED
-    ok = all(outcomes.get(n) is Outcome.COMPLETED for n in names)
+    ok = all(outcomes[n] is Outcome.COMPLETED for n in plan.pods)
     return EXIT_OK if ok else EXIT_FAILED
 
 

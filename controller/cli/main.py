@@ -31,9 +31,28 @@ def build_parser() -> argparse.ArgumentParser:
     roll = sub.add_parser("rollout", help="upgrade the selected pods' sidecar, batch by batch")
     _selection_args(roll, names=False)
     roll.add_argument("--image", required=True, help="the sidecar image to roll out")
-    roll.add_argument("--max-unavailable", type=int, default=1, help="pods upgraded at once (default 1)")
-    roll.add_argument("--pause-on-failure", action="store_true", help="start no new batch after a failure")
-    roll.add_argument("--batch-timeout", type=float, default=1200.0, help="seconds per batch")
+    roll.add_argument(
+        "--max-unavailable",
+        type=int,
+        default=1,
+        help="selected pods that may be unavailable at once, NotReady ones included (default 1)",
+    )
+    roll.add_argument(
+        "--max-failures",
+        type=int,
+        default=commands.DEFAULT_MAX_FAILURES,
+        help="start no new pod once this many upgrades of this run failed; 0 never stops (default 1)",
+    )
+    # Before issue 12 the rollout went on after failures unless this flag was given; stopping is now
+    # the default, so the flag only spells out `--max-failures 1`.
+    roll.add_argument("--pause-on-failure", action="store_true", help="deprecated: the default now")
+    roll.add_argument(
+        "--progress-deadline",
+        type=float,
+        default=1200.0,
+        help="stop if no pod finishes for this many seconds (default 1200)",
+    )
+    roll.add_argument("--batch-timeout", type=float, dest="progress_deadline", help=argparse.SUPPRESS)
     roll.add_argument("--poll-interval", type=float, default=2.0, help="seconds between progress checks")
 
     show = sub.add_parser("status", help="table of pods: active slot, images, epoch, phase")
@@ -57,23 +76,32 @@ def _kube(args: argparse.Namespace) -> Kube:
     return Kube(client, component="hotupgrade-cli")
 
 
+def rollout_options(args: argparse.Namespace) -> RolloutOptions:
+    """The rollout's options, checked before any API call. Raises SystemExit with the reason."""
+    if args.max_unavailable < 1:
+        raise SystemExit("hotupgrade: --max-unavailable must be at least 1")
+    if args.max_failures < 0:
+        raise SystemExit("hotupgrade: --max-failures must be 0 (never stop) or more")
+    if args.pause_on_failure:
+        sys.stderr.write(
+            "hotupgrade: --pause-on-failure is deprecated: a rollout stops after --max-failures "
+            "failed upgrades (default 1)\n"
+        )
+        if args.max_failures != 1:
+            raise SystemExit("hotupgrade: --pause-on-failure means --max-failures 1; give only one")
+    names = ("image", "max_unavailable", "max_failures", "poll_interval", "progress_deadline")
+    return RolloutOptions(**{name: getattr(args, name) for name in names})
+
+
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
+    options = rollout_options(args) if args.command == "rollout" else None
     kube = _kube(args)
     if args.command == "releases":
         return releasecmd.releases(kube, args.names, out=sys.stdout)
     names = tuple(getattr(args, "pods", ()) or ())
     selection = Selection(namespace=args.namespace, names=names, selector=args.selector)
     out = sys.stdout
-    if args.command == "rollout":
-        if args.max_unavailable < 1:
-            raise SystemExit("hotupgrade: --max-unavailable must be at least 1")
-        options = RolloutOptions(
-            image=args.image,
-            max_unavailable=args.max_unavailable,
-            pause_on_failure=args.pause_on_failure,
-            poll_interval=args.poll_interval,
-            batch_timeout=args.batch_timeout,
-        )
+    if options is not None:
         return commands.rollout(kube, selection, options, out=out, tty=out.isatty(), stop=stop)
     if args.command == "status":
         agents = None if args.no_epoch else AgentClient(timeout=1.0)

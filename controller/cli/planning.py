@@ -1,11 +1,22 @@
-"""Rollout planning and per-pod outcomes for the CLI. Pure: pod facts in, plans and verdicts out."""
+"""Rollout planning and per-pod outcomes for the CLI. Pure: pod facts in, plans and verdicts out.
+
+A rollout is level-based, like the SidecarRelease planner whose pod states it reuses (controller.rollout):
+each round re-reads the pods and starts what the budgets allow, so pods made unavailable by anything else
+(NotReady, a hand-set target, a release) hold it back too. A pod counts as unavailable as the
+PodDisruptionBudgets count it (controller.disruption.out_of_service): until its upgrade has ended.
+"""
 
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller import disruption
 from controller.cli.podinfo import PodInfo
-from controller.record import Phase
+from controller.disruption import Budget
+from controller.observed import same_image
+from controller.record import Phase, UpgradeRecord
+from controller.rollout import PodFacts, PodState, pod_state
 
 
 class Outcome(StrEnum):
@@ -17,42 +28,70 @@ class Outcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    GONE = "pod gone"  # deleted mid-rollout (a scale-down, a restart): not a failure of the image
 
 
 @dataclass(frozen=True)
 class RolloutPlan:
-    batches: tuple[tuple[str, ...], ...]
+    """The pods a rollout will move, in start order, and those it leaves alone with the reason."""
+
+    pods: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...]  # (pod, why)
 
-    @property
-    def pods(self) -> tuple[str, ...]:
-        return tuple(name for batch in self.batches for name in batch)
+
+@dataclass(frozen=True)
+class Limits:
+    """How far a rollout may go: `max_failures` 0 never stops for failures (the old default)."""
+
+    image: str
+    max_unavailable: int = 1
+    max_failures: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_unavailable < 1:
+            raise ValueError("max_unavailable must be at least 1")
+        if self.max_failures < 0:
+            raise ValueError("max_failures must not be negative")
 
 
-def skip_reason(pod: PodInfo, image: str) -> str | None:
-    """Why a pod takes no part in a rollout to `image`, or None."""
-    if not pod.injected:
+@dataclass(frozen=True)
+class Start:
+    """Annotate pod `name` with the target image; `retry` also asks again after a failed attempt."""
+
+    name: str
+    retry: bool = False
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One round's decision: what to start, what waits and why, whether the rollout stops or is over."""
+
+    starts: tuple[Start, ...]
+    waiting: tuple[str, ...]  # why pods that could be started were not, one line per cause
+    failed: tuple[str, ...]  # pods this run started whose upgrade failed
+    in_flight: tuple[str, ...]  # pods upgrading (after the starts)
+    stopped: str | None  # the failure budget is spent: nothing new starts
+    finished: bool  # nothing in flight and nothing more will start
+
+
+def skip_reason(pod: PodFacts, image: str) -> str | None:
+    """Why a pod takes no part in a rollout to `image`, or None. A pod whose last upgrade to the
+    image failed takes part: re-running the rollout retries it (the image may have been fixed)."""
+    if pod.status is None:
         return "not injected (no usable hotupgrade.io/status)"
-    if pod.in_flight and pod.record is not None and pod.record.to_image != image:
+    if pod.deleting:
+        return "terminating"
+    state = pod_state(pod, image)
+    if state is PodState.FINISHING and pod.record is not None:
         return f"another upgrade in flight (to {pod.record.to_image})"
-    if pod.status is not None and pod.status.sidecar_image == image and not pod.in_flight:
+    if state is PodState.UPDATED:
         return "already on the image"
-    record = pod.record
-    if (
-        record is not None
-        and record.phase is Phase.FAILED
-        and record.to_image == image
-        and pod.target == image
-    ):
-        return "last upgrade to this image failed (run `hotupgrade retry` to try again)"
     return None
 
 
-def plan_rollout(pods: Iterable[PodInfo], image: str, *, max_unavailable: int) -> RolloutPlan:
-    """Batches of at most `max_unavailable` pods, by name; pods already upgrading go first."""
-    if max_unavailable < 1:
-        raise ValueError("max_unavailable must be at least 1")
-    chosen: list[PodInfo] = []
+def plan_rollout(pods: Iterable[PodFacts], image: str) -> RolloutPlan:
+    """The pods to move, upgrades already under way first (an interrupted rollout resumes), then by name."""
+    chosen: list[PodFacts] = []
     skipped: list[tuple[str, str]] = []
     for pod in sorted(pods, key=lambda p: p.name):
         why = skip_reason(pod, image)
@@ -60,38 +99,126 @@ def plan_rollout(pods: Iterable[PodInfo], image: str, *, max_unavailable: int) -
             chosen.append(pod)
         else:
             skipped.append((pod.name, why))
-    chosen.sort(key=lambda p: (not p.in_flight, p.name))  # resume an interrupted rollout's batch first
-    names = [p.name for p in chosen]
-    batches = tuple(tuple(names[i : i + max_unavailable]) for i in range(0, len(names), max_unavailable))
-    return RolloutPlan(batches=batches, skipped=tuple(skipped))
+    chosen.sort(key=lambda p: (pod_state(p, image) is not PodState.UPGRADING, p.name))
+    return RolloutPlan(pods=tuple(p.name for p in chosen), skipped=tuple(skipped))
 
 
-def outcome(pod: PodInfo | None, image: str, *, annotated: bool) -> Outcome:
-    """The pod's state in a rollout to `image`, judged from its upgrade record."""
-    if not annotated:
-        return Outcome.NOT_STARTED
-    if pod is None:
-        return Outcome.FAILED  # deleted mid-rollout
-    record = pod.record
-    if record is None or record.to_image != image:
-        if pod.status is not None and pod.status.sidecar_image == image:
-            return Outcome.COMPLETED
-        return Outcome.WAITING
-    if record.phase is Phase.COMPLETED:
+def decide(
+    plan: RolloutPlan,
+    selection: Mapping[str, PodFacts],
+    budgets: Sequence[Budget],
+    namespace_pods: Sequence[PodFacts],
+    *,
+    limits: Limits,
+    started: AbstractSet[str],
+) -> Tick:
+    """One round of a rollout: start planned pods while the rollout's budget (`max_unavailable` over the
+    selection, NotReady pods included) and every PodDisruptionBudget covering the pod allow it, and no
+    more once `max_failures` pods this run started have failed. `started`: pods this run annotated."""
+    image = limits.image
+    live = [p for p in selection.values() if not p.deleting]
+    unavailable = sum(1 for p in live if disruption.out_of_service(p))
+    room = limits.max_unavailable - unavailable
+    rooms = [(budget, disruption.room(budget, namespace_pods)) for budget in budgets]
+    used: dict[str, int] = {}
+    failed: list[str] = []
+    in_flight: list[str] = []
+    candidates: list[tuple[PodFacts, PodState]] = []
+    waiting: list[str] = []
+    not_ready: list[str] = []
+    for name in plan.pods:
+        pod = selection.get(name)
+        if pod is None or pod.deleting or pod.status is None:
+            continue
+        state = pod_state(pod, image)
+        if state is PodState.FAILED and name in started:
+            failed.append(name)
+        elif state in (PodState.UPGRADING, PodState.FINISHING):
+            in_flight.append(name)
+        elif name in started:
+            continue  # each pod is started once per run: the controller declined it (see its record)
+        elif state is PodState.NOT_READY or (state is PodState.FAILED and not pod.ready):
+            not_ready.append(name)
+        elif state in (PodState.WAITING, PodState.QUEUED_ELSEWHERE, PodState.FAILED):
+            candidates.append((pod, state))
+    stopped = None
+    if limits.max_failures and len(failed) >= limits.max_failures:
+        stopped = (
+            f"stopped: {len(failed)} upgrade(s) failed ({', '.join(failed)}), --max-failures is "
+            f"{limits.max_failures}; fix the image and run the same rollout again to resume"
+        )
+    starts: list[Start] = []
+    blocked = 0
+    for pod, state in candidates if stopped is None else []:
+        if state is PodState.QUEUED_ELSEWHERE:
+            starts.append(Start(pod.name))  # already queued, so already counted: retargeting is free
+            continue
+        if room <= 0:
+            blocked += 1
+            continue
+        full = [r for b, r in rooms if b.selects(pod) and r.allowed - used.get(b.name, 0) <= 0]
+        if full:
+            waiting += [r.explain() for r in full if r.explain() not in waiting]
+            blocked += 1
+            continue
+        for budget, _ in rooms:
+            if budget.selects(pod):
+                used[budget.name] = used.get(budget.name, 0) + 1
+        starts.append(Start(pod.name, retry=state is PodState.FAILED))
+        room -= 1
+    if blocked and room <= 0:
+        waiting.insert(
+            0,
+            f"--max-unavailable {limits.max_unavailable}: {limits.max_unavailable - room} of {len(live)} "
+            "selected pod(s) not Ready or upgrading",
+        )
+    if not_ready:
+        waiting.append(f"not Ready, so not upgraded until they are: {', '.join(not_ready)}")
+    in_flight += [s.name for s in starts]
+    pending = blocked + len(not_ready)
+    finished = not in_flight and (stopped is not None or pending == 0)
+    return Tick(
+        starts=tuple(starts),
+        waiting=tuple(waiting) if stopped is None else (),
+        failed=tuple(failed),
+        in_flight=tuple(in_flight),
+        stopped=stopped,
+        finished=finished,
+    )
+
+
+def outcome(pod: PodFacts | None, image: str, *, started: bool) -> Outcome:
+    """The pod's state in a rollout to `image`; `started`: this run annotated it."""
+    if pod is None or pod.deleting:
+        return Outcome.GONE
+    if pod.status is None:
+        return Outcome.SKIPPED
+    state = pod_state(pod, image)
+    if state is PodState.UPDATED:
         return Outcome.COMPLETED
-    if record.phase is Phase.FAILED:
+    if not started:
+        return Outcome.IN_PROGRESS if state is PodState.UPGRADING else Outcome.NOT_STARTED
+    if state is PodState.FAILED:
         return Outcome.FAILED
-    return Outcome.IN_PROGRESS
+    record = pod.record
+    if state is PodState.UPGRADING and touched_by(record, image, retry=pod.retry):
+        return Outcome.IN_PROGRESS
+    return Outcome.WAITING
 
 
-def batch_finished(outcomes: Sequence[Outcome]) -> bool:
-    return all(o in (Outcome.COMPLETED, Outcome.FAILED) for o in outcomes)
+def touched_by(record: UpgradeRecord | None, image: str, *, retry: str | None) -> bool:
+    """The controller has picked up the request: its record is for `image` and this retry token."""
+    return (
+        record is not None
+        and same_image(record.to_image, image)
+        and (retry is None or retry == record.retry_token)
+    )
 
 
 def summary_rows(
-    names: Sequence[str], pods: Mapping[str, PodInfo], outcomes: Mapping[str, Outcome]
+    names: Sequence[str], pods: Mapping[str, PodFacts], outcomes: Mapping[str, Outcome]
 ) -> list[tuple[str, str, str, str]]:
-    """Rows POD, RESULT, PHASE, MESSAGE for the final table."""
+    """Rows POD, RESULT, PHASE, MESSAGE for the final table (MESSAGE says why a pod failed)."""
     rows = []
     for name in names:
         pod = pods.get(name)

@@ -58,13 +58,18 @@ BROKEN_TEMPLATE_LINE = "this_field_does_not_exist_in_envoy_bootstrap: true\n"
 
 @dataclass(frozen=True)
 class SidecarVariant:
-    """One sidecar image: tag, its Envoy wheel, and whether its bootstrap is deliberately broken."""
+    """One sidecar image: tag, its Envoy wheel, whether its bootstrap is deliberately broken, and the
+    commit whose agent (and bootstrap template) it runs instead of the working tree's."""
 
     tag: str
     envoy_server: str
     broken_bootstrap: bool = False
+    commit: str | None = None
 
 
+# What `ensure_all` (so `localcluster up` and `images`) builds: from the working tree only, never from the
+# repository's history (a shallow clone has none). The previous agent's image, which does need history,
+# is built on demand by the one test that uses it (localcluster/imagebuilder/prevagent.py).
 SIDECAR_VARIANTS = (
     SidecarVariant("0.1.0", "1.40.0"),
     # A second, really different version for upgrade tests: same hot-restart version (11.104).
@@ -171,11 +176,14 @@ PIP_ENV = {
 
 @dataclass(frozen=True)
 class Wheels:
-    """Dependency wheels (keyed by pyproject.toml), Envoy wheels by version, the project's own wheel."""
+    """Dependency wheels (keyed by pyproject.toml), Envoy wheels by version, the project's own wheel,
+    and the project's wheel at each variant's commit with that commit's bootstrap template beside it
+    (empty here; prevagent.py adds the previous agent's)."""
 
     deps: Path
     envoy: dict[str, Path]
     project: Path
+    at_commit: dict[str, Path]
 
 
 def _source_copy(tmp: Path) -> Path:
@@ -229,7 +237,10 @@ def ensure_wheels() -> Wheels:
                 ],
                 stderr=subprocess.DEVNULL,
             )
-    return Wheels(deps, envoy, project)
+    return Wheels(deps, envoy, project, at_commit={})
+
+
+COMMIT_TEMPLATE = "envoy.yaml.tmpl"
 
 
 # ---- layers built in a chroot on top of the base ---------------------------------------------------
@@ -334,14 +345,19 @@ def envoy_layer(base: Path, deps: BuiltLayer, wheels: Wheels, version: str) -> B
 
 
 def app_layer(base: Path, lowers: list[BuiltLayer], wheels: Wheels, variant: SidecarVariant) -> BuiltLayer:
-    """The project's wheel (agent + webhook), the bootstrap template, the version file, a PATH symlink."""
-    [wheel] = [p.name for p in wheels.project.glob("*.whl")]
-    template = (s.REPO_ROOT / "agent" / "bootstrap" / "envoy.yaml.tmpl").read_text()
+    """The project's wheel (agent + webhook), the bootstrap template, the version file, a PATH symlink;
+    a variant with a commit gets that commit's wheel and template."""
+    project = wheels.at_commit[variant.commit] if variant.commit else wheels.project
+    [wheel] = [p.name for p in project.glob("*.whl")]
+    if variant.commit:
+        template = (project / COMMIT_TEMPLATE).read_text()
+    else:
+        template = (s.REPO_ROOT / "agent" / "bootstrap" / "envoy.yaml.tmpl").read_text()
     if variant.broken_bootstrap:
         template = BROKEN_TEMPLATE_LINE + template
 
     def build(merged: Path) -> None:
-        _pip_install(merged, wheels.project, [wheel])
+        _pip_install(merged, project, [wheel])
         etc = merged / "etc" / "hotupgrade"
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "envoy.yaml.tmpl").write_text(template)
@@ -349,8 +365,14 @@ def app_layer(base: Path, lowers: list[BuiltLayer], wheels: Wheels, variant: Sid
         link = merged / "usr" / "local" / "bin" / "hotupgrade-agent"
         link.unlink(missing_ok=True)
         link.symlink_to(f"{VENV}/bin/hotupgrade-agent")
+        # An older agent must still run on today's dependency layer.
+        run(
+            ["/usr/sbin/chroot", str(merged), f"{VENV}/bin/hotupgrade-agent", "--help"],
+            env=PIP_ENV,
+            stdout=subprocess.DEVNULL,
+        )
 
-    key = sha(lowers[0].layer.digest, wheels.project.name, template, repr(variant))
+    key = sha(lowers[0].layer.digest, project.name, template, repr(variant))
     return chroot_layer(f"app-{key}", [*(layer.upper for layer in lowers), base], build)
 
 
@@ -520,15 +542,15 @@ def ensure_sidecar_image(
     hrv = hot_restart_version(envoy)
     if out.exists():
         return out, used, hrv
+    labels = {
+        "io.hotupgrade.version": variant.tag,
+        "io.hotupgrade.envoy-server": variant.envoy_server,
+        "io.hotupgrade.hot-restart-version": hrv,
+    }
+    if variant.commit:
+        labels["io.hotupgrade.agent-commit"] = variant.commit
     spec = oci.ImageSpec(
-        name,
-        ["hotupgrade-agent", "run"],
-        env=[IMAGE_PATH, "PYTHONUNBUFFERED=1"],
-        labels={
-            "io.hotupgrade.version": variant.tag,
-            "io.hotupgrade.envoy-server": variant.envoy_server,
-            "io.hotupgrade.hot-restart-version": hrv,
-        },
+        name, ["hotupgrade-agent", "run"], env=[IMAGE_PATH, "PYTHONUNBUFFERED=1"], labels=labels
     )
     return _finish(spec, layers, out), used, hrv
 

@@ -111,15 +111,10 @@ def test_self_signed_webhook_may_touch_only_its_secret_and_its_webhook_configura
     assert permissions(r, _sa(r, "webhook")) == {
         (NAMESPACE, "", "secrets", "get", (secret,)),
         (NAMESPACE, "", "secrets", "update", (secret,)),
-        ("cluster", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", (config_name,)),
-        ("cluster", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", (config_name,)),
-        ("cluster", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "get", (config_name,)),
-        (
-            "cluster",
-            "admissionregistration.k8s.io",
-            "validatingwebhookconfigurations",
-            "patch",
-            (config_name,),
+        *(
+            ("cluster", "admissionregistration.k8s.io", kind, verb, (config_name,))
+            for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
+            for verb in ("get", "list", "watch", "patch")
         ),
     }
 

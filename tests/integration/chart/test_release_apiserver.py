@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes import config as kube_config
 from prometheus_client import CollectorRegistry
 
@@ -128,7 +128,8 @@ def forbidden(call: Any, *args: Any) -> bool:
 def test_webhook_certificates_work_under_the_charts_rbac(admin: client.ApiClient, release: str) -> None:
     assert ca_bundles(admin) == [None, None, None] and secret_data(admin) == {}
     webhook = as_service_account(admin, f"{FULLNAME}-webhook")
-    store = KubernetesCertificates(webhook, deployed_config(admin).certificates)
+    config = deployed_config(admin)
+    store = KubernetesCertificates(webhook, config.certificates, failure_policy=config.failure_policy)
     decided = reconcile(store, now=datetime.datetime.now(datetime.UTC))
     assert decided.action != "keep"  # the chart's empty Secret read as "no certificate yet"
     stored = secret_data(admin)
@@ -143,6 +144,24 @@ def test_webhook_certificates_work_under_the_charts_rbac(admin: client.ApiClient
     assert forbidden(core.create_namespaced_secret, NAMESPACE, {"metadata": {"name": "x"}})
     assert forbidden(core.list_namespaced_secret, NAMESPACE)
     assert forbidden(adm.read_mutating_webhook_configuration, "someone-elses-webhook")
+    # It may watch its own configurations by name (to repair them), and list no others.
+    mine = adm.list_mutating_webhook_configuration(field_selector=f"metadata.name={FULLNAME}")
+    assert [c.metadata.name for c in mine.items] == [FULLNAME]
+    # ... and watch them from the listed resourceVersion (webhook.certs_k8s.ConfigurationWatch).
+    api_of("AdmissionregistrationV1Api", admin).patch_mutating_webhook_configuration(
+        FULLNAME, {"metadata": {"annotations": {"hotupgrade.io/chart-test": "watched"}}}
+    )
+    events = watch.Watch().stream(  # type: ignore[no-untyped-call]
+        adm.list_mutating_webhook_configuration,
+        field_selector=f"metadata.name={FULLNAME}",
+        resource_version=mine.metadata.resource_version,
+        timeout_seconds=10,
+    )
+    first = next(events)
+    assert first["type"] == "MODIFIED", first
+    assert first["object"].metadata.annotations["hotupgrade.io/chart-test"] == "watched"
+    events.close()
+    assert forbidden(adm.list_validating_webhook_configuration)
     assert forbidden(core.list_namespaced_pod, NAMESPACE)
 
 

@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 from kubernetes.client import ApiException
+from prometheus_client import CollectorRegistry
 
+from controller.agents import AgentClient
 from controller.kube import Kube
+from controller.main import Controller
+from controller.metrics import ControllerMetrics
+from controller.policy import Policy
+from controller.reconciler import Reconciler
 from tests.integration.apiserver import reachable_kubeconfig
-from tests.integration.controller.fakes import KubeletSim
+from tests.integration.controller.fakes import Background, KubeletSim
 from webhook.kubeclient import load_api_client
 
 
@@ -49,3 +55,22 @@ def sim(kube: Kube, namespace: str) -> Iterator[KubeletSim]:
     simulator = KubeletSim(kube, namespace)
     yield simulator
     simulator.close()
+
+
+@pytest.fixture
+def controller(kube: Kube, namespace: str, sim: KubeletSim) -> Iterator[Controller]:
+    """The controller's threads (watch, queue, workers) plus the simulated kubelet, both running."""
+    metrics = ControllerMetrics(CollectorRegistry())
+    # A stalled take-over must still be in flight when a CLI started after it acts; starting one took
+    # 16 s on a loaded 2-core machine, so 20 s was a race the tests could lose.
+    policy = Policy(step_timeout=120, drain_grace=10, poll_interval=0.2)
+    reconciler = Reconciler(kube, AgentClient(timeout=2.0), policy, metrics=metrics)
+    running = Controller(
+        reconciler, kube, namespaces=[namespace], workers=2, metrics=metrics, watch_timeout=5
+    )
+    running.start()
+    kubelet = Background(sim.sync_all)
+    yield running
+    kubelet.close()
+    running.shut_down()
+    assert kubelet.errors == []

@@ -9,46 +9,23 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from controller.agents import AgentClient
 from controller.cli.podinfo import pod_info
+from controller.disruption import out_of_service
 from controller.keys import ANNOTATION_TARGET_IMAGE
 from controller.kube import Kube
 from controller.main import Controller
-from controller.metrics import ControllerMetrics
-from controller.policy import Policy
-from controller.reconciler import Reconciler
 from controller.record import Phase, Reason
-from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, Background, KubeletSim, wait_until
+from controller.rollout import pod_facts
+from tests.integration.controller.fakes import BROKEN, EMPTY, NEW, OLD, KubeletSim, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 HOTUPGRADE = str(Path(sys.executable).parent / "hotupgrade")
-
-
-@pytest.fixture
-def controller(kube: Kube, namespace: str, sim: KubeletSim) -> Iterator[Controller]:
-    """The controller's threads (watch, queue, workers) plus the simulated kubelet, both running."""
-    metrics = ControllerMetrics(CollectorRegistry())
-    # A stalled take-over must still be in flight when a CLI started after it acts; starting one took
-    # 16 s on a loaded 2-core machine, so 20 s was a race the tests could lose.
-    policy = Policy(step_timeout=120, drain_grace=10, poll_interval=0.2)
-    reconciler = Reconciler(kube, AgentClient(timeout=2.0), policy, metrics=metrics)
-    running = Controller(
-        reconciler, kube, namespaces=[namespace], workers=2, metrics=metrics, watch_timeout=5
-    )
-    running.start()
-    kubelet = Background(sim.sync_all)
-    yield running
-    kubelet.close()
-    running.shut_down()
-    assert kubelet.errors == []
 
 
 def hotupgrade(kubeconfig: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -76,8 +53,10 @@ def test_rollout_in_batches_then_status_then_rollback(
     sampling = threading.Event()
 
     def sample() -> None:
+        # What --max-unavailable bounds: pods out of service (not Ready, or an upgrade queued or in flight).
         while not sampling.wait(0.1):
-            busy = sum(1 for p in infos(kube, namespace).values() if p.in_flight)
+            pods, _ = kube.list_pods(namespace, label_selector="app=web")
+            busy = sum(1 for p in pods if out_of_service(pod_facts(p)))
             peak[0] = max(peak[0], busy)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -89,12 +68,14 @@ def test_rollout_in_batches_then_status_then_rollback(
     sampling.set()
     sampler.join(timeout=10)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 pod(s) in 2 batch(es) of at most 2" in result.stdout
+    assert f"rollout of {NEW} to 4 pod(s), at most 2 unavailable at once, stop after 1 failure(s)" in (
+        result.stdout
+    )
     assert "progress: " in result.stdout, "not a TTY: progress as lines"
     summary = [line.split() for line in result.stdout.splitlines() if line.startswith("web-")]
     assert sorted(row[0] for row in summary) == [f"web-{i}" for i in range(4)]
     assert all(row[1] == "completed" and row[2] == "Completed" for row in summary), result.stdout
-    assert 1 <= peak[0] <= 2, f"at most --max-unavailable pods upgrading at once, saw {peak[0]}"
+    assert 1 <= peak[0] <= 2, f"at most --max-unavailable pods out of service at once, saw {peak[0]}"
     pods = infos(kube, namespace)
     assert pods["other-0"].target is None and pods["other-0"].status.sidecar_image == OLD
 

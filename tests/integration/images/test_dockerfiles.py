@@ -24,7 +24,7 @@ import pytest
 
 from localcluster import docker, dockerimages
 from localcluster import settings as s
-from localcluster.imagebuilder import builder
+from localcluster.imagebuilder import builder, prevagent
 
 SITE = "opt/hotupgrade/lib/python3.11/site-packages"
 # (image, paths whose contents must be equal: a path ending in / means every file below it)
@@ -38,6 +38,13 @@ COMPARED_FILES = {
     ],
     "sidecar-hotupgrade/sidecar:0.1.1": ["etc/hotupgrade/version", "etc/hotupgrade/envoy.yaml.tmpl"],
     "sidecar-hotupgrade/sidecar:broken": ["etc/hotupgrade/version", "etc/hotupgrade/envoy.yaml.tmpl"],
+    "sidecar-hotupgrade/sidecar:prev": [
+        "etc/hotupgrade/envoy.yaml.tmpl",
+        "etc/hotupgrade/version",
+        "usr/local/bin/hotupgrade-agent",
+        "opt/hotupgrade/bin/hotupgrade-agent",
+        f"{SITE}/agent/",
+    ],
     "sidecar-hotupgrade/webhook:0.1.0": [
         "usr/local/bin/hotupgrade-webhook",
         "usr/local/bin/hotupgrade-controller",
@@ -147,8 +154,10 @@ def engine_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def built(engine_env: dict[str, str]) -> dict[str, str]:
-    """Every image of images/kind-build.sh, built offline-capable (this machine's settings)."""
+    """Every image of images/kind-build.sh, built offline-capable (this machine's settings), and the
+    previous agent's (which only the skew test builds, on demand)."""
     dockerimages.build_e2e_images(engine_env, offline=True)
+    dockerimages.build_prev_image(engine_env, offline=True)
     return engine_env
 
 
@@ -156,7 +165,7 @@ def built(engine_env: dict[str, str]) -> dict[str, str]:
 def archives() -> dict[str, Path]:
     """The local cluster builder's archives by image name (without docker.io/)."""
     with dockerimages.cache_lock():
-        paths = builder.ensure_all()
+        paths = [*builder.ensure_all(), prevagent.ensure_image()]
     found = {}
     for path in paths:
         name = path.with_suffix(".ref").read_text().split()[0]
@@ -176,7 +185,11 @@ def local_built(archives: dict[str, Path]) -> Callable[[str], Image]:
     return functools.cache(lambda ref: oci_image(archives[ref]))
 
 
-@pytest.mark.parametrize("ref", sorted(dockerimages.E2E_IMAGES))
+# What the suite uses: kind-build.sh's images and the previous agent's (both sidecars).
+TARGETS = {**dockerimages.E2E_IMAGES, dockerimages.PREV_IMAGE: "sidecar"}
+
+
+@pytest.mark.parametrize("ref", sorted(TARGETS))
 def test_image_matches_the_local_builders(
     docker_built: Callable[[str], Image], local_built: Callable[[str], Image], ref: str
 ) -> None:
@@ -189,7 +202,7 @@ def test_image_matches_the_local_builders(
         if k != "io.hotupgrade.hot-restart-version"
     }
     assert {k: (ours.config.get("Labels") or {}).get(k) for k in labels} == labels
-    if dockerimages.E2E_IMAGES[ref] != "empty":  # busybox's PATH differs from the local one's /bin; unused
+    if TARGETS[ref] != "empty":  # busybox's PATH differs from the local one's /bin; unused
         assert set(ours.config["Env"]) == set(theirs.config["Env"])
     for path in COMPARED_FILES.get(ref, []):
         if path.endswith("/"):

@@ -42,6 +42,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SERVICE = "hu-webhook"
 SECRET = "hu-webhook-tls"
 HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm", "helm.sh/chart": "sidecar-hotupgrade-0.1.0"}
+# What the test configurations' webhooks carry (harmless: their selectors match nothing) and the config says.
+FAILURE_POLICY = {"mutate": "Ignore", "validate": "Ignore"}
 HELM_ANNOTATIONS = {"meta.helm.sh/release-name": "hu", "meta.helm.sh/release-namespace": "hu-system"}
 
 # Validities in days. INITIAL: nothing due for a while. RENEW_SERVING: the serving cert (10 days left)
@@ -95,13 +97,20 @@ class Cluster:
             **validity,
         }
 
+    def config_document(self, validity: dict[str, int]) -> dict[str, Any]:
+        """The webhook's config file: this test's certificates, and the configurations' failurePolicy."""
+        return {"certificates": self.certificates_section(validity), "failurePolicy": FAILURE_POLICY}
+
     def settings(self, validity: dict[str, int]) -> Certificates:
         """The certificates section as the webhook would parse it from its config file."""
-        return parse_config({"certificates": self.certificates_section(validity)}).certificates
+        return parse_config(self.config_document(validity)).certificates
 
     def store(self, validity: dict[str, int]) -> KubernetesCertificates:
         """A replica's view: its own ApiClient, as a separate process would have."""
-        return KubernetesCertificates(load_api_client(self.kubeconfig), self.settings(validity))
+        policy = parse_config(self.config_document(validity)).failure_policy
+        return KubernetesCertificates(
+            load_api_client(self.kubeconfig), self.settings(validity), failure_policy=policy
+        )
 
     def secret(self) -> Any:
         return self.core.read_namespaced_secret(SECRET, self.namespace)
@@ -363,7 +372,7 @@ def run_racing(
     monkeypatch.setattr(RacingCertificates, "errors", [])
     monkeypatch.setattr(certs_k8s, "KubernetesCertificates", RacingCertificates)
     monkeypatch.setattr(certs_k8s, "_api_client", lambda: load_api_client(cluster.kubeconfig))
-    config = parse_config({"certificates": cluster.certificates_section(validity)})
+    config = parse_config(cluster.config_document(validity))
     return certs_k8s.run_certs(config, out_dir=tmp_path / "out", once=True)
 
 
@@ -475,7 +484,7 @@ def certs_command(
 ) -> list[str]:
     """`hotupgrade-webhook certs` with a config file naming this test's Secret and configurations."""
     config = tmp_path / f"config-{secrets.token_hex(2)}.yaml"
-    config.write_text(yaml.safe_dump({"certificates": cluster.certificates_section(validity)}))
+    config.write_text(yaml.safe_dump(cluster.config_document(validity)))
     return [str(CLI), "certs", "--config", str(config), "--out-dir", str(out), *(["--once"] if once else [])]
 
 
