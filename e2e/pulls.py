@@ -2,8 +2,10 @@
 
 `forget_image` removes every record of an image from the node's containerd (tag, repo@digest and the
 image-ID record CRI keeps), so the next start of a container with it makes the kubelet (or the pre-pull
-pod) pull it again from the registry; blobs shared with images still present stay, as on a real node.
-`pull_events` reads back, from the kubelet's Events, who pulled what and how long it took.
+pod) pull it again from the registry; blobs shared with images still present stay, as on a real node
+(and containerd fetches no layer whose snapshot the node has: e2e/pulltarget.py makes targets that share
+nothing new with the node). `blobs_on_node` lists what content the node holds. `pulls_of` reads back,
+from the kubelet's Events, who pulled what and how long it took.
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ def refs_to_forget(present: dict[str, str], image: str) -> list[str]:
 def on_node(image: str) -> bool:
     """Whether the local node's containerd (k8s.io) holds a record named `image`."""
     return image in builder.present_images(s.CONTAINERD_SOCKET)
+
+
+def blobs_on_node() -> set[str]:
+    """Digests of the blobs in the local node's containerd content store (k8s.io). The CRI plugin keeps a
+    pulled image's layers there after unpacking them (`discard_unpacked_layers = false`, configs.py)."""
+    argv = ["ctr", f"--address={s.CONTAINERD_SOCKET}", "--namespace=k8s.io", "content", "ls", "-q"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout
+    return set(out.split())
 
 
 def forget_image(image: str) -> list[str]:

@@ -2,11 +2,12 @@
 the target, behind basic auth): how long the pod is NotReady (out of its Service's endpoints) per upgrade,
 with the controller's pre-pull on and off, under load through a ClusterIP Service and to the pod IP.
 
-Before each upgrade the target is removed from the node's containerd (e2e/pulls.py), so every upgrade
-pulls it again. With pre-pull the pull happens in the controller's pre-pull pod (which pulls with the
-pod's imagePullSecrets) and the swap finds the image present; without it the kubelet pulls during the
-swap, while the restarted container keeps the pod NotReady. Figures: one JSON line per upgrade, then
-the load totals. Needs the local cluster with its registry (`python -m localcluster up`).
+Every upgrade goes to a fresh target (e2e/pulltarget.py): the suite's target plus one layer of
+EXTRA_LAYER_BYTES random bytes under a new tag, which no node holds, so every upgrade pulls that layer
+for real. With pre-pull the pull happens in the controller's pre-pull pod (which pulls with the pod's
+imagePullSecrets) and the swap finds the image present; without it the kubelet pulls during the swap.
+Figures: one JSON line per upgrade, then the load totals. Needs the local cluster with its registry
+(`python -m localcluster up`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from kubernetes import client
 
 from controller.prepull import PRE_PULL_NAME_PREFIX
 from controller.record import Phase
-from e2e import conftest, images, kube, pulls, release, upgrade
+from e2e import conftest, images, kube, pulls, pulltarget, release, upgrade
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load_to, upgrade_once
 from localcluster.helm import CHART
 from podharness.load import LoadGenerator
@@ -38,6 +40,8 @@ pytestmark = [
 ]
 
 APP = "pullwin"  # one pod per pre-pull mode: pullwin-on, pullwin-off
+UPGRADES = 2  # per pod, each to its own fresh target
+TARGET_BASE = conftest.SIDECAR_IMAGES[1]  # the private instance's target, what fresh targets derive from
 
 
 def service_manifest(name: str) -> dict[str, Any]:
@@ -111,30 +115,34 @@ def measured_upgrade(
     *,
     namespace: str,
     name: str,
-    target: str,
+    target: pulltarget.FreshTarget,
     prepull: bool,
     loads: dict[str, LoadGenerator],
 ) -> dict[str, Any]:
     """One upgrade to a target the node does not hold: outcome, NotReady window, who pulled how long."""
-    forgotten = pulls.forget_image(target)
-    assert not pulls.on_node(target)
+    image, layer = target.image, target.layer
+    # Neither the image nor its random layer is on the node: the pull has to download the layer.
+    assert not pulls.on_node(image)
+    assert layer.digest not in pulls.blobs_on_node()
     seen = pulls.event_versions(namespace_events(api, namespace))
     started = time.monotonic()
-    # Without pre-pull the pod is NotReady for the whole pull (README): measured here, not held to the budget.
+    # Without pre-pull the kubelet pulls during the swap: measured here, not held to the budget.
     budget = upgrade.NOT_READY_BUDGET_S if prepull else None
-    outcome, window = upgrade_once(api, namespace=namespace, name=name, image=target, budget=budget)
+    outcome, window = upgrade_once(api, namespace=namespace, name=name, image=image, budget=budget)
     took = time.monotonic() - started
     assert outcome.phase == Phase.COMPLETED, outcome.message
 
     def pulled() -> tuple[list[pulls.Pull]] | None:
-        found = pulls.pulls_of(pulls.new_since(namespace_events(api, namespace), seen), target)
+        found = pulls.pulls_of(pulls.new_since(namespace_events(api, namespace), seen), image)
         by_helper = [p for p in found if p.pod.startswith(PRE_PULL_NAME_PREFIX) and p.seconds is not None]
         # The pre-pull pod is new each time, so its events always arrive; the upgraded pod's own events
         # may be dropped after many (client-go's per-object spam filter), so without pre-pull the proof
         # is the image back on the node with no pre-pull pod involved.
-        return (found,) if (by_helper if prepull else pulls.on_node(target)) else None
+        return (found,) if (by_helper if prepull else pulls.on_node(image)) else None
 
-    [found] = kube.wait_until(f"the pull of {target}", pulled, 60, interval=1.0)
+    [found] = kube.wait_until(f"the pull of {image}", pulled, 60, interval=1.0)
+    # The random layer reached the node, and only the registry held it: real bytes were pulled.
+    assert layer.digest in pulls.blobs_on_node()
     by_helper = [p for p in found if p.pod.startswith(PRE_PULL_NAME_PREFIX)]
     by_pod = [p for p in found if p.pod == name]
     if prepull:
@@ -144,44 +152,62 @@ def measured_upgrade(
         pull = by_helper[0]
     else:
         assert not by_helper, found
-        pull = next((p for p in by_pod if p.seconds is not None), pulls.Pull(name, target, None, None))
+        pull = next((p for p in by_pod if p.seconds is not None), pulls.Pull(name, image, None, None))
+    # The kubelet's image size counts every layer (compressed), the random one included.
+    assert pull.size_bytes is None or pull.size_bytes >= layer.size, (pull, layer)
     return {
         "prepull": prepull,
-        "target": target,
+        "target": image,
         "not_ready_s": window.not_ready_s,
         "ready_flips": window.flips,
         "pull_s": pull.seconds,  # None: the kubelet's event for the pod was dropped
         "pulled_by": "prepull-pod" if prepull else "kubelet-for-the-pod",
         "image_bytes": pull.size_bytes,
-        "records_removed_before": len(forgotten),
+        "random_layer_bytes": layer.size,
         "upgrade_s": round(took, 1),
         **{f"{k}_failed_so_far": v.summary()["failed"] + v.summary()["tcp_failed"] for k, v in loads.items()},
     }
 
 
 def test_not_ready_window_with_registry_pulls_prepull_on_and_off(
-    api: client.ApiClient, namespace: str, suite_release: release.Release
+    api: client.ApiClient, namespace: str, suite_release: release.Release, tmp_path: Path
 ) -> None:
-    # One pod per mode, each upgraded there and back: a slot that starts again an image it started after
-    # an earlier upgrade, seconds after its last restart, meets the kubelet's crash-loop back-off (keyed by
+    # One pod per mode, each upgraded twice: a slot that starts again an image it started after an
+    # earlier upgrade, seconds after its last restart, meets the kubelet's crash-loop back-off (keyed by
     # container and image: kuberuntime GetBackoffKey, doBackOff) instead of a pull: another test's subject.
+    endpoints = images.local_registry()
+    assert endpoints is not None
+    made: list[pulltarget.FreshTarget] = []
     report = []
-    for prepull in (True, False):
-        app = f"{APP}-{'on' if prepull else 'off'}"
-        with controller_prepull(api, suite_release, prepull):
-            report += upgrades_under_load(api, namespace, app, prepull)
-    assert len(report) == 4
+    try:
+        for prepull in (True, False):
+            app = f"{APP}-{'on' if prepull else 'off'}"
+            # Made (random bytes, pushed) before the load starts, so that work does not compete with it.
+            targets = [pulltarget.fresh_target(endpoints, TARGET_BASE, tmp_path) for _ in range(UPGRADES)]
+            made += targets
+            with controller_prepull(api, suite_release, prepull):
+                report += upgrades_under_load(api, namespace, app, prepull, targets)
+    finally:
+        # Off the node and out of the registry's index: each run adds UPGRADES * 2 random layers.
+        for target in made:
+            pulls.forget_image(target.image)
+            pulltarget.drop_target(endpoints, target)
+    assert len(report) == 2 * UPGRADES
 
 
 def upgrades_under_load(
-    api: client.ApiClient, namespace: str, app: str, prepull: bool
+    api: client.ApiClient,
+    namespace: str,
+    app: str,
+    prepull: bool,
+    targets: list[pulltarget.FreshTarget],
 ) -> list[dict[str, Any]]:
-    """A fresh pod of `app` behind a ClusterIP Service, upgraded to the target and back under load
+    """A fresh pod of `app` behind a ClusterIP Service, upgraded to each target in turn under load
     through the Service and to the pod IP; one JSON line per upgrade, then the load totals."""
     [pod] = conftest.deploy_and_wait(api, namespace, app)
     name, pod_ip = pod["metadata"]["name"], pod["status"]["podIP"]
     # The pod pulled its images from the registry (nothing e2e is pre-imported any more); the private
-    # target needs the pull secret the namespace's ServiceAccount handed it.
+    # targets need the pull secret the namespace's ServiceAccount handed it.
     assert {"name": images.PULL_SECRET} in pod["spec"].get("imagePullSecrets", [])
     service = kube.core(api).create_namespaced_service(namespace, service_manifest(app))
     cluster_ip = service.spec.cluster_ip
@@ -190,7 +216,7 @@ def upgrades_under_load(
     loads = {"service": start_load_to(cluster_ip, 2000.0), "pod_ip": start_load_to(pod_ip, 2000.0)}
     report = []
     try:
-        for target in (conftest.SIDECAR_IMAGES[1], conftest.SIDECAR_IMAGES[0]):
+        for target in targets:
             figures = measured_upgrade(
                 api, namespace=namespace, name=name, target=target, prepull=prepull, loads=loads
             )

@@ -1,15 +1,18 @@
-"""A small OCI distribution API client: push an OCI-layout archive, read a manifest back.
+"""A small OCI distribution API client: push an OCI-layout archive or single blobs and manifests, read
+them back, delete a manifest.
 
 Why not `ctr images push`: it pushes from containerd's content store, so the registry could only be
 filled after containerd runs and has imported every image under a registry name; and it takes a
 password on its command line. This pushes straight from the archives the image builder writes, skips
 blobs and manifests the registry already holds (HEAD), and mounts blobs across repositories instead of
 uploading them twice. Endpoints: OCI distribution-spec v1.1 "Push" (monolithic upload, cross-repository
-mount) and "Pull"; distribution implements them in registry/handlers/{blobupload,manifests}.go.
+mount), "Pull" and "Content Management" (deleting manifests); distribution implements them in
+registry/handlers/{blobupload,blob,manifests}.go.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tarfile
@@ -32,6 +35,12 @@ TIMEOUT = (10.0, 600.0)  # connect, read (seconds): a layer of a few hundred MB 
 
 class RegistryError(RuntimeError):
     """The registry answered a push or pull step with an unexpected status; the message says which."""
+
+
+def content_digest(data: bytes) -> str:
+    """`sha256:<hex>` of data: the digest a registry stores a blob or manifest under (image-spec
+    descriptor.md; distribution digests a manifest exactly as it was put)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def with_query(url: str, **params: str) -> str:
@@ -141,6 +150,8 @@ class Registry:
         )
 
     def put_manifest(self, repository: str, tag: str, media_type: str, body: bytes) -> str:
+        """PUT body as repository:tag; its digest, which the registry must report as content_digest(body)
+        (RegistryError otherwise: it stored something else than was sent)."""
         resp = self._check(
             self.session.put(
                 self._url(repository, f"manifests/{tag}"),
@@ -151,7 +162,18 @@ class Registry:
             201,
             f"PUT manifest {repository}:{tag}",
         )
-        return str(resp.headers.get("Docker-Content-Digest", ""))
+        stored = str(resp.headers.get("Docker-Content-Digest", ""))
+        if stored != content_digest(body):
+            raise RegistryError(
+                f"{repository}:{tag}: registry stored manifest {stored}, sent {content_digest(body)}"
+            )
+        return stored
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        """Delete a manifest by digest and every tag naming it (needs `storage.delete.enabled`); its
+        blobs stay until the registry's garbage-collect finds nothing referencing them."""
+        resp = self.session.delete(self._url(repository, f"manifests/{digest}"), timeout=TIMEOUT)
+        self._check(resp, 202, f"DELETE manifest {repository}@{digest}")
 
     def push_archive(self, archive: Path, repository: str, tag: str) -> int:
         """Push an OCI-layout tar as repository:tag; returns 1 if a manifest was written, 0 if the tag

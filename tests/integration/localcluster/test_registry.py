@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from e2e import images as e2e_images
+from e2e import pulltarget
 from localcluster import host, nodeimages, pki, registry
 from localcluster import settings as s
 from localcluster.imagebuilder import oci
@@ -294,3 +295,42 @@ def test_containerd_without_the_hosts_dir_does_not_trust_the_registry(pair: Pair
     out = ctr(containerd_ns, "images", "pull", ref)
     assert out.returncode != 0
     assert "certificate" in out.stderr, out.stderr
+
+
+def test_containerd_unpacks_a_derived_target_and_deleting_it_untags_it(
+    pair: Pair, containerd_ns: str, tmp_path: Path
+) -> None:
+    """e2e/pulltarget.py's fresh targets: the base plus a gzip'ed layer of random bytes, pushed with the
+    client; containerd checks every layer against the config's diff IDs when it unpacks."""
+    base = pair.private
+    client = Registry(pair.endpoints.private, ca_file=pair.endpoints.ca_file, auth=creds(pair))
+    layer = pulltarget.write_random_layer(tmp_path / "layer.tar.gz", 1 << 20)
+    tag = f"{base.tag}-pull-test"
+    digest = pulltarget.push_derived(
+        client,
+        base.repository,
+        base_tag=base.tag,
+        new_tag=tag,
+        layer_file=tmp_path / "layer.tar.gz",
+        layer=layer,
+    )
+    assert client.manifest_digest(base.repository, tag) == digest
+    manifest = json.loads(client.get_manifest(base.repository, tag)[1])
+    diff_ids = json.loads(client.get_blob(base.repository, manifest["config"]["digest"]))["rootfs"][
+        "diff_ids"
+    ]
+    assert diff_ids[-1] == layer.diff_id
+    ref = f"{pair.endpoints.private}/{base.repository}:{tag}"
+    user = f"{pair.endpoints.username}:{pair.endpoints.password}"
+    out = pull(pair, containerd_ns, ref, "--user", user, "--print-chainid")
+    assert out.returncode == 0, out.stderr
+    assert image_digests(containerd_ns)[ref] == digest
+    # Unpacked, every layer: the chain ID of all diff IDs (image-spec config.md "ChainID").
+    chain = diff_ids[0]
+    for diff_id in diff_ids[1:]:
+        chain = "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+    assert chain in out.stdout, out.stdout
+    client.delete_manifest(base.repository, digest)
+    assert client.manifest_digest(base.repository, tag) is None
+    assert client.manifest_digest(base.repository, digest) is None
+    assert client.manifest_digest(base.repository, base.tag) == base.digest  # the base is untouched
