@@ -1,6 +1,7 @@
 """The controller's PodDisruptionBudget gate against a real kube-apiserver (issue 12, scenario 7): three
 pods of a workload annotated at once, a PDB allowing one disruption; the controller upgrades them one at
-a time, holding the others Pending with the budget named, and posts one Event per held pod.
+a time, holding the others Pending with the budget named, and posts one Event per held pod. A
+SidecarRelease whose maxUnavailable allows more is held to the PDB too, and its status says why.
 
 Measured by a watch on the pods from a list's resourceVersion: every write the controller makes is seen
 in order, so the peak of pods past Pending is exact, not sampled. The same run without the gate
@@ -23,6 +24,23 @@ from controller.record import Phase
 from controller.rollout import pod_facts, touched
 from tests.integration.controller.conftest import running_controller
 from tests.integration.controller.fakes import NEW, Background, KubeletSim, wait_until
+from tests.integration.controller.releases import (
+    condition,
+    create_release,
+    delete_release,
+    install_crd,
+    release_doc,
+    release_loop,
+    unique,
+)
+from tests.integration.controller.test_reconcile_apiserver import make_reconciler
+from tests.integration.controller.test_release_apiserver import (
+    complete,
+    drive,
+    read,
+    sidecar_images,
+    targets,
+)
 from tests.integration.controller.test_rollout_budgets_apiserver import create_pdb
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -159,3 +177,46 @@ def test_without_the_gate_the_same_pods_go_at_once(
     watch, _, took = upgrade_all(kube, namespace, sim, run_controller, gate=False)
     print(f"\ngate off: {took:.1f}s for 3 upgrades, peak past Pending {watch.peak}")
     assert watch.peak >= 2, f"without the gate the upgrades overlap (peak {watch.peak})"
+
+
+# --- SidecarReleases: the planner picks, the gate defers -------------------------------------------
+
+
+@pytest.fixture
+def release_names(kube: Kube) -> Iterator[list[str]]:
+    """Releases a test created (cluster-scoped: deleted after it); the chart's CRD installed first."""
+    install_crd(kube)
+    created: list[str] = []
+    yield created
+    for name in created:
+        delete_release(kube, name)
+
+
+def test_a_release_is_held_to_the_pdb_below_its_max_unavailable(
+    kube: Kube, namespace: str, sim: KubeletSim, release_names: list[str]
+) -> None:
+    """maxUnavailable 3 would start three pods at once; minAvailable 3 of 4 allows one: the release sets
+    one target, defers the rest naming the budget, and moves on one pod at a time."""
+    for index in range(4):
+        sim.add_pod(f"web-{index}")
+    create_pdb(kube, namespace, {"minAvailable": 3})
+    pods, _ = make_reconciler(kube)
+    with release_loop(kube, namespace, gate=True) as loop:
+        name = unique("hu-rel")
+        create_release(kube, release_doc(name, namespace, NEW, strategy={"maxUnavailable": 3}))
+        release_names.append(name)
+        loop.cached(name)
+        loop.reconciler.reconcile(name)
+        assert [n for n, image in targets(kube, namespace).items() if image] == ["web-0"]
+        status = read(kube, name)["status"]
+        assert status["upgradingPods"] == 1, status
+        progressing = condition(read(kube, name), "Progressing")
+        assert progressing == (
+            "True",
+            "WaitingForDisruptionBudget",
+            f"1 pod(s) upgrading to {NEW}; 2 pod(s) held back, {namespace}/web-1 waiting for "
+            "PodDisruptionBudget web-pdb: 1 of 1 allowed disruption(s) in use (web-0 upgrade queued)",
+        ), progressing
+        done = drive(loop, pods, sim, name, until=complete("AllPodsUpdated"), allowed=1)
+    assert done["worst"] == 1, "one pod at a time, the budget used"
+    assert set(sidecar_images(kube, namespace).values()) == {NEW}
