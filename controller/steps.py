@@ -2,7 +2,8 @@
 
 The reconciler calls it after every change and every requeue; it re-derives everything from the pod,
 the agents' status and the `hotupgrade.io/upgrade` record, which is why a restarted controller resumes
-where the last one stopped. Steps (issue 5): checks -> pre-pull (controller.prepull) -> standby gets
+where the last one stopped. Steps (issue 5): checks -> the pod's PodDisruptionBudgets have room
+(controller.budgetgate; no deadline) -> pre-pull (controller.prepull) -> standby gets
 the target -> new agent serves -> old Envoy retired -> old container gets the empty image -> status
 swapped. A target that can never work (not an image reference, the empty image, not allowed, a native
 sidecar on a kubelet before 1.32) is refused before anything changes, and one already running is
@@ -13,7 +14,7 @@ so failures leave the new Envoy serving and record why. Every image change also 
 causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch. Every Event a step
 emits is also written into the record it writes (controller.events), so the shell can post it after
 the write, and again after a crash. The shell observes the pod alone first: where the decision reads
-the agents' status, the pre-pull pod or the node, `next_step` answers `Observe` instead, so the many
+the agents' status, the pre-pull pod, the node or the budget gate, `next_step` answers `Observe`, so the many
 pods with nothing to do cost no agent calls, and the decision is taken once, on a snapshot that holds
 all it reads.
 """
