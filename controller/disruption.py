@@ -1,13 +1,15 @@
 """PodDisruptionBudgets as a hot upgrade reads them: how many more pods a budget lets go out of service
 now. Pure: the PDB document and the planner's pod facts in, a count and its explanation out.
 
-A PDB only guards evictions; the API server does not consult it when a pod's sidecar image changes. So a
-fleet rollout must honour it itself, as Kruise's PodUnavailableBudget does for in-place updates. The
-arithmetic is the disruption controller's (Kubernetes v1.34.4, pkg/controller/disruption/disruption.go:
-getExpectedPodCount, countHealthyPods, updatePdbStatus), with one change: a pod with a hot upgrade
-queued or in flight is not healthy, although still Ready (`out_of_service`). So upgrades started by a
-rollout, by hand (the per-pod annotation) or by a SidecarRelease all use the same budget, and so do pods
-that are simply not Ready.
+A PDB only guards evictions; the API server does not consult it when a pod's sidecar image changes. So
+the CLI's rollout, the SidecarRelease reconciler and the controller's gate (controller.budgetgate) honour
+it themselves, as Kruise's PodUnavailableBudget does for in-place updates. The arithmetic is the
+disruption controller's (Kubernetes v1.34.4, pkg/controller/disruption/disruption.go:
+getExpectedPodCount, countHealthyPods, updatePdbStatus), with one change: a pod with a hot upgrade is
+not healthy, although still Ready. Planners that only queue count a queued upgrade too
+(`out_of_service`); the gate, which decides when a queued upgrade starts, counts it from then
+(`disrupted`). So upgrades started by a rollout, by hand (the per-pod annotation) or by a SidecarRelease
+all use the same budget, and so do pods that are simply not Ready.
 """
 
 import re
