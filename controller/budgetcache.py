@@ -73,7 +73,7 @@ class BudgetCache:
         ]
         self.pod_caches: list[Informer[CachedPod]] = [
             self._informer(
-                f"pods/{ns or 'all'}",
+                f"budget-pods/{ns or 'all'}",  # the release loop's cache is pods/...
                 functools.partial(kube.pod_pages, ns),
                 functools.partial(self._watch, kube.watch_pods, ns),
                 cached_facts,
