@@ -121,3 +121,4 @@ class Observe:
     agents: bool = False
     pre_pull_pod: str | None = None
     node: bool = False
+    budget: bool = False  # the PodDisruptionBudget gate's verdict (asked last, just before a start)

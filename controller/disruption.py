@@ -1,22 +1,24 @@
 """PodDisruptionBudgets as a hot upgrade reads them: how many more pods a budget lets go out of service
 now. Pure: the PDB document and the planner's pod facts in, a count and its explanation out.
 
-A PDB only guards evictions; the API server does not consult it when a pod's sidecar image changes. So a
-fleet rollout must honour it itself, as Kruise's PodUnavailableBudget does for in-place updates. The
-arithmetic is the disruption controller's (Kubernetes v1.34.4, pkg/controller/disruption/disruption.go:
-getExpectedPodCount, countHealthyPods, updatePdbStatus), with one change: a pod with a hot upgrade
-queued or in flight is not healthy, although still Ready (`out_of_service`). So upgrades started by a
-rollout, by hand (the per-pod annotation) or by a SidecarRelease all use the same budget, and so do pods
-that are simply not Ready.
+A PDB only guards evictions; the API server does not consult it when a pod's sidecar image changes. So
+the CLI's rollout, the SidecarRelease reconciler and the controller's gate (controller.budgetgate) honour
+it themselves, as Kruise's PodUnavailableBudget does for in-place updates. The arithmetic is the
+disruption controller's (Kubernetes v1.34.4, pkg/controller/disruption/disruption.go:
+getExpectedPodCount, countHealthyPods, updatePdbStatus), with one change: a pod with a hot upgrade is
+not healthy, although still Ready. Planners that only queue count a queued upgrade too
+(`out_of_service`); the gate, which decides when a queued upgrade starts, counts it from then
+(`disrupted`). So upgrades started by a rollout, by hand (the per-pod annotation) or by a SidecarRelease
+all use the same budget, and so do pods that are simply not Ready.
 """
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from controller.release import IntOrPercent
-from controller.rollout import PodFacts, at_risk
+from controller.rollout import PodFacts, at_risk, touched
 from controller.selector import InvalidSelectorError, LabelSelector, parse_selector
 
 _PERCENT = re.compile(r"^(0|[1-9][0-9]*)%$")
@@ -30,6 +32,19 @@ def out_of_service(pod: PodFacts) -> bool:
     NotReady again, and a budget must hold through that too (docs/rollout.md).
     """
     return at_risk(pod) or (pod.record is not None and pod.record.in_flight)
+
+
+def disrupted(pod: PodFacts) -> bool:
+    """Not Ready, or an upgrade that has changed the pod (past Pending) still in flight.
+
+    What the controller's own gate counts (controller.budgetgate): a queued upgrade is not a disruption
+    yet, since the gate is what decides when it becomes one; counting it would hold every queued pod
+    back behind the others forever.
+    """
+    return not pod.ready or touched(pod)
+
+
+Counts = Callable[[PodFacts], bool]  # which Ready pods a hot upgrade has taken out of service
 
 
 class InvalidBudgetError(ValueError):
@@ -159,8 +174,11 @@ def desired_healthy(budget: Budget, *, expected: int) -> int:
     return 0
 
 
-def room(budget: Budget, pods: Iterable[PodFacts]) -> Room:
+def room(budget: Budget, pods: Iterable[PodFacts], *, counts: Counts = out_of_service) -> Room:
     """How many more of the budget's pods may go out of service, counting upgrades in flight.
+
+    `counts` says which pods are out of service besides the unready: `out_of_service` (also a queued
+    upgrade) for planners that only queue (the CLI, SidecarReleases), `disrupted` for the controller's gate.
 
     The denominator of percentages and maxUnavailable is the workloads' scale, which only the
     disruption controller knows (status.expectedPods): taken from a fresh status, else the pods matched
@@ -170,8 +188,8 @@ def room(budget: Budget, pods: Iterable[PodFacts]) -> Room:
     """
     matched = [p for p in pods if budget.selects(p)]
     live = [p for p in matched if not p.deleting and p.name not in budget.disrupted_pods]
-    healthy = sum(1 for p in live if p.ready and not out_of_service(p))
-    upgrading = sum(1 for p in live if p.ready and out_of_service(p))
+    healthy = sum(1 for p in live if p.ready and not counts(p))
+    upgrading = sum(1 for p in live if p.ready and counts(p))
     # Terminating pods stay in the denominator: their replacements are part of the workload's scale.
     expected = budget.expected_pods if budget.status_fresh else len(matched)
     desired = desired_healthy(budget, expected=expected)
@@ -191,3 +209,16 @@ def room(budget: Budget, pods: Iterable[PodFacts]) -> Room:
         allowed=allowed,
         status_limited=status_limited,
     )
+
+
+def why_out(budget: Budget, pod: PodFacts, *, counts: Counts = out_of_service) -> str | None:
+    """Why a pod the budget selects is not healthy by `room`'s rule (`not Ready`, `upgrading`, ...)."""
+    if pod.deleting:
+        return "terminating"
+    if pod.name in budget.disrupted_pods:
+        return "evicted"
+    if not pod.ready:
+        return "not Ready"
+    if counts(pod):
+        return "upgrading" if touched(pod) else "upgrade queued"
+    return None

@@ -58,7 +58,9 @@ def namespace_labels(raw: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
 
 
-def _one_page(listing: Callable[[], tuple[list[dict[str, Any]], str]]) -> Callable[[], Pages]:
+def one_page(listing: Callable[[], tuple[list[dict[str, Any]], str]]) -> Callable[[], Pages]:
+    """An unpaged list (items, resourceVersion) in the informer's pages shape."""
+
     def pages() -> Pages:
         items, version = listing()
         return [(items, version)]
@@ -83,14 +85,14 @@ class FleetCache:
         self._informer = functools.partial(Informer, stop=stop, watch_timeout=watch_timeout)
         self.release_cache: Informer[CachedRelease] = self._informer(
             "sidecarreleases",
-            list_pages=_one_page(kube.list_releases),
+            list_pages=one_page(kube.list_releases),
             watch=lambda rv, t: kube.watch_releases(resource_version=rv, timeout_seconds=t),
             transform=cached_release,
             on_change=self._release_changed,
         )
         self.namespace_cache: Informer[dict[str, str]] = self._informer(
             "namespaces",
-            list_pages=_one_page(kube.list_namespaces),
+            list_pages=one_page(kube.list_namespaces),
             watch=lambda rv, t: kube.watch_namespaces(resource_version=rv, timeout_seconds=t),
             transform=namespace_labels,
             on_change=self._namespace_changed,

@@ -58,8 +58,8 @@ def _raw(response: Any) -> Any:
 
 
 class Kube:
-    """Pods, Nodes, Namespaces, Events, Leases and SidecarReleases as raw JSON; `component` names the
-    writer of the Events it posts."""
+    """Pods, Nodes, Namespaces, Events, Leases, PodDisruptionBudgets and SidecarReleases as raw JSON;
+    `component` names the writer of the Events it posts."""
 
     def __init__(self, api_client: client.ApiClient, *, component: str = "hotupgrade-controller") -> None:
         self.api_client = api_client
@@ -117,8 +117,34 @@ class Kube:
 
     def list_pod_disruption_budgets(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's policy/v1 PodDisruptionBudgets (the `hotupgrade rollout` budget check)."""
-        listed = self._call(self.policy.list_namespaced_pod_disruption_budget, namespace)
-        return list(listed.get("items") or [])
+        items, _ = self.list_pdbs(namespace)
+        return items
+
+    def list_pdbs(self, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+        """policy/v1 PodDisruptionBudgets of a namespace (None: all), and the list's resourceVersion."""
+        if namespace:
+            body = self._call(self.policy.list_namespaced_pod_disruption_budget, namespace)
+        else:
+            body = self._call(self.policy.list_pod_disruption_budget_for_all_namespaces)
+        return (body.get("items") or []), str((body.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch_pdbs(
+        self, namespace: str | None, *, resource_version: str, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """PDB watch events from `resource_version`, a list's (without one, Kubernetes 1.34 waits for its
+        cache to reach etcd's revision, which etcd before 3.4.31 may never report: a 504)."""
+        if namespace:
+            return self._watch(
+                self.policy.list_namespaced_pod_disruption_budget,
+                namespace,
+                rv=resource_version,
+                timeout=timeout_seconds,
+            )
+        return self._watch(
+            self.policy.list_pod_disruption_budget_for_all_namespaces,
+            rv=resource_version,
+            timeout=timeout_seconds,
+        )
 
     def watch_pods(
         self, namespace: str | None, *, resource_version: str, timeout_seconds: int

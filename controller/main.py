@@ -16,6 +16,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, start_http_server
 
 from controller.agents import AgentClient
+from controller.budgetcache import BudgetCache
 from controller.kube import Kube
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds without any kubelet reaction to an image change before it counts as ignored",
     )
+    p.add_argument(
+        "--disruption-budgets",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start an upgrade only when the pod's PodDisruptionBudgets allow it (needs list/watch on "
+        "policy/poddisruptionbudgets and pods; docs/rollout.md)",
+    )
     p.add_argument("--workers", type=int, default=4)
     p.add_argument(
         "--releases",
@@ -102,8 +110,11 @@ class Controller:
         metrics: ControllerMetrics,
         watch_timeout: int = 300,
         releases: bool = False,
+        budgets: BudgetCache | None = None,
     ) -> None:
+        """`budgets`: the PodDisruptionBudget caches the reconciler's gate reads; started and stopped here."""
         self.reconciler = reconciler
+        self.budgets = budgets
         self.queue = WorkQueue()
         self.stop = threading.Event()
         self.metrics = metrics
@@ -117,13 +128,20 @@ class Controller:
         ]
         self.releases = (
             ReleaseController(
-                kube, namespaces=namespaces, metrics=metrics, stop=self.stop, watch_timeout=watch_timeout
+                kube,
+                namespaces=namespaces,
+                metrics=metrics,
+                stop=self.stop,
+                watch_timeout=watch_timeout,
+                budgets=budgets,
             )
             if releases
             else None
         )
 
     def start(self) -> None:
+        if self.budgets is not None:
+            self.budgets.start()
         for watcher in self.watchers:
             threading.Thread(
                 target=watcher.run, name=f"watch-{watcher.namespace or 'all'}", daemon=True
@@ -150,6 +168,8 @@ class Controller:
     def shut_down(self) -> None:
         self.stop.set()
         self.queue.shut_down()
+        if self.budgets is not None:
+            self.budgets.close()
         if self.releases is not None:
             self.releases.shut_down()
 
@@ -164,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_bind, registry=registry)
     kube = Kube(load_api_client(args.kubeconfig))
-    reconciler = Reconciler(kube, AgentClient(), policy, metrics=metrics)
+    budgets = (
+        BudgetCache(kube, namespaces=args.namespace, watch_timeout=args.watch_timeout)
+        if args.disruption_budgets
+        else None
+    )
+    reconciler = Reconciler(kube, AgentClient(), policy, metrics=metrics, budgets=budgets)
     controller = Controller(
         reconciler,
         kube,
@@ -173,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics=metrics,
         watch_timeout=args.watch_timeout,
         releases=args.releases,
+        budgets=budgets,
     )
     stopping = threading.Event()
 
@@ -191,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         step_timeout=policy.step_timeout,
         prepull=policy.pre_pull,
         releases=args.releases,
+        disruption_budgets=args.disruption_budgets,
     )
     elector = None
     if args.leader_elect:

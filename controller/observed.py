@@ -16,6 +16,7 @@ from webhook.contract import ENV_PARENT_SHUTDOWN_SECONDS
 
 __all__ = [  # normalize_image moved to controller.imageref; kept importable from here
     "AgentView",
+    "BudgetView",
     "ContainerView",
     "NodeView",
     "ObservedPod",
@@ -119,6 +120,15 @@ class NodeView:
 
 
 @dataclass(frozen=True)
+class BudgetView:
+    """Whether the PodDisruptionBudgets selecting the pod let its upgrade start now (controller.budgetgate);
+    when not, `message` names the budget and its numbers (`PodDisruptionBudget web-pdb: 1 of 1 ...`)."""
+
+    admitted: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class ObservedPod:
     """Everything `next_step` may look at: one pod, its agents, maybe its pre-pull pod, and now."""
 
@@ -136,6 +146,7 @@ class ObservedPod:
     agents: Mapping[str, AgentView] | None = None  # None: not asked (the step function says when it must be)
     pre_pull: PrePullView | None = None  # None: not looked up (likewise)
     node: NodeView | None = None  # None: not looked up (likewise)
+    budget: BudgetView | None = None  # None: not asked (likewise; asked only when an upgrade would start)
     service_account: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
     run_as_user: int | None = None  # pod securityContext
@@ -279,6 +290,7 @@ def observe_pod(
     agents: Mapping[str, AgentView] | None = None,
     pre_pull: PrePullView | None = None,
     node: NodeView | None = None,
+    budget: BudgetView | None = None,
 ) -> ObservedPod:
     """Build the snapshot from a raw pod document (as returned by the API server)."""
     meta = pod.get("metadata") or {}
@@ -305,6 +317,7 @@ def observe_pod(
         agents=dict(agents) if agents is not None else None,
         pre_pull=pre_pull,
         node=node,
+        budget=budget,
         service_account=spec.get("serviceAccountName") or None,
         image_pull_secrets=secrets,
         run_as_user=_int_or_none(security.get("runAsUser")),

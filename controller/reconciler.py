@@ -4,11 +4,14 @@ The only place errors become retries, by the map in controller.errors: a conflic
 `test` op) or a transient API error reruns the whole read-decide-act with tenacity (never a blind
 re-send of a stale patch); anything left over, and any bug, becomes a requeue-after. Resuming after a
 controller restart needs nothing special. Every reconcile first posts the Event the pod's record still
-owes (controller.events), and so does every write, right after it lands.
+owes (controller.events), and so does every write, right after it lands. An upgrade starts only if the
+PodDisruptionBudget gate admits it (controller.budgetgate over controller.budgetcache): the namespace's
+admission lock is held from the verdict until the write it allowed has landed and is counted.
 """
 
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -26,6 +29,7 @@ from controller.actions import (
     SetImage,
     WaitFor,
 )
+from controller.budgetgate import ADMITTED
 from controller.errors import (
     ERROR_REQUEUE,
     ErrorKind,
@@ -38,7 +42,15 @@ from controller.errors import (
 )
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
-from controller.observed import AgentView, NodeView, ObservedPod, node_view, observe_pod, pre_pull_view
+from controller.observed import (
+    AgentView,
+    BudgetView,
+    NodeView,
+    ObservedPod,
+    node_view,
+    observe_pod,
+    pre_pull_view,
+)
 from controller.patches import patch_for
 from controller.policy import Policy
 from controller.prepull import pre_pull_pod_manifest
@@ -52,6 +64,16 @@ SLOTS = ("a", "b")
 
 class AgentSource(Protocol):
     def fetch_all(self, pod_ip: str | None, slots: tuple[str, ...] = ...) -> Mapping[str, AgentView]: ...
+
+
+class BudgetGate(Protocol):
+    """The PodDisruptionBudget gate (controller.budgetcache.BudgetCache is one)."""
+
+    def holding(self, namespace: str) -> AbstractContextManager[None]: ...
+
+    def admit(self, raw_pod: dict[str, Any]) -> BudgetView: ...
+
+    def seen(self, raw_pod: dict[str, Any]) -> None: ...
 
 
 def in_place_retries(*, before_sleep: Callable[[tenacity.RetryCallState], None]) -> tenacity.Retrying:
@@ -90,12 +112,15 @@ class Reconciler:
         policy: Policy,
         *,
         metrics: ControllerMetrics,
+        budgets: BudgetGate | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`budgets` None: no PodDisruptionBudget is consulted (`--no-disruption-budgets`)."""
         self.kube = kube
         self.agents = agents
         self.policy = policy
         self.metrics = metrics
+        self.budgets = budgets
         self.clock = clock
 
     def reconcile(self, namespace: str, name: str) -> Result:
@@ -121,20 +146,24 @@ class Reconciler:
     def _count_retry(self, state: tenacity.RetryCallState) -> None:
         count_retry(self.metrics, state)
 
-    def decide(self, pod: Mapping[str, Any]) -> tuple[ObservedPod, Action]:
-        """Observe the pod alone, and the agents or the pre-pull pod only when `next_step` asks."""
+    def decide(self, pod: dict[str, Any], held: ExitStack) -> tuple[ObservedPod, Action]:
+        """Observe the pod alone, and the agents, the pre-pull pod, the node or the budget gate only when
+        `next_step` asks; a gate's lock is entered on `held`, for the caller to release after acting."""
         observed = observe_pod(pod, now=self.clock())
         decision = next_step(observed, self.policy)
         while isinstance(decision, Observe):
-            observed = self._observe_more(observed, decision)
+            observed = self._observe_more(observed, decision, pod, held)
             decision = next_step(observed, self.policy)
         return observed, decision
 
-    def _observe_more(self, observed: ObservedPod, wanted: Observe) -> ObservedPod:
+    def _observe_more(
+        self, observed: ObservedPod, wanted: Observe, pod: dict[str, Any], held: ExitStack
+    ) -> ObservedPod:
         new_agents = wanted.agents and observed.agents is None
         new_pre_pull = bool(wanted.pre_pull_pod) and observed.pre_pull is None
         new_node = wanted.node and observed.node is None and bool(observed.node_name)
-        if not (new_agents or new_pre_pull or new_node):
+        new_budget = wanted.budget and observed.budget is None
+        if not (new_agents or new_pre_pull or new_node or new_budget):
             raise RuntimeError(f"next_step asked for nothing new: {wanted}")  # a bug; never loop on it
         more = observed
         if new_agents:
@@ -144,7 +173,19 @@ class Reconciler:
             more = replace(more, pre_pull=pre_pull_view(pull))
         if new_node and observed.node_name:
             more = replace(more, node=self._node(observed.node_name))
+        if new_budget:
+            more = replace(more, budget=self._budget(observed, pod, held))
         return more
+
+    def _budget(self, observed: ObservedPod, pod: dict[str, Any], held: ExitStack) -> BudgetView:
+        """The gate's verdict, taken under the namespace's lock (kept until the caller has acted)."""
+        if self.budgets is None:
+            return ADMITTED
+        held.enter_context(self.budgets.holding(observed.namespace))
+        verdict = self.budgets.admit(pod)
+        if not verdict.admitted:
+            logs.event("upgrade_held", level=logging.DEBUG, pod=observed.key, reason=verdict.message)
+        return verdict
 
     def _node(self, name: str) -> NodeView:
         """The pod's node; one the controller may not read (no RBAC) has an unknown kubelet version."""
@@ -161,8 +202,9 @@ class Reconciler:
         if pod is None:
             return DONE
         pod = self._post_owed_event(pod)
-        observed, action = self.decide(pod)
-        return self._act(observed, action)
+        with ExitStack() as held:
+            observed, action = self.decide(pod, held)
+            return self._act(observed, action)
 
     def _act(self, observed: ObservedPod, action: Action) -> Result:
         context: dict[str, Any] = {"pod": observed.key, "action": _kind(action)}
@@ -239,6 +281,8 @@ class Reconciler:
     def _post_owed_event(self, pod: dict[str, Any]) -> dict[str, Any]:
         """Post what the pod's record owes (controller.events); returns the pod as it now is."""
         posting = events.post_owed(self.kube, pod, now=self.clock())
+        if self.budgets is not None:
+            self.budgets.seen(posting.pod)  # a start is counted before the admission lock is let go
         owed, name = posting.owed, (pod.get("metadata") or {}).get("name")
         if owed is not None and posting.outcome == "already posted":
             logs.event("event_already_posted", pod=name, reason=owed.event.reason, name=owed.name)

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from controller.budgetcache import BudgetCache
 from controller.fleetcache import FleetCache
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
@@ -28,6 +29,7 @@ class ReleaseController:
         metrics: ControllerMetrics,
         stop: threading.Event,
         watch_timeout: int = 300,
+        budgets: BudgetCache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.queue = WorkQueue()
@@ -35,7 +37,7 @@ class ReleaseController:
         self.fleet = FleetCache(
             kube, enqueue=self.queue.add, stop=stop, namespaces=namespaces, watch_timeout=watch_timeout
         )
-        self.reconciler = ReleaseReconciler(kube, self.fleet, metrics=metrics, clock=clock)
+        self.reconciler = ReleaseReconciler(kube, self.fleet, metrics=metrics, budgets=budgets, clock=clock)
 
     def start(self) -> None:
         self.fleet.start()

@@ -7,6 +7,9 @@ from the release, the pods and their upgrade records, so a restarted controller 
 cluster stands. Errors become retries in the one map of controller.errors: a pod that changed since the
 cache saw it is re-read into the cache and the whole read-plan-act runs again, and so does a status write
 that lost a race (409: the release changed since it was read); Event posts never fail a reconcile.
+PodDisruptionBudgets: the planner may pick a pod, the budget gate (controller.budgetgate) defers it while
+a budget selecting it has no room, counting queued pods too, and the status says which budget waits.
+The per-pod reconciler gates the start itself again, so this only keeps targets from piling up.
 """
 
 import logging
@@ -16,14 +19,17 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from controller import release_events
+from controller.disruption import Counts, out_of_service
 from controller.errors import ConflictError, KubeError, NotFoundError, already_exists, retry_for
 from controller.events import event_manifest
 from controller.fleetcache import CachedPod, CachedRelease
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
+from controller.observed import BudgetView
 from controller.patches import target_patch
 from controller.reconciler import count_retry, in_place_retries
 from controller.release import (
+    ConditionType,
     InvalidReleaseError,
     Release,
     ReleaseStatus,
@@ -32,7 +38,7 @@ from controller.release import (
 )
 from controller.release_events import ReleaseEvent
 from controller.result import DONE, Result, requeue
-from controller.rollout import ReleasePlan, Start, invalid_spec_status, plan_fleet, selects
+from controller.rollout import PodFacts, ReleasePlan, Start, invalid_spec_status, plan_fleet, selects
 from webhook import logs
 
 RESYNC_SECONDS = 60.0  # look again even without a change (a missed watch event costs at most this)
@@ -53,6 +59,33 @@ class Fleet(Protocol):
     def pod_gone(self, namespace: str, name: str) -> None: ...
 
 
+class Budgets(Protocol):
+    """The PodDisruptionBudget gate over its caches (controller.budgetcache.BudgetCache is one)."""
+
+    def admit_facts(self, pod: PodFacts, *, counts: Counts) -> BudgetView: ...
+
+    def seen(self, raw_pod: dict[str, Any]) -> None: ...
+
+
+def held_back(status: ReleaseStatus, deferred: Mapping[str, str], image: str) -> ReleaseStatus:
+    """The planned status once the gate deferred some of the planned starts (pod key -> the gate's
+    message): they are not upgrading, and Progressing says which budget they wait for."""
+    if not deferred:
+        return status
+    upgrading = max(0, status.upgrading - len(deferred))
+    first = sorted(deferred)[0]
+    message = f"{len(deferred)} pod(s) held back, {first} waiting for {deferred[first]}"
+    if upgrading:
+        message = f"{upgrading} pod(s) upgrading to {image}; {message}"
+    conditions = tuple(
+        replace(c, status=True, reason="WaitingForDisruptionBudget", message=message)
+        if c.type is ConditionType.PROGRESSING
+        else c
+        for c in status.conditions
+    )
+    return replace(status, upgrading=upgrading, conditions=conditions)
+
+
 class ReleaseReconciler:
     """Reconciles one release per call; keeps no state between calls but the names of posted Events."""
 
@@ -62,11 +95,14 @@ class ReleaseReconciler:
         fleet: Fleet,
         *,
         metrics: ControllerMetrics,
+        budgets: Budgets | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`budgets` None: PodDisruptionBudgets are not consulted (`--no-disruption-budgets`)."""
         self.kube = kube
         self.fleet = fleet
         self.metrics = metrics
+        self.budgets = budgets
         self.clock = clock
         self._posted: set[str] = set()
 
@@ -98,7 +134,8 @@ class ReleaseReconciler:
         except InvalidReleaseError as exc:
             return self._invalid(raw, str(exc), now=now)
         plan, pods = self.plan(release, now=now)
-        self._start(raw, release, plan, pods, now=now)
+        deferred = self._start(raw, release, plan, pods, now=now)
+        plan = replace(plan, status=held_back(plan.status, deferred, release.spec.image))
         old = release.status
         if self._write_status(raw, old, plan.status):
             for event in release_events.transition_events(old, plan.status):
@@ -134,12 +171,18 @@ class ReleaseReconciler:
         pods: Mapping[str, CachedPod],
         *,
         now: datetime,
-    ) -> None:
-        """Set each start's target; a pod changed since the cache saw it ends the batch with a conflict
-        (after refreshing it), so that the rerun plans on what the pod now is."""
+    ) -> dict[str, str]:
+        """Set each start's target the budget gate admits; a pod changed since the cache saw it ends the
+        batch with a conflict (after refreshing it), so that the rerun plans on what the pod now is.
+        Returns the deferred starts: pod key -> the gate's message."""
         started: list[Start] = []
+        deferred: dict[str, str] = {}
         try:
             for start in plan.starts:
+                verdict = self._gate(start, pods[start.key])
+                if not verdict.admitted:
+                    deferred[start.key] = verdict.message
+                    continue
                 self._set_target(start, pods[start.key])
                 started.append(start)
         finally:
@@ -158,6 +201,20 @@ class ReleaseReconciler:
                 event = release_events.batch_event(release, batch, now=now)
                 if event is not None:
                     self._post(raw, event, now=now)
+        if deferred:
+            logs.event(
+                "release_starts_held",
+                release=release.name,
+                pods=",".join(sorted(deferred)),
+                reason=deferred[min(deferred)],
+            )
+        return deferred
+
+    def _gate(self, start: Start, pod: CachedPod) -> BudgetView:
+        """The budget gate's verdict on a planned start; a retarget was queued already, so it costs none."""
+        if self.budgets is None or start.retarget:
+            return BudgetView(admitted=True)
+        return self.budgets.admit_facts(pod.facts, counts=out_of_service)
 
     def _set_target(self, start: Start, pod: CachedPod) -> None:
         try:
@@ -174,6 +231,8 @@ class ReleaseReconciler:
                 409, f"pod {start.key} changed since it was planned: {exc.message[:200]}"
             ) from exc
         self.fleet.pod_written(written)
+        if self.budgets is not None:
+            self.budgets.seen(written)  # the next start of this batch counts it as queued
 
     def _write_status(self, raw: Mapping[str, Any], old: ReleaseStatus, new: ReleaseStatus) -> bool:
         """PUT the status if it changed, on the release as read (409 if it moved since); True if written."""

@@ -2,7 +2,8 @@
 
 The reconciler calls it after every change and every requeue; it re-derives everything from the pod,
 the agents' status and the `hotupgrade.io/upgrade` record, which is why a restarted controller resumes
-where the last one stopped. Steps (issue 5): checks -> pre-pull (controller.prepull) -> standby gets
+where the last one stopped. Steps (issue 5): checks -> the pod's PodDisruptionBudgets have room
+(controller.budgetgate; no deadline) -> pre-pull (controller.prepull) -> standby gets
 the target -> new agent serves -> old Envoy retired -> old container gets the empty image -> status
 swapped. A target that can never work (not an image reference, the empty image, not allowed, a native
 sidecar on a kubelet before 1.32) is refused before anything changes, and one already running is
@@ -13,7 +14,7 @@ so failures leave the new Envoy serving and record why. Every image change also 
 causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch. Every Event a step
 emits is also written into the record it writes (controller.events), so the shell can post it after
 the write, and again after a crash. The shell observes the pod alone first: where the decision reads
-the agents' status, the pre-pull pod or the node, `next_step` answers `Observe` instead, so the many
+the agents' status, the pre-pull pod, the node or the budget gate, `next_step` answers `Observe`, so the many
 pods with nothing to do cost no agent calls, and the decision is taken once, on a snapshot that holds
 all it reads.
 """
@@ -316,15 +317,22 @@ def _check(
             return _fail(pod, base, Reason.KUBELET_UNSUPPORTED, why)
     waiting = _not_yet(pod, base, old, new)
     if waiting is not None:
-        if already_pending and _elapsed(base, pod.now) > policy.step_timeout:
+        after_budget = already_pending and base.message.startswith(BUDGET_WAIT)  # the checks' clock restarts
+        if already_pending and not after_budget and _elapsed(base, pod.now) > policy.step_timeout:
             why = f"checks did not pass within {policy.step_timeout:.0f}s: {waiting}"
             return _fail(pod, base, Reason.CHECKS_TIMEOUT, why)
         message = f"waiting: {waiting}"
         if already_pending and base.message == message:
             return WaitFor(reason=message, requeue_after=policy.poll_interval)
+        waited = base.moved(Phase.PENDING, now=pod.now, message=message) if after_budget else None
         return WaitFor(
-            reason=message, requeue_after=policy.poll_interval, record=replace(base, message=message)
+            reason=message,
+            requeue_after=policy.poll_interval,
+            record=waited or replace(base, message=message),
         )
+    held = _held_by_budget(pod, base, policy)
+    if held is not None:
+        return held
     started = _event(
         "UpgradeStarted", f"upgrading sidecar {base.from_image} -> {target} (attempt {base.attempt})"
     )
@@ -366,6 +374,24 @@ def _not_yet(pod: ObservedPod, base: UpgradeRecord, old: ContainerView, new: Con
         return f"agent state says slot {agent.active_slot} is active, status annotation says {base.old_slot}"
     del old  # the old container's state is the agent's business; it answered active/serving
     return None
+
+
+BUDGET_WAIT = "waiting for PodDisruptionBudget"  # how a Pending record held by a budget begins
+
+
+def _held_by_budget(pod: ObservedPod, base: UpgradeRecord, policy: Policy) -> WaitFor | None:
+    """The last check before anything changes: every PodDisruptionBudget selecting the pod has room (the
+    shell's gate, controller.budgetgate). No deadline: the upgrade starts once room appears; one Event."""
+    if pod.budget is None:
+        raise _UnobservedError(Observe(budget=True))
+    if pod.budget.admitted:
+        return None
+    message = f"waiting for {pod.budget.message}"
+    if base.message == message:
+        return WaitFor(reason=message, requeue_after=policy.poll_interval)
+    event = None if base.message.startswith(BUDGET_WAIT) else _event("WaitingForDisruptionBudget", message)
+    held = base.moved(Phase.PENDING, now=pod.now, message=message)
+    return WaitFor(reason=message, requeue_after=policy.poll_interval, record=held, event=event)
 
 
 def _take_over_patch(

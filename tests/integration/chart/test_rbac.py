@@ -81,6 +81,8 @@ def test_controller_permissions_by_default() -> None:
         ("cluster", "", "pods", "create", None),  # pre-pull, on by default
         ("cluster", "", "pods", "delete", None),
         ("cluster", "", "nodes", "get", None),  # the kubelet's version (native sidecars need 1.32+)
+        ("cluster", "policy", "poddisruptionbudgets", "list", None),  # the budget gate's cache
+        ("cluster", "policy", "poddisruptionbudgets", "watch", None),
         ("cluster", "", "events", "create", None),
         ("cluster", "hotupgrade.io", "sidecarreleases", "get", None),  # SidecarReleases (issue 14)
         ("cluster", "hotupgrade.io", "sidecarreleases", "list", None),

@@ -21,6 +21,7 @@ from kubernetes import client, watch
 from kubernetes import config as kube_config
 from prometheus_client import CollectorRegistry
 
+from controller.budgetcache import BudgetCache
 from controller.fleetcache import FleetCache
 from controller.kube import Kube
 from controller.leader import LeaderElector
@@ -188,8 +189,9 @@ def test_controller_leads_under_the_charts_rbac(admin: client.ApiClient, release
 
 
 def test_the_release_loop_works_under_the_charts_rbac(admin: client.ApiClient, release: str) -> None:
-    """The controller's caches list and watch, its reconcile writes status and posts an Event, with the
-    chart's RBAC; it may not create, edit or delete releases (users and GitOps do)."""
+    """The controller's caches list and watch (PodDisruptionBudgets too), its reconcile writes status and
+    posts an Event, with the chart's RBAC; it may not create, edit or delete releases (users and GitOps
+    do)."""
     kube = Kube(as_service_account(admin, f"{FULLNAME}-controller"))
     custom = api_of("CustomObjectsApi", admin)
     name = f"hu-chart-{secrets.token_hex(4)}"
@@ -206,11 +208,20 @@ def test_the_release_loop_works_under_the_charts_rbac(admin: client.ApiClient, r
     }
     custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, doc)
     stop = threading.Event()
+    budgets = BudgetCache(kube, namespaces=[NAMESPACE], watch_timeout=30)
     try:
         fleet = FleetCache(kube, enqueue=lambda _: None, stop=stop, namespaces=[NAMESPACE], watch_timeout=30)
         fleet.start()
         assert fleet.wait_synced(timeout=30), "releases, namespaces and pods listed"
-        reconciler = ReleaseReconciler(kube, fleet, metrics=ControllerMetrics(CollectorRegistry()))
+        # The PodDisruptionBudget gate's caches list, and may watch from the list's resourceVersion.
+        budgets.start()
+        assert budgets.synced(timeout=30), "PodDisruptionBudgets and pods listed"
+        _, version = kube.list_pdbs(NAMESPACE)
+        watched = list(kube.watch_pdbs(NAMESPACE, resource_version=version, timeout_seconds=1))
+        assert [e for e in watched if e.get("type") == "ERROR"] == [], watched  # 403 would raise
+        reconciler = ReleaseReconciler(
+            kube, fleet, metrics=ControllerMetrics(CollectorRegistry()), budgets=budgets
+        )
         assert not reconciler.reconcile(name).done  # a requeue-after of the resync, not an error's
         written = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
         complete = [c for c in written["status"]["conditions"] if c["type"] == "Complete"]
@@ -225,6 +236,7 @@ def test_the_release_loop_works_under_the_charts_rbac(admin: client.ApiClient, r
         assert forbidden(mine.delete_cluster_custom_object, GROUP, VERSION, PLURAL, name)
     finally:
         stop.set()
+        budgets.close()
         custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
 
 

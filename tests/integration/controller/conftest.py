@@ -12,6 +12,7 @@ from kubernetes.client import ApiException
 from prometheus_client import CollectorRegistry
 
 from controller.agents import AgentClient
+from controller.budgetcache import BudgetCache
 from controller.kube import Kube
 from controller.main import Controller
 from controller.metrics import ControllerMetrics
@@ -57,18 +58,32 @@ def sim(kube: Kube, namespace: str) -> Iterator[KubeletSim]:
     simulator.close()
 
 
-@pytest.fixture
-def controller(kube: Kube, namespace: str, sim: KubeletSim) -> Iterator[Controller]:
-    """The controller's threads (watch, queue, workers) plus the simulated kubelet, both running."""
+def running_controller(kube: Kube, namespace: str, *, workers: int = 2, gate: bool = True) -> Controller:
+    """The controller's threads (watch, queue, workers and, with `gate`, the PodDisruptionBudget caches),
+    started."""
     metrics = ControllerMetrics(CollectorRegistry())
     # A stalled take-over must still be in flight when a CLI started after it acts; starting one took
     # 16 s on a loaded 2-core machine, so 20 s was a race the tests could lose.
     policy = Policy(step_timeout=120, drain_grace=10, poll_interval=0.2)
-    reconciler = Reconciler(kube, AgentClient(timeout=2.0), policy, metrics=metrics)
+    budgets = BudgetCache(kube, namespaces=[namespace], watch_timeout=5) if gate else None
+    reconciler = Reconciler(kube, AgentClient(timeout=2.0), policy, metrics=metrics, budgets=budgets)
     running = Controller(
-        reconciler, kube, namespaces=[namespace], workers=2, metrics=metrics, watch_timeout=5
+        reconciler,
+        kube,
+        namespaces=[namespace],
+        workers=workers,
+        metrics=metrics,
+        watch_timeout=5,
+        budgets=budgets,
     )
     running.start()
+    return running
+
+
+@pytest.fixture
+def controller(kube: Kube, namespace: str, sim: KubeletSim) -> Iterator[Controller]:
+    """The controller (running_controller) plus the simulated kubelet, both running."""
+    running = running_controller(kube, namespace)
     kubelet = Background(sim.sync_all)
     yield running
     kubelet.close()

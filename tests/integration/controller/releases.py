@@ -12,6 +12,7 @@ import yaml
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
+from controller.budgetcache import BudgetCache
 from controller.fleetcache import FleetCache
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
@@ -146,18 +147,25 @@ def release_events(kube: Kube, name: str) -> list[dict[str, Any]]:
 class Loop:
     """The release loop on one namespace: real caches fed by real watches, a reconciler driven by hand."""
 
-    def __init__(self, kube: Kube, namespace: str, *, metrics: ControllerMetrics | None = None) -> None:
+    def __init__(
+        self, kube: Kube, namespace: str, *, metrics: ControllerMetrics | None = None, gate: bool = False
+    ) -> None:
+        """`gate`: with the PodDisruptionBudget gate (its own caches), as the controller runs it."""
         self.enqueued: list[str] = []
         self.stop_event = threading.Event()
         self.fleet = FleetCache(
             kube, enqueue=self.enqueued.append, stop=self.stop_event, namespaces=[namespace], watch_timeout=30
         )
+        self.budgets = BudgetCache(kube, namespaces=[namespace], watch_timeout=30) if gate else None
         self.metrics = metrics or ControllerMetrics(CollectorRegistry())
-        self.reconciler = ReleaseReconciler(kube, self.fleet, metrics=self.metrics)
+        self.reconciler = ReleaseReconciler(kube, self.fleet, metrics=self.metrics, budgets=self.budgets)
 
     def start(self) -> "Loop":
         self.fleet.start()
         assert self.fleet.wait_synced(timeout=30), "the caches listed"
+        if self.budgets is not None:
+            self.budgets.start()
+            assert self.budgets.synced(timeout=30), "the budget caches listed"
         return self
 
     def cached(self, *names: str) -> None:
@@ -166,6 +174,8 @@ class Loop:
 
     def close(self) -> None:
         self.stop_event.set()
+        if self.budgets is not None:
+            self.budgets.close()
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from controller.keys import (
     ANNOTATION_TARGET_IMAGE,
     ANNOTATION_UPGRADE,
 )
-from controller.observed import AgentView, ObservedPod, PrePullView, observe_pod
+from controller.observed import AgentView, BudgetView, ObservedPod, PrePullView, observe_pod
 from controller.record import Phase, Reason, UpgradeRecord
 from webhook.injection_status import InjectionStatus
 
@@ -20,6 +20,7 @@ EMPTY = "registry.local/hotupgrade-empty:1"
 OLD = "registry.local/hotupgrade-sidecar:1"
 NEW = "registry.local/hotupgrade-sidecar:2"
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+ADMITTED = BudgetView(admitted=True)  # no PodDisruptionBudget holds the pod back
 
 STATUS = InjectionStatus(
     active="hotupgrade-a",
@@ -197,6 +198,9 @@ def observe(
     agents: Mapping[str, AgentView] | None = NO_ANSWER,
     after: float = 0.0,
     pre_pull: PrePullView | None = None,
+    budget: BudgetView | None = ADMITTED,
 ) -> ObservedPod:
-    """The snapshot `after` seconds past T0; `agents=None` and `pre_pull=None`: not asked."""
-    return observe_pod(pod, now=T0 + timedelta(seconds=after), agents=agents, pre_pull=pre_pull)
+    """The snapshot `after` seconds past T0; `agents=None`, `pre_pull=None`, `budget=None`: not asked."""
+    return observe_pod(
+        pod, now=T0 + timedelta(seconds=after), agents=agents, pre_pull=pre_pull, budget=budget
+    )

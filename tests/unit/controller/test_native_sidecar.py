@@ -20,7 +20,15 @@ from controller.observed import NodeView, observe_pod
 from controller.patches import patch_for
 from controller.record import Phase, Reason
 from controller.steps import next_step
-from tests.unit.controller.podfixtures import EMPTY, NEW, SERVING_A, T0, observe, set_container
+from tests.unit.controller.podfixtures import (
+    ADMITTED,
+    EMPTY,
+    NEW,
+    SERVING_A,
+    T0,
+    observe,
+    set_container,
+)
 from tests.unit.controller.test_steps import (
     DRAINED,
     POLICY,
@@ -43,7 +51,7 @@ def native_pod() -> dict[str, Any]:
 
 
 def at(pod: dict[str, Any], *, node: NodeView | None, after: float = 0.0, agents: Any = SERVING_A) -> Any:
-    return observe_pod(pod, now=T0 + timedelta(seconds=after), agents=agents, node=node)
+    return observe_pod(pod, now=T0 + timedelta(seconds=after), agents=agents, node=node, budget=ADMITTED)
 
 
 def test_an_old_kubelet_is_refused_before_anything_changes() -> None:
