@@ -411,16 +411,25 @@ def _wait_out(pod: ObservedPod, record: UpgradeRecord, held: Hold, *, before: st
         f"another start of it for {held.backoff:.0f} s after the container's last exit "
         f"({format_time(held.last_exit)})"
     )
+    said = f"{reason}, before {before} (until {format_time(held.until)})"
+    return _wait_saying_once(record, reason, message, said, requeue_after=held.seconds, hold=held)
+
+
+def _wait_saying_once(
+    record: UpgradeRecord,
+    reason: str,
+    message: str,
+    event_message: str,
+    *,
+    requeue_after: float,
+    hold: Hold | None = None,
+) -> WaitFor:
+    """Wait; the first time, write `message` into the record with a WaitingForKubeletBackOff Event."""
     if record.message == message:
-        return WaitFor(reason=reason, requeue_after=held.seconds, hold=held)
-    event = _event("WaitingForKubeletBackOff", f"{reason}, before {before} (until {format_time(held.until)})")
-    return WaitFor(
-        reason=reason,
-        requeue_after=held.seconds,
-        record=replace(record, message=message),
-        event=event,
-        hold=held,
-    )
+        return WaitFor(reason=reason, requeue_after=requeue_after, hold=hold)
+    event = _event("WaitingForKubeletBackOff", event_message)
+    written = replace(record, message=message)
+    return WaitFor(reason=reason, requeue_after=requeue_after, record=written, event=event, hold=hold)
 
 
 def _take_over_patch(
@@ -742,15 +751,8 @@ def _held_by_kubelet(pod: ObservedPod, record: UpgradeRecord, new: ContainerView
         f"back-off (keyed by container and image; {record.to_image} has not run in it since the change): "
         "waiting for it, not rolling back"
     )
-    if record.message == message:
-        return WaitFor(reason=reason, requeue_after=policy.poll_interval)
-    event = _event("WaitingForKubeletBackOff", f"{reason}: {new.waiting_message or 'CrashLoopBackOff'}")
-    return WaitFor(
-        reason=reason,
-        requeue_after=policy.poll_interval,
-        record=replace(record, message=message),
-        event=event,
-    )
+    said = f"{reason}: {new.waiting_message or 'CrashLoopBackOff'}"
+    return _wait_saying_once(record, reason, message, said, requeue_after=policy.poll_interval)
 
 
 def _kubelet_ignored(

@@ -14,17 +14,8 @@ from typing import Any
 
 import jsonpatch
 
-from controller.actions import (
-    Complete,
-    CreatePrePullPod,
-    Fail,
-    Noop,
-    Observe,
-    PatchStandbyImage,
-    RollBack,
-    SetImage,
-    WaitFor,
-)
+from controller import actions
+from controller.actions import Complete, Fail, PatchStandbyImage, RollBack, SetImage, WaitFor
 from controller.keys import ANNOTATION_KUBELET_BACKOFF, ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE
 from controller.kubeletbackoff import memory_in
 from controller.observed import AgentView, PrePullView, observe_pod
@@ -84,7 +75,7 @@ def upgrade(
         kubelet.sync(now)
         observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now))
         action = next_step(observed, policy)
-        assert not isinstance(action, Observe | Noop | CreatePrePullPod), action
+        assert isinstance(action, SetImage | WaitFor | Complete | Fail), action
         apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
         if isinstance(action, Complete | Fail):
             kubelet.sync(now)
@@ -237,7 +228,7 @@ def test_the_standby_swap_waits_for_the_back_off_then_patches() -> None:
 def test_the_pre_pulled_swap_waits_too() -> None:
     pod = back_off_pod(backoff=20, exited_ago=5, started_ago=40)
     first = next_step(observe_pod(pod, now=T0, agents=SERVING), replace(POLICY, pre_pull=True))
-    assert isinstance(first, CreatePrePullPod) and first.record is not None
+    assert isinstance(first, actions.CreatePrePullPod) and first.record is not None
     pulling: dict[str, Any] = jsonpatch.apply_patch(pod, patch_for(first, "1000"))
     done = PrePullView(exists=True, phase="Succeeded", terminated_reason="Completed", exit_code=0)
     observed = observe_pod(pulling, now=T0 + timedelta(seconds=3), agents=SERVING, pre_pull=done)
