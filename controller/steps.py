@@ -8,6 +8,9 @@ swapped. A target that can never work (not an image reference, the empty image, 
 sidecar on a kubelet before 1.32) is refused before anything changes, and one already running is
 reported, never passed over in silence. Which image a container runs is decided by image ID first
 (controller.observed); a kubelet that never acts on an image change is caught after `kubelet_grace`.
+Before setting the standby to the target and the old slot to the empty image, the step waits out the
+kubelet's crash-loop back-off for that container and image (controller.kubeletbackoff) rather than
+restart into it; a start the kubelet holds anyway, before the target ever ran, is waited for too.
 Before the take-over every failure rolls the standby back; after it, rolling back would cut traffic,
 so failures leave the new Envoy serving and record why. Every image change also counts the restart it
 causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch. Every Event a step
