@@ -15,7 +15,7 @@ from typing import Any
 import jsonpatch
 
 from controller import actions
-from controller.actions import Complete, Fail, PatchStandbyImage, RollBack, SetImage, WaitFor
+from controller.actions import Complete, Fail, PatchStandbyImage, ResetOldToEmpty, RollBack, SetImage, WaitFor
 from controller.keys import ANNOTATION_KUBELET_BACKOFF, ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE
 from controller.kubeletbackoff import memory_in
 from controller.observed import AgentView, PrePullView, observe_pod
@@ -24,7 +24,7 @@ from controller.policy import Policy
 from controller.record import Phase, Reason, UpgradeRecord, record_in
 from controller.steps import next_step
 from tests.unit.controller.kubeletsim import Entry, Kubelet
-from tests.unit.controller.podfixtures import NEW, OLD, T0, agent, raw_pod, unreachable
+from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, T0, agent, raw_pod, unreachable
 from webhook.injection_status import parse_status
 
 PAIR = ("hotupgrade-a", "hotupgrade-b")
@@ -307,3 +307,45 @@ def test_every_image_change_writes_the_memory_in_the_same_patch() -> None:
     assert memory_path in paths and paths.index(memory_path) > paths.index("/spec/containers/1/image")
     # Slot b never exited (its first container): the kubelet calls no Next, nothing to remember.
     assert action.kubelet_backoff is not None and action.kubelet_backoff.entries == ()
+
+
+def retired(backoff: float) -> tuple[dict[str, Any], datetime]:
+    """An upgrade a -> b run up to the reset (the old Envoy in slot a retired), with slot a's memory and
+    status changed: it started the empty image 60 s before T0 (back-off `backoff` s) and last exited 5 s
+    ago. Returns the pod and now."""
+    kubelet, now = fresh_kubelet(), T0
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
+    for _ in range(100):
+        kubelet.sync(now)
+        action = next_step(observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now)), POLICY)
+        if isinstance(action, SetImage) and action.container == "hotupgrade-a":
+            break  # the reset, not carried out
+        assert isinstance(action, SetImage | WaitFor), action
+        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
+        now += timedelta(seconds=max(action.requeue_after, 0.25))
+    pod = kubelet.pod
+    since = _stamp(T0 - timedelta(seconds=60))
+    start = {"container": "hotupgrade-a", "image": EMPTY, "backoff": backoff, "since": since}
+    pod["metadata"]["annotations"][ANNOTATION_KUBELET_BACKOFF] = json.dumps({"starts": [start]})
+    status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "hotupgrade-a")
+    exited = _stamp(now - timedelta(seconds=5))
+    status["lastState"] = {"terminated": {"containerID": "containerd://a0", "finishedAt": exited}}
+    return pod, now
+
+
+def test_a_reset_waits_within_the_step_timeout_and_goes_ahead_past_it() -> None:
+    agents = {
+        "a": unreachable("a"),
+        "b": agent("b", "active", "serving", active="b", slots={"a": "retired", "b": "serving"}, epoch=1),
+    }
+    pod, now = retired(20.0)
+    record = record_in(pod["metadata"]["annotations"])
+    assert record is not None and record.phase is Phase.DRAINING
+    action = next_step(observe_pod(pod, now=now, agents=agents), POLICY)
+    assert isinstance(action, WaitFor) and action.hold is not None, action
+    assert 16.0 <= action.hold.seconds <= 17.0, "20 s + 2 s from an exit 5 s ago (truncated to the second)"
+    assert action.record is not None and "before setting it to the empty image" in action.record.message
+    # 300 s would outlast the step timeout (120 s): the new Envoy serves, so the reset goes ahead.
+    pod, now = retired(300.0)
+    action = next_step(observe_pod(pod, now=now, agents=agents), POLICY)
+    assert isinstance(action, ResetOldToEmpty), action
