@@ -53,7 +53,6 @@ def test_four_upgrades_back_and_forth_wait_out_the_kubelets_back_off(
                     "phase": str(outcome.phase),
                     "message": outcome.message,
                     "not_ready_s": window.not_ready_s,
-                    "ready_transitions": window.transitions,
                     "waits": [{"container": m[2], "seconds": float(m[1])} for m in waits if m is not None],
                     "unparsed_waits": [e["message"] for e in new if e["reason"] == "WaitingForKubeletBackOff"]
                     if None in waits
