@@ -7,6 +7,7 @@ snapshot was taken without (the agents' status, the pre-pull pod, the node), so 
 
 from dataclasses import dataclass
 
+from controller.kubeletbackoff import Hold, Memory
 from controller.record import UpgradeRecord
 from controller.restarts import PlannedRestarts
 from webhook.injection_status import InjectionStatus
@@ -36,6 +37,7 @@ class WaitFor:
     requeue_after: float
     record: UpgradeRecord | None = None
     event: Event | None = None
+    hold: Hold | None = None  # waiting out the kubelet's crash-loop back-off before an image change
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class SetImage:
     requeue_after: float
     delete_pre_pull: str | None = None  # the pre-pull pod to remove once this patch landed
     planned: PlannedRestarts | None = None  # hotupgrade.io/planned-restarts, written in the same patch
+    kubelet_backoff: Memory | None = None  # hotupgrade.io/kubelet-backoff after this start, likewise
 
 
 class PatchStandbyImage(SetImage):

@@ -8,7 +8,7 @@ when asked, the pre-pull pod and the node, and hands them to `observe_pod`; no I
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from controller.imageref import digest_of, normalize_image, same_name
@@ -57,6 +57,10 @@ class ContainerView:
     terminated_reason: str | None = None
     terminated_exit_code: int | None = None
     terminated_message: str | None = None
+    started_at: datetime | None = None  # state.running.startedAt
+    finished_at: datetime | None = None  # state.terminated.finishedAt
+    last_container_id: str | None = None  # lastState.terminated.containerID: the instance before this one
+    last_finished_at: datetime | None = None  # lastState.terminated.finishedAt
     native_sidecar: bool = False  # an init container with restartPolicy Always
     run_as_user: int | None = None  # securityContext of the container spec
     run_as_group: int | None = None
@@ -161,6 +165,17 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _time(value: Any) -> datetime | None:
+    """An API timestamp (RFC 3339, `Z`), or None when absent or unparsable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _container_view(spec: Mapping[str, Any], path: str, status: Mapping[str, Any] | None) -> ContainerView:
     env = {
         str(e["name"]): str(e["value"])
@@ -183,6 +198,7 @@ def _container_view(spec: Mapping[str, Any], path: str, status: Mapping[str, Any
     waiting = state.get("waiting") or {}
     terminated = state.get("terminated") or {}
     exit_code = terminated.get("exitCode")
+    last = (status.get("lastState") or {}).get("terminated") or {}
     return replace(
         base,
         container_id=status.get("containerID") or None,
@@ -196,6 +212,10 @@ def _container_view(spec: Mapping[str, Any], path: str, status: Mapping[str, Any
         terminated_reason=terminated.get("reason") if "terminated" in state else None,
         terminated_exit_code=int(exit_code) if isinstance(exit_code, int) else None,
         terminated_message=terminated.get("message") if "terminated" in state else None,
+        started_at=_time((state.get("running") or {}).get("startedAt")),
+        finished_at=_time(terminated.get("finishedAt")),
+        last_container_id=last.get("containerID") or None,
+        last_finished_at=_time(last.get("finishedAt")),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from controller.actions import Complete, CreatePrePullPod, Fail, SetImage, WaitFor
 from controller.keys import (
+    ANNOTATION_KUBELET_BACKOFF,
     ANNOTATION_PLANNED_RESTARTS,
     ANNOTATION_STATUS,
     ANNOTATION_TARGET_IMAGE,
@@ -50,6 +51,9 @@ def patch_for(
         if action.planned is not None:
             path = annotation_path(ANNOTATION_PLANNED_RESTARTS)
             ops.append({"op": "add", "path": path, "value": action.planned.render()})
+        if action.kubelet_backoff is not None:
+            path = annotation_path(ANNOTATION_KUBELET_BACKOFF)
+            ops.append({"op": "add", "path": path, "value": action.kubelet_backoff.render()})
         return ops
     if isinstance(action, Complete | Fail) and action.status is not None:
         ops.append({"op": "add", "path": annotation_path(ANNOTATION_STATUS), "value": action.status.render()})

@@ -54,6 +54,7 @@ from controller.observed import (
 from controller.patches import patch_for
 from controller.policy import Policy
 from controller.prepull import pre_pull_pod_manifest
+from controller.record import format_time
 from controller.result import DONE, Result, requeue
 from controller.steps import next_step, pre_pull_refused
 from webhook import logs
@@ -233,6 +234,17 @@ class Reconciler:
             self.metrics.reconciles.labels(result="write" if ops else "wait").inc()
             if ops:
                 logs.event("upgrade_progress", **fields)
+            if action.hold is not None:  # one line per look: how long the kubelet's back-off has left
+                held = action.hold
+                logs.event(
+                    "kubelet_backoff_wait",
+                    pod=observed.key,
+                    container=held.container,
+                    image=held.image,
+                    seconds=round(held.seconds, 1),
+                    until=format_time(held.until),
+                    backoff=held.backoff,
+                )
             return requeue(action.requeue_after)
         self.metrics.reconciles.labels(result="write").inc()
         self.metrics.actions.labels(action=_kind(action)).inc()

@@ -58,6 +58,7 @@ class Reason(StrEnum):
     ALREADY_RUNNING = "AlreadyRunning"  # the target is the image the active slot runs (re-pushed tag?)
     KUBELET_UNSUPPORTED = "KubeletUnsupported"  # nativeSidecar mode on a kubelet older than 1.32
     KUBELET_IGNORED_IMAGE_CHANGE = "KubeletIgnoredImageChange"  # the container was never restarted
+    KUBELET_BACK_OFF = "KubeletBackOff"  # the kubelet's crash-loop back-off would outlast the step timeout
 
 
 class OwedEventJSON(TypedDict):

@@ -9,6 +9,9 @@ swapped. A target that can never work (not an image reference, the empty image, 
 sidecar on a kubelet before 1.32) is refused before anything changes, and one already running is
 reported, never passed over in silence. Which image a container runs is decided by image ID first
 (controller.observed); a kubelet that never acts on an image change is caught after `kubelet_grace`.
+Before setting the standby to the target and the old slot to the empty image, the step waits out the
+kubelet's crash-loop back-off for that container and image (controller.kubeletbackoff) rather than
+restart into it; a start the kubelet holds anyway, before the target ever ran, is waited for too.
 Before the take-over every failure rolls the standby back; after it, rolling back would cut traffic,
 so failures leave the new Envoy serving and record why. Every image change also counts the restart it
 causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch. Every Event a step
@@ -50,6 +53,7 @@ from controller.kubelet import (
     restarts_native_sidecar_on_image_change,
     unsupported_native_sidecar,
 )
+from controller.kubeletbackoff import Hold, after_start, hold, memory_in, slot_of
 from controller.observed import (
     AgentView,
     ContainerView,
@@ -73,7 +77,7 @@ from controller.prepull import (
     pull_as,
     pulled,
 )
-from controller.record import Phase, Reason, UpgradeRecord, record_in
+from controller.record import Phase, Reason, UpgradeRecord, format_time, record_in
 from controller.restarts import PlannedRestarts, plan_restart
 from webhook.injection_status import InjectionStatus, InvalidStatusError, parse_status
 
@@ -338,7 +342,7 @@ def _check(
     )
     if policy.pre_pull:
         if not pod.node_name:
-            return _take_over_patch(pod, base, new, started, note="pre-pull skipped: pod has no node")
+            return _swap_standby(pod, base, new, started, policy, note="pre-pull skipped: pod has no node")
         name = pre_pull_pod_name(pod.uid, target)
         record = base.moved(
             Phase.PRE_PULLING,
@@ -355,7 +359,7 @@ def _check(
             event=started,
             pull_as=pull_as(pod, new),
         )
-    return _take_over_patch(pod, base, new, started)
+    return _swap_standby(pod, base, new, started, policy)
 
 
 def _not_yet(pod: ObservedPod, base: UpgradeRecord, old: ContainerView, new: ContainerView) -> str | None:
@@ -394,6 +398,69 @@ def _held_by_budget(pod: ObservedPod, base: UpgradeRecord, policy: Policy) -> Wa
     return WaitFor(reason=message, requeue_after=policy.poll_interval, record=held, event=event)
 
 
+def _swap_standby(
+    pod: ObservedPod,
+    base: UpgradeRecord,
+    new: ContainerView,
+    event: Event | None,
+    policy: Policy,
+    *,
+    note: str = "",
+) -> Action:
+    """Set the standby to the target, once the kubelet's crash-loop back-off would let it start at once."""
+    held = _kubelet_hold(pod, new, base.to_image)
+    if held is None:
+        return _take_over_patch(pod, base, new, event, note=note)
+    if held.seconds > policy.step_timeout:  # nothing touched yet: say when a retry can work
+        why = (
+            f"the kubelet would hold {base.to_image} in {new.name} in its crash-loop back-off for another "
+            f"{held.seconds:.0f}s (until {format_time(held.until)}), longer than the step timeout "
+            f"({policy.step_timeout:.0f}s); standby untouched, set {ANNOTATION_RETRY} after that time"
+        )
+        return _fail(pod, base, Reason.KUBELET_BACK_OFF, why)
+    return _wait_out(pod, base, held, before=f"setting it to {base.to_image}")
+
+
+def _kubelet_hold(pod: ObservedPod, container: ContainerView, image: str) -> Hold | None:
+    """How long the kubelet would hold `container` starting `image` now (controller.kubeletbackoff)."""
+    return hold(memory_in(pod.annotations), slot_of(container, pod.annotations), image, pod.now)
+
+
+def _wait_out(pod: ObservedPod, record: UpgradeRecord, held: Hold, *, before: str) -> WaitFor:
+    """Wait for the kubelet's back-off to pass instead of restarting into it: the record says so once
+    (its message is fixed by the hold's end), with an Event; each requeue only says how long is left."""
+    ago = (pod.now - held.started).total_seconds()
+    reason = (
+        f"waiting {held.seconds:.1f} s for the kubelet's crash-loop back-off on {held.container} "
+        f"({held.image} started there {ago:.0f} s ago)"
+    )
+    message = (
+        f"waiting until {format_time(held.until)} for the kubelet's crash-loop back-off on {held.container} "
+        f"before {before}: {held.image} started there at {format_time(held.started)}, and the kubelet holds "
+        f"another start of it for {held.backoff:.0f} s after the container's last exit "
+        f"({format_time(held.last_exit)})"
+    )
+    said = f"{reason}, before {before} (until {format_time(held.until)})"
+    return _wait_saying_once(record, reason, message, said, requeue_after=held.seconds, hold=held)
+
+
+def _wait_saying_once(
+    record: UpgradeRecord,
+    reason: str,
+    message: str,
+    event_message: str,
+    *,
+    requeue_after: float,
+    hold: Hold | None = None,
+) -> WaitFor:
+    """Wait; the first time, write `message` into the record with a WaitingForKubeletBackOff Event."""
+    if record.message == message:
+        return WaitFor(reason=reason, requeue_after=requeue_after, hold=hold)
+    event = _event("WaitingForKubeletBackOff", event_message)
+    written = replace(record, message=message)
+    return WaitFor(reason=reason, requeue_after=requeue_after, record=written, event=event, hold=hold)
+
+
 def _take_over_patch(
     pod: ObservedPod, base: UpgradeRecord, new: ContainerView, event: Event | None, *, note: str = ""
 ) -> SetImage:
@@ -409,6 +476,7 @@ def _take_over_patch(
     )
     return _set_image(
         PatchStandbyImage,
+        pod,
         new,
         base.to_image,
         record,
@@ -442,6 +510,7 @@ SetImageKind = type[PatchStandbyImage] | type[ResetOldToEmpty] | type[RollBack]
 
 def _set_image(
     kind: SetImageKind,
+    pod: ObservedPod,
     container: ContainerView,
     image: str,
     record: UpgradeRecord,
@@ -451,7 +520,9 @@ def _set_image(
     delete_pre_pull: str | None = None,
     planned: PlannedRestarts | None = None,
 ) -> SetImage:
-    """Set `container`'s image (the current one `test`ed, so a stale view fails), recording `record`."""
+    """Set `container`'s image (the current one `test`ed, so a stale view fails), recording `record` and
+    the kubelet's back-off entry the restart updates (controller.kubeletbackoff)."""
+    memory = after_start(memory_in(pod.annotations), slot_of(container, pod.annotations), image, pod.now)
     return kind(
         container=container.name,
         spec_path=container.spec_path,
@@ -462,11 +533,13 @@ def _set_image(
         requeue_after=requeue_after,
         delete_pre_pull=delete_pre_pull,
         planned=planned,
+        kubelet_backoff=memory,
     )
 
 
 def _to_empty(
     kind: type[ResetOldToEmpty] | type[RollBack],
+    pod: ObservedPod,
     container: ContainerView,
     record: UpgradeRecord,
     policy: Policy,
@@ -476,6 +549,7 @@ def _to_empty(
 ) -> SetImage:
     return _set_image(
         kind,
+        pod,
         container,
         record.empty_image,
         record,
@@ -516,6 +590,7 @@ def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str
     delta = _rollback_restarts(record, new)
     return _set_image(
         RollBack,
+        pod,
         new,
         record.empty_image,
         rolling,
@@ -559,7 +634,7 @@ def _pre_pulling(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         active = pod.containers.get(record.old_container)
         if active is not None and same_image_id(pull.image_id, active.image_id):
             return _already_running(pod, record, record.old_container, resolved=f" ({pull.image_id})")
-        return _take_over_patch(pod, record, new, None, note=f"pre-pulled on {pod.node_name}")
+        return _swap_standby(pod, record, new, None, policy, note=f"pre-pulled on {pod.node_name}")
     failure = pre_pull_failure(pull) if pull is not None and pull.exists else None
     if failure is not None:
         why = f"pre-pull of {record.to_image} on {pod.node_name} failed: {failure}"
@@ -642,6 +717,8 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
     if agent is not None and agent.reachable and agent.phase == "failed":
         why = f"agent of slot {record.new_slot} failed: {agent.last_error or 'no error given'}"
         return _roll_back(pod, record, Reason.AGENT_FAILED, why, policy)
+    if new.waiting_reason == "CrashLoopBackOff" and _never_started(new, record.standby_seen):
+        return _held_by_kubelet(pod, record, new, policy)
     if new.waiting_reason in FATAL_WAITING:
         reason = Reason.IMAGE_PULL_FAILED if new.waiting_reason in PULL_FAILURES else Reason.CONTAINER_FAILED
         why = f"{new.name}: {new.waiting_reason}: {new.waiting_message or ''}".rstrip(": ")
@@ -680,6 +757,33 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
     )
 
 
+def _never_started(container: ContainerView, seen: Seen) -> bool:
+    """No instance of the new image has run: the newest exited one is the container the change replaced
+    (kubelet_pods.go convertToAPIContainerStatuses shows it as lastState while the start waits)."""
+    same_last = seen.container_id is not None and container.last_container_id == seen.container_id
+    return same_last and (seen.restart_count is None or container.restart_count <= seen.restart_count)
+
+
+def _held_by_kubelet(pod: ObservedPod, record: UpgradeRecord, new: ContainerView, policy: Policy) -> Action:
+    """CrashLoopBackOff before the target ever ran is the kubelet's back-off for this container and image
+    (one the model could not foresee: a restarted controller, a crash it never saw), not a failed target:
+    wait for it, up to the step timeout."""
+    if _elapsed(record, pod.now) > policy.step_timeout and not _new_agent_owns_traffic(pod, record):
+        why = (
+            f"{new.name} still held in the kubelet's crash-loop back-off after {policy.step_timeout:.0f}s, "
+            f"{record.to_image} never started: {new.waiting_message or 'no message'}"
+        )
+        return _roll_back(pod, record, Reason.TAKE_OVER_TIMEOUT, why, policy)
+    reason = f"{new.name} waits in the kubelet's crash-loop back-off; {record.to_image} has not run in it yet"
+    message = (
+        f"standby {new.name} set to {record.to_image}; the kubelet holds its start in its crash-loop "
+        f"back-off (keyed by container and image; {record.to_image} has not run in it since the change): "
+        "waiting for it, not rolling back"
+    )
+    said = f"{reason}: {new.waiting_message or 'CrashLoopBackOff'}"
+    return _wait_saying_once(record, reason, message, said, requeue_after=policy.poll_interval)
+
+
 def _kubelet_ignored(
     pod: ObservedPod, container: ContainerView, seen: Seen, image: str, policy: Policy
 ) -> str:
@@ -713,6 +817,9 @@ def _draining(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord, 
     if old is not None and old.image == record.empty_image and old.running:  # resumed after a reset
         return _complete(pod, status, record)
     if phase == "retired" and old is not None:
+        held = _kubelet_hold(pod, old, record.empty_image)
+        if held is not None and held.seconds <= policy.step_timeout:  # longer: reset now, NotReady a while
+            return _wait_out(pod, record, held, before="setting it to the empty image")
         message = f"old Envoy in slot {record.old_slot} exited; {old.name} set to the empty image"
         resetting = record.moved(
             Phase.RESETTING,
@@ -724,7 +831,7 @@ def _draining(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord, 
         )
         drained = _event("Drained", f"old Envoy in {old.name} drained and exited")
         planned = plan_restart(pod.annotations, old.name)
-        return _to_empty(ResetOldToEmpty, old, resetting, policy, event=drained, planned=planned)
+        return _to_empty(ResetOldToEmpty, pod, old, resetting, policy, event=drained, planned=planned)
     deadline = drain_deadline_seconds(old, policy)
     if _elapsed(record, pod.now) > deadline:
         why = (
@@ -745,7 +852,7 @@ def _resetting(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord,
         why = f"old container {record.old_container} disappeared"
         return _fail(pod, record, Reason.RESET_TIMEOUT, why, status=status_after_take_over(status, record))
     if old.image != record.empty_image:  # reapply: a stale write elsewhere undid ours
-        return _to_empty(ResetOldToEmpty, old, record, policy)
+        return _to_empty(ResetOldToEmpty, pod, old, record, policy)
     if runs_fresh(old, record.empty_image, record.old_seen):
         return _complete(pod, status, record)
     elapsed = _elapsed(record, pod.now)
@@ -760,9 +867,14 @@ def _resetting(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord,
             f"({old.waiting_reason or 'not running'}); new Envoy serves from {record.new_container}"
         )
         return _fail(pod, record, Reason.RESET_TIMEOUT, why, status=status_after_take_over(status, record))
+    backoff = f" (the kubelet's crash-loop back-off: {old.waiting_message})" if _backing_off(old) else ""
     return WaitFor(
-        reason=f"waiting for {old.name} to run the empty image", requeue_after=policy.poll_interval
+        reason=f"waiting for {old.name} to run the empty image{backoff}", requeue_after=policy.poll_interval
     )
+
+
+def _backing_off(container: ContainerView) -> bool:
+    return container.waiting_reason == "CrashLoopBackOff"
 
 
 def _complete(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord) -> Complete:
@@ -780,7 +892,7 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
     if new is None:
         return _fail(pod, record, reason, f"{original}; standby container disappeared during rollback")
     if new.image != record.empty_image:
-        return _to_empty(RollBack, new, record, policy)
+        return _to_empty(RollBack, pod, new, record, policy)
     # Done when a fresh container runs the empty image, or when the kubelet never swapped it at all:
     # the very container from before the upgrade still runs (on the empty image it never left).
     before = record.standby_seen
