@@ -25,7 +25,7 @@ from controller.keys import (
 )
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
-from controller.observed import AgentView, observe_pod
+from controller.observed import AgentView, BudgetView, observe_pod
 from controller.patches import patch_for
 from controller.policy import Policy
 from controller.reconciler import Reconciler
@@ -147,7 +147,8 @@ def test_stale_resource_version_is_refused_with_409(kube: Kube, namespace: str, 
     pod = kube.get_pod(namespace, "web-0")
     assert pod is not None
     agents = AgentClient().fetch_all(pod["status"]["podIP"], ("a", "b"))
-    action = next_step(observe_pod(pod, now=datetime.now(UTC), agents=agents), POLICY)
+    admitted = BudgetView(admitted=True)  # no PodDisruptionBudget in this namespace
+    action = next_step(observe_pod(pod, now=datetime.now(UTC), agents=agents, budget=admitted), POLICY)
     stale = pod["metadata"]["resourceVersion"]
     annotate(kube, namespace, "web-0", **{"example.com/other-writer": "1"})  # a real concurrent write
     with pytest.raises(ConflictError) as conflict:
