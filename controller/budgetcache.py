@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from controller import budgetgate
 from controller.disruption import Budget, Counts, InvalidBudgetError, disrupted, parse_budget
-from controller.fleetcache import CachedPod, one_page
+from controller.fleetcache import CachedPod, cached_facts, one_page
 from controller.informer import Informer, ListFn, WatchFn, not_older, resource_version
 from controller.kube import Kube
 from controller.observed import BudgetView
@@ -41,11 +41,6 @@ def cached_budget(raw: dict[str, Any]) -> Budget | None:
         name = (raw.get("metadata") or {}).get("name")
         logs.event("pdb_unreadable", level=logging.WARNING, pdb=name, error=str(exc)[:300])
         return None
-
-
-def cached_facts(raw: dict[str, Any]) -> CachedPod:
-    """Any pod's planner facts (a budget counts pods without the sidecar too) and its resourceVersion."""
-    return CachedPod(facts=pod_facts(raw), resource_version=resource_version(raw))
 
 
 def _ignore(key: str, old: object, new: object) -> None:

@@ -37,12 +37,17 @@ class CachedRelease:
     parsed: Release | None
 
 
+def cached_facts(raw: dict[str, Any]) -> CachedPod:
+    """Any pod's planner facts and resourceVersion (the budget gate counts pods without the pair too)."""
+    return CachedPod(facts=pod_facts(raw), resource_version=resource_version(raw))
+
+
 def cached_pod(raw: dict[str, Any]) -> CachedPod | None:
     """The cache's projection of a pod; None for a pod without the injected pair (never upgradable)."""
     annotations = (raw.get("metadata") or {}).get("annotations") or {}
     if ANNOTATION_STATUS not in annotations:
         return None
-    return CachedPod(facts=pod_facts(raw), resource_version=resource_version(raw))
+    return cached_facts(raw)
 
 
 def cached_release(raw: dict[str, Any]) -> CachedRelease:

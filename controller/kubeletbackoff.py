@@ -35,8 +35,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.keys import ANNOTATION_KUBELET_BACKOFF
-from controller.observed import ContainerView
-from controller.record import format_time, parse_time
+from controller.observed import ContainerView, parse_time
+from controller.record import format_time
 from controller.restarts import planned_in
 
 INITIAL_SECONDS = 10.0  # initialCrashLoopBackOff

@@ -165,15 +165,21 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def parse_time(raw: str) -> datetime:
+    """An RFC 3339 / ISO 8601 timestamp (`Z` or an offset; none means UTC) as an aware datetime.
+    Raises ValueError when `raw` is not one."""
+    parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _time(value: Any) -> datetime | None:
     """An API timestamp (RFC 3339, `Z`), or None when absent or unparsable."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_time(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _container_view(spec: Mapping[str, Any], path: str, status: Mapping[str, Any] | None) -> ContainerView:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
 
 from controller.keys import ANNOTATION_UPGRADE
-from controller.observed import Seen
+from controller.observed import Seen, parse_time
 
 RECORD_VERSION = 1
 
@@ -222,12 +222,6 @@ class UpgradeRecord:
 def format_time(when: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, as Kubernetes writes timestamps."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(raw: str) -> datetime:
-    """Parse a `format_time` string (or any ISO 8601 with offset) into an aware datetime."""
-    parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _parse_event(value: Any) -> OwedEvent | None:

@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Any, NotRequired, TypedDict, TypeGuard
 
 from controller.imageref import is_reference
-from controller.record import format_time, parse_time
+from controller.observed import parse_time
+from controller.record import format_time
 from controller.selector import EVERYTHING, LabelSelector, LabelSelectorJSON, parse_selector
 
 GROUP = "hotupgrade.io"
