@@ -63,7 +63,8 @@ def rendered_guard() -> dict[str, Any]:
             f"admission.namespaceSelectorExpressions[0].key={TEST_LABEL}",
             "--set",
             "admission.namespaceSelectorExpressions[0].operator=In",
-            "--set",
+            # --set-string: a hex token that happens to be all digits would reach the schema as a number.
+            "--set-string",
             f"admission.namespaceSelectorExpressions[0].values={{{TOKEN}}}",
         ]
     ).stdout
