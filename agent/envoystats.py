@@ -94,6 +94,9 @@ class StatsWatch:
     epoch: int
     parent: str | None = None
     first: str | None = None
+    # `first` was read after our Envoy went LIVE: it also holds the child's own first requests, which the
+    # base then leaves uncounted (the series steps flat, it never resets).
+    late: bool = False
 
     @property
     def done(self) -> bool:
@@ -109,6 +112,14 @@ class StatsWatch:
             self.parent = text
         elif epoch == self.epoch and self.parent is not None and merged_parent(text, self.parent):
             self.first = text
+
+    def observe_after_live(self, text: str) -> None:
+        """Our LIVE Envoy's answer, for a watch that missed the short window between the child's merge and
+        LIVE (a busy node can run both between two polls): taken as `first`, marked `late`."""
+        if self.done:
+            return
+        self.observe(text)
+        self.late = self.done
 
 
 def next_base(base: Mapping[str, float], *, parent: str, first: str) -> dict[str, float]:

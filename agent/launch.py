@@ -247,6 +247,9 @@ class EnvoyStarter:
             if isinstance(error, StartAbortedError):
                 raise
             return self._failed(plan, str(error), permanent=False)
+        if stats is not None and not stats.done:
+            with contextlib.suppress(AdminError):
+                stats.observe_after_live(self.admin.prometheus_stats())
         self._carry_stats(plan, stats)
         started = self._live(envoy, plan)
         if before is not None and plan.parent_epoch is not None:
@@ -451,6 +454,9 @@ class EnvoyStarter:
             previous = self.rundir.read_stats_base()
             carried = previous[1] if previous is not None and previous[0] == plan.parent_epoch else {}
             base = envoystats.next_base(carried, parent=stats.parent, first=stats.first)
+            if stats.late:
+                why = "our Envoy was LIVE before its merged stats were read: its first requests go uncounted"
+                self.log.warning("stats-first-read-late", why=why)
         elif plan.takeover:
             self.log.warning("stats-continuity-lost", why="no exposition of both Envoys around the takeover")
         self.stats_base = (plan.epoch, base)
