@@ -142,7 +142,7 @@ class LoadGenerator:
                     self.record.connections_opened["http1"] += 1
                 reader, writer = conn
                 writer.write(request)
-                status, close = await asyncio.wait_for(_read_http1_response(reader), cfg.request_timeout_s)
+                status, close = await asyncio.wait_for(read_http1_response(reader), cfg.request_timeout_s)
             except (OSError, EOFError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
                 self._fail("http1", _error(exc))
                 _close(conn)
@@ -277,7 +277,7 @@ def _close(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> No
             conn[1].close()
 
 
-async def _read_http1_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+async def read_http1_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     """Read one response; (status, server asked to close)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
