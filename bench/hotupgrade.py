@@ -375,6 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     require_root()
     if args.independent_clients and not independent_available():
         sys.exit("--independent-clients needs wrk and h2load: run `make load-tools`")
+    if args.user_clients and args.bootstrap != "static":
+        # The test control plane's listeners (podharness/xdsconfig.py) route neither gRPC nor WebSocket.
+        sys.exit("--user-clients needs --bootstrap static: the xds test listeners carry no gRPC or WebSocket")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         figures = run(config_from(args), args.workdir)
