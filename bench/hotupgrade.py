@@ -79,6 +79,15 @@ class BenchConfig:
     takeover_deadline_seconds: int = 30
 
 
+# The load shape of --user-clients: BenchConfig field (and flag) -> what it counts.
+USER_CLIENT_FLAGS = {
+    "grpc_unary_channels": "gRPC channels making unary calls",
+    "grpc_unary_concurrency": "unary calls in flight per channel",
+    "grpc_streams": "gRPC server streams, on one channel",
+    "websocket_connections": "WebSocket connections, each echoing a message every 50 ms",
+    "http1_close_connections": "HTTP/1.1 clients, each with a new connection per request",
+}
+
 Progress = Callable[[str], None]
 
 
@@ -147,17 +156,10 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
         ).start()
         clients = None
         if config.user_clients:
+            shape = {field: getattr(config, field) for field in USER_CLIENT_FLAGS}
+            bound = 120.0 * (config.upgrades + 1)  # like the load: the run stops the clients itself
             clients = UserClients(
-                ClientsConfig(
-                    host=pod.ip,
-                    port=contract.LISTEN_PORT,
-                    grpc_unary_channels=config.grpc_unary_channels,
-                    grpc_unary_concurrency=config.grpc_unary_concurrency,
-                    grpc_streams=config.grpc_streams,
-                    websocket_connections=config.websocket_connections,
-                    http1_close_connections=config.http1_close_connections,
-                    max_seconds=120.0 * (config.upgrades + 1),
-                )
+                ClientsConfig(host=pod.ip, port=contract.LISTEN_PORT, max_seconds=bound, **shape)
             ).start()
         independent = None
         if config.independent_clients:
@@ -262,13 +264,7 @@ def load_shape(config: BenchConfig) -> dict[str, Any]:
             "round_seconds": config.h2load_round_seconds,
         }
     if config.user_clients:
-        shape["clients"] = {
-            "grpc_unary_channels": config.grpc_unary_channels,
-            "grpc_unary_concurrency": config.grpc_unary_concurrency,
-            "grpc_streams": config.grpc_streams,
-            "websocket_connections": config.websocket_connections,
-            "http1_close_connections": config.http1_close_connections,
-        }
+        shape["clients"] = {field: getattr(config, field) for field in USER_CLIENT_FLAGS}
     return shape
 
 
@@ -311,23 +307,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also drive gRPC unary and streaming, WebSocket and HTTP/1.1 Connection: close clients",
     )
-    shape.add_argument("--grpc-unary-channels", type=int, default=BenchConfig.grpc_unary_channels)
-    shape.add_argument(
-        "--grpc-unary-concurrency",
-        type=int,
-        default=BenchConfig.grpc_unary_concurrency,
-        help="unary calls in flight per channel",
-    )
-    shape.add_argument(
-        "--grpc-streams", type=int, default=BenchConfig.grpc_streams, help="server streams on one channel"
-    )
-    shape.add_argument("--websocket-connections", type=int, default=BenchConfig.websocket_connections)
-    shape.add_argument(
-        "--http1-close-connections",
-        type=int,
-        default=BenchConfig.http1_close_connections,
-        help="concurrent HTTP/1.1 clients, each with a new connection per request",
-    )
+    for field, text in USER_CLIENT_FLAGS.items():
+        flag = "--" + field.replace("_", "-")
+        default = getattr(BenchConfig, field)
+        shape.add_argument(flag, type=int, default=default, help=f"--user-clients: {text}")
     parser.add_argument(
         "--bootstrap",
         choices=("static", "xds"),
@@ -355,11 +338,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         h2load_streams=args.h2load_streams,
         h2load_round_seconds=args.h2load_round_seconds,
         user_clients=args.user_clients,
-        grpc_unary_channels=args.grpc_unary_channels,
-        grpc_unary_concurrency=args.grpc_unary_concurrency,
-        grpc_streams=args.grpc_streams,
-        websocket_connections=args.websocket_connections,
-        http1_close_connections=args.http1_close_connections,
+        **{field: getattr(args, field) for field in USER_CLIENT_FLAGS},
         bootstrap=args.bootstrap,
         push_interval_seconds=args.push_interval,
     )

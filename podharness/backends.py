@@ -47,6 +47,15 @@ def wants_websocket(headers: Mapping[str, str]) -> bool:
     return headers.get("upgrade", "").lower() == "websocket"
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGTERM or SIGINT (a container stop, Ctrl-C) sets, on the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 # gRPC ---------------------------------------------------------------------------------------------------
 
 
@@ -82,10 +91,7 @@ async def serve_grpc(port: int) -> None:
     server.add_generic_rpc_handlers((echo_handler(),))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     print(f"event=grpc_listening port={port}", flush=True)
     await stop.wait()
     await server.stop(grace=None)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from dataclasses import dataclass
 
@@ -26,7 +25,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from podharness.backends import STREAM_METHOD, UNARY_METHOD
 from podharness.clientstats import ClientFailure, ClientKind, ClientRecord, Session
-from podharness.load import read_http1_response
+from podharness.load import describe_error, read_http1_response
+from podharness.loopthread import LoopThread
 
 # No retries of any kind, transparent ones included (gRFC A6); the channel still reconnects by itself.
 CHANNEL_OPTIONS = (("grpc.enable_retries", 0),)
@@ -65,7 +65,7 @@ def refused_by_goaway(exc: grpc.aio.AioRpcError) -> bool:
 def _error(exc: BaseException) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name}: {exc.details()}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return describe_error(exc)
 
 
 class UserClients:
@@ -74,48 +74,27 @@ class UserClients:
     def __init__(self, config: ClientsConfig) -> None:
         self.config = config
         self.record = ClientRecord()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner = LoopThread("the clients")
         self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
 
     @property
     def target(self) -> str:
         return f"{self.config.host}:{self.config.port}"
 
     def start(self) -> UserClients:
-        self._thread = threading.Thread(target=self._run, name="user-clients", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
+        if not self._runner.start(self._main, ready_timeout=30):
             raise RuntimeError("the clients did not start")
         return self
 
     def stop(self, timeout: float = 60.0) -> ClientRecord:
         """Stop every client (sessions still open end as stopped, not as errors); the record."""
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already finished by itself
-                self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise RuntimeError("the clients did not stop")
-        if self._error is not None:
-            raise RuntimeError("the clients crashed") from self._error
+        self._runner.stop(timeout)
         return self.record
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
 
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.record.started_at = time.time()
         cfg = self.config
@@ -132,7 +111,7 @@ class UserClients:
         tasks += [asyncio.create_task(self._grpc_stream(stream_channel)) for _ in range(cfg.grpc_streams)]
         tasks += [asyncio.create_task(self._websocket(i)) for i in range(cfg.websocket_connections)]
         tasks += [asyncio.create_task(self._http1_close()) for _ in range(cfg.http1_close_connections)]
-        self._ready.set()
+        self._runner.ready(self._stop.set)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), cfg.max_seconds)
         self._stop.set()

@@ -14,11 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from podharness.backends import H2_PREFACE_HEAD, splice_to_grpc, wants_websocket, websocket_echo
+from podharness.backends import (
+    H2_PREFACE_HEAD,
+    splice_to_grpc,
+    stop_on_signals,
+    wants_websocket,
+    websocket_echo,
+)
 
 BODY = b"ok\n"
 MAX_HEADER_BYTES = 65536
@@ -104,10 +109,7 @@ async def serve(http_port: int | None, echo_port: int | None, grpc_port: int | N
         servers.append(await asyncio.start_server(handler, "127.0.0.1", http_port, backlog=1024))
     if echo_port is not None:
         servers.append(await asyncio.start_server(_serve_echo, "127.0.0.1", echo_port, backlog=1024))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     print(f"event=upstream_listening http_port={http_port} echo_port={echo_port}", flush=True)
     await stop.wait()
     for server in servers:
