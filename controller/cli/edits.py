@@ -125,12 +125,12 @@ def rollback_edit(current: Mapping[str, Any], *, to: str | None = None) -> dict[
         raise EditRefusedError(
             f"SidecarRelease {name} has no previous image to roll back to: status.previousImages is "
             f"empty (its pods have only run {image}, or the controller has not written its status yet); "
-            "to move to another image, use `hotupgrade rollout NAME --image IMAGE`"
+            f"to move to another image, use `hotupgrade rollout {name} --image IMAGE`"
         )
     if to is not None and to not in candidates:
         raise EditRefusedError(
             f"{to} is not a previous image of SidecarRelease {name} (status.previousImages: "
-            f"{', '.join(candidates)}); to move to another image, use `hotupgrade rollout NAME --image {to}`"
+            f"{', '.join(candidates)}); to move to it anyway, use `hotupgrade rollout {name} --image {to}`"
         )
     edited = copy.deepcopy(dict(current))
     edited.setdefault("spec", {})["image"] = to if to is not None else candidates[0]

@@ -72,12 +72,25 @@ def output(result: Any) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
+def web_pods(sim: KubeletSim) -> None:
+    """web-0..2 (app=web), running OLD, Ready."""
+    for index in range(3):
+        sim.add_pod(f"web-{index}")
+
+
+def completes(cli: Cli, controller: ControllerProcess, *args: str, edit: str, image: str) -> None:
+    """`hotupgrade ARGS` makes `edit`, follows the release and ends Complete with its 3 pods on `image`."""
+    result = cli(*args, *FAST)
+    assert result.returncode == 0, output(result) + controller.logs()
+    assert f"SidecarRelease {cli.name}: {edit}" in result.stdout
+    assert result.stdout.rstrip().endswith(f"{cli.name}: complete (AllPodsUpdated): all 3 pods run {image}")
+
+
 def test_rollout_to_a_new_image_completes_and_rollback_restores_the_previous(
     cli: Cli, sim: KubeletSim, controller: ControllerProcess
 ) -> None:
     kube, namespace, name = cli.kube, cli.namespace, cli.name
-    for index in range(3):
-        sim.add_pod(f"web-{index}")
+    web_pods(sim)
     sim.add_pod("other-0", labels={"app": "other"})
     kubelet = Background(sim.sync_all)
     try:
@@ -104,10 +117,7 @@ def test_rollout_to_a_new_image_completes_and_rollback_restores_the_previous(
         assert f"roll back to (set spec.image): {OLD}" in shown.stdout
         assert sum(1 for line in table if line.split()[1:2] == ["Updated"]) == 3, shown.stdout
 
-        back = cli("rollback", name, *FAST)
-        assert back.returncode == 0, output(back) + controller.logs()
-        assert f"SidecarRelease {name}: spec.image={OLD} (generation 2)" in back.stdout
-        assert back.stdout.rstrip().endswith(f"{name}: complete (AllPodsUpdated): all 3 pods run {OLD}")
+        completes(cli, controller, "rollback", name, edit=f"spec.image={OLD} (generation 2)", image=OLD)
     finally:
         kubelet.close()
     assert kubelet.errors == []
@@ -120,8 +130,7 @@ def test_pause_stops_new_batches_and_resume_goes_on(
     cli: Cli, sim: KubeletSim, controller: ControllerProcess
 ) -> None:
     kube, namespace, name = cli.kube, cli.namespace, cli.name
-    for index in range(3):
-        sim.add_pod(f"web-{index}")
+    web_pods(sim)
     # The kubelet is held back: web-0's upgrade stays in flight (its new container not started) while
     # the release is paused, then goes on.
     started = cli("rollout", name, "--image", NEW, "-n", namespace, "-l", "app=web", "--no-wait")
@@ -155,10 +164,8 @@ def test_pause_stops_new_batches_and_resume_goes_on(
         assert f"`hotupgrade resume {name}` goes on" in held.stdout
         assert targets(kube, namespace) == {"web-0": NEW, "web-1": None, "web-2": None}
 
-        resumed = cli("resume", name, *FAST)
-        assert resumed.returncode == 0, output(resumed) + controller.logs()
-        assert f"{name}: spec.strategy.paused=false (generation 3)" in resumed.stdout
-        assert resumed.stdout.rstrip().endswith(f"{name}: complete (AllPodsUpdated): all 3 pods run {NEW}")
+        edit = "spec.strategy.paused=false (generation 3)"
+        completes(cli, controller, "resume", name, edit=edit, image=NEW)
     finally:
         kubelet.close()
     assert kubelet.errors == []
