@@ -19,8 +19,10 @@ from webhook import contract, podsecurity
 
 CaptureMode = Literal["none", "iptables"]
 CAPTURE_MODES: tuple[CaptureMode, ...] = ("none", "iptables")
-# What iptables needs in the pod's network namespace (istio-init asks for the same two).
-CAPABILITIES = ("NET_ADMIN", "NET_RAW")
+# What iptables-nft needs in the pod's network namespace: it talks nf_tables over netlink, so NET_ADMIN
+# alone (istio-init also asks for NET_RAW, which only the legacy backend's raw socket needs; checked with
+# the capability bounding set cut to NET_ADMIN).
+CAPABILITIES = ("NET_ADMIN",)
 # The namespace label Pod Security admission enforces; the chart routes pods of namespaces that enforce
 # one of these levels to /mutate/pod-security-enforced (webhookconfigurations.yaml).
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
@@ -174,8 +176,8 @@ def capture_container(
     pull_policy: str | None,
     resources: dict[str, dict[str, str]],
 ) -> dict[str, Any]:
-    """The init container that installs the redirects: root with NET_ADMIN and NET_RAW only (as istio-init),
-    everything else dropped, no privilege escalation."""
+    """The init container that installs the redirects: root with NET_ADMIN only, every other capability
+    dropped, no privilege escalation, a read-only root filesystem."""
     container: dict[str, Any] = {"name": contract.CAPTURE_CONTAINER, "image": image}
     if pull_policy is not None:
         container["imagePullPolicy"] = pull_policy

@@ -78,7 +78,7 @@ def test_declared_tcp_ports_are_redirected_to_their_listener(
     assert container["name"] == contract.CAPTURE_CONTAINER
     assert container["image"] == capture_on().sidecar_image
     assert container["command"] == [contract.AGENT_BINARY, "capture"]
-    assert container["securityContext"]["capabilities"] == {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}
+    assert container["securityContext"]["capabilities"] == {"add": ["NET_ADMIN"], "drop": ["ALL"]}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
@@ -108,8 +108,8 @@ def test_a_namespace_enforcing_pod_security_gets_no_capture_and_says_why() -> No
     the_pod = pod({"containerPort": 8080})
     decision = decide(the_pod, namespace="shop", config=capture_on(), pod_security_enforced=True)
     assert (decision.inject, decision.reason) == (False, "capture-pod-security")
-    assert "NET_ADMIN, NET_RAW" in decision.warning and "namespace shop enforces" in decision.warning
-    assert forbidden_capabilities() == ["NET_ADMIN", "NET_RAW"]
+    assert "needs NET_ADMIN" in decision.warning and "namespace shop enforces" in decision.warning
+    assert forbidden_capabilities() == ["NET_ADMIN"]
     # Without capture, the flag changes nothing: the pair passes `restricted` by itself.
     plain = parse_config({})
     assert decide(the_pod, namespace="shop", config=plain, pod_security_enforced=True).inject

@@ -84,7 +84,7 @@ def container_names(pod: dict[str, Any]) -> set[str]:
 
 
 # What the capture init container breaks in `restricted`, by design (docs/bootstrap-modes.md): root with
-# NET_ADMIN and NET_RAW. Capture is opt-in and refused where Pod Security enforces baseline or restricted.
+# NET_ADMIN. Capture is opt-in and refused where Pod Security enforces baseline or restricted.
 CAPTURE_VIOLATIONS = {
     ("capabilities_restricted", contract.CAPTURE_CONTAINER),
     ("runAsNonRoot", contract.CAPTURE_CONTAINER),
