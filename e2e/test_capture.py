@@ -15,6 +15,7 @@ injects without capture); it sees only its own namespace.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import urllib.request
@@ -24,13 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from controller.record import Phase
-from e2e import conftest, kube, release, upgrade
-from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit
-from podharness.load import LoadConfig, LoadGenerator
+from e2e import conftest, kube, release, test_pull_window, upgrade
+from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load_to
 from webhook import contract
 
 pytestmark = pytest.mark.timeout(1500)
@@ -49,40 +48,28 @@ PROBES = 20
 
 
 @pytest.fixture(scope="module")
-def capture_release(api: client.ApiClient, workdir: Path) -> Iterator[release.Release]:
-    """The chart installed with capture on; its controller watches APP_NAMESPACE only."""
-    values: dict[str, Any] = conftest.chart_values(RELEASE, watch_namespaces=(APP_NAMESPACE,))
-    values["injection"]["capture"] = {"mode": "iptables"}  # ports: the app's declared TCP containerPorts
-    values["webhook"] = {"replicas": 1}
-    values["controller"]["replicas"] = 1
-    values_file = workdir / "capture-values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    with conftest.fresh_release(api, RELEASE, values_file) as installed:
-        yield installed
-
-
-@pytest.fixture(scope="module")
-def capture_namespace(api: client.ApiClient, capture_release: release.Release) -> Iterator[str]:
+def capture_namespace(api: client.ApiClient, workdir: Path) -> Iterator[str]:
+    """APP_NAMESPACE, opted in, seen by a release of the chart with capture on (ports: the app's declared
+    TCP containerPorts, 8080 and 9000) whose controller watches it only."""
+    injection = {"capture": {"mode": "iptables"}}
     labels = {contract.LABEL_NAMESPACE_INJECTION: "enabled"}
-    with conftest.scoped_namespace(api, capture_release, labels, name=APP_NAMESPACE) as name:
+    with (
+        conftest.module_release(
+            api, workdir, RELEASE, app_namespace=APP_NAMESPACE, injection=injection
+        ) as of,
+        conftest.scoped_namespace(api, of, labels, name=APP_NAMESPACE) as name,
+    ):
         yield name
 
 
 def app_service(name: str) -> dict[str, Any]:
     """The Service a user has without a mesh: the app's own ports, nothing about Envoy."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "ClusterIP",
-            "selector": {"app": name},
-            "ports": [
-                {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT},
-                {"name": "tcp", "port": TCP_PORT, "targetPort": TCP_PORT},
-            ],
-        },
-    }
+    service = test_pull_window.service_manifest(name)
+    service["spec"]["ports"] = [
+        {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT},
+        {"name": "tcp", "port": TCP_PORT, "targetPort": TCP_PORT},
+    ]
+    return service
 
 
 def envoy_requests(pod_ip: str, slot: str) -> float:
@@ -121,22 +108,6 @@ def capture_container_state(pod: kube.Pod) -> dict[str, Any]:
     return dict(status)
 
 
-def start_load_through(service_ip: str) -> LoadGenerator:
-    """The suite's load mix (e2e/test_upgrade.py), to the Service's ports: the app's, not Envoy's."""
-    cfg = LoadConfig(
-        host=service_ip,
-        http_port=HTTP_PORT,
-        tcp_port=TCP_PORT,
-        http1_connections=4,
-        http2_connections=1,
-        http2_streams=4,
-        tcp_connections=2,
-        request_timeout_s=10.0,
-        max_seconds=1200.0,
-    )
-    return LoadGenerator(cfg).start()
-
-
 def report(tag: str, figures: dict[str, Any]) -> None:
     print(f"{tag} {json.dumps(figures, sort_keys=True)}")
 
@@ -158,12 +129,14 @@ def test_an_unchanged_service_reaches_the_app_through_envoy_and_an_upgrade_fails
     done = capture_container_state(pod)["state"]["terminated"]
     assert done["exitCode"] == 0, done
     service_ip = kube.core(api).read_namespaced_service(APP, capture_namespace).spec.cluster_ip
-    kube.wait_until("the Service answers", lambda: True if answers(service_ip) else None, 60, interval=1.0)
+    answers = functools.partial(test_pull_window.answers, service_ip, HTTP_PORT)
+    kube.wait_until("the Service answers", answers, 60, interval=1.0)
     status = upgrade.status_of(pod)
     before_upgrade = through_envoy(service_ip, ip, status.slots[status.active])
     app_before = kube.container_status(pod, "app")
 
-    load = start_load_through(service_ip)
+    # The suite's load mix (e2e/test_upgrade.py), to the Service's ports: the app's, not Envoy's.
+    load = start_load_to(service_ip, http_port=HTTP_PORT, tcp_port=TCP_PORT)
     try:
         outcome = upgrade.upgrade(
             api, capture_namespace, name, conftest.SIDECAR_IMAGES[1], conftest.UPGRADE_TIMEOUT
@@ -190,27 +163,9 @@ def test_an_unchanged_service_reaches_the_app_through_envoy_and_an_upgrade_fails
             "after_upgrade": after_upgrade,
             "epoch": agent["epoch"],
             "not_ready_s": outcome.not_ready_s,
-            "load": {
-                k: summary[k]
-                for k in (
-                    "requests",
-                    "failed",
-                    "tcp_echoes",
-                    "tcp_failed",
-                    "http1_connection_close",
-                    "p99_ms",
-                )
-            },
+            "load": {k: v for k, v in summary.items() if k not in ("by_kind", "failures")},
         },
     )
     assert summary["failed"] == 0, summary["failures"]
     assert summary["requests"] > 100 and summary["tcp_echoes"] > 0
     assert_tcp_only_cut_at_parent_exit(load, upgrades=1)
-
-
-def answers(host: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{HTTP_PORT}/", timeout=3) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False

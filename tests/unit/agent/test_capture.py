@@ -26,20 +26,21 @@ def test_parse_redirects_reads_each_pair_in_order() -> None:
     assert parse_redirects("8080:15110, 9000:15111") == (Redirect(8080, 15110), Redirect(9000, 15111))
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "no redirects"),
-        ("8080", "expected APP_PORT:ENVOY_PORT"),
-        ("8080:0", "not a port"),
-        ("70000:15110", "not a port"),
-        ("http:15110", "not a port"),
-        ("8080:15110,8080:15111", "named twice"),
-        ("8080:15110,15110:15111", "both captured and a redirect target"),
-    ],
-)
-def test_parse_redirects_refuses_bad_lists(text: str, message: str) -> None:
-    with pytest.raises(CaptureConfigError, match=message):
+# A bad list and what the refusal says about it.
+BAD_LISTS = {
+    "": "no redirects",
+    "8080": "expected APP_PORT:ENVOY_PORT",
+    "8080:0": "not a port",
+    "70000:15110": "not a port",
+    "http:15110": "not a port",
+    "8080:15110,8080:15111": "named twice",
+    "8080:15110,15110:15111": "both captured and a redirect target",
+}
+
+
+@pytest.mark.parametrize("text", BAD_LISTS)
+def test_parse_redirects_refuses_bad_lists(text: str) -> None:
+    with pytest.raises(CaptureConfigError, match=BAD_LISTS[text]):
         parse_redirects(text)
 
 
