@@ -93,3 +93,8 @@ ROLES: Final[tuple[AgentRole, ...]] = get_args(AgentRole)
 SLOTS: Final[tuple[Slot, ...]] = get_args(Slot)
 BootstrapMode = Literal["static", "xds", "custom"]
 BOOTSTRAP_MODES: Final[tuple[BootstrapMode, ...]] = get_args(BootstrapMode)
+
+# Transparent inbound capture (docs/contract.md "Traffic capture"): the init container the webhook adds
+# runs `hotupgrade-agent capture` from the sidecar image with this one variable.
+ENV_CAPTURE_REDIRECTS: Final = "HOTUPGRADE_CAPTURE_REDIRECTS"
+CAPTURE_CONTAINER: Final = "hotupgrade-capture"

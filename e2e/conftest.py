@@ -131,6 +131,27 @@ def fresh_release(api: client.ApiClient, of: release.Release, values_file: Path)
         release.uninstall(api, of)
 
 
+@contextlib.contextmanager
+def module_release(
+    api: client.ApiClient,
+    workdir: Path,
+    of: release.Release,
+    *,
+    app_namespace: str,
+    injection: dict[str, Any],
+) -> Iterator[release.Release]:
+    """A release of a test module's own: the suite's values with `injection` merged in, one webhook and one
+    controller replica (leader election works the same with one candidate), watching `app_namespace` only."""
+    values: dict[str, Any] = chart_values(of, watch_namespaces=(app_namespace,))
+    values["injection"].update(injection)
+    values["webhook"] = {"replicas": 1}
+    values["controller"]["replicas"] = 1
+    values_file = workdir / f"{of.name}-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    with fresh_release(api, of, values_file) as installed:
+        yield installed
+
+
 def namespace_exists(api: client.ApiClient, name: str) -> bool:
     try:
         kube.core(api).read_namespace(name)

@@ -17,6 +17,7 @@ import yaml
 
 from webhook import contract
 from webhook.bootstrap import Bootstrap, parse_bootstrap
+from webhook.capture import Capture, check_capture, envoy_targets, parse_capture
 from webhook.podfields import (
     QUANTITY,
     RESOURCE_NAME,
@@ -84,6 +85,19 @@ class Ports:
     def status_port(self, slot: str) -> int:
         return self.status_a if slot == "a" else self.status_b
 
+    def envoy_targets(self) -> dict[int, int]:
+        """App port -> the static bootstrap's listener that forwards to it (capture's redirect targets)."""
+        return envoy_targets(
+            upstream=self.upstream,
+            listen=self.listen,
+            tcp_upstream=self.effective_tcp_upstream(),
+            tcp_listen=self.tcp_listen,
+        )
+
+    def bound(self) -> frozenset[int]:
+        """Every port the pair binds."""
+        return frozenset({self.status_a, self.status_b, self.admin, self.listen, self.tcp_listen})
+
 
 @dataclass(frozen=True)
 class Certificates:
@@ -139,6 +153,7 @@ class WebhookConfig:
     bootstrap_template: str = contract.BOOTSTRAP_TEMPLATE
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     takeover_deadline_seconds: int = contract.TAKEOVER_DEADLINE_SECONDS
+    capture: Capture = field(default_factory=Capture)
     shm_size_limit: str | None = None
     ports: Ports = field(default_factory=Ports)
     env: tuple[tuple[str, str], ...] = ()
@@ -182,6 +197,8 @@ class WebhookConfig:
             "envoyBinary": self.envoy_binary,
             "env": [list(pair) for pair in self.env],
         }
+        if self.capture.enabled:  # only then: pods injected before capture existed keep their hash
+            shaping["capture"] = self.capture.to_json()
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 
@@ -429,6 +446,13 @@ def _parse_bootstrap(raw: object) -> Bootstrap:
         raise ConfigError(str(exc)) from None
 
 
+def _parse_capture(raw: object) -> Capture:
+    try:
+        return parse_capture(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _parse_failure_policy(raw: object) -> FailurePolicies:
     fields = _Fields(raw, "failurePolicy")
     d = FailurePolicies()
@@ -487,6 +511,7 @@ def parse_config(raw: object) -> WebhookConfig:
         takeover_deadline_seconds=fields.integer(
             "takeoverDeadlineSeconds", d.takeover_deadline_seconds, 1, 3600
         ),
+        capture=_parse_capture(fields.get("capture", None)),
         shm_size_limit=fields.optional_string("shmSizeLimit"),
         ports=_parse_ports(fields.get("ports", None)),
         env=env,
@@ -532,6 +557,9 @@ def check_injected_fields(config: WebhookConfig) -> None:
             raise ConfigError(f"{key}: must not have leading or trailing whitespace")
     try:
         check_security_context(config.security_context, uid=config.uid)
+        check_capture(
+            config.capture, bootstrap_mode=config.bootstrap.mode, targets=config.ports.envoy_targets()
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

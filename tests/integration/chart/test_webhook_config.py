@@ -103,6 +103,7 @@ class _Recorder(dict[str, Any]):
         "bootstrap",
         "bootstrap.xds",
         "bootstrap.custom",
+        "capture",
     )
 
     def __init__(self, prefix: str, seen: set[str]) -> None:
