@@ -94,6 +94,9 @@ class StatsWatch:
     epoch: int
     parent: str | None = None
     first: str | None = None
+    # --skip-hot-restart-parent-stats: the child never merges its parent's stats, so `first` holds none of
+    # them (empty) once ours answers, i.e. once the parent's admin closed on its last exposition.
+    skip_parent_stats: bool = False
 
     @property
     def done(self) -> bool:
@@ -107,6 +110,8 @@ class StatsWatch:
         epoch = epoch_of(text)
         if epoch == self.parent_epoch:
             self.parent = text
+        elif epoch == self.epoch and self.parent is not None and self.skip_parent_stats:
+            self.first = ""
         elif epoch == self.epoch and self.parent is not None and merged_parent(text, self.parent):
             self.first = text
 

@@ -159,6 +159,7 @@ class Supervisor:
                 self.on_envoy_exit(envoy, returncode)
                 return
         self.handover.check_parent(envoy)
+        self._watch_child(envoy)
         if envoy is not None and time.monotonic() >= self._next_replaced_check:
             self._next_replaced_check = time.monotonic() + 0.5
             self._notice_replaced(envoy)
@@ -167,6 +168,16 @@ class Supervisor:
             self._next_listeners_refresh = time.monotonic() + LISTENERS_REFRESH_SECONDS
             self._refresh_listeners(envoy)
         self.handover.check_stand_in()
+
+    def _watch_child(self, envoy: RunningEnvoy | None) -> None:
+        """After our takeover, until the replaced Envoy exits: unblock our Envoy if its main thread is stuck
+        (docs/contract.md "A stalled child"); the launch watched it until LIVE."""
+        watchdog = self.starter.watchdog
+        if envoy is None or self.handover.following is None:
+            if watchdog.watching:
+                watchdog.stop()
+            return
+        watchdog.poll_live(envoy)
 
     def _refresh_listeners(self, envoy: RunningEnvoy) -> None:
         """While our Envoy serves and no take-over runs: keep LISTENERS_FILE up to date."""

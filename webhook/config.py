@@ -139,6 +139,8 @@ class WebhookConfig:
     bootstrap_template: str = contract.BOOTSTRAP_TEMPLATE
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     takeover_deadline_seconds: int = contract.TAKEOVER_DEADLINE_SECONDS
+    # Envoy's --skip-hot-restart-parent-stats in every pair (docs/contract.md "A stalled child").
+    skip_hot_restart_parent_stats: bool = False
     shm_size_limit: str | None = None
     ports: Ports = field(default_factory=Ports)
     env: tuple[tuple[str, str], ...] = ()
@@ -182,6 +184,9 @@ class WebhookConfig:
             "envoyBinary": self.envoy_binary,
             "env": [list(pair) for pair in self.env],
         }
+        if self.skip_hot_restart_parent_stats:
+            # Only when set: pods injected before the setting existed keep their hash.
+            shaping["skipHotRestartParentStats"] = True
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 
@@ -486,6 +491,9 @@ def parse_config(raw: object) -> WebhookConfig:
         bootstrap=_parse_bootstrap(fields.get("bootstrap", None)),
         takeover_deadline_seconds=fields.integer(
             "takeoverDeadlineSeconds", d.takeover_deadline_seconds, 1, 3600
+        ),
+        skip_hot_restart_parent_stats=fields.boolean(
+            "skipHotRestartParentStats", d.skip_hot_restart_parent_stats
         ),
         shm_size_limit=fields.optional_string("shmSizeLimit"),
         ports=_parse_ports(fields.get("ports", None)),

@@ -64,6 +64,20 @@ def test_envoy_command_has_epoch_base_id_socket_and_drain_times() -> None:
     assert pairs["--socket-path"] == SOCKET_PATH
     assert pairs["--drain-time-s"] == "10"
     assert pairs["--parent-shutdown-time-s"] == "15"
+    assert "--skip-hot-restart-parent-stats" not in argv
+
+
+def test_envoy_command_skips_parent_stats_when_asked() -> None:
+    options = EnvoyOptions(
+        binary="/bin/envoy",
+        bootstrap=Path("/run/b.yaml"),
+        epoch=1,
+        base_id=7,
+        drain_seconds=10,
+        parent_shutdown_seconds=15,
+        skip_parent_stats=True,
+    )
+    assert envoy_command(options).count("--skip-hot-restart-parent-stats") == 1
 
 
 def test_validate_command_checks_the_file_without_joining_the_hot_restart() -> None:

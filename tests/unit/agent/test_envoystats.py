@@ -89,3 +89,17 @@ def test_an_answer_from_our_envoy_before_any_from_the_parent_is_ignored() -> Non
     watch = StatsWatch(parent_epoch=0, epoch=1)
     watch.observe(FIRST)
     assert watch.parent is None and watch.first is None
+
+
+def test_with_skip_parent_stats_first_is_empty_once_ours_answers() -> None:
+    # --skip-hot-restart-parent-stats: the child never merges, so the whole parent value is the base.
+    watch = StatsWatch(parent_epoch=0, epoch=1, skip_parent_stats=True)
+    watch.observe(PARENT)
+    before_ours = watch.first
+    assert before_ours is None, "not before ours answers: the parent's admin may still count"
+    unmerged = exposition(epoch=1, generation=1, requests=0, bucket=0, active=0)
+    watch.observe(unmerged)
+    assert watch.first == ""
+    assert watch.parent is not None
+    base = next_base({}, parent=watch.parent, first=watch.first)
+    assert base[RQ] == 1000 and base[BUCKET] == 900
