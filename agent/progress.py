@@ -20,8 +20,13 @@ from typing import Literal, TypedDict
 from agent.decisions import INITIALIZING_FLAG
 
 # A main thread that does not answer its admin API for this long is stuck, not busy: Envoy's own work on
-# it (a config update, a stats flush) takes milliseconds, and a stats flush happens every 5 s.
+# it (a config update, a stats flush) takes milliseconds. Before LIVE a verdict may end the child and fail
+# the upgrade, so the bound is generous; after LIVE it only sends a reply that a child not waiting for one
+# reads as the reply to its next Stats request, so the bound is short: the wedge holds the new Envoy's
+# xDS, admin and timers (its Terminate among them), and may come back at each stats flush (every 5 s)
+# while the old Envoy works off the packets it queued to forward.
 STALL_SECONDS = 10.0
+LIVE_STALL_SECONDS = 3.0
 # How often the shell asks the admin API while it watches (each ask times out after 1 s).
 WATCH_INTERVAL_SECONDS = 0.5
 

@@ -1,7 +1,8 @@
 """The stalled-child watchdog's shell (docs/contract.md "A stalled child"; decisions in agent/progress.py).
 
 While our Envoy takes over, and after it is LIVE until the Envoy it replaced exits, the shell notes
-every admin answer for our epoch. When our Envoy stays silent for STALL_SECONDS, it reads Envoy's shm
+every admin answer for our epoch. When our Envoy stays silent for STALL_SECONDS (before LIVE) or
+LIVE_STALL_SECONDS (after), it reads Envoy's shm
 flags (with the child stopped, before LIVE) and either ends the child (`abandon`: the parent was never
 told to drain, it serves on) or sends it the Stats reply the hot-restart wedge holds it on (`unblock`).
 Each verdict goes to the log, a metric and /status `stall`. agent/launch.py calls it before LIVE (with
@@ -20,6 +21,7 @@ from agent.envoy import RunningEnvoy
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
 from agent.progress import (
+    LIVE_STALL_SECONDS,
     STALL_SECONDS,
     WATCH_INTERVAL_SECONDS,
     ProgressMark,
@@ -45,7 +47,6 @@ class ChildWatchdog:
         view: ViewKeeper,
         metrics: AgentMetrics,
         log: EventLog,
-        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         self.config = config
         self.admin = admin
@@ -53,7 +54,6 @@ class ChildWatchdog:
         self.view = view
         self.metrics = metrics
         self.log = log
-        self.stall_seconds = stall_seconds
         self._mark: ProgressMark | None = None
         self._next_look = 0.0
 
@@ -79,7 +79,8 @@ class ChildWatchdog:
         """Act if our Envoy is stalled; the action taken, or None. `live`: it was LIVE already."""
         mark = self._mark
         now = time.monotonic()
-        if mark is None or not stalled(mark, now=now, stall_seconds=self.stall_seconds):
+        bound = LIVE_STALL_SECONDS if live else STALL_SECONDS
+        if mark is None or not stalled(mark, now=now, stall_seconds=bound):
             return None
         silent = silent_seconds(mark, now=now) or 0.0
         # Stopped, so it cannot clear the flag between our read and our kill (as at the take-over deadline).

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from agent.decisions import INITIALIZING_FLAG
-from agent.progress import STALL_SECONDS, ProgressMark, Stall, at_stall, observe, silent_seconds, stalled
+from agent.progress import (
+    LIVE_STALL_SECONDS,
+    STALL_SECONDS,
+    ProgressMark,
+    Stall,
+    at_stall,
+    observe,
+    silent_seconds,
+    stalled,
+)
 from agent.state import initial_state
 from agent.status import AgentView, status_document
 
@@ -73,3 +82,11 @@ def test_the_stall_is_shown_in_status() -> None:
         "at": 1700000000.123,
     }
     assert status_document(AgentView(**{**view.__dict__, "stall": None}), initial_state(7))["stall"] is None
+
+
+def test_after_live_the_bound_is_shorter_because_a_surplus_reply_is_harmless() -> None:
+    # Before LIVE a verdict can end the child and fail the upgrade; after LIVE it only sends a reply.
+    assert LIVE_STALL_SECONDS < STALL_SECONDS
+    mark = observe(ProgressMark(epoch=2), answered_epoch=2, now=0.0)
+    assert stalled(mark, now=LIVE_STALL_SECONDS, stall_seconds=LIVE_STALL_SECONDS)
+    assert not stalled(mark, now=LIVE_STALL_SECONDS, stall_seconds=STALL_SECONDS)
