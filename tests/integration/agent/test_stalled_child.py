@@ -117,14 +117,18 @@ def test_a_child_stopped_before_live_is_ended_and_the_old_envoy_serves_on(
     assert_serving(sidecar_pod, "b", 1)
 
 
-def udp_pod(pod: Pod, tmp_path: Path, *, skip_parent_stats: bool, parent_shutdown: int) -> SidecarPod:
-    # The race made likely: a unix datagram socket queues net.unix.max_dgram_qlen datagrams (10 by
-    # default, per network namespace, read when a socket is created), and the wedge needs that many
-    # forwarded packets to arrive while the new Envoy waits for its Stats reply. With 1, a flood from a
-    # busy 2-core machine makes it at the first or second flush instead of now and then.
-    subprocess.run(
-        ["ip", "netns", "exec", pod.netns, "sysctl", "-qw", "net.unix.max_dgram_qlen=1"], check=True
-    )
+def udp_pod(
+    pod: Pod, tmp_path: Path, *, skip_parent_stats: bool, parent_shutdown: int, provoke: bool = True
+) -> SidecarPod:
+    # The race made likely: a unix datagram socket holds up to net.unix.max_dgram_qlen + 1 unread datagrams
+    # (the sysctl is 10 by default, per network namespace, read when a socket is created), and the wedge
+    # needs more forwarded packets than that to arrive while the new Envoy waits for its Stats reply. With
+    # 0, a flood from a busy 2-core machine makes it at the first flushes instead of now and then. The
+    # hot-restart messages themselves are one request and one reply at a time: they never queue two.
+    if provoke:
+        subprocess.run(
+            ["ip", "netns", "exec", pod.netns, "sysctl", "-qw", "net.unix.max_dgram_qlen=0"], check=True
+        )
     env = udp_env(udp_template(tmp_path), skip_parent_stats=skip_parent_stats)
     sidecars = SidecarPod(
         pod, drain_seconds=DRAIN_SECONDS, parent_shutdown_seconds=parent_shutdown, extra_env=env
