@@ -6,8 +6,8 @@
   with `child_stalled` well before the take-over deadline; the next upgrade succeeds.
 - The real wedge (envoy#34069): QUIC packets no connection owns flood the old Envoy while it drains, so
   it forwards them to the new one over the hot-restart socket; the new one's main thread waits for its
-  Stats reply for good. Its agent sends that reply, and the old Envoy exits at its parent-shutdown time,
-  not at its agent's hung-Envoy kill.
+  Stats reply for good. Its agent sends that reply each time, 3 s into the silence; the old Envoy ends
+  within its parent-shutdown time plus its agent's hung-Envoy grace; no HTTP request fails.
 - The same with `skipHotRestartParentStats`: no stall, the upgrade completes, the UDP flow is measured.
 """
 
@@ -42,9 +42,9 @@ from tests.integration.agent.udpquic import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
-# Past the new Envoy's first two stats flushes after the drain began (Envoy flushes every 5 s), and long
-# enough that the watchdog's reply (10 s into the wedge) and the old Envoy's backlog of forwarded packets
-# both fit before the old agent's hung-Envoy kill (parent shutdown + 10 s).
+# Past the new Envoy's first two stats flushes after the drain began (Envoy flushes every 5 s), so the
+# wedge happens while the old Envoy still drains; it may then outlive this by up to the old agent's
+# hung-Envoy kill (parent shutdown + 10 s) while it works off the packets it queued to forward.
 WEDGE_PARENT_SHUTDOWN_SECONDS = 15
 # A burst of QUIC traffic over the take-over and the new Envoy's first two flushes, then quiet, so the
 # wedge is not made again at every later flush until the Terminate.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agent.decisions import INITIALIZING_FLAG
@@ -63,25 +65,17 @@ def test_after_live_a_stalled_child_is_always_unblocked(flags: int | None) -> No
 
 def test_the_stall_is_shown_in_status() -> None:
     stall = Stall(epoch=3, silent_seconds=10.1234, initializing=False, action="unblock", at=1700000000.12345)
-    view = AgentView(
-        slot="b",
-        phase="serving",
-        epoch=3,
-        envoy_running=True,
-        envoy_version="v",
-        hot_restart_version="11.104",
-        last_error=None,
-        stall=stall,
-    )
-    document = status_document(view, initial_state(7))
-    assert document["stall"] == {
+    shown = stall.to_json()
+    assert shown == {
         "epoch": 3,
         "silent_seconds": 10.123,
         "initializing": False,
         "action": "unblock",
         "at": 1700000000.123,
     }
-    assert status_document(AgentView(**{**view.__dict__, "stall": None}), initial_state(7))["stall"] is None
+    view = AgentView("b", "serving", 3, True, "v", "11.104", None, stall=stall)
+    assert status_document(view, initial_state(7))["stall"] == shown
+    assert status_document(replace(view, stall=None), initial_state(7))["stall"] is None
 
 
 def test_after_live_the_bound_is_shorter_because_a_surplus_reply_is_harmless() -> None:
