@@ -10,8 +10,10 @@ A bootstrap Envoy rejects fails the attempt before any Envoy is spawned: a hot-r
 init has already made the live Envoy close its admin API for good (ShutdownAdmin).
 A takeover child not LIVE by the take-over deadline is stopped, and unless it already told its parent to
 drain (the shm INITIALIZING flag is clear), killed, its flag cleared, and the attempt failed for good: the
-old Envoy serves on (docs/contract.md "Take-over deadline"). Around a takeover both Envoys' listener sets
-are read from the admin API and compared (agent/listeners.py).
+old Envoy serves on (docs/contract.md "Take-over deadline"). A takeover child whose admin API answered and
+then went silent is handled alike, sooner, by the stalled-child watchdog (agent/watchdog.py, docs/contract.md
+"A stalled child"). Around a takeover both Envoys' listener sets are read from the admin API and compared
+(agent/listeners.py).
 Retrying a failed attempt is the supervisor's decision; this module only says whether it may.
 """
 

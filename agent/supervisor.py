@@ -7,7 +7,8 @@ agent/startplan.py, the I/O in the shells named below):
   hot-restart takeover at N+1, refuse (hot-restart version mismatch), or wait and retry (tenacity, here).
   The lock is held until our Envoy is LIVE or dead, so no two Envoys of the pod ever initialise at once.
 - after a takeover (agent/handover.py): follow the replaced Envoy until its parent socket disappears;
-  if it vanished before our Terminate was due, bind its socket and stand in for it (envoy#7468).
+  if it vanished before our Terminate was due, bind its socket and stand in for it (envoy#7468). Meanwhile
+  the stalled-child watchdog (agent/watchdog.py) unblocks our Envoy if the hot-restart wedge holds it.
 - our Envoy exits: replaced (retire, never restart), crashed (restart with backoff at the right epoch),
   or stopped by us. Replaced and still running well past its parent-shutdown time: hung (its child's
   Terminate never came, or it cannot act on it), so we SIGKILL it; the new agent stands in for it.
