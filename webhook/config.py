@@ -154,6 +154,8 @@ class WebhookConfig:
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     takeover_deadline_seconds: int = contract.TAKEOVER_DEADLINE_SECONDS
     capture: Capture = field(default_factory=Capture)
+    # Envoy's --skip-hot-restart-parent-stats in every pair (docs/contract.md "A stalled child").
+    skip_hot_restart_parent_stats: bool = False
     shm_size_limit: str | None = None
     ports: Ports = field(default_factory=Ports)
     env: tuple[tuple[str, str], ...] = ()
@@ -199,6 +201,9 @@ class WebhookConfig:
         }
         if self.capture.enabled:  # only then: pods injected before capture existed keep their hash
             shaping["capture"] = self.capture.to_json()
+        if self.skip_hot_restart_parent_stats:
+            # Only when set: pods injected before the setting existed keep their hash.
+            shaping["skipHotRestartParentStats"] = True
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 
@@ -512,6 +517,9 @@ def parse_config(raw: object) -> WebhookConfig:
             "takeoverDeadlineSeconds", d.takeover_deadline_seconds, 1, 3600
         ),
         capture=_parse_capture(fields.get("capture", None)),
+        skip_hot_restart_parent_stats=fields.boolean(
+            "skipHotRestartParentStats", d.skip_hot_restart_parent_stats
+        ),
         shm_size_limit=fields.optional_string("shmSizeLimit"),
         ports=_parse_ports(fields.get("ports", None)),
         env=env,

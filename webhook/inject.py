@@ -199,6 +199,8 @@ def sidecar_env(slot: str, config: WebhookConfig) -> list[dict[str, Any]]:
     ]
     if config.envoy_binary is not None:
         values.append((contract.ENV_ENVOY_BINARY, config.envoy_binary))
+    if config.skip_hot_restart_parent_stats:
+        values.append((contract.ENV_SKIP_HOT_RESTART_PARENT_STATS, "true"))
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in values]
     env += bootstrap_env(config.bootstrap, takeover_deadline_seconds=config.takeover_deadline_seconds)
     env += [

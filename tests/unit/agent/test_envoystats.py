@@ -121,3 +121,24 @@ def test_a_live_answer_without_the_parents_merge_is_not_taken() -> None:
     watch.observe(PARENT)
     watch.observe_after_live(exposition(epoch=1, generation=1, requests=900, bucket=5, active=1))
     assert not watch.done and not watch.late
+
+
+def test_with_skip_parent_stats_first_is_empty_once_ours_answers() -> None:
+    # --skip-hot-restart-parent-stats: the child never merges, so the whole parent value is the base.
+    watch = StatsWatch(parent_epoch=0, epoch=1, skip_parent_stats=True)
+    watch.observe(PARENT)
+    before_ours = watch.first
+    assert before_ours is None, "not before ours answers: the parent's admin may still count"
+    unmerged = exposition(epoch=1, generation=1, requests=0, bucket=0, active=0)
+    watch.observe(unmerged)
+    assert watch.first == ""
+    assert watch.parent is not None
+    base = next_base({}, parent=watch.parent, first=watch.first)
+    assert base[RQ] == 1000 and base[BUCKET] == 900
+
+
+def test_with_skip_parent_stats_a_read_after_live_is_not_late() -> None:
+    watch = StatsWatch(parent_epoch=0, epoch=1, skip_parent_stats=True)
+    watch.observe(PARENT)
+    watch.observe_after_live(exposition(epoch=1, generation=1, requests=40, bucket=3, active=2))
+    assert watch.first == "" and not watch.late

@@ -275,13 +275,15 @@ def test_the_pair_follows_the_contract() -> None:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts == {contract.RUN_VOLUME: contract.RUN_DIR, contract.SHM_VOLUME: contract.SHM_DIR}
         env = {e["name"]: e for e in container["env"]}
-        # Set only when envoyBinary is configured, or in the xds bootstrap mode (test_bootstrap_modes.py);
-        # the capture init container's variable is never the pair's (test_capture.py).
+        # Set only when envoyBinary is configured, in the xds bootstrap mode (test_bootstrap_modes.py), or
+        # with skipHotRestartParentStats (test_skip_parent_stats.py); the capture init container's variable
+        # is never the pair's (test_capture.py).
         optional = {
             contract.ENV_ENVOY_BINARY,
             contract.ENV_XDS_ADDRESS,
             contract.ENV_XDS_NODE_CLUSTER,
             contract.ENV_CAPTURE_REDIRECTS,
+            contract.ENV_SKIP_HOT_RESTART_PARENT_STATS,
         }
         assert set(env) == {v for k, v in vars(contract).items() if k.startswith("ENV_")} - optional
         assert env[contract.ENV_POD_NAME]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
