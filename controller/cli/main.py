@@ -2,10 +2,13 @@
 the default) or commands (pods, by annotation: `rollout --direct` and the per-pod commands)."""
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from types import FrameType
+
+from kubernetes.config import ConfigException
 
 from controller.agents import AgentClient
 from controller.cli import commands, releasecmd
@@ -77,10 +80,12 @@ def _rollout_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     release.add_argument(
         "--max-failures",
         type=int,
-        help="failed upgrades that pause the rollout (--direct: that stop it; 0 never stops; default 1)",
+        help="failed upgrades that pause the release (>= 1); --direct: that stop it, 0 = never; default 1",
     )
     release.add_argument("--priority", type=int, help="settles pods that several releases select")
-    release.add_argument("--empty-image", help="the standby image the webhook injects into new pods")
+    release.add_argument(
+        "--empty-image", help="the release's spec.emptyImage (see `kubectl explain sidecarrelease.spec`)"
+    )
     # Before issue 12 the rollout went on after failures unless this flag was given; stopping is now
     # the default, so the flag only spells out `--max-failures 1`.
     roll.add_argument(
@@ -134,8 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class KubeconfigError(Exception):
+    """No kubeconfig loads: the message names where the CLI looked."""
+
+
 def _kube(args: argparse.Namespace) -> Kube:
-    client = load_api_client(args.kubeconfig, fallbacks=KUBECONFIG)  # like kubectl: $KUBECONFIG, ~/.kube
+    try:
+        client = load_api_client(args.kubeconfig, fallbacks=KUBECONFIG)  # like kubectl: $KUBECONFIG, ~/.kube
+    except (ConfigException, OSError) as exc:
+        looked = args.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise KubeconfigError(f"cannot load a kubeconfig from {looked}: {exc}") from exc
     return Kube(client, component="hotupgrade-cli")
 
 
@@ -302,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_interrupt)
     try:
         return run(args, stop)
-    except ReleaseCommandError as exc:
+    except (ReleaseCommandError, KubeconfigError) as exc:
         sys.stderr.write(f"hotupgrade: {exc}\n")
         return EXIT_FAILED
     except KubeError as exc:

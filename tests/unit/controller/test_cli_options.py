@@ -2,10 +2,12 @@
 failure budget on by default (the old flags still parse), and each mode refuses the other's flags."""
 
 import threading
+from pathlib import Path
 
 import pytest
 
-from controller.cli.main import build_parser, follow_options, rollout_options, rollout_request, run
+from controller.cli.follow import EXIT_FAILED
+from controller.cli.main import build_parser, follow_options, main, rollout_options, rollout_request, run
 
 DIRECT = ["rollout", "--direct", "-n", "shop", "--image", "sidecar:2"]
 RELEASE = ["rollout", "web", "--image", "sidecar:2"]
@@ -118,3 +120,13 @@ def test_usage_errors_need_no_cluster(argv: list[str], says: str) -> None:
     args = build_parser().parse_args(["--kubeconfig", "/nonexistent", *argv])
     with pytest.raises(SystemExit, match=says):
         run(args, threading.Event())
+
+
+def test_a_kubeconfig_that_does_not_load_is_one_clear_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nonexistent"
+    assert main(["--kubeconfig", str(missing), "status", "web"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith(f"hotupgrade: cannot load a kubeconfig from {missing}: ")
+    assert "Traceback" not in err and err.count("\n") == 1
