@@ -17,8 +17,8 @@ from typing import Any
 from controller.informer import Informer, Pages, resource_version
 from controller.keys import ANNOTATION_STATUS
 from controller.kube import Kube
-from controller.release import InvalidReleaseError, Release, parse_release
-from controller.rollout import PodFacts, pod_facts, selects
+from controller.rollout import PodFacts, pod_facts
+from releaseapi.release import InvalidReleaseError, Release, parse_release, selects
 
 
 @dataclass(frozen=True)

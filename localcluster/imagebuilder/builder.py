@@ -159,6 +159,7 @@ def source_paths() -> list[Path]:
         root / "agent",
         root / "webhook",
         root / "controller",
+        root / "releaseapi",
     ]
 
 

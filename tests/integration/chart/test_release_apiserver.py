@@ -26,9 +26,9 @@ from controller.fleetcache import FleetCache
 from controller.kube import Kube
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
-from controller.release import GROUP, KIND, PLURAL, VERSION
 from controller.release_reconciler import ReleaseReconciler
 from localcluster.helm import CHART, HelmError, run_helm
+from releaseapi.release import GROUP, KIND, PLURAL, VERSION
 from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.chart import tokens
 from webhook.certs_k8s import KubernetesCertificates, reconcile
