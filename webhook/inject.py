@@ -219,8 +219,9 @@ def injected_volumes(config: WebhookConfig) -> list[dict[str, Any]]:
     ]
 
 
-def injection_status(config: WebhookConfig) -> InjectionStatus:
-    """The status annotation of a freshly injected pod: slot a is active and runs the sidecar image."""
+def injection_status(config: WebhookConfig, release: str | None = None) -> InjectionStatus:
+    """The status annotation of a freshly injected pod: slot a is active and runs the sidecar image
+    (`release`: the SidecarRelease that chose the config's images, webhook.releaseimage)."""
     active, standby = config.container_names
     return InjectionStatus(
         active=active,
@@ -229,10 +230,13 @@ def injection_status(config: WebhookConfig) -> InjectionStatus:
         sidecar_image=config.sidecar_image,
         empty_image=config.empty_image,
         config_hash=config.injection_hash(),
+        release=release,
     )
 
 
-def inject(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> Pod:
+def inject(
+    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig, release: str | None = None
+) -> Pod:
     """Return a copy of `pod` with the pair injected, or an unchanged copy when `decide` says no."""
     # A JSON round trip is a faster deep copy than copy.deepcopy for plain JSON data.
     mutated: Pod = json.loads(json.dumps(pod))
@@ -254,16 +258,16 @@ def inject(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> 
     spec["volumes"] = [*(spec.get("volumes") or []), *injected_volumes(config)]
     metadata = mutated.setdefault("metadata", {})
     annotations = metadata.get("annotations") or {}
-    annotations[contract.ANNOTATION_STATUS] = injection_status(config).render()
+    annotations[contract.ANNOTATION_STATUS] = injection_status(config, release).render()
     metadata["annotations"] = annotations
     return mutated
 
 
 def plan_injection(
-    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig
+    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig, release: str | None = None
 ) -> tuple[Decision, JSONPatch]:
     """The decision and the JSON patch (a diff of the injected copy against the original)."""
     decision = decide(pod, namespace=namespace, config=config)
     if not decision.inject:
         return decision, []
-    return decision, jsondiff.diff(pod, inject(pod, namespace=namespace, config=config))
+    return decision, jsondiff.diff(pod, inject(pod, namespace=namespace, config=config, release=release))
