@@ -5,7 +5,6 @@ keeps the last good snapshot (and says so in the log).
 """
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -15,17 +14,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from webhook import logs
+from webhook.config_source import FileKey, file_key
 from webhook.releaseimage import InvalidSnapshotError, Snapshot, parse_snapshot
-
-FileKey = tuple[int, int, int]
-
-
-def _file_key(path: Path) -> FileKey | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 class ReleaseSource:
@@ -38,7 +28,7 @@ class ReleaseSource:
         self._snapshot: Snapshot | None = None
 
     def current(self) -> Snapshot | None:
-        key = _file_key(self.path)
+        key = file_key(self.path)
         if key is None or key == self._key:
             return self._snapshot
         with self._lock:

@@ -14,7 +14,6 @@ rewrites on every reconcile and which would otherwise rewrite the file), a names
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -28,6 +27,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from releaseapi.release import GROUP, PLURAL, VERSION
 from webhook import logs
+from webhook.config_source import write_atomically
 from webhook.informer import Informer, Pages
 from webhook.kubeclient import IN_CLUSTER_THEN_KUBECONFIG, load_api_client
 from webhook.releaseimage import render_snapshot
@@ -84,13 +84,6 @@ def _watch(call: Callable[..., Any], *args: Any, rv: str, timeout: int) -> Itera
             response.release_conn()
     except API_ERRORS as exc:
         raise CacheAPIError(f"watch {call.__name__}: {exc}") from exc
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one (a rename within the directory)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class ReleaseCache:
