@@ -83,7 +83,8 @@ class ReleaseCacheCollector(Collector):
             ),
             GaugeMetricFamily(
                 "hotupgrade_webhook_release_cache_events",
-                "Watch events (releases and namespaces) the release cache has applied since it started.",
+                "Changes to releases and namespaces (from lists and watches) the release cache has applied "
+                "since it started.",
                 value=snapshot.events,
             ),
             self._releases(snapshot),

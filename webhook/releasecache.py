@@ -12,6 +12,7 @@ Only what injection needs is kept: a release's metadata and spec (not its status
 rewrites on every reconcile and which would otherwise rewrite the file), a namespace's labels.
 """
 
+import functools
 import json
 import logging
 import signal
@@ -111,7 +112,7 @@ class ReleaseCache:
             list_pages=lambda: _list(custom.list_cluster_custom_object, *scope),
             watch=lambda rv, t: _watch(custom.list_cluster_custom_object, *scope, rv=rv, timeout=t),
             transform=slim_release,
-            on_change=self._changed,
+            on_change=functools.partial(self._changed, "sidecarreleases"),
             stop=stop,
             retry_on=(CacheAPIError,),
             watch_timeout=watch_timeout,
@@ -121,17 +122,17 @@ class ReleaseCache:
             list_pages=lambda: _list(core.list_namespace),
             watch=lambda rv, t: _watch(core.list_namespace, rv=rv, timeout=t),
             transform=namespace_labels,
-            on_change=self._changed,
+            on_change=functools.partial(self._changed, "namespaces"),
             stop=stop,
             retry_on=(CacheAPIError,),
             watch_timeout=watch_timeout,
         )
 
-    def _changed(self, key: str, old: object, new: object) -> None:
+    def _changed(self, cache: str, key: str, old: object, new: object) -> None:
         with self._lock:
             self._events += 1
             if self._synced is not None:
-                self._write_locked(changed=key)
+                self._write_locked(changed=f"{cache}/{key}")
 
     def _write_locked(self, *, changed: str | None) -> None:
         releases = list(self.releases.items().values())

@@ -25,7 +25,7 @@ class SnapshotJSON(TypedDict):
     version: int
     releases: list[dict[str, Any]]  # SidecarRelease documents (metadata and spec; status dropped)
     namespaces: dict[str, dict[str, str]]  # name -> labels
-    events: int  # watch events applied since the cache process started
+    events: int  # changes (from lists and watches) applied since the cache process started
     updated: float  # when the content last changed
     synced: float  # when both caches had first listed
 
