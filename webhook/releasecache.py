@@ -24,6 +24,7 @@ from typing import Any
 
 import urllib3
 from kubernetes import client
+from kubernetes.config import ConfigException
 from kubernetes.watch.watch import iter_resp_lines
 
 from releaseapi.release import GROUP, PLURAL, VERSION
@@ -179,7 +180,11 @@ class ReleaseCache:
 def run_release_cache(out: Path, *, kubeconfig: str | None, watch_timeout: int) -> int:
     """Keep `out` current until SIGTERM or SIGINT (the kubelet's stop, or ^C)."""
     logs.configure()
-    api = load_api_client(kubeconfig, fallbacks=IN_CLUSTER_THEN_KUBECONFIG)
+    try:
+        api = load_api_client(kubeconfig, fallbacks=IN_CLUSTER_THEN_KUBECONFIG)
+    except ConfigException as exc:
+        logs.event("release-cache-no-credentials", level=logging.ERROR, error=str(exc))
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
