@@ -117,6 +117,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tls = write_tls(work / "tls")
     created: list[str] = []
     server = cache = None
+    cache_log = (work / "cache.log").open("wb")
     hook_name = f"hu-release-cache-test-{TOKEN}"
     try:
         for name, labels in ((SELECTED, {TEST_LABEL: TOKEN, "team": TOKEN}), (OTHER, {TEST_LABEL: TOKEN})):
@@ -133,7 +134,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             timeout=60,
             what="the server to answer /readyz with 503 before the release cache's first snapshot",
         )
-        cache_log = (work / "cache.log").open("wb")
         argv = [
             str(CLI),
             "releases",
@@ -165,6 +165,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         if cache is not None:
             cache.terminate()
             cache.wait(timeout=30)
+        cache_log.close()
         if server is not None:
             server.stop()
 
