@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 from controller import budgetgate
 from controller.disruption import Budget, Counts, InvalidBudgetError, disrupted, parse_budget
 from controller.fleetcache import CachedPod, cached_facts, one_page
-from controller.informer import Informer, ListFn, WatchFn, not_older, resource_version
-from controller.kube import Kube
+from controller.kube import Kube, KubeError
 from controller.observed import BudgetView
 from controller.rollout import PodFacts, pod_facts
 from webhook import logs
+from webhook.informer import Informer, ListFn, WatchFn, not_older, resource_version
 
 T = TypeVar("T")
 NOT_LISTED = (
@@ -90,6 +90,7 @@ class BudgetCache:
             transform=transform,
             on_change=_ignore,
             stop=self.stop,
+            retry_on=(KubeError,),
             watch_timeout=self.watch_timeout,
         )
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.release import IntOrPercent
 from controller.rollout import PodFacts, at_risk, touched
-from controller.selector import InvalidSelectorError, LabelSelector, parse_selector
+from releaseapi.release import IntOrPercent
+from releaseapi.selector import InvalidSelectorError, LabelSelector, parse_selector
 
 _PERCENT = re.compile(r"^(0|[1-9][0-9]*)%$")
 

@@ -17,7 +17,8 @@ from typing import Any, Literal, Protocol
 from controller.actions import Action, Event, Noop
 from controller.errors import KubeError, already_exists
 from controller.patches import JSONPatch, record_patch
-from controller.record import OwedEvent, UpgradeRecord, format_time, record_in
+from controller.record import OwedEvent, UpgradeRecord, record_in
+from releaseapi.apitime import format_time
 
 MESSAGE_LIMIT = 1024  # characters of an Event message the API server is sent
 

@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.informer import Informer, Pages, resource_version
 from controller.keys import ANNOTATION_STATUS
-from controller.kube import Kube
-from controller.release import InvalidReleaseError, Release, parse_release
-from controller.rollout import PodFacts, pod_facts, selects
+from controller.kube import Kube, KubeError
+from controller.rollout import PodFacts, pod_facts
+from releaseapi.release import InvalidReleaseError, Release, parse_release, selects
+from webhook.informer import Informer, Pages, resource_version
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,9 @@ class FleetCache:
     ) -> None:
         self._enqueue = enqueue
         self.stop = stop
-        self._informer = functools.partial(Informer, stop=stop, watch_timeout=watch_timeout)
+        self._informer = functools.partial(
+            Informer, stop=stop, retry_on=(KubeError,), watch_timeout=watch_timeout
+        )
         self.release_cache: Informer[CachedRelease] = self._informer(
             "sidecarreleases",
             list_pages=one_page(kube.list_releases),

@@ -11,8 +11,8 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
-from controller import release
 from controller.errors import ConflictError, KubeError, NotFoundError, TransientError
+from releaseapi import release
 from webhook.kubeclient import load_api_client
 
 __all__ = [  # the error kinds and the loader are re-exported: callers need only this module

@@ -35,9 +35,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.keys import ANNOTATION_KUBELET_BACKOFF
-from controller.observed import ContainerView, parse_time
-from controller.record import format_time
+from controller.observed import ContainerView
 from controller.restarts import planned_in
+from releaseapi.apitime import format_time, parse_time
 
 INITIAL_SECONDS = 10.0  # initialCrashLoopBackOff
 MAX_SECONDS = 300.0  # MaxContainerBackOff

@@ -8,13 +8,14 @@ when asked, the pre-pull pod and the node, and hands them to `observe_pod`; no I
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from controller.imageref import digest_of, normalize_image, same_name
+from releaseapi.apitime import parse_time
+from releaseapi.imageref import digest_of, normalize_image, same_name
 from webhook.contract import ENV_PARENT_SHUTDOWN_SECONDS
 
-__all__ = [  # normalize_image moved to controller.imageref; kept importable from here
+__all__ = [  # normalize_image moved to releaseapi.imageref; kept importable from here
     "AgentView",
     "BudgetView",
     "ContainerView",
@@ -163,13 +164,6 @@ class ObservedPod:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def parse_time(raw: str) -> datetime:
-    """An RFC 3339 / ISO 8601 timestamp (`Z` or an offset; none means UTC) as an aware datetime.
-    Raises ValueError when `raw` is not one."""
-    parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _time(value: Any) -> datetime | None:

@@ -54,9 +54,9 @@ from controller.observed import (
 from controller.patches import patch_for
 from controller.policy import Policy
 from controller.prepull import pre_pull_pod_manifest
-from controller.record import format_time
 from controller.result import DONE, Result, requeue
 from controller.steps import next_step, pre_pull_refused
+from releaseapi.apitime import format_time
 from webhook import logs
 
 RETRY_ATTEMPTS = 6

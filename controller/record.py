@@ -8,12 +8,13 @@ no state of its own. Pure: parsing and rendering only.
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
 
 from controller.keys import ANNOTATION_UPGRADE
-from controller.observed import Seen, parse_time
+from controller.observed import Seen
+from releaseapi.apitime import format_time, parse_time
 
 RECORD_VERSION = 1
 
@@ -217,11 +218,6 @@ class UpgradeRecord:
 
     def render(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-
-
-def format_time(when: datetime) -> str:
-    """RFC 3339 in UTC with a `Z`, as Kubernetes writes timestamps."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_event(value: Any) -> OwedEvent | None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controller.record import format_time
-from controller.release import API_VERSION, KIND, ConditionType, Release, ReleaseStatus
 from controller.rollout import PodFacts, PodState, ReleasePlan, Start
+from releaseapi.apitime import format_time
+from releaseapi.release import API_VERSION, KIND, ConditionType, Release, ReleaseStatus
 
 EVENT_NAMESPACE = "default"
 NORMAL, WARNING = "Normal", "Warning"

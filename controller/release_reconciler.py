@@ -28,17 +28,18 @@ from controller.metrics import ControllerMetrics
 from controller.observed import BudgetView
 from controller.patches import target_patch
 from controller.reconciler import count_retry, in_place_retries
-from controller.release import (
+from controller.release_events import ReleaseEvent
+from controller.result import DONE, Result, requeue
+from controller.rollout import PodFacts, ReleasePlan, Start, invalid_spec_status, plan_fleet
+from releaseapi.release import (
     ConditionType,
     InvalidReleaseError,
     Release,
     ReleaseStatus,
     parse_release,
     parse_status,
+    selects,
 )
-from controller.release_events import ReleaseEvent
-from controller.result import DONE, Result, requeue
-from controller.rollout import PodFacts, ReleasePlan, Start, invalid_spec_status, plan_fleet, selects
 from webhook import logs
 
 RESYNC_SECONDS = 60.0  # look again even without a change (a missed watch event costs at most this)

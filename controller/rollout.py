@@ -20,7 +20,7 @@ from controller.cli.podinfo import pod_info
 from controller.keys import ANNOTATION_RETRY
 from controller.observed import same_image
 from controller.record import Phase, UpgradeRecord
-from controller.release import (
+from releaseapi.release import (
     PREVIOUS_IMAGES_LIMIT,
     Condition,
     ConditionType,
@@ -28,8 +28,33 @@ from controller.release import (
     Release,
     ReleaseStatus,
     Strategy,
+    owning_release,
+    precedence,
+    selects,
 )
 from webhook.injection_status import InjectionStatus
+
+__all__ = [  # the selection rule moved to releaseapi.release; kept importable from here
+    "FleetPlan",
+    "PodFacts",
+    "PodState",
+    "ReleasePlan",
+    "Start",
+    "allowed_unavailable",
+    "at_risk",
+    "heading_to",
+    "held_back",
+    "invalid_spec_status",
+    "owning_release",
+    "plan_fleet",
+    "plan_release",
+    "pod_facts",
+    "pod_state",
+    "precedence",
+    "previous_images",
+    "selects",
+    "touched",
+]
 
 # Phases in which the new Envoy already serves: the pod is at risk again only if it is not Ready.
 _SERVING_NEW = frozenset({Phase.DRAINING, Phase.RESETTING})
@@ -117,23 +142,8 @@ class FleetPlan:
 # --- selection ---------------------------------------------------------------------------------------
 
 
-def selects(release: Release, labels: Mapping[str, str], namespace_labels: Mapping[str, str]) -> bool:
-    """The release's namespaceSelector matches the pod's namespace and its selector the pod's labels."""
-    spec = release.spec
-    return spec.namespace_selector.matches(namespace_labels) and spec.selector.matches(labels)
-
-
-def precedence(release: Release) -> tuple[int, str]:
-    """Sort key of overlapping releases: higher priority first, then the name (lexically first wins)."""
-    return (-release.spec.priority, release.name)
-
-
-def owning_release(
-    releases: Iterable[Release], labels: Mapping[str, str], namespace_labels: Mapping[str, str]
-) -> Release | None:
-    """The release a pod with these labels follows (also for a pod being created), or None."""
-    selecting = [r for r in releases if selects(r, labels, namespace_labels)]
-    return min(selecting, key=precedence) if selecting else None
+# selects, precedence and owning_release live in releaseapi.release (the webhook follows the same rule);
+# importable from here too.
 
 
 # --- strategy arithmetic -----------------------------------------------------------------------------

@@ -41,7 +41,6 @@ from controller.actions import (
     WaitFor,
 )
 from controller.events import with_owed_event
-from controller.imageref import is_reference
 from controller.keys import (
     ANNOTATION_ABORT,
     ANNOTATION_RETRY,
@@ -77,8 +76,10 @@ from controller.prepull import (
     pull_as,
     pulled,
 )
-from controller.record import Phase, Reason, UpgradeRecord, format_time, record_in
+from controller.record import Phase, Reason, UpgradeRecord, record_in
 from controller.restarts import PlannedRestarts, plan_restart
+from releaseapi.apitime import format_time
+from releaseapi.imageref import is_reference
 from webhook.injection_status import InjectionStatus, InvalidStatusError, parse_status
 
 # Container states after which the kubelet will not get the container running without a change.

@@ -9,11 +9,11 @@ import json
 import pytest
 from kubernetes import client
 
-from controller.imageref import digest_of
 from controller.record import Phase, Reason
 from e2e import conftest, images, kube, nodeimages, upgrade
 from e2e.test_fleet import upgrade_events
 from e2e.test_upgrade import start_load, upgrade_once
+from releaseapi.imageref import digest_of
 
 pytestmark = pytest.mark.timeout(900)
 ALREADY_RUNNING = "TargetAlreadyRunning"  # the Event reason (controller/steps.py)

@@ -1,5 +1,9 @@
 """The Flask app: thin HTTP shells around the pure injection (webhook.inject) and guard (webhook.guard).
 
+/mutate injects the images of the SidecarRelease that governs the new pod (webhook.releaseimage, from the
+release cache's snapshot when the server has one), else the config's; /readyz waits for that cache's first
+snapshot.
+
 Error mapping lives here and only here: a body that is not an AdmissionReview v1 gets HTTP 400 with
 the reason (never an HTTP 500 for bad input); a review about something else gets `allowed: true`; an
 unexpected failure after the uid is known gets what the endpoint's configured failurePolicy says
@@ -22,6 +26,8 @@ from webhook.config_source import ConfigSource
 from webhook.guard import Verdict, review_update
 from webhook.inject import Decision, JSONPatch, plan_injection
 from webhook.metrics import Metrics
+from webhook.release_source import ReleaseSource
+from webhook.releaseimage import choose_images
 
 Handler = Callable[[AdmissionRequest, WebhookConfig], tuple[ReviewJSON, str]]
 
@@ -30,7 +36,14 @@ class Planner(Protocol):
     """The injection core /mutate calls (webhook.inject.plan_injection)."""
 
     def __call__(
-        self, pod: Mapping[str, Any], /, *, namespace: str, config: WebhookConfig, pod_security_enforced: bool
+        self,
+        pod: Mapping[str, Any],
+        /,
+        *,
+        namespace: str,
+        config: WebhookConfig,
+        pod_security_enforced: bool,
+        release: str | None = None,
     ) -> tuple[Decision, JSONPatch]: ...
 
 
@@ -72,14 +85,22 @@ def _pod_label(pod: dict[str, Any] | None, fallback: str) -> str:
     return fallback
 
 
+def _labels(pod: Mapping[str, Any]) -> dict[str, str]:
+    metadata = pod.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
 def create_app(
     config_source: ConfigSource,
     metrics: Metrics,
     *,
+    releases: ReleaseSource | None = None,
     plan: Planner = plan_injection,
     guard: Guard = review_update,
 ) -> Flask:
-    """The webhook app for a config source and a metrics set (both owned by the caller).
+    """The webhook app for a config source, a metrics set and optionally the release cache's snapshot
+    (all owned by the caller; without `releases` every pod gets the config's images).
 
     `plan` and `guard` are the pure cores the handlers call; tests hand in failing ones.
     """
@@ -96,10 +117,18 @@ def create_app(
         namespace = review.namespace or (
             str(metadata.get("namespace") or "") if isinstance(metadata, dict) else ""
         )
+        snapshot = releases.current() if releases is not None else None
+        choice = choose_images(snapshot, labels=_labels(review.object), namespace=namespace, config=config)
         decision, patch = plan(
-            review.object, namespace=namespace, config=config, pod_security_enforced=pod_security_enforced
+            review.object,
+            namespace=namespace,
+            config=choice.applied(config),
+            pod_security_enforced=pod_security_enforced,
+            release=choice.release,
         )
         metrics.injections.labels(decision.reason).inc()
+        if decision.inject:
+            metrics.image_choices.labels(choice.source).inc()
         logs.event(
             "mutate",
             level=logging.WARNING if decision.warning else logging.INFO,
@@ -109,6 +138,9 @@ def create_app(
             decision=decision.reason,
             placement=decision.placement,
             patch_ops=len(patch),
+            image=choice.sidecar_image if decision.inject else None,
+            release=choice.release if decision.inject else None,
+            release_generation=choice.generation if decision.inject else None,
             dry_run=review.dry_run,
             detail=decision.warning or None,
         )
@@ -195,6 +227,9 @@ def create_app(
     @app.get("/readyz")
     def readyz() -> tuple[str, int]:
         config_source.current()  # a config source that cannot answer makes this raise: not ready
+        if releases is not None and not releases.ready():
+            # Injecting the default into a pod a release selects would start it on the wrong image.
+            return "release cache not synced\n", 503
         return "ok\n", 200
 
     @app.get("/metrics")

@@ -1,6 +1,7 @@
 """`hotupgrade-webhook`: serve the admission webhook and manage its self-signed certificate.
 
-hotupgrade-webhook serve --bind HOST:PORT --tls-cert FILE --tls-key FILE [--config FILE]
+hotupgrade-webhook serve --bind HOST:PORT --tls-cert FILE --tls-key FILE [--config FILE] [--releases FILE]
+hotupgrade-webhook releases --out FILE [--kubeconfig FILE]
 hotupgrade-webhook certs --config FILE --out-dir DIR [--once]
 hotupgrade-webhook check-config [--config FILE]
 """
@@ -25,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-key", required=True, type=Path, help="PEM private key (reloaded on change)")
     serve.add_argument("--config", type=Path, help="YAML config (reloaded on change); defaults if omitted")
+    serve.add_argument(
+        "--releases",
+        type=Path,
+        help="the release cache's snapshot file (`releases --out`): new pods get the image of the "
+        "SidecarRelease that selects them; not ready until the file exists",
+    )
     serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     serve.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
     serve.add_argument(
@@ -32,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="seconds a connection may stall (handshake, headers, body) before it is dropped (default 10)",
+    )
+
+    releases = commands.add_parser(
+        "releases", help="watch SidecarReleases and namespace labels into a snapshot file for `serve`"
+    )
+    releases.add_argument("--out", required=True, type=Path, help="the snapshot file (written atomically)")
+    releases.add_argument("--kubeconfig", help="kubeconfig file (default: the pod's service account)")
+    releases.add_argument(
+        "--watch-timeout", type=int, default=300, help="seconds per watch before it is renewed (default 300)"
     )
 
     certs = commands.add_parser(
@@ -66,8 +82,13 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 threads=args.threads,
                 read_timeout=args.read_timeout,
+                releases=args.releases,
             )
             return serve(options)
+        if args.command == "releases":
+            from webhook.releasecache import run_release_cache
+
+            return run_release_cache(args.out, kubeconfig=args.kubeconfig, watch_timeout=args.watch_timeout)
         if args.command == "certs":
             from webhook.certs_k8s import run_certs
 

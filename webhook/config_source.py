@@ -22,7 +22,8 @@ from webhook.config import ConfigError, WebhookConfig, config_from_yaml, read_co
 FileKey = tuple[int, int, int]
 
 
-def _file_key(path: Path) -> FileKey | None:
+def file_key(path: Path) -> FileKey | None:
+    """A file's identity (inode, mtime, size) through symlinks; None when it cannot be stat'ed."""
     try:
         stat = os.stat(path)
     except OSError:
@@ -30,7 +31,8 @@ def _file_key(path: Path) -> FileKey | None:
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one (a rename within the directory)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -52,7 +54,7 @@ class ConfigSource:
         self.on_reload = on_reload
         self.last_good = last_good
         self._lock = threading.Lock()
-        self._key = _file_key(path) if path is not None else None
+        self._key = file_key(path) if path is not None else None
         self._config = self._initial(path)
         self._checked = time.monotonic()
 
@@ -88,7 +90,7 @@ class ConfigSource:
         text = read_config_text(path)
         config = config_from_yaml(text, source=str(path))
         if self.last_good is not None:
-            _write_atomically(self.last_good, text)
+            write_atomically(self.last_good, text)
         return config
 
     def current(self) -> WebhookConfig:
@@ -104,7 +106,7 @@ class ConfigSource:
         return self._config
 
     def _maybe_reload(self, path: Path) -> None:
-        key = _file_key(path)
+        key = file_key(path)
         if key is None or key == self._key:
             return
         self._key = key

@@ -247,8 +247,9 @@ def injected_volumes(config: WebhookConfig) -> list[dict[str, Any]]:
     ]
 
 
-def injection_status(config: WebhookConfig) -> InjectionStatus:
-    """The status annotation of a freshly injected pod: slot a is active and runs the sidecar image."""
+def injection_status(config: WebhookConfig, release: str | None = None) -> InjectionStatus:
+    """The status annotation of a freshly injected pod: slot a is active and runs the sidecar image
+    (`release`: the SidecarRelease that chose the config's images, webhook.releaseimage)."""
     active, standby = config.container_names
     return InjectionStatus(
         active=active,
@@ -257,11 +258,17 @@ def injection_status(config: WebhookConfig) -> InjectionStatus:
         sidecar_image=config.sidecar_image,
         empty_image=config.empty_image,
         config_hash=config.injection_hash(),
+        release=release,
     )
 
 
 def inject(
-    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig, pod_security_enforced: bool = False
+    pod: Mapping[str, Any],
+    *,
+    namespace: str,
+    config: WebhookConfig,
+    pod_security_enforced: bool = False,
+    release: str | None = None,
 ) -> Pod:
     """Return a copy of `pod` with the pair injected, or an unchanged copy when `decide` says no."""
     # A JSON round trip is a faster deep copy than copy.deepcopy for plain JSON data.
@@ -294,17 +301,24 @@ def inject(
     spec["volumes"] = [*(spec.get("volumes") or []), *injected_volumes(config)]
     metadata = mutated.setdefault("metadata", {})
     annotations = metadata.get("annotations") or {}
-    annotations[contract.ANNOTATION_STATUS] = injection_status(config).render()
+    annotations[contract.ANNOTATION_STATUS] = injection_status(config, release).render()
     metadata["annotations"] = annotations
     return mutated
 
 
 def plan_injection(
-    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig, pod_security_enforced: bool = False
+    pod: Mapping[str, Any],
+    *,
+    namespace: str,
+    config: WebhookConfig,
+    pod_security_enforced: bool = False,
+    release: str | None = None,
 ) -> tuple[Decision, JSONPatch]:
     """The decision and the JSON patch (a diff of the injected copy against the original)."""
     decision = decide(pod, namespace=namespace, config=config, pod_security_enforced=pod_security_enforced)
     if not decision.inject:
         return decision, []
-    injected = inject(pod, namespace=namespace, config=config, pod_security_enforced=pod_security_enforced)
+    injected = inject(
+        pod, namespace=namespace, config=config, pod_security_enforced=pod_security_enforced, release=release
+    )
     return decision, jsondiff.diff(pod, injected)

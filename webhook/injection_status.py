@@ -6,7 +6,7 @@ after each upgrade). Pure: parsing and rendering only.
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 STATUS_VERSION = 1
 
@@ -19,6 +19,7 @@ class InjectionStatusJSON(TypedDict):
     sidecarImage: str
     emptyImage: str
     configHash: str
+    release: NotRequired[str]  # the SidecarRelease whose image was injected (absent: the config default)
 
 
 class InvalidStatusError(ValueError):
@@ -27,7 +28,8 @@ class InvalidStatusError(ValueError):
 
 @dataclass(frozen=True)
 class InjectionStatus:
-    """Container names of the pair, the slot of each, the images and the injection config hash."""
+    """Container names of the pair, the slot of each, the images, the injection config hash and the
+    SidecarRelease that chose the images at injection (None: the config's default)."""
 
     active: str
     standby: str
@@ -35,9 +37,10 @@ class InjectionStatus:
     sidecar_image: str
     empty_image: str
     config_hash: str
+    release: str | None = None
 
     def to_json(self) -> InjectionStatusJSON:
-        return InjectionStatusJSON(
+        out = InjectionStatusJSON(
             version=STATUS_VERSION,
             active=self.active,
             standby=self.standby,
@@ -46,6 +49,9 @@ class InjectionStatus:
             emptyImage=self.empty_image,
             configHash=self.config_hash,
         )
+        if self.release is not None:
+            out["release"] = self.release
+        return out
 
     def render(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
@@ -76,6 +82,9 @@ def parse_status(raw: str) -> InjectionStatus:
         raise InvalidStatusError("field 'slots' must map both container names to their slot")
     if not all(isinstance(slot, str) for slot in slots.values()) or sorted(slots.values()) != ["a", "b"]:
         raise InvalidStatusError("field 'slots' must assign slots 'a' and 'b'")
+    release = data.get("release")
+    if release is not None and (not isinstance(release, str) or not release):
+        raise InvalidStatusError("field 'release' must be a non-empty string when present")
     return InjectionStatus(
         active=data["active"],
         standby=data["standby"],
@@ -83,4 +92,5 @@ def parse_status(raw: str) -> InjectionStatus:
         sidecar_image=data["sidecarImage"],
         empty_image=data["emptyImage"],
         config_hash=data["configHash"],
+        release=release,
     )

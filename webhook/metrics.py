@@ -8,6 +8,7 @@ every worker's files.
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -40,6 +41,14 @@ class Metrics:
         self.denials = Counter(
             "hotupgrade_webhook_denials", "Pod updates denied by the guard.", ["reason"], registry=registry
         )
+        self.image_choices = Counter(
+            "hotupgrade_webhook_image_choices",
+            "Injected pods by where their sidecar image came from: release (a SidecarRelease selects the "
+            "pod) or default (the config's sidecarImage).",
+            ["source"],
+            registry=registry,
+        )
+        self._collectors: list[Collector] = []
         self.config_reloads = Counter(
             "hotupgrade_webhook_config_reloads",
             "Config file reloads by result.",
@@ -47,10 +56,17 @@ class Metrics:
             registry=registry,
         )
 
+    def add_collector(self, collector: Collector) -> None:
+        """A scrape-time collector whose values every worker computes alike (no per-process state)."""
+        self._collectors.append(collector)
+        self.registry.register(collector)
+
     def exposition(self) -> bytes:
         """The text exposition; in multiprocess mode, aggregated over every worker."""
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            for collector in self._collectors:
+                registry.register(collector)
             return generate_latest(registry)
         return generate_latest(self.registry)

@@ -29,6 +29,7 @@ class ServeOptions:
     workers: int
     threads: int
     read_timeout: float
+    releases: Path | None = None  # the release cache's snapshot file (webhook.releasecache)
 
 
 class WebhookServer(BaseApplication):  # type: ignore[misc]
@@ -106,14 +107,19 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
         from webhook.app import create_app
         from webhook.config_source import ConfigSource
         from webhook.metrics import Metrics
+        from webhook.release_source import ReleaseCacheCollector, ReleaseSource
 
         metrics = Metrics(CollectorRegistry())
+        releases = None
+        if self.options.releases is not None:
+            releases = ReleaseSource(self.options.releases)
+            metrics.add_collector(ReleaseCacheCollector(releases))
         source = ConfigSource(
             self.options.config,
             on_reload=lambda result: metrics.config_reloads.labels(result).inc(),
             last_good=self.last_good_config,
         )
-        return create_app(source, metrics)
+        return create_app(source, metrics, releases=releases)
 
 
 def prepare_multiprocess_metrics(workers: int) -> None:
@@ -142,6 +148,7 @@ def serve(options: ServeOptions) -> int:
         workers=options.workers,
         threads=options.threads,
         config=str(options.config) if options.config else "defaults",
+        releases=str(options.releases) if options.releases else None,
         hash=config.injection_hash(),
     )
     try:

@@ -163,6 +163,7 @@ def source_paths() -> list[Path]:
         root / "agent",
         root / "webhook",
         root / "controller",
+        root / "releaseapi",
     ]
 
 

@@ -33,8 +33,9 @@ PREV_VARIANT = builder.SidecarVariant(
     "prev", builder.SIDECAR_VARIANTS[0].envoy_server, commit=PREV_AGENT_COMMIT
 )
 PREV_IMAGE = f"{builder.SIDECAR_REPO}:{PREV_VARIANT.tag}"
-# What `git archive` extracts: the paths the project's wheel is built from.
-SOURCE_NAMES = tuple(p.name for p in builder.source_paths())
+# What `git archive` extracts: the paths the project's wheel was built from at PREV_AGENT_COMMIT (a path
+# added since, such as releaseapi/, is not in that tree and would fail the archive).
+SOURCE_NAMES = ("pyproject.toml", "README.md", "agent", "webhook", "controller")
 
 
 class MissingCommitError(RuntimeError):

@@ -46,25 +46,46 @@ def test_every_container_is_hardened(values: list[str]) -> None:
             assert c["image"] == APP_VERSION_IMAGE
 
 
+def _mounts(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in container["volumeMounts"]}
+
+
+def _release_cache_feeds_the_server(by_name: dict[str, dict[str, Any]]) -> None:
+    """The releases container writes the snapshot the server reads (--releases), read-only for the server."""
+    releases, server = by_name["releases"], by_name["webhook"]
+    out = releases["args"][releases["args"].index("--out") + 1]
+    assert releases["args"][0] == "releases"
+    assert server["args"][server["args"].index("--releases") + 1] == out
+    written, read = _mounts(releases)["releases"], _mounts(server)["releases"]
+    assert out.startswith(written["mountPath"] + "/") and written["mountPath"] == read["mountPath"]
+    assert read["readOnly"] is True and not written.get("readOnly")
+
+
 def test_webhook_server_container_has_no_api_token() -> None:
-    # Self-signed: only the certs containers get credentials; the server that faces the network has none.
+    # Self-signed: only the certs and releases containers get credentials; the server that faces the
+    # network has none (it reads the release cache's snapshot file instead).
     pod = rendered().deployment("webhook")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     token_volumes = {v["name"] for v in pod["volumes"] if "projected" in v}
     by_name = {c["name"]: c for c in _containers(pod)}
-    assert set(by_name) == {"certs-init", "webhook", "certs"}
-    assert not token_volumes & {m["name"] for m in by_name["webhook"]["volumeMounts"]}
-    for name in ("certs-init", "certs"):
-        assert token_volumes & {m["name"] for m in by_name[name]["volumeMounts"]}
+    assert set(by_name) == {"certs-init", "webhook", "releases", "certs"}
+    assert not token_volumes & set(_mounts(by_name["webhook"]))
+    for name in ("certs-init", "certs", "releases"):
+        assert token_volumes & set(_mounts(by_name[name]))
     assert "--once" in by_name["certs-init"]["args"] and "--once" not in by_name["certs"]["args"]
+    _release_cache_feeds_the_server(by_name)
 
 
 def test_cert_manager_webhook_reads_the_secret_and_has_no_token() -> None:
     r = rendered(["cert-manager"])
     pod = r.deployment("webhook")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
-    assert [c["name"] for c in _containers(pod)] == ["webhook"]
-    assert not [v for v in pod["volumes"] if "projected" in v]
+    by_name = {c["name"]: c for c in _containers(pod)}
+    assert list(by_name) == ["webhook", "releases"]
+    token_volumes = {v["name"] for v in pod["volumes"] if "projected" in v}
+    assert set(_mounts(by_name["releases"])) & token_volumes
+    assert not set(_mounts(by_name["webhook"])) & token_volumes
+    _release_cache_feeds_the_server(by_name)
     tls = next(v for v in pod["volumes"] if v["name"] == "tls")
     certificate = next(c for c in r.of_kind("Certificate") if "serving" in c["metadata"]["name"])
     assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
@@ -86,6 +107,10 @@ def test_webhook_serve_arguments_match_its_cli() -> None:
     assert str(args.tls_cert) == f"{tls_dir}/tls.crt" and str(args.tls_key) == f"{tls_dir}/tls.key"
     port = webhook["ports"][0]
     assert port["containerPort"] == 9443 and webhook["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    containers = r.deployment("webhook")["spec"]["template"]["spec"]["containers"]
+    cache = _parser().parse_args(next(c for c in containers if c["name"] == "releases")["args"])
+    assert cache.command == "releases" and cache.kubeconfig is None  # the pod's service account
+    assert args.releases == cache.out
 
 
 @pytest.mark.parametrize("values", [[], ["servicemonitor"]], ids=["default", "servicemonitor"])

@@ -105,12 +105,20 @@ def test_prepull_off_removes_only_pod_create_and_delete() -> None:
     assert permissions(r, _sa(r, "controller")) < base
 
 
+# The release cache (`hotupgrade-webhook releases`) in every cert mode: read SidecarReleases and namespaces.
+RELEASE_CACHE: set[Permission] = {
+    ("cluster", group, resource, verb, None)
+    for group, resource in (("hotupgrade.io", "sidecarreleases"), ("", "namespaces"))
+    for verb in ("list", "watch")
+}
+
+
 def test_self_signed_webhook_may_touch_only_its_secret_and_its_webhook_configurations() -> None:
     r = rendered()
     secret = r.one("Secret")["metadata"]["name"]
     config_name = r.one("MutatingWebhookConfiguration")["metadata"]["name"]
     assert config_name == r.one("ValidatingWebhookConfiguration")["metadata"]["name"]
-    assert permissions(r, _sa(r, "webhook")) == {
+    assert permissions(r, _sa(r, "webhook")) == RELEASE_CACHE | {
         (NAMESPACE, "", "secrets", "get", (secret,)),
         (NAMESPACE, "", "secrets", "update", (secret,)),
         *(
@@ -122,9 +130,9 @@ def test_self_signed_webhook_may_touch_only_its_secret_and_its_webhook_configura
 
 
 @pytest.mark.parametrize("values", ["cert-manager", "cert-manager-issuer"])
-def test_cert_manager_webhook_has_no_permissions(values: str) -> None:
+def test_cert_manager_webhook_may_only_read_releases_and_namespaces(values: str) -> None:
     r = rendered([values])
-    assert permissions(r, _sa(r, "webhook")) == set()
+    assert permissions(r, _sa(r, "webhook")) == RELEASE_CACHE
 
 
 def test_no_controller_no_controller_rbac() -> None:

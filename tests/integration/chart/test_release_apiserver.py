@@ -13,6 +13,7 @@ import datetime
 import secrets
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,13 +27,16 @@ from controller.fleetcache import FleetCache
 from controller.kube import Kube
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
-from controller.release import GROUP, KIND, PLURAL, VERSION
 from controller.release_reconciler import ReleaseReconciler
 from localcluster.helm import CHART, HelmError, run_helm
+from releaseapi.release import GROUP, KIND, PLURAL, VERSION
 from tests.integration.apiserver import reachable_kubeconfig
 from tests.integration.chart import tokens
+from tests.integration.controller.fakes import wait_until
 from webhook.certs_k8s import KubernetesCertificates, reconcile
 from webhook.config import WebhookConfig, parse_config
+from webhook.release_source import ReleaseSource
+from webhook.releasecache import ReleaseCache
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -237,6 +241,65 @@ def test_the_release_loop_works_under_the_charts_rbac(admin: client.ApiClient, r
     finally:
         stop.set()
         budgets.close()
+        custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+
+
+SIDECAR = "registry.local/hotupgrade-sidecar"
+
+
+def test_the_webhook_release_cache_works_under_the_charts_rbac(
+    admin: client.ApiClient, release: str, tmp_path: Path
+) -> None:
+    """`hotupgrade-webhook releases` lists and watches SidecarReleases and namespaces with the webhook's
+    token (every cert mode has that ClusterRole), and may not write releases."""
+    api = as_service_account(admin, f"{FULLNAME}-webhook")
+    custom = api_of("CustomObjectsApi", admin)
+    name = f"hu-chart-cache-{secrets.token_hex(4)}"
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"hotupgrade.io/chart-test-selects-nothing": "true"}},
+            "image": "registry.local/hotupgrade-sidecar:2",
+        },
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, doc)
+    stop = threading.Event()
+    out = tmp_path / "releases.json"
+    cache = ReleaseCache(api, out, stop=stop, watch_timeout=30)
+    thread = threading.Thread(target=cache.run, daemon=True)
+    thread.start()
+    try:
+        source = ReleaseSource(out)
+
+        def listed(image: str) -> bool:
+            snapshot = source.current()
+            return snapshot is not None and any(
+                r.name == name and r.spec.image == image for r in snapshot.releases
+            )
+
+        wait_until(
+            lambda: listed("registry.local/hotupgrade-sidecar:2"), timeout=30, what="the first snapshot"
+        )
+        snapshot = source.current()
+        assert snapshot is not None and NAMESPACE in snapshot.namespaces  # namespaces listed too
+        # The watch (not a relist) brings an edit.
+        custom.patch_cluster_custom_object(
+            GROUP,
+            VERSION,
+            PLURAL,
+            name,
+            {"spec": {"image": "registry.local/hotupgrade-sidecar:3"}},
+            _content_type="application/merge-patch+json",
+        )
+        wait_until(lambda: listed(f"{SIDECAR}:3"), timeout=30, what="the watched edit")
+        mine = api_of("CustomObjectsApi", api)
+        assert forbidden(mine.delete_cluster_custom_object, GROUP, VERSION, PLURAL, name)
+        assert forbidden(api_of("CoreV1Api", api).list_pod_for_all_namespaces)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
         custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
 
 

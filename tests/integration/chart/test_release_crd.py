@@ -1,6 +1,6 @@
 """The SidecarRelease CRD as `helm template --include-crds` renders it: strict validation, a structural
 schema with a description on every field (`kubectl explain`), and a schema that agrees with
-controller.release's parser on what is valid. The CEL rules run only in the API server (next: the
+releaseapi.release's parser on what is valid. The CEL rules run only in the API server (next: the
 apiserver integration tests of issue 14); here each is checked to carry a message."""
 
 import copy
@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller.release import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, VERSION, parse_release
 from localcluster.helm import REPO, run_helm, template_args
+from releaseapi.release import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, VERSION, parse_release
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 EXAMPLE = REPO / "docs" / "examples" / "sidecarrelease.yaml"

@@ -16,9 +16,9 @@ from controller.budgetcache import BudgetCache
 from controller.fleetcache import FleetCache
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
-from controller.release import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from controller.release_reconciler import ReleaseReconciler
 from localcluster.helm import run_helm, template_args
+from releaseapi.release import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from tests.integration.controller.fakes import wait_until
 
 CRD_NAME = f"{PLURAL}.{GROUP}"

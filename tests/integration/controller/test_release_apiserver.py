@@ -20,8 +20,8 @@ from kubernetes import client
 from controller.cli import releasecmd
 from controller.kube import Kube
 from controller.reconciler import Reconciler
-from controller.release import GROUP, PLURAL, VERSION, parse_release
 from controller.rollout import at_risk, pod_facts
+from releaseapi.release import GROUP, PLURAL, VERSION, parse_release
 from tests.integration.controller.fakes import EMPTY, NEW, OLD, Background, KubeletSim, wait_until
 from tests.integration.controller.releases import (
     Loop,

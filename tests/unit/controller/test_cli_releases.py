@@ -6,7 +6,8 @@ from typing import Any
 
 from controller.cli.releaseview import RELEASE_HEADERS, detail_lines, pod_rows, release_row, release_table
 from controller.record import Phase
-from controller.release import (
+from controller.rollout import PodFacts, plan_fleet
+from releaseapi.release import (
     Condition,
     ConditionType,
     Overlap,
@@ -14,8 +15,7 @@ from controller.release import (
     ReleaseSpec,
     ReleaseStatus,
 )
-from controller.rollout import PodFacts, plan_fleet
-from controller.selector import EVERYTHING
+from releaseapi.selector import EVERYTHING
 from tests.unit.controller.podfixtures import NEW, OLD, STATUS, T0, upgrade_record
 
 STATUS_JSON = ReleaseStatus(

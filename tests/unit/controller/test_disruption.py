@@ -8,8 +8,8 @@ import pytest
 
 from controller.disruption import Budget, InvalidBudgetError, out_of_service, parse_budget, room
 from controller.record import Phase
-from controller.release import IntOrPercent
 from controller.rollout import PodFacts
+from releaseapi.release import IntOrPercent
 from tests.unit.controller.podfixtures import NEW, OLD, STATUS, upgrade_record
 
 

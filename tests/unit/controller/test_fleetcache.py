@@ -8,7 +8,7 @@ from kubernetes import client
 
 from controller.fleetcache import FleetCache, cached_pod, cached_release
 from controller.kube import Kube
-from controller.release import API_VERSION, KIND
+from releaseapi.release import API_VERSION, KIND
 from tests.unit.controller.podfixtures import NEW, raw_pod
 
 

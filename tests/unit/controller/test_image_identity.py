@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from controller.actions import Complete, PatchStandbyImage, WaitFor
-from controller.imageref import digest_of, is_reference, normalize_image, same_name
 from controller.observed import ContainerView, Seen, runs_fresh, runs_image, same_image
 from controller.record import Phase
 from controller.steps import next_step
+from releaseapi.imageref import digest_of, is_reference, normalize_image, same_name
 from tests.unit.controller.podfixtures import EMPTY, SERVING_A, observe, raw_pod, set_container
 from tests.unit.controller.test_steps import DRAINED, POLICY, TAKEN_OVER, apply, resetting
 

@@ -4,8 +4,8 @@ they wait for, and they are not counted as upgrading."""
 from controller.budgetgate import admit
 from controller.disruption import out_of_service, parse_budget
 from controller.record import Phase
-from controller.release import ConditionType, IntOrPercent
 from controller.release_reconciler import held_back
+from releaseapi.release import ConditionType, IntOrPercent
 from tests.unit.controller.podfixtures import NEW
 from tests.unit.controller.test_rollout import in_flight, plan, pod, release, started
 

@@ -7,16 +7,6 @@ from datetime import timedelta
 from controller.keys import ANNOTATION_TARGET_IMAGE
 from controller.patches import annotation_path, target_patch
 from controller.record import Phase, Reason
-from controller.release import (
-    API_VERSION,
-    KIND,
-    Condition,
-    ConditionType,
-    Release,
-    ReleaseSpec,
-    ReleaseStatus,
-    Strategy,
-)
 from controller.release_events import (
     NORMAL,
     WARNING,
@@ -29,7 +19,17 @@ from controller.release_events import (
     transition_events,
 )
 from controller.rollout import PodFacts, plan_fleet
-from controller.selector import LabelSelector, Requirement
+from releaseapi.release import (
+    API_VERSION,
+    KIND,
+    Condition,
+    ConditionType,
+    Release,
+    ReleaseSpec,
+    ReleaseStatus,
+    Strategy,
+)
+from releaseapi.selector import LabelSelector, Requirement
 from tests.unit.controller.podfixtures import NEW, STATUS, T0, upgrade_record
 
 WEB = LabelSelector((Requirement("app", "==", frozenset({"web"})),))

@@ -12,15 +12,6 @@ from hypothesis import strategies as st
 
 from controller.keys import ANNOTATION_TARGET_IMAGE
 from controller.record import Phase, UpgradeRecord
-from controller.release import (
-    ConditionType,
-    IntOrPercent,
-    Overlap,
-    Release,
-    ReleaseSpec,
-    ReleaseStatus,
-    Strategy,
-)
 from controller.rollout import (
     PodFacts,
     PodState,
@@ -37,7 +28,16 @@ from controller.rollout import (
     pod_facts,
     touched,
 )
-from controller.selector import LabelSelector, Requirement
+from releaseapi.release import (
+    ConditionType,
+    IntOrPercent,
+    Overlap,
+    Release,
+    ReleaseSpec,
+    ReleaseStatus,
+    Strategy,
+)
+from releaseapi.selector import LabelSelector, Requirement
 from tests.unit.controller.podfixtures import NEW, OLD, STATUS, T0, raw_pod, upgrade_record
 
 NEWER = "registry.local/hotupgrade-sidecar:3"

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from controller.informer import Informer, not_older, object_key
+from webhook.informer import Informer, not_older, object_key
 
 
 def obj(name: str, rv: int, *, label: str = "a", namespace: str | None = "shop") -> dict[str, Any]:
@@ -49,6 +49,7 @@ class Script:
             transform=project,
             on_change=lambda key, old, new: self.changes.append((key, old, new)),
             stop=self.stop,
+            retry_on=(ConnectionError,),
         )
 
 

@@ -1,11 +1,15 @@
 """A watch-backed cache of one kind of object (client-go's informer, reduced to what the release
-controller needs): list, then watch from the list's resourceVersion; relist on 410 or a broken watch.
+controller and the webhook's release cache need): list, then watch from the list's resourceVersion (the
+local etcd 3.4 never reports the revision a watch without one would wait for); relist on 410 or a broken
+watch. It lives in webhook/ because webhook/ must not import controller/, while controller/ may import
+webhook/ (as webhook.kubeclient).
 
 Each object is kept as `transform(raw)` (a projection, so the cache of pods stays small), or dropped when
 that is None. `on_change(key, old, new)` runs on the watch thread for every change (None: absent), so it
-must be quick (the release controller only queues keys). Writers may `put` what a write returned, so the
-next decision sees their own write before its watch event arrives; an older event never overwrites a
-newer object (resourceVersions compare as integers when both are, which etcd's are).
+must be quick (the release controller only queues keys). List and watch raise `retry_on` errors when
+the API call fails: logged, and tried again after a doubling delay. Writers may `put` what a write
+returned, so the next decision sees their own write before its watch event arrives; an older event never
+overwrites a newer object (resourceVersions compare as integers when both are, which etcd's are).
 """
 
 import logging
@@ -13,7 +17,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from controller.errors import KubeError
 from webhook import logs
 
 Pages = Iterable[tuple[list[dict[str, Any]], str | None]]  # Kube.pod_pages' shape: the last carries the RV
@@ -53,6 +56,7 @@ class Informer(Generic[T]):
         transform: Callable[[dict[str, Any]], T | None],
         on_change: Callable[[str, T | None, T | None], None],
         stop: threading.Event,
+        retry_on: tuple[type[Exception], ...],
         watch_timeout: int = 300,
         error_backoff: float = 2.0,
     ) -> None:
@@ -62,6 +66,7 @@ class Informer(Generic[T]):
         self._transform = transform
         self._on_change = on_change
         self.stop = stop
+        self.retry_on = retry_on
         self.watch_timeout = watch_timeout
         self.error_backoff = error_backoff
         self.synced = threading.Event()
@@ -120,7 +125,7 @@ class Informer(Generic[T]):
                 failures = 0
                 self.synced.set()
                 self._follow(version)
-            except KubeError as exc:
+            except self.retry_on as exc:
                 # Doubling up to a minute: a missing CRD or RBAC is not fixed by asking every 2 s.
                 delay = min(MAX_BACKOFF, self.error_backoff * 2**failures)
                 failures += 1

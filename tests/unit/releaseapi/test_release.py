@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from controller.release import (
+from releaseapi.release import (
     API_VERSION,
     KIND,
     Condition,
@@ -17,7 +17,7 @@ from controller.release import (
     parse_release,
     parse_status,
 )
-from controller.selector import InvalidSelectorError, parse_selector
+from releaseapi.selector import InvalidSelectorError, parse_selector
 
 T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 IMAGE = "registry.local/hotupgrade-sidecar:2"
