@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TypeAlias
 
 from kubernetes.config import ConfigException
 
@@ -45,9 +46,29 @@ def _pods_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("-l", "--selector", help="label selector, as kubectl -l")
 
 
-def _rollout_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _global_args(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """The options of every command, accepted before or after the subcommand's name."""
+    parser.add_argument(
+        "--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
+
+
+def _global_parent() -> argparse.ArgumentParser:
+    """The global options again, for each subcommand. Their default is SUPPRESS: a subcommand that was
+    not given one leaves the value parsed before its name alone (argparse copies every attribute the
+    subparser sets over the main parser's), and one given after the name wins over one before it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    _global_args(parent, default=argparse.SUPPRESS)
+    return parent
+
+
+def _rollout_parser(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     roll = sub.add_parser(
         "rollout",
+        parents=[parent],
         help="create or edit a SidecarRelease and follow it (--direct: annotate pods from here)",
         description="Without --direct: set the image of SidecarRelease NAME (created if missing) and follow "
         "its status until Complete; the controller does the rollout. With --direct: annotate the pods of "
@@ -101,20 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hitless sidecar upgrades: SidecarReleases (the controller converges the pods they "
         "select), or pods by annotation.",
     )
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    _global_args(parser, default=None)
+    parent = _global_parent()
     sub = parser.add_subparsers(dest="command", required=True)
-    _rollout_parser(sub)
+    _rollout_parser(sub, parent)
 
     for name, text in (
         ("pause", "pause a SidecarRelease: no new pods start; waits for the upgrades in flight"),
         ("resume", "resume a paused SidecarRelease and follow it to Complete"),
     ):
-        paused = sub.add_parser(name, help=text)
+        paused = sub.add_parser(name, parents=[parent], help=text)
         paused.add_argument("name", help="the SidecarRelease")
         _follow_args(paused)
 
     back = sub.add_parser(
         "rollback",
+        parents=[parent],
         help="a SidecarRelease back to its previous image; with -n, pods: abort or upgrade back",
     )
     back.add_argument("names", nargs="*", help="the SidecarRelease; with -n, pod names")
@@ -123,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     _follow_args(back)
 
     show = sub.add_parser(
-        "status", help="SidecarReleases (with names: conditions and pods); with -n, a table of pods"
+        "status",
+        parents=[parent],
+        help="SidecarReleases (with names: conditions and pods); with -n, a table of pods",
     )
     show.add_argument("names", nargs="*", help="SidecarRelease names; with -n, pod names")
     _pods_args(show, required=False)
@@ -133,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("abort", "abort upgrades in flight (the standby goes back to the empty image)"),
         ("retry", "retry failed upgrades"),
     ):
-        each = sub.add_parser(name, help=text)
+        each = sub.add_parser(name, parents=[parent], help=text)
         _pods_args(each, required=True)
         each.add_argument("pods", nargs="*", help="pod names (instead of, or within, the selector)")
     return parser
