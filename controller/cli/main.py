@@ -27,18 +27,33 @@ DIRECT_POLL_INTERVAL = 2.0
 RELEASE_POLL_INTERVAL = 1.0
 
 
-def _follow_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-wait", action="store_true", help="return after the edit, do not follow")
-    parser.add_argument(
-        "--timeout", type=float, default=0.0, help="stop following after this many seconds (default: none)"
+def _wait_args(group: argparse._ActionsContainer, *, mode: str = "") -> None:
+    """--no-wait and --timeout: following a release; `mode` starts each help (rollout has two modes)."""
+    group.add_argument("--no-wait", action="store_true", help=f"{mode}return after the edit, do not follow")
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        help=f"{mode}stop following after this many seconds (default: none)",
     )
-    parser.add_argument(
+
+
+def _pace_args(group: argparse._ActionsContainer, *, mode: str = "") -> None:
+    """--progress-deadline and --poll-interval: how long to wait for progress, how often to look."""
+    group.add_argument(
         "--progress-deadline",
         type=float,
         default=1200.0,
-        help="stop following if nothing changes for this many seconds (default 1200)",
+        help=f"{mode}stop following if nothing changes for this many seconds (default 1200)",
     )
-    parser.add_argument("--poll-interval", type=float, default=None, help="seconds between status reads")
+    group.add_argument(
+        "--poll-interval", type=float, default=None, help=f"{mode}seconds between status reads"
+    )
+
+
+def _follow_args(parser: argparse.ArgumentParser) -> None:
+    _wait_args(parser)
+    _pace_args(parser)
 
 
 def _pods_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -65,6 +80,12 @@ def _global_parent() -> argparse.ArgumentParser:
     return parent
 
 
+# `rollout --help` shows each mode's options under its own title; each help starts with its mode too.
+RELEASE_MODE = ("release mode (rollout NAME)", "release mode: ")
+DIRECT_MODE = ("direct mode (rollout --direct -n NAMESPACE)", "direct mode: ")
+BOTH_MODES = ("both modes", "both modes: ")
+
+
 def _rollout_parser(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     roll = sub.add_parser(
         "rollout",
@@ -74,46 +95,68 @@ def _rollout_parser(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
         "its status until Complete; the controller does the rollout. With --direct: annotate the pods of "
         "one namespace batch by batch from this process (docs/rollout.md).",
     )
-    roll.add_argument("name", nargs="?", help="the SidecarRelease (not with --direct)")
-    roll.add_argument("--image", required=True, help="the sidecar image to roll out")
-    roll.add_argument(
+    title, mode = RELEASE_MODE
+    release = roll.add_argument_group(
+        title,
+        "the controller moves the pods of SidecarRelease NAME; fields not given stay as they are "
+        "(on create: the CRD's defaults)",
+    )
+    release.add_argument("name", nargs="?", help=f"{mode}the SidecarRelease to create or edit")
+    release.add_argument("--namespace-selector", help=f"{mode}namespace label selector (instead of -n)")
+    release.add_argument(
+        "-A", "--all-namespaces", action="store_true", help=f"{mode}select pods of every namespace"
+    )
+    release.add_argument(
+        "--partition", help=f"{mode}matched pods kept on their image: a count or a percentage"
+    )
+    release.add_argument("--priority", type=int, help=f"{mode}settles pods that several releases select")
+    release.add_argument(
+        "--empty-image",
+        help=f"{mode}the release's spec.emptyImage (see `kubectl explain sidecarrelease.spec`)",
+    )
+    _wait_args(release, mode=mode)
+
+    title, mode = DIRECT_MODE
+    direct = roll.add_argument_group(
+        title, "no release: this process annotates the pods of one namespace, batch by batch"
+    )
+    direct.add_argument(
         "--direct",
         action="store_true",
-        help="no release: annotate the pods of -n NAMESPACE from this process, within --max-unavailable "
+        help=f"{mode}annotate the pods of -n NAMESPACE from this process, within --max-unavailable "
         "and PodDisruptionBudgets",
     )
-    roll.add_argument(
+    # Before issue 12 the rollout went on after failures unless this flag was given; stopping is now
+    # the default, so the flag only spells out `--max-failures 1`.
+    direct.add_argument("--pause-on-failure", action="store_true", help=f"{mode}deprecated: the default now")
+
+    title, mode = BOTH_MODES
+    both = roll.add_argument_group(title, "where the two modes read an option differently, its help says how")
+    both.add_argument("--image", required=True, help=f"{mode}the sidecar image to roll out")
+    both.add_argument(
         "-n",
         "--namespace",
         action="append",
         default=[],
-        help="release: a namespace whose pods it selects (repeatable); --direct: the pods' namespace",
+        help=f"{mode}a namespace whose pods the release selects (repeatable); --direct: the pods' namespace "
+        "(exactly one)",
     )
-    roll.add_argument("-l", "--selector", help="pod label selector, as kubectl -l ('' selects all pods)")
-    release = roll.add_argument_group("SidecarRelease fields (absent: as they are, or the defaults)")
-    release.add_argument("--namespace-selector", help="namespace label selector (instead of -n)")
-    release.add_argument("-A", "--all-namespaces", action="store_true", help="select pods of every namespace")
-    release.add_argument(
+    both.add_argument(
+        "-l", "--selector", help=f"{mode}pod label selector, as kubectl -l ('' selects all pods)"
+    )
+    both.add_argument(
         "--max-unavailable",
-        help="pods unavailable at once: a count or a percentage (--direct: a count, default 1)",
+        help=f"{mode}pods unavailable at once: a count or a percentage (--direct: a count, default 1)",
     )
-    release.add_argument("--partition", help="matched pods kept on their image: a count or a percentage")
-    release.add_argument(
+    both.add_argument(
         "--max-failures",
         type=int,
-        help="failed upgrades that pause the release (>= 1); --direct: that stop it, 0 = never; default 1",
+        help=f"{mode}failed upgrades that pause the release (>= 1), or stop a --direct rollout "
+        "(0 = never); default 1",
     )
-    release.add_argument("--priority", type=int, help="settles pods that several releases select")
-    release.add_argument(
-        "--empty-image", help="the release's spec.emptyImage (see `kubectl explain sidecarrelease.spec`)"
-    )
-    # Before issue 12 the rollout went on after failures unless this flag was given; stopping is now
-    # the default, so the flag only spells out `--max-failures 1`.
-    roll.add_argument(
-        "--pause-on-failure", action="store_true", help="deprecated (--direct): the default now"
-    )
-    _follow_args(roll)
-    roll.add_argument("--batch-timeout", type=float, dest="progress_deadline", help=argparse.SUPPRESS)
+    _pace_args(both, mode=mode)
+    # After --progress-deadline, whose default (1200) it must not replace.
+    direct.add_argument("--batch-timeout", type=float, dest="progress_deadline", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
