@@ -16,7 +16,7 @@ from controller.cli import commands, releasecmd
 from controller.cli.commands import RolloutOptions, Selection
 from controller.cli.display import View, view_for
 from controller.cli.edits import RolloutRequest, int_or_percent
-from controller.cli.follow import EXIT_FAILED
+from controller.cli.exitcodes import ExitCode, epilog
 from controller.cli.releaseops import FollowOptions, ReleaseCommandError
 from controller.cli.selectors import SelectorSyntaxError, namespaces_selector, parse_label_selector
 from controller.errors import KubeError
@@ -162,8 +162,11 @@ def _rollout_parser(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hotupgrade",
-        description="Hitless sidecar upgrades: SidecarReleases (the controller converges the pods they "
+        # Raw: the epilog is a table. So the description is wrapped here.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Hitless sidecar upgrades: SidecarReleases (the controller converges the pods they\n"
         "select), or pods by annotation.",
+        epilog=epilog(),
     )
     _global_args(parser, default=None)
     parent = _global_parent()
@@ -344,7 +347,7 @@ def release_command(args: argparse.Namespace) -> releasecmd.Command | None:
     return releasecmd.rollback_command(args.names[0], to=args.to)
 
 
-def run(args: argparse.Namespace, stop: threading.Event) -> int:
+def run(args: argparse.Namespace, stop: threading.Event) -> ExitCode:
     out = sys.stdout
     command = args.command
     # Options are checked before the kubeconfig is read: a usage error needs no cluster.
@@ -371,6 +374,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `hotupgrade` console script: an ExitCode (argparse exits 2, ExitCode.USAGE, on its own)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     stop = threading.Event()
 
@@ -385,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, stop)
     except (ReleaseCommandError, KubeconfigError) as exc:
         sys.stderr.write(f"hotupgrade: {exc}\n")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except KubeError as exc:
         sys.stderr.write(f"hotupgrade: API error {exc.status}: {exc.message[:500]}\n")
-        return commands.EXIT_FAILED
+        return ExitCode.FAILED

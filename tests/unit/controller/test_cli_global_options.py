@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli.follow import EXIT_FAILED
+from controller.cli.exitcodes import ExitCode
 from controller.cli.main import build_parser, main
 
 # One valid command line per subcommand, without global options.
@@ -57,5 +57,5 @@ def test_the_subcommand_help_lists_the_global_options(capsys: pytest.CaptureFixt
 
 def test_a_trailing_kubeconfig_is_the_one_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nonexistent"
-    assert main(["status", "web", "--kubeconfig", str(missing)]) == EXIT_FAILED
+    assert main(["status", "web", "--kubeconfig", str(missing)]) == ExitCode.FAILED
     assert capsys.readouterr().err.startswith(f"hotupgrade: cannot load a kubeconfig from {missing}: ")
