@@ -131,6 +131,28 @@ def fresh_release(api: client.ApiClient, of: release.Release, values_file: Path)
         release.uninstall(api, of)
 
 
+@contextlib.contextmanager
+def small_release(
+    api: client.ApiClient,
+    workdir: Path,
+    of: release.Release,
+    *,
+    app_namespace: str,
+    injection: dict[str, Any],
+) -> Iterator[release.Release]:
+    """`of` installed for one test module: the suite's values plus `injection`, its controller watching
+    `app_namespace` only, one webhook and one controller replica; uninstalled afterwards."""
+    values = chart_values(of, watch_namespaces=(app_namespace,))
+    values["injection"].update(injection)
+    # One replica each spares the small machine; leader election works the same with one candidate.
+    values["webhook"] = {"replicas": 1}
+    values["controller"]["replicas"] = 1
+    values_file = workdir / f"{of.name}-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    with fresh_release(api, of, values_file) as installed:
+        yield installed
+
+
 def namespace_exists(api: client.ApiClient, name: str) -> bool:
     try:
         kube.core(api).read_namespace(name)

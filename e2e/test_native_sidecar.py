@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from controller.record import Phase
@@ -54,14 +53,10 @@ CLOCK_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 @pytest.fixture(scope="module")
 def native_release(api: client.ApiClient, workdir: Path) -> Iterator[release.Release]:
     """The chart installed with the pair as native sidecars; its controller watches APP_NAMESPACE only."""
-    values: dict[str, Any] = conftest.chart_values(RELEASE, watch_namespaces=(APP_NAMESPACE,))
-    values["injection"]["mode"] = "nativeSidecar"
-    # One replica each spares the small machine; leader election works the same with one candidate.
-    values["webhook"] = {"replicas": 1}
-    values["controller"]["replicas"] = 1
-    values_file = workdir / "native-values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    with conftest.fresh_release(api, RELEASE, values_file) as installed:
+    injection = {"mode": "nativeSidecar"}
+    with conftest.small_release(
+        api, workdir, RELEASE, app_namespace=APP_NAMESPACE, injection=injection
+    ) as installed:
         yield installed
 
 
