@@ -266,7 +266,8 @@ def test_with_the_control_plane_down_an_upgrade_fails_by_its_deadline_and_after_
         returned = int(version) + 1
         server.push("*", snapshot(returned))
         server.wait_acked(node, str(returned), timeout=60)
-        completed = upgrade.upgrade(api, APP_NAMESPACE, xds_pod, target, conftest.UPGRADE_TIMEOUT)
+        # The same target again: a new attempt, as `hotupgrade retry` asks for it.
+        completed = upgrade.upgrade(api, APP_NAMESPACE, xds_pod, target, conftest.UPGRADE_TIMEOUT, retry=True)
     finally:
         summary = load.stop()
     assert failed.phase == Phase.FAILED, failed.message

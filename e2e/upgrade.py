@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -18,7 +19,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from controller.keys import ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
+from controller.keys import ANNOTATION_RETRY, ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
 from controller.record import Phase, UpgradeRecord, parse_record
 from e2e import kube
 from webhook import contract
@@ -207,22 +208,36 @@ def assert_within_budget(
     return windows
 
 
-def annotate_target(api: client.ApiClient, namespace: str, name: str, image: str) -> None:
-    body = {"metadata": {"annotations": {ANNOTATION_TARGET_IMAGE: image}}}
-    kube.core(api).patch_namespaced_pod(name, namespace, body)
+def annotate_target(
+    api: client.ApiClient, namespace: str, name: str, image: str, *, retry_token: str | None = None
+) -> None:
+    """Ask for `image`; with `retry_token`, also for a new attempt as `hotupgrade retry` does."""
+    annotations = {ANNOTATION_TARGET_IMAGE: image}
+    if retry_token is not None:
+        annotations[ANNOTATION_RETRY] = retry_token
+    kube.core(api).patch_namespaced_pod(name, namespace, {"metadata": {"annotations": annotations}})
 
 
 def wait_controller_outcome(
-    api: client.ApiClient, namespace: str, name: str, image: str, timeout: float
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    image: str,
+    timeout: float,
+    *,
+    retry_token: str | None = None,
 ) -> Outcome:
-    """Wait until the controller's record for `image` reaches a terminal phase (Completed or Failed)."""
+    """Wait until the controller's record for `image` (and the attempt that consumed `retry_token`, if
+    given) reaches a terminal phase (Completed or Failed)."""
 
     def done() -> Outcome | None:
         pod = kube.get_pod(api, namespace, name)
         record = upgrade_record(pod)
-        if record is not None and record.to_image == image and record.phase in TERMINAL:
-            return Outcome(record.phase, record.message, pod)
-        return None
+        if record is None or record.to_image != image or record.phase not in TERMINAL:
+            return None
+        if retry_token is not None and record.retry_token != retry_token:
+            return None  # still the failed attempt before the retry
+        return Outcome(record.phase, record.message, pod)
 
     return kube.wait_until(f"upgrade of {namespace}/{name} to {image}", done, timeout, interval=0.5)
 
@@ -235,13 +250,16 @@ def upgrade(
     timeout: float,
     *,
     budget: Mapping[Phase, float] | None = NOT_READY_BUDGET_S,
+    retry: bool = False,
 ) -> Outcome:
     """Upgrade one pod's sidecar to `image` by annotation; the outcome the controller recorded, with the
     pod's NotReady time, which must be within `budget` for that outcome (AssertionError). `budget` None:
-    measured only, for an upgrade outside the README's promise (the kubelet pulling without pre-pull)."""
+    measured only, for an upgrade outside the README's promise (the kubelet pulling without pre-pull).
+    `retry`: the last upgrade to `image` failed; a new attempt, as `hotupgrade retry` starts it."""
+    token = uuid.uuid4().hex if retry else None
     with ReadinessWatch(api, namespace, field_selector=f"metadata.name={name}") as ready:
-        annotate_target(api, namespace, name, image)
-        outcome = wait_controller_outcome(api, namespace, name, image, timeout)
+        annotate_target(api, namespace, name, image, retry_token=token)
+        outcome = wait_controller_outcome(api, namespace, name, image, timeout, retry_token=token)
         ready.settle(max(NOT_READY_BUDGET_S.values()) + 10.0)
     windows = assert_within_budget(ready, outcome.phase, budget)
     return replace(outcome, not_ready_s=windows[name], ready_flips=ready.flips()[name])
