@@ -211,25 +211,17 @@ def test_an_xds_pod_serves_what_the_control_plane_sends_and_upgrades_while_it_pu
     assert served_version(ip) == str(last), "the serving Envoy follows the pushes"
 
 
-def wait_deadline_event(api: client.ApiClient, name: str) -> dict[str, Any]:
-    """The controller's UpgradeFailed Event on pod `name` that names the take-over deadline."""
+def upgrade_failed_events(api: client.ApiClient, name: str) -> list[str]:
+    """The messages of the controller's UpgradeFailed Events on pod `name`, once there is one."""
 
-    def found() -> dict[str, Any] | None:
+    def found() -> list[str]:
         selector = f"involvedObject.name={name},involvedObject.kind=Pod"
-        resp = kube.core(api).list_namespaced_event(
-            APP_NAMESPACE, field_selector=selector, _preload_content=False
-        )
+        core = kube.core(api)
+        resp = core.list_namespaced_event(APP_NAMESPACE, field_selector=selector, _preload_content=False)
         items: list[dict[str, Any]] = json.loads(resp.data)["items"]
-        return next(
-            (
-                e
-                for e in items
-                if e.get("reason") == "UpgradeFailed" and DEADLINE_WORDS in e.get("message", "")
-            ),
-            None,
-        )
+        return [str(e.get("message", "")) for e in items if e.get("reason") == "UpgradeFailed"]
 
-    return kube.wait_until(f"an UpgradeFailed Event on {name} naming the deadline", found, 30)
+    return kube.wait_until(f"an UpgradeFailed Event on {name}", found, 30)
 
 
 def test_with_the_control_plane_down_an_upgrade_fails_by_its_deadline_and_after_it_returns_one_completes(
@@ -248,13 +240,14 @@ def test_with_the_control_plane_down_an_upgrade_fails_by_its_deadline_and_after_
         assert xdsplane.scale(api, control_plane.namespace, 0) is None
         time.sleep(1)
         started = time.monotonic()
-        failed = upgrade.upgrade(api, APP_NAMESPACE, xds_pod, target, conftest.UPGRADE_TIMEOUT)
+        # NotReady measured here, held to the README's budget last, after everything else is checked.
+        failed = upgrade.upgrade(api, APP_NAMESPACE, xds_pod, target, conftest.UPGRADE_TIMEOUT, budget=None)
         time_to_fail = time.monotonic() - started
         time.sleep(3)  # the old Envoy keeps serving after the rollback
         down_until = time.time()
         requests_while_down = load.summary()["requests"]
         record = upgrade.upgrade_record(failed.pod)
-        event = wait_deadline_event(api, xds_pod)
+        events = upgrade_failed_events(api, xds_pod)
         after_fail = upgrade.status_of(failed.pod)
         agent_after_fail = serving(ip, before.slots[before.active])
         version_while_down = served_version(ip)
@@ -270,45 +263,53 @@ def test_with_the_control_plane_down_an_upgrade_fails_by_its_deadline_and_after_
         completed = upgrade.upgrade(api, APP_NAMESPACE, xds_pod, target, conftest.UPGRADE_TIMEOUT, retry=True)
     finally:
         summary = load.stop()
-    assert failed.phase == Phase.FAILED, failed.message
-    assert record is not None and record.reason == Reason.AGENT_FAILED, record
-    assert DEADLINE_WORDS in failed.message and failed.message.endswith("rolled back"), failed.message
     waited = NOT_LIVE.search(failed.message)
-    assert waited is not None, failed.message
-    spawn_to_deadline_s = float(waited[1])
     figures = {
         "time_to_fail_s": round(time_to_fail, 1),
-        "spawn_to_deadline_s": spawn_to_deadline_s,
+        "spawn_to_deadline_s": float(waited[1]) if waited else None,
         "deadline_s": TAKEOVER_DEADLINE_SECONDS,
         "failed_not_ready_s": failed.not_ready_s,
         "requests_while_down": requests_while_down,
         "requests": summary["requests"],
         "failed": summary["failed"],
-        "event": event["message"][:300],
+        "record": {"phase": failed.phase, "reason": record and record.reason, "message": failed.message},
+        "events": [m[:300] for m in events],
         "completed_not_ready_s": completed.not_ready_s,
     }
     print("XDS-CONTROL-PLANE-DOWN " + json.dumps(figures))
-    # The deadline ended the new Envoy, not something sooner or later; the whole upgrade (pre-pull,
-    # container restart, agent start and bootstrap validation, the deadline, the rollback) stays short.
-    assert TAKEOVER_DEADLINE_SECONDS <= spawn_to_deadline_s < TAKEOVER_DEADLINE_SECONDS + 2
-    assert time_to_fail < TAKEOVER_DEADLINE_SECONDS + 60, time_to_fail
-    # Rolled back: the same container serves on the same epoch and configuration, the standby is empty.
+    # No request failed, and the old Envoy never stopped: until the control plane came back, no TCP
+    # connection was even closed; it served on with the same epoch and configuration.
+    assert summary["failed"] == 0, summary["failures"]
+    assert [c for c in load.record.tcp_closes if c.at < down_until] == []
+    assert requests_while_down > 50
+    assert_tcp_only_cut_at_parent_exit(load, upgrades=1)
+    assert agent_after_fail["epoch"] == epoch and version_while_down == version
+    # Failed and rolled back: the same container serves, the standby is empty again.
+    assert failed.phase == Phase.FAILED, failed.message
+    assert failed.message.endswith("rolled back"), failed.message
     assert after_fail.active == before.active
     assert kube.container_status(failed.pod, before.active)["containerID"] == active_id
     assert kube.container_image(failed.pod, before.standby) == conftest.EMPTY_IMAGE
-    assert agent_after_fail["epoch"] == epoch and version_while_down == version
+    # The new Envoy was ended by its take-over deadline, not something sooner or later (the agent's
+    # record), and the upgrade (pre-pull, container restart, agent start, the deadline, the rollback)
+    # stays short.
     history = agent_after_fail["state"]["history"]
-    assert any(
-        h["event"] == "takeover-deadline" and h["slot"] == before.slots[before.standby] for h in history
+    ended = [h for h in history if h["event"] == "takeover-deadline"]
+    assert [h["slot"] for h in ended] == [before.slots[before.standby]], history
+    assert time_to_fail < TAKEOVER_DEADLINE_SECONDS + 60, time_to_fail
+    # The record and an Event name the cause.
+    assert record is not None and record.reason == Reason.AGENT_FAILED, record
+    assert DEADLINE_WORDS in failed.message, failed.message
+    assert (
+        waited is not None and TAKEOVER_DEADLINE_SECONDS <= float(waited[1]) < TAKEOVER_DEADLINE_SECONDS + 2
     )
-    # The old Envoy never stopped: until the control plane came back, no TCP connection was even closed.
-    assert [c for c in load.record.tcp_closes if c.at < down_until] == []
-    assert requests_while_down > 50
-    # And with the control plane back, the same upgrade completes.
+    assert any(DEADLINE_WORDS in m for m in events), events
+    # With the control plane back, the same upgrade completes.
     assert completed.phase == Phase.COMPLETED, completed.message
     final = upgrade.status_of(completed.pod)
     assert final.active == before.standby and kube.container_image(completed.pod, final.active) == target
     assert serving(ip, final.slots[final.active])["epoch"] == epoch + 1
     assert served_version(ip) == str(returned)
-    assert summary["failed"] == 0, summary["failures"]
-    assert_tcp_only_cut_at_parent_exit(load, upgrades=1)
+    # Last: the README's NotReady budget for a failed upgrade ("Readiness during an upgrade").
+    budget = upgrade.NOT_READY_BUDGET_S[Phase.FAILED]
+    assert failed.not_ready_s <= budget, f"NotReady {failed.not_ready_s} s, the README's budget is {budget} s"
