@@ -300,9 +300,8 @@ def test_with_the_control_plane_down_an_upgrade_fails_by_its_deadline_and_after_
     # The record and an Event name the cause.
     assert record is not None and record.reason == Reason.AGENT_FAILED, record
     assert DEADLINE_WORDS in failed.message, failed.message
-    assert (
-        waited is not None and TAKEOVER_DEADLINE_SECONDS <= float(waited[1]) < TAKEOVER_DEADLINE_SECONDS + 2
-    )
+    assert waited is not None, failed.message
+    assert TAKEOVER_DEADLINE_SECONDS <= float(waited[1]) < TAKEOVER_DEADLINE_SECONDS + 2, failed.message
     assert any(DEADLINE_WORDS in m for m in events), events
     # With the control plane back, the same upgrade completes.
     assert completed.phase == Phase.COMPLETED, completed.message
