@@ -1,9 +1,11 @@
-"""`hotupgrade-agent run | wait | status`: the sidecar's entrypoint, its postStart hook, and a peek.
+"""`hotupgrade-agent run | wait | status | capture`: the sidecar's entrypoint, its postStart hook, a peek,
+and the capture init container's command (docs/contract.md "Traffic capture").
 
 Configuration comes only from the environment names of docs/contract.md (agent/config.py).
 Exit codes: run 0 after SIGTERM, 1 on a startup error, 2 on bad configuration; wait 0 ready or standing
 by (a replaced slot restarted before its reset: passing keeps the kubelet from crash-looping it), 1 this
-slot failed, 2 timeout; status 0 printed, 1 no state yet.
+slot failed, 2 timeout; status 0 printed, 1 no state yet; capture 0 rules in place, 1 iptables failed,
+2 bad redirect list.
 """
 
 from __future__ import annotations
@@ -197,6 +199,40 @@ def status() -> int:
     return 0
 
 
+def capture() -> int:
+    """Install the inbound redirects of HOTUPGRADE_CAPTURE_REDIRECTS in this network namespace, then check
+    that the nat table holds them (agent/capture.py computes the rules)."""
+    import subprocess
+
+    from agent import capture as rules
+    from agent import contract
+    from agent.logs import EventLog
+
+    log = EventLog("capture")
+    try:
+        redirects = rules.parse_redirects(os.environ.get(contract.ENV_CAPTURE_REDIRECTS, ""))
+    except rules.CaptureConfigError as error:
+        log.error("capture-config-invalid", variable=contract.ENV_CAPTURE_REDIRECTS, error=str(error))
+        return 2
+
+    def run(argv: Sequence[str], stdin: str = "") -> str:
+        return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, check=True).stdout
+
+    try:
+        run(rules.RESTORE, rules.restore_input(redirects, run(rules.SAVE)))
+        missing = rules.missing_rules(redirects, run(rules.SAVE))
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", None) or str(error)
+        log.error("capture-failed", error=str(detail).strip())
+        return 1
+    if missing:
+        log.error("capture-rules-missing", missing=missing)
+        return 1
+    for redirect in redirects:
+        log.event("capture-redirect", app_port=redirect.app_port, envoy_port=redirect.envoy_port)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run one command; its exit code."""
     parser = argparse.ArgumentParser(prog="hotupgrade-agent", description=__doc__.splitlines()[0])
@@ -207,9 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout", type=float, default=None, help="seconds (default HOTUPGRADE_WAIT_TIMEOUT)"
     )
     commands.add_parser("status", help="print the shared state file")
+    commands.add_parser("capture", help="redirect the app's inbound ports to Envoy (capture init container)")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run()
     if args.command == "wait":
         return wait(args.timeout)
+    if args.command == "capture":
+        return capture()
     return status()

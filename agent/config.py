@@ -41,6 +41,8 @@ class AgentConfig:
     xds_node_cluster: str = ""
     # Seconds a hot-restart child may take from its spawn to LIVE (docs/contract.md "Take-over deadline").
     takeover_deadline_seconds: int = contract.TAKEOVER_DEADLINE_SECONDS
+    # Envoy's --skip-hot-restart-parent-stats (docs/contract.md "A stalled child").
+    skip_hot_restart_parent_stats: bool = False
 
     @property
     def other_slot(self) -> Slot:
@@ -59,6 +61,16 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
     if value < minimum:
         raise ConfigError(f"{name}={value} must be >= {minimum}")
     return value
+
+
+def _bool(environ: Mapping[str, str], name: str) -> bool:
+    """`true` or `false`; unset or empty is false."""
+    raw = environ.get(name, "").strip()
+    if raw in ("", "false"):
+        return False
+    if raw == "true":
+        return True
+    raise ConfigError(f"{name}={raw!r} must be true or false")
 
 
 def default_status_port(slot: Slot) -> int:
@@ -117,4 +129,5 @@ def load_config(environ: Mapping[str, str]) -> AgentConfig:
         takeover_deadline_seconds=_int(
             environ, contract.ENV_TAKEOVER_DEADLINE_SECONDS, contract.TAKEOVER_DEADLINE_SECONDS, minimum=1
         ),
+        skip_hot_restart_parent_stats=_bool(environ, contract.ENV_SKIP_HOT_RESTART_PARENT_STATS),
     )

@@ -45,10 +45,14 @@ class EnvoyOptions:
     drain_seconds: int
     parent_shutdown_seconds: int
     log_level: str = "warning"
+    # --skip-hot-restart-parent-stats: never ask the parent for its stats (docs/contract.md, "A stalled
+    # child").
+    skip_parent_stats: bool = False
 
 
 def envoy_command(options: EnvoyOptions) -> list[str]:
     """The argv for one Envoy epoch; the same base id and socket path across the pod's epochs."""
+    skip = ["--skip-hot-restart-parent-stats"] if options.skip_parent_stats else []
     return [
         options.binary,
         "--config-path",
@@ -69,6 +73,7 @@ def envoy_command(options: EnvoyOptions) -> list[str]:
         "immediate",
         "--log-level",
         options.log_level,
+        *skip,
     ]
 
 

@@ -94,6 +94,12 @@ class StatsWatch:
     epoch: int
     parent: str | None = None
     first: str | None = None
+    # `first` was read after our Envoy went LIVE: it also holds the child's own first requests, which the
+    # base then leaves uncounted (the series steps flat, it never resets).
+    late: bool = False
+    # --skip-hot-restart-parent-stats: the child never merges its parent's stats, so `first` holds none of
+    # them (empty) once ours answers, i.e. once the parent's admin closed on its last exposition.
+    skip_parent_stats: bool = False
 
     @property
     def done(self) -> bool:
@@ -107,8 +113,19 @@ class StatsWatch:
         epoch = epoch_of(text)
         if epoch == self.parent_epoch:
             self.parent = text
+        elif epoch == self.epoch and self.parent is not None and self.skip_parent_stats:
+            self.first = ""
         elif epoch == self.epoch and self.parent is not None and merged_parent(text, self.parent):
             self.first = text
+
+    def observe_after_live(self, text: str) -> None:
+        """Our LIVE Envoy's answer, for a watch that missed the short window between the child's merge and
+        LIVE (a busy node can run both between two polls): taken as `first`, marked `late`."""
+        if self.done:
+            return
+        self.observe(text)
+        # Without the parent's merge (skip_parent_stats) `first` is empty whenever it is read: nothing lost.
+        self.late = self.first is not None and not self.skip_parent_stats
 
 
 def next_base(base: Mapping[str, float], *, parent: str, first: str) -> dict[str, float]:

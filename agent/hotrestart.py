@@ -119,6 +119,18 @@ def send_drain_listeners(base_id: int, epoch: int) -> None:
         sock.sendto(frame(DRAIN_LISTENERS_REQUEST), socket_address(socket_name(base_id, epoch, "parent")))
 
 
+def send_stats_reply(base_id: int, epoch: int) -> None:
+    """Send the Envoy of `epoch` one empty Stats reply, as its parent would (docs/contract.md "A stalled
+    child"): the reply its main thread waits for when the hot-restart wedge (envoy#34069) holds it.
+
+    From an unbound socket: a child reads its replies from whoever sends them. A surplus reply is read
+    as the reply to its next Stats request. OSError when its socket is gone or its queue is full.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.sendto(frame(EMPTY_STATS_REPLY), socket_address(socket_name(base_id, epoch, "child")))
+
+
 class _StandIn:
     """One of Envoy's hot-restart socket names, bound by us and served from a daemon thread."""
 

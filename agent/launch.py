@@ -10,8 +10,10 @@ A bootstrap Envoy rejects fails the attempt before any Envoy is spawned: a hot-r
 init has already made the live Envoy close its admin API for good (ShutdownAdmin).
 A takeover child not LIVE by the take-over deadline is stopped, and unless it already told its parent to
 drain (the shm INITIALIZING flag is clear), killed, its flag cleared, and the attempt failed for good: the
-old Envoy serves on (docs/contract.md "Take-over deadline"). Around a takeover both Envoys' listener sets
-are read from the admin API and compared (agent/listeners.py).
+old Envoy serves on (docs/contract.md "Take-over deadline"). A takeover child whose admin API answered and
+then went silent is handled alike, sooner, by the stalled-child watchdog (agent/watchdog.py, docs/contract.md
+"A stalled child"). Around a takeover both Envoys' listener sets are read from the admin API and compared
+(agent/listeners.py).
 Retrying a failed attempt is the supervisor's decision; this module only says whether it may.
 """
 
@@ -54,6 +56,7 @@ from agent.rundir import LockTimeoutError, RunDir
 from agent.startplan import Launch
 from agent.state import NewerSchemaError, SharedState
 from agent.view import ViewKeeper
+from agent.watchdog import ChildWatchdog
 
 LIVE_TIMEOUT = 60.0
 POLL = 0.05
@@ -78,6 +81,11 @@ class ParentHungError(RuntimeError):
 class TakeoverDeadlineError(RuntimeError):
     """Our child was not LIVE by the take-over deadline and never told its parent to drain: it was ended,
     the parent serves on; fail for good (the controller rolls back)."""
+
+
+class ChildStalledError(RuntimeError):
+    """Our child's admin API went silent before LIVE and it never told its parent to drain: it was ended,
+    the parent serves on; fail for good (docs/contract.md "A stalled child")."""
 
 
 # How long the stand-in for a child ended at its deadline keeps its socket: longer than the ten 1 s
@@ -140,6 +148,16 @@ class EnvoyStarter:
         self.child_stand_ins: list[hotrestart.ChildStandIn] = []
         self.parity = takeover.ListenerParityCheck(
             admin=admin, rundir=rundir, view=view, metrics=metrics, log=log
+        )
+        # Watches our hot-restart child from its spawn until the Envoy it replaced exits (the supervisor
+        # carries on after LIVE).
+        self.watchdog = ChildWatchdog(
+            config,
+            admin=admin,
+            hot_restart_version=versions.hot_restart_version,
+            view=view,
+            metrics=metrics,
+            log=log,
         )
 
     def attempt(self) -> Started | Literal["refused", "failed", "standing-by"]:
@@ -232,21 +250,31 @@ class EnvoyStarter:
         try:
             self._wait_live(envoy, plan, stats=stats)
         except ParentHungError as error:
+            self.watchdog.stop()
             envoy.kill()
             self._absorb_replies_to(plan.epoch)
             return self._failed(
                 plan, str(error), permanent=True, failure="parent_hung", event="handshake-stalled"
             )
         except TakeoverDeadlineError as error:
+            self.watchdog.stop()
             return self._failed(
                 plan, str(error), permanent=True, failure="takeover_deadline", event="takeover-deadline"
             )
+        except ChildStalledError as error:
+            return self._failed(
+                plan, str(error), permanent=True, failure="child_stalled", event="child-stalled-abandoned"
+            )
         except (StartFailedError, StartAbortedError) as error:
+            self.watchdog.stop()
             if envoy.poll() is None:
                 envoy.kill()
             if isinstance(error, StartAbortedError):
                 raise
             return self._failed(plan, str(error), permanent=False)
+        if stats is not None and not stats.done:
+            with contextlib.suppress(AdminError):
+                stats.observe_after_live(self.admin.prometheus_stats())
         self._carry_stats(plan, stats)
         started = self._live(envoy, plan)
         if before is not None and plan.parent_epoch is not None:
@@ -269,6 +297,7 @@ class EnvoyStarter:
                 base_id=plan.base_id,
                 drain_seconds=plan.drain_seconds,
                 parent_shutdown_seconds=plan.parent_shutdown_seconds,
+                skip_parent_stats=self.config.skip_hot_restart_parent_stats,
             )
         )
         self.log.event("envoy-spawned", pid=envoy.pid)
@@ -365,6 +394,8 @@ class EnvoyStarter:
         deadline = spawned + LIVE_TIMEOUT
         takeover_deadline = float(self.config.takeover_deadline_seconds)
         answered = False
+        if plan.takeover:
+            self.watchdog.watch(envoy.epoch)
         while True:
             returncode = envoy.poll()
             if returncode is not None:
@@ -375,10 +406,18 @@ class EnvoyStarter:
                 with contextlib.suppress(AdminError):
                     stats.observe(self.admin.prometheus_stats())
             info = self.admin.server_info()
+            self.watchdog.saw(None if info is None else info.epoch)
             if info is not None and info.epoch == envoy.epoch:
                 answered = True
                 if info.state == LIVE:
                     return
+            if self.watchdog.check(envoy, live=False) == "abandon":
+                self._absorb_replies_to(plan.epoch, release_after=DEADLINE_STAND_IN_SECONDS)
+                raise ChildStalledError(
+                    f"Envoy epoch {plan.epoch} stopped answering its admin API before it was LIVE and "
+                    "had not told its parent to drain; ended it, the old Envoy "
+                    f"(epoch {plan.parent_epoch}) keeps serving, and this slot does not retry"
+                )
             if self.stop.is_set():
                 raise StartAbortedError
             if handshake_stalled(
@@ -433,7 +472,11 @@ class EnvoyStarter:
         self.records.record(
             preparing, "taking-over", epoch=plan.epoch, detail="the old agent stops serving stats"
         )
-        watch = envoystats.StatsWatch(parent_epoch=plan.parent_epoch, epoch=plan.epoch)
+        watch = envoystats.StatsWatch(
+            parent_epoch=plan.parent_epoch,
+            epoch=plan.epoch,
+            skip_parent_stats=self.config.skip_hot_restart_parent_stats,
+        )
         try:
             watch.observe(self.admin.prometheus_stats())
         except AdminError as error:
@@ -451,6 +494,9 @@ class EnvoyStarter:
             previous = self.rundir.read_stats_base()
             carried = previous[1] if previous is not None and previous[0] == plan.parent_epoch else {}
             base = envoystats.next_base(carried, parent=stats.parent, first=stats.first)
+            if stats.late:
+                why = "our Envoy was LIVE before its merged stats were read: its first requests go uncounted"
+                self.log.warning("stats-first-read-late", why=why)
         elif plan.takeover:
             self.log.warning("stats-continuity-lost", why="no exposition of both Envoys around the takeover")
         self.stats_base = (plan.epoch, base)

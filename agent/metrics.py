@@ -25,13 +25,21 @@ class AgentMetrics:
         self.failures = Counter(
             "hotupgrade_agent_failures",
             "Failures by reason (start_failed, invalid_bootstrap, refused, newer_schema, bad_config, "
-            "parent_hung, takeover_deadline, hung, crash, lock_timeout, drain_error).",
+            "parent_hung, takeover_deadline, child_stalled, hung, crash, lock_timeout, drain_error).",
             ["reason"],
             registry=self.registry,
         )
         self.listener_mismatches = Counter(
             "hotupgrade_agent_listener_mismatches",
             "Take-overs after which the new Envoy's listeners (name, address) differed from the old one's.",
+            registry=self.registry,
+        )
+        self.child_stalls = Counter(
+            "hotupgrade_agent_child_stalls",
+            "Times this agent found its Envoy's main thread stuck during a take-over (admin API silent), "
+            "by action: abandon (ended, the old Envoy serves on) or unblock (sent it the Stats reply "
+            "it waits for).",
+            ["action"],
             registry=self.registry,
         )
         self.epoch = Gauge(

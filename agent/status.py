@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 
 from agent.contract import AgentPhase, AgentRole, Slot
 from agent.listeners import ListenerParity, ListenerParityJSON
+from agent.progress import Stall, StallJSON
 from agent.state import SCHEMA_VERSION, SharedState, StateJSON, is_ready, role_of, to_json
 
 
@@ -31,6 +32,7 @@ class AgentView:
     hot_restart_version: str | None
     last_error: str | None
     listeners: ListenerParity | None = None
+    stall: Stall | None = None
 
 
 class StatusJSON(TypedDict):
@@ -45,6 +47,7 @@ class StatusJSON(TypedDict):
     hot_restart_version: str | None
     last_error: str | None
     listeners: ListenerParityJSON | None
+    stall: StallJSON | None
     state: StateJSON
 
 
@@ -60,6 +63,7 @@ def status_document(view: AgentView, state: SharedState) -> StatusJSON:
         hot_restart_version=view.hot_restart_version,
         last_error=view.last_error,
         listeners=None if view.listeners is None else view.listeners.to_json(),
+        stall=None if view.stall is None else view.stall.to_json(),
         state=to_json(state),
     )
 

@@ -7,7 +7,8 @@ agent/startplan.py, the I/O in the shells named below):
   hot-restart takeover at N+1, refuse (hot-restart version mismatch), or wait and retry (tenacity, here).
   The lock is held until our Envoy is LIVE or dead, so no two Envoys of the pod ever initialise at once.
 - after a takeover (agent/handover.py): follow the replaced Envoy until its parent socket disappears;
-  if it vanished before our Terminate was due, bind its socket and stand in for it (envoy#7468).
+  if it vanished before our Terminate was due, bind its socket and stand in for it (envoy#7468). Meanwhile
+  the stalled-child watchdog (agent/watchdog.py) unblocks our Envoy if the hot-restart wedge holds it.
 - our Envoy exits: replaced (retire, never restart), crashed (restart with backoff at the right epoch),
   or stopped by us. Replaced and still running well past its parent-shutdown time: hung (its child's
   Terminate never came, or it cannot act on it), so we SIGKILL it; the new agent stands in for it.
@@ -159,6 +160,7 @@ class Supervisor:
                 self.on_envoy_exit(envoy, returncode)
                 return
         self.handover.check_parent(envoy)
+        self._watch_child(envoy)
         if envoy is not None and time.monotonic() >= self._next_replaced_check:
             self._next_replaced_check = time.monotonic() + 0.5
             self._notice_replaced(envoy)
@@ -167,6 +169,16 @@ class Supervisor:
             self._next_listeners_refresh = time.monotonic() + LISTENERS_REFRESH_SECONDS
             self._refresh_listeners(envoy)
         self.handover.check_stand_in()
+
+    def _watch_child(self, envoy: RunningEnvoy | None) -> None:
+        """After our takeover, until the replaced Envoy exits: unblock our Envoy if its main thread is stuck
+        (docs/contract.md "A stalled child"); the launch watched it until LIVE."""
+        watchdog = self.starter.watchdog
+        if envoy is None or self.handover.following is None:
+            if watchdog.watching:
+                watchdog.stop()
+            return
+        watchdog.poll_live(envoy)
 
     def _refresh_listeners(self, envoy: RunningEnvoy) -> None:
         """While our Envoy serves and no take-over runs: keep LISTENERS_FILE up to date."""

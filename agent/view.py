@@ -14,6 +14,7 @@ from agent.envoy import EnvoyVersions, RunningEnvoy
 from agent.listeners import ListenerParity
 from agent.logs import EventLog
 from agent.metrics import AgentMetrics
+from agent.progress import Stall
 from agent.status import AgentView
 
 
@@ -76,6 +77,11 @@ class ViewKeeper:
         """The listener parity of our last take-over (shown in /status)."""
         with self._lock:
             self._view = replace(self._view, listeners=parity)
+
+    def set_stall(self, stall: Stall) -> None:
+        """The last stalled-child verdict of this slot's Envoy (shown in /status)."""
+        with self._lock:
+            self._view = replace(self._view, stall=stall)
 
     def adopt(self, envoy: RunningEnvoy) -> None:
         """Our Envoy is LIVE and owns the listeners: serving at its epoch."""

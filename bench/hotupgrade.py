@@ -4,11 +4,18 @@
     sudo .venv/bin/python -m bench.hotupgrade --upgrades 10 --independent-clients \
         --h2load-clients 4 --h2load-streams 64 --wrk-connections 0   # one client kind per run
     sudo .venv/bin/python -m bench.hotupgrade --bootstrap xds --upgrades 10
+    sudo .venv/bin/python -m bench.hotupgrade --upgrades 10 --user-clients \
+        --grpc-streams 8 --websocket-connections 0          # gRPC unary + streams, HTTP/1.1 close
 
 With `--bootstrap xds` the pair runs the built-in xds bootstrap (docs/bootstrap-modes.md) against the
 go-control-plane test server (podharness/xds.py, built on first use), which serves the same listeners and
 pushes a new route or endpoint version every `--push-interval` seconds; the JSON adds `xds` (pushes sent and
 ACKed, take-overs whose listener set matched the old Envoy's).
+
+With `--user-clients` the clients users have run beside them (podharness/clients.py): gRPC unary calls
+and server streams, WebSocket connections, HTTP/1.1 with a new connection per request; the JSON adds
+`clients`, per kind: requests or messages completed, failed, and streams or WebSockets
+`cut_at_parent_exit` (the old Envoy's exit ends them; only an end before that is a failure).
 
 Runs as root (network and mount namespaces). Load is HTTP/1.1 keep-alive + HTTP/2 + long-lived TCP
 from the host to the pod IP, counted without retries (podharness/load.py); the flags set its shape, and
@@ -33,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from agent import contract
+from podharness.clients import ClientsConfig, UserClients
+from podharness.clientstats import ClientKind, summarize_clients
 from podharness.figures import UpgradeObservation, bench_figures
 from podharness.independent import IndependentClients
 from podharness.independent import available as independent_available
@@ -59,10 +68,25 @@ class BenchConfig:
     h2load_clients: int = 4
     h2load_streams: int = 4
     h2load_round_seconds: int = 3
+    user_clients: bool = False
+    grpc_unary_channels: int = 2
+    grpc_unary_concurrency: int = 4
+    grpc_streams: int = 4
+    websocket_connections: int = 4
+    http1_close_connections: int = 4
     bootstrap: str = "static"
     push_interval_seconds: float = 1.0
     takeover_deadline_seconds: int = 30
 
+
+# The load shape of --user-clients: BenchConfig field (and flag) -> what it counts.
+USER_CLIENT_FLAGS = {
+    "grpc_unary_channels": "gRPC channels making unary calls",
+    "grpc_unary_concurrency": "unary calls in flight per channel",
+    "grpc_streams": "gRPC server streams, on one channel",
+    "websocket_connections": "WebSocket connections, each echoing a message every 50 ms",
+    "http1_close_connections": "HTTP/1.1 clients, each with a new connection per request",
+}
 
 Progress = Callable[[str], None]
 
@@ -130,6 +154,13 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
                 max_seconds=120.0 * (config.upgrades + 1),
             )
         ).start()
+        clients = None
+        if config.user_clients:
+            shape = {field: getattr(config, field) for field in USER_CLIENT_FLAGS}
+            bound = 120.0 * (config.upgrades + 1)  # like the load: the run stops the clients itself
+            clients = UserClients(
+                ClientsConfig(host=pod.ip, port=contract.LISTEN_PORT, max_seconds=bound, **shape)
+            ).start()
         independent = None
         if config.independent_clients:
             independent = IndependentClients(
@@ -166,6 +197,7 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
         finally:
             pushes = pusher.stop() if pusher is not None else 0
             summary = load.stop()
+            client_record = clients.stop() if clients is not None else None
             independent_results = independent.stop() if independent is not None else None
             stop_sampling.set()
             sampler.join(5)
@@ -178,6 +210,16 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
         )
         if independent_results is not None:
             figures["independent_clients"] = independent_results
+        if client_record is not None:
+            takeovers = [timings.takeover() for timings in sidecars.timings]
+            figures["clients"] = summarize_clients(
+                client_record,
+                takeovers,
+                parent_shutdown_s=config.parent_shutdown_seconds,
+                kinds=user_client_kinds(config),
+            )
+            figures["met"]["clients"] = all(kind["failed"] == 0 for kind in figures["clients"].values())
+            figures["all_met"] = all(figures["met"].values())
         figures["load_shape"] = load_shape(config)
         figures["bootstrap"] = config.bootstrap
         figures["listener_parity_same"] = sum(parities)
@@ -191,6 +233,17 @@ def run(config: BenchConfig, workdir: Path, progress: Progress = _quiet) -> dict
                 "push_interval_seconds": config.push_interval_seconds,
             }
         return figures
+
+
+def user_client_kinds(config: BenchConfig) -> list[ClientKind]:
+    """The client kinds a run drives (a kind with 0 connections, streams or channels does not run)."""
+    sizes: dict[ClientKind, int] = {
+        "grpc_unary": config.grpc_unary_channels * config.grpc_unary_concurrency,
+        "grpc_stream": config.grpc_streams,
+        "websocket": config.websocket_connections,
+        "http1_close": config.http1_close_connections,
+    }
+    return [kind for kind, size in sizes.items() if size > 0] if config.user_clients else []
 
 
 def load_shape(config: BenchConfig) -> dict[str, Any]:
@@ -210,6 +263,8 @@ def load_shape(config: BenchConfig) -> dict[str, Any]:
             "streams": config.h2load_streams,
             "round_seconds": config.h2load_round_seconds,
         }
+    if config.user_clients:
+        shape["clients"] = {field: getattr(config, field) for field in USER_CLIENT_FLAGS}
     return shape
 
 
@@ -248,6 +303,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="h2load stops a client at its first GOAWAY, so it runs in rounds this long",
     )
     parser.add_argument(
+        "--user-clients",
+        action="store_true",
+        help="also drive gRPC unary and streaming, WebSocket and HTTP/1.1 Connection: close clients",
+    )
+    for field, text in USER_CLIENT_FLAGS.items():
+        flag = "--" + field.replace("_", "-")
+        default = getattr(BenchConfig, field)
+        shape.add_argument(flag, type=int, default=default, help=f"--user-clients: {text}")
+    parser.add_argument(
         "--bootstrap",
         choices=("static", "xds"),
         default=BenchConfig.bootstrap,
@@ -273,6 +337,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         h2load_clients=args.h2load_clients,
         h2load_streams=args.h2load_streams,
         h2load_round_seconds=args.h2load_round_seconds,
+        user_clients=args.user_clients,
+        **{field: getattr(args, field) for field in USER_CLIENT_FLAGS},
         bootstrap=args.bootstrap,
         push_interval_seconds=args.push_interval,
     )
@@ -288,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     require_root()
     if args.independent_clients and not independent_available():
         sys.exit("--independent-clients needs wrk and h2load: run `make load-tools`")
+    if args.user_clients and args.bootstrap != "static":
+        # The test control plane's listeners (podharness/xdsconfig.py) route neither gRPC nor WebSocket.
+        sys.exit("--user-clients needs --bootstrap static: the xds test listeners carry no gRPC or WebSocket")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         figures = run(config_from(args), args.workdir)

@@ -291,3 +291,21 @@ class Kube:
             self.custom.replace_cluster_custom_object_status, *self._release_args(), name, dict(body)
         )
         return written
+
+    def create_release(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a SidecarRelease (`hotupgrade rollout`); a taken name is ConflictError (AlreadyExists)."""
+        created: dict[str, Any] = self._call(
+            self.custom.create_cluster_custom_object, *self._release_args(), dict(body)
+        )
+        return created
+
+    def patch_release(self, name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """JSON-patch a SidecarRelease's spec (the CLI's edits, pinned to a resourceVersion: 409 if moved)."""
+        patched: dict[str, Any] = self._call(
+            self.custom.patch_cluster_custom_object,
+            *self._release_args(),
+            name,
+            ops,
+            _content_type=JSON_PATCH,
+        )
+        return patched

@@ -132,7 +132,7 @@ def fresh_release(api: client.ApiClient, of: release.Release, values_file: Path)
 
 
 @contextlib.contextmanager
-def small_release(
+def module_release(
     api: client.ApiClient,
     workdir: Path,
     of: release.Release,
@@ -140,11 +140,10 @@ def small_release(
     app_namespace: str,
     injection: dict[str, Any],
 ) -> Iterator[release.Release]:
-    """`of` installed for one test module: the suite's values plus `injection`, its controller watching
-    `app_namespace` only, one webhook and one controller replica; uninstalled afterwards."""
-    values = chart_values(of, watch_namespaces=(app_namespace,))
+    """A release of a test module's own: the suite's values with `injection` merged in, one webhook and one
+    controller replica (leader election works the same with one candidate), watching `app_namespace` only."""
+    values: dict[str, Any] = chart_values(of, watch_namespaces=(app_namespace,))
     values["injection"].update(injection)
-    # One replica each spares the small machine; leader election works the same with one candidate.
     values["webhook"] = {"replicas": 1}
     values["controller"]["replicas"] = 1
     values_file = workdir / f"{of.name}-values.yaml"

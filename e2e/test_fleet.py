@@ -1,6 +1,7 @@
-"""Fleet rollout with the `hotupgrade` CLI and a controller killed mid-upgrade, under load on the real
-cluster and the in-cluster controller: no failed request, never more pods in flight than
---max-unavailable, the app never restarts, a new controller resumes where the killed one stopped."""
+"""Fleet rollout with `hotupgrade rollout --direct` (pods by annotation) and a controller killed
+mid-upgrade, under load on the real cluster and the in-cluster controller: no failed request, never
+more pods in flight than --max-unavailable, the app never restarts, a new controller resumes where the
+killed one stopped."""
 
 from __future__ import annotations
 
@@ -149,7 +150,7 @@ def test_fleet_rollout_with_cli_under_load(
     thread = threading.Thread(target=watch.run, daemon=True)
     thread.start()
     cli = str(Path(sys.executable).with_name("hotupgrade"))
-    argv = [cli, "rollout", "-n", namespace, "-l", "app=fleet", "--image", TARGET]
+    argv = [cli, "rollout", "--direct", "-n", namespace, "-l", "app=fleet", "--image", TARGET]
     argv += ["--max-unavailable", str(MAX_UNAVAILABLE)]
     try:
         with upgrade.ReadinessWatch(api, namespace, label_selector="app=fleet") as ready:

@@ -5,8 +5,8 @@ tests: not Kruise, which refuses in-place updates of init containers.
 
 Proved here, each under HTTP/1.1 + HTTP/2 + raw TCP load with 0 failed requests and the app container
 never restarted: a hot upgrade and back, a failed upgrade rolled back while the old Envoy keeps serving,
-and a fleet rollout with the `hotupgrade` CLI; the pod's NotReady time is held to the README's budget
-by e2e/upgrade.py. And the startup ordering the mode exists for: the app's process starts only after
+and a fleet rollout with `hotupgrade rollout --direct`; the pod's NotReady time is held to the README's
+budget by e2e/upgrade.py. And the startup ordering the mode exists for: the app's process starts only after
 slot a's Envoy is LIVE (the pair's postStart hook blocks the next init container, and the app waits for
 every init container), measured from the agent's own record and the app's process start time.
 
@@ -54,10 +54,10 @@ CLOCK_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 def native_release(api: client.ApiClient, workdir: Path) -> Iterator[release.Release]:
     """The chart installed with the pair as native sidecars; its controller watches APP_NAMESPACE only."""
     injection = {"mode": "nativeSidecar"}
-    with conftest.small_release(
+    with conftest.module_release(
         api, workdir, RELEASE, app_namespace=APP_NAMESPACE, injection=injection
-    ) as installed:
-        yield installed
+    ) as of:
+        yield of
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ def test_native_fleet_rollout_under_load(api: client.ApiClient, native_namespace
     target = conftest.SIDECAR_IMAGES[1]
     loads: dict[str, LoadGenerator] = {name: start_load(p) for name, p in before.items()}
     cli = str(Path(sys.executable).with_name("hotupgrade"))
-    argv = [cli, "rollout", "-n", native_namespace, "-l", selector, "--image", target]
+    argv = [cli, "rollout", "--direct", "-n", native_namespace, "-l", selector, "--image", target]
     argv += ["--max-unavailable", str(MAX_UNAVAILABLE)]
     try:
         with upgrade.ReadinessWatch(api, native_namespace, label_selector=selector) as ready:

@@ -61,10 +61,10 @@ def service_manifest(name: str) -> dict[str, Any]:
     }
 
 
-def answers(host: str) -> bool:
+def answers(host: str, port: int = contract.LISTEN_PORT) -> bool:
     """One HTTP request to `host` succeeds (through a Service: its rules are in place)."""
     try:
-        with urllib.request.urlopen(f"http://{host}:{contract.LISTEN_PORT}/", timeout=3) as resp:
+        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=3) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False

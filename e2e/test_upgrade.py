@@ -36,12 +36,19 @@ def start_load(pod: kube.Pod) -> LoadGenerator:
     return start_load_to(pod["status"]["podIP"])
 
 
-def start_load_to(host: str, max_seconds: float = 1200.0) -> LoadGenerator:
-    """The suite's mix of HTTP/1.1, HTTP/2 and TCP load at host (a pod IP or a Service's ClusterIP)."""
+def start_load_to(
+    host: str,
+    max_seconds: float = 1200.0,
+    *,
+    http_port: int = contract.LISTEN_PORT,
+    tcp_port: int = contract.TCP_LISTEN_PORT,
+) -> LoadGenerator:
+    """The suite's mix of HTTP/1.1, HTTP/2 and TCP load at host (a pod IP or a Service's ClusterIP), to
+    Envoy's listeners unless other ports are named (a Service on the app's ports, with capture)."""
     cfg = LoadConfig(
         host=host,
-        http_port=contract.LISTEN_PORT,
-        tcp_port=contract.TCP_LISTEN_PORT,
+        http_port=http_port,
+        tcp_port=tcp_port,
         http1_connections=4,
         http2_connections=1,
         http2_streams=4,

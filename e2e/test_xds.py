@@ -98,7 +98,7 @@ def xds_release(
         "bootstrap": {"mode": "xds", "xds": {"address": control_plane.ads_address}},
         "takeoverDeadlineSeconds": TAKEOVER_DEADLINE_SECONDS,
     }
-    with conftest.small_release(
+    with conftest.module_release(
         api, workdir, RELEASE, app_namespace=APP_NAMESPACE, injection=injection
     ) as installed:
         yield installed

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import h2.events
 import h2.exceptions
 
 from podharness.loadstats import EOF_MID_ECHO, Failure, Kind, LoadRecord, LoadSummary, TcpClose, summarize
+from podharness.loopthread import LoopThread
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class _Budget:
         return True
 
 
-def _error(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """An exception as a failure text: its type, and its message if it has one."""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -67,52 +68,31 @@ class LoadGenerator:
     def __init__(self, config: LoadConfig) -> None:
         self.config = config
         self.record = LoadRecord()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner = LoopThread("load generator")
         self._budget: _Budget | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self.background: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
 
     def start(self) -> LoadGenerator:
-        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
+        self._runner.start(self._main, ready_timeout=10)
         return self
 
     def stop(self, timeout: float = 60.0) -> LoadSummary:
         """Stop issuing requests, wait for in-flight ones, close connections; the summary."""
-        if self._loop is not None and self._budget is not None:
-            with contextlib.suppress(RuntimeError):  # loop already finished by itself
-                self._loop.call_soon_threadsafe(self._budget.stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise RuntimeError("load generator did not stop")
-        if self._error is not None:
-            raise RuntimeError("load generator crashed") from self._error
+        self._runner.stop(timeout)
         return summarize(self.record)
 
     def summary(self) -> LoadSummary:
         """A snapshot while running (read without locking: figures for progress, not for assertions)."""
         return summarize(self.record, now=time.time())
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._budget = _Budget(self.config)
         self.record.started_at = time.time()
         cfg = self.config
         tasks = [asyncio.create_task(self._http1_worker()) for _ in range(cfg.http1_connections)]
         tasks += [asyncio.create_task(self._http2_worker()) for _ in range(cfg.http2_connections)]
         tasks += [asyncio.create_task(self._tcp_worker(i)) for i in range(cfg.tcp_connections)]
-        self._ready.set()
+        self._runner.ready(self._budget.stop.set)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._budget.stop.wait(), cfg.max_seconds)
         self._budget.stop.set()
@@ -142,9 +122,9 @@ class LoadGenerator:
                     self.record.connections_opened["http1"] += 1
                 reader, writer = conn
                 writer.write(request)
-                status, close = await asyncio.wait_for(_read_http1_response(reader), cfg.request_timeout_s)
+                status, close = await asyncio.wait_for(read_http1_response(reader), cfg.request_timeout_s)
             except (OSError, EOFError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
-                self._fail("http1", _error(exc))
+                self._fail("http1", describe_error(exc))
                 _close(conn)
                 conn = None
                 continue
@@ -190,7 +170,7 @@ class LoadGenerator:
                     response = await asyncio.wait_for(send(), cfg.request_timeout_s)
                     status = await asyncio.wait_for(response, cfg.request_timeout_s)
                 except (OSError, EOFError, TimeoutError, _H2Error, h2.exceptions.ProtocolError) as exc:
-                    self._fail("http2", _error(exc))
+                    self._fail("http2", describe_error(exc))
                     continue
                 if 200 <= status < 300:
                     self.record.latencies["http2"].append(time.perf_counter() - started)
@@ -215,7 +195,7 @@ class LoadGenerator:
                     asyncio.open_connection(cfg.host, cfg.tcp_port), cfg.request_timeout_s
                 )
             except (OSError, TimeoutError) as exc:
-                self._fail("tcp", f"connect: {_error(exc)}")
+                self._fail("tcp", f"connect: {describe_error(exc)}")
                 await asyncio.sleep(cfg.tcp_interval_s)
                 continue
             self.record.connections_opened["tcp"] += 1
@@ -247,8 +227,10 @@ class LoadGenerator:
                 self.record.tcp_closes.append(TcpClose(at=time.time(), clean=False, reason=EOF_MID_ECHO))
                 return
             except (OSError, TimeoutError) as exc:
-                self._fail("tcp", f"echo: {_error(exc)}")
-                self.record.tcp_closes.append(TcpClose(at=time.time(), clean=False, reason=_error(exc)))
+                self._fail("tcp", f"echo: {describe_error(exc)}")
+                self.record.tcp_closes.append(
+                    TcpClose(at=time.time(), clean=False, reason=describe_error(exc))
+                )
                 return
             if echoed != payload:
                 self._fail("tcp", f"echo mismatch: sent {payload!r} got {echoed!r}")
@@ -260,8 +242,10 @@ class LoadGenerator:
             except TimeoutError:
                 continue
             except OSError as exc:
-                self._fail("tcp", f"idle: {_error(exc)}")
-                self.record.tcp_closes.append(TcpClose(at=time.time(), clean=False, reason=_error(exc)))
+                self._fail("tcp", f"idle: {describe_error(exc)}")
+                self.record.tcp_closes.append(
+                    TcpClose(at=time.time(), clean=False, reason=describe_error(exc))
+                )
                 return
             if data:
                 self._fail("tcp", f"unexpected data while idle: {data!r}")
@@ -277,7 +261,7 @@ def _close(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> No
             conn[1].close()
 
 
-async def _read_http1_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+async def read_http1_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     """Read one response; (status, server asked to close)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -390,7 +374,7 @@ class _H2Connection:
                 self.writer.write(self.h2.data_to_send())
             reason = "connection closed by server"
         except (OSError, h2.exceptions.ProtocolError) as exc:
-            reason = f"connection error: {_error(exc)}"
+            reason = f"connection error: {describe_error(exc)}"
         self.closed = True
         for stream_id in list(self.pending):
             self._settle(stream_id, _H2Error(f"{reason} with stream {stream_id} in flight"))

@@ -29,10 +29,13 @@ import envoy
 from agent import contract
 from controller.policy import Policy
 from controller.record import Phase
+from podharness.clientstats import Takeover
 from podharness.pod import CONTAINER_PATH, Container, Pod, descendants, rss_bytes
 
 UPSTREAM_PORT = 8000
 TCP_UPSTREAM_PORT = 8001
+# The app's gRPC server, inside the pod only: Envoy reaches it through UPSTREAM_PORT (HTTP/2 is passed on).
+GRPC_BACKEND_PORT = 8002
 VENV_BIN = Path(sys.executable).parent
 EMPTY_ENTRYPOINT = ("/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done")
 HARNESS_TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml.tmpl"
@@ -102,6 +105,12 @@ class Timings:
             return self.state_retired_since - self.state_serving_since
         return self.retired - self.live
 
+    def takeover(self) -> Takeover:
+        """The upgrade as the clients' figures see it: began, new Envoy serving, old Envoy gone."""
+        serving = self.state_serving_since if self.state_serving_since is not None else self.live
+        exited = self.state_retired_since if self.state_retired_since is not None else self.retired
+        return Takeover(began=self.started, serving=serving, parent_exited=exited)
+
 
 def _is_envoy(pid: int) -> bool:
     try:
@@ -167,12 +176,18 @@ class SidecarPod:
         return self.pod.container(slot)
 
     def start_app(self) -> None:
-        """The app: an HTTP container and a TCP echo container (like a pod with two app containers)."""
+        """The app: an HTTP container (HTTP/1.1, WebSocket, and gRPC passed on to the gRPC container) and a
+        TCP echo container, like a pod with three app containers."""
         upstream = [sys.executable, "-m", "podharness.upstream"]
-        self.pod.container("app").start([*upstream, "--http-port", str(UPSTREAM_PORT)], {})
+        self.pod.container("grpc").start(
+            [sys.executable, "-m", "podharness.backends", "--grpc-port", str(GRPC_BACKEND_PORT)], {}
+        )
+        http = ["--http-port", str(UPSTREAM_PORT), "--grpc-port", str(GRPC_BACKEND_PORT)]
+        self.pod.container("app").start([*upstream, *http], {})
         self.pod.container("echo").start([*upstream, "--echo-port", str(TCP_UPSTREAM_PORT)], {})
         self.pod.wait_port(UPSTREAM_PORT, timeout=30)
         self.pod.wait_port(TCP_UPSTREAM_PORT, timeout=30)
+        self.pod.wait_port(GRPC_BACKEND_PORT, timeout=30)
 
     def start_sidecar(self, slot: str, image: SidecarImage | None = None) -> float:
         """Start the sidecar image in slot (entrypoint `hotupgrade-agent run`); the start time."""

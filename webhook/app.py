@@ -30,7 +30,7 @@ class Planner(Protocol):
     """The injection core /mutate calls (webhook.inject.plan_injection)."""
 
     def __call__(
-        self, pod: Mapping[str, Any], /, *, namespace: str, config: WebhookConfig
+        self, pod: Mapping[str, Any], /, *, namespace: str, config: WebhookConfig, pod_security_enforced: bool
     ) -> tuple[Decision, JSONPatch]: ...
 
 
@@ -85,7 +85,9 @@ def create_app(
     """
     app = Flask("webhook")
 
-    def mutate(review: AdmissionRequest, config: WebhookConfig) -> tuple[ReviewJSON, str]:
+    def mutate(
+        review: AdmissionRequest, config: WebhookConfig, pod_security_enforced: bool = False
+    ) -> tuple[ReviewJSON, str]:
         if not review.is_pod or review.operation != "CREATE":
             return admission.allow(review.uid), "allowed"
         if review.object is None:
@@ -94,7 +96,9 @@ def create_app(
         namespace = review.namespace or (
             str(metadata.get("namespace") or "") if isinstance(metadata, dict) else ""
         )
-        decision, patch = plan(review.object, namespace=namespace, config=config)
+        decision, patch = plan(
+            review.object, namespace=namespace, config=config, pod_security_enforced=pod_security_enforced
+        )
         metrics.injections.labels(decision.reason).inc()
         logs.event(
             "mutate",
@@ -173,6 +177,12 @@ def create_app(
     @app.post("/mutate")
     def mutate_endpoint() -> tuple[Response, int]:
         return serve("mutate", mutate)
+
+    # The chart sends pods of namespaces that enforce Pod Security baseline or restricted here (by
+    # namespaceSelector, so no namespace lookup): capture cannot be injected there (webhook/capture.py).
+    @app.post("/mutate/pod-security-enforced")
+    def mutate_enforced_endpoint() -> tuple[Response, int]:
+        return serve("mutate", lambda review, config: mutate(review, config, pod_security_enforced=True))
 
     @app.post("/validate")
     def validate_endpoint() -> tuple[Response, int]:

@@ -17,6 +17,7 @@ import yaml
 
 from webhook import contract
 from webhook.bootstrap import Bootstrap, parse_bootstrap
+from webhook.capture import Capture, check_capture, envoy_targets, parse_capture
 from webhook.podfields import (
     QUANTITY,
     RESOURCE_NAME,
@@ -84,6 +85,19 @@ class Ports:
     def status_port(self, slot: str) -> int:
         return self.status_a if slot == "a" else self.status_b
 
+    def envoy_targets(self) -> dict[int, int]:
+        """App port -> the static bootstrap's listener that forwards to it (capture's redirect targets)."""
+        return envoy_targets(
+            upstream=self.upstream,
+            listen=self.listen,
+            tcp_upstream=self.effective_tcp_upstream(),
+            tcp_listen=self.tcp_listen,
+        )
+
+    def bound(self) -> frozenset[int]:
+        """Every port the pair binds."""
+        return frozenset({self.status_a, self.status_b, self.admin, self.listen, self.tcp_listen})
+
 
 @dataclass(frozen=True)
 class Certificates:
@@ -139,6 +153,9 @@ class WebhookConfig:
     bootstrap_template: str = contract.BOOTSTRAP_TEMPLATE
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     takeover_deadline_seconds: int = contract.TAKEOVER_DEADLINE_SECONDS
+    capture: Capture = field(default_factory=Capture)
+    # Envoy's --skip-hot-restart-parent-stats in every pair (docs/contract.md "A stalled child").
+    skip_hot_restart_parent_stats: bool = False
     shm_size_limit: str | None = None
     ports: Ports = field(default_factory=Ports)
     env: tuple[tuple[str, str], ...] = ()
@@ -182,6 +199,11 @@ class WebhookConfig:
             "envoyBinary": self.envoy_binary,
             "env": [list(pair) for pair in self.env],
         }
+        if self.capture.enabled:  # only then: pods injected before capture existed keep their hash
+            shaping["capture"] = self.capture.to_json()
+        if self.skip_hot_restart_parent_stats:
+            # Only when set: pods injected before the setting existed keep their hash.
+            shaping["skipHotRestartParentStats"] = True
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 
@@ -429,6 +451,13 @@ def _parse_bootstrap(raw: object) -> Bootstrap:
         raise ConfigError(str(exc)) from None
 
 
+def _parse_capture(raw: object) -> Capture:
+    try:
+        return parse_capture(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _parse_failure_policy(raw: object) -> FailurePolicies:
     fields = _Fields(raw, "failurePolicy")
     d = FailurePolicies()
@@ -487,6 +516,10 @@ def parse_config(raw: object) -> WebhookConfig:
         takeover_deadline_seconds=fields.integer(
             "takeoverDeadlineSeconds", d.takeover_deadline_seconds, 1, 3600
         ),
+        capture=_parse_capture(fields.get("capture", None)),
+        skip_hot_restart_parent_stats=fields.boolean(
+            "skipHotRestartParentStats", d.skip_hot_restart_parent_stats
+        ),
         shm_size_limit=fields.optional_string("shmSizeLimit"),
         ports=_parse_ports(fields.get("ports", None)),
         env=env,
@@ -532,6 +565,9 @@ def check_injected_fields(config: WebhookConfig) -> None:
             raise ConfigError(f"{key}: must not have leading or trailing whitespace")
     try:
         check_security_context(config.security_context, uid=config.uid)
+        check_capture(
+            config.capture, bootstrap_mode=config.bootstrap.mode, targets=config.ports.envoy_targets()
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -27,6 +27,7 @@ ENV_BOOTSTRAP_MODE: Final = "HOTUPGRADE_BOOTSTRAP_MODE"
 ENV_XDS_ADDRESS: Final = "HOTUPGRADE_XDS_ADDRESS"
 ENV_XDS_NODE_CLUSTER: Final = "HOTUPGRADE_XDS_NODE_CLUSTER"
 ENV_TAKEOVER_DEADLINE_SECONDS: Final = "HOTUPGRADE_TAKEOVER_DEADLINE_SECONDS"
+ENV_SKIP_HOT_RESTART_PARENT_STATS: Final = "HOTUPGRADE_SKIP_HOT_RESTART_PARENT_STATS"
 
 RUN_DIR: Final = "/var/run/hotupgrade"
 SHM_DIR: Final = "/dev/shm"
@@ -52,7 +53,7 @@ LISTENERS_FILE: Final = "listeners.json"
 AGENT_BINARY: Final = "hotupgrade-agent"
 SHM_VOLUME: Final = "hotupgrade-shm"
 RUN_VOLUME: Final = "hotupgrade-run"
-SCHEMA_VERSION: Final = "1.2"
+SCHEMA_VERSION: Final = "1.3"
 BOOTSTRAP_MODE: Final = "static"
 TAKEOVER_DEADLINE_SECONDS: Final = 60
 BOOTSTRAP_VOLUME: Final = "hotupgrade-bootstrap"
@@ -80,6 +81,7 @@ STATUS_FIELDS: Final = (
     "hot_restart_version",
     "last_error",
     "listeners",
+    "stall",
     "state",
 )
 
@@ -93,3 +95,8 @@ ROLES: Final[tuple[AgentRole, ...]] = get_args(AgentRole)
 SLOTS: Final[tuple[Slot, ...]] = get_args(Slot)
 BootstrapMode = Literal["static", "xds", "custom"]
 BOOTSTRAP_MODES: Final[tuple[BootstrapMode, ...]] = get_args(BootstrapMode)
+
+# Transparent inbound capture (docs/contract.md "Traffic capture"): the init container the webhook adds
+# runs `hotupgrade-agent capture` from the sidecar image with this one variable.
+ENV_CAPTURE_REDIRECTS: Final = "HOTUPGRADE_CAPTURE_REDIRECTS"
+CAPTURE_CONTAINER: Final = "hotupgrade-capture"

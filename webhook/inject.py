@@ -8,18 +8,21 @@ MutatingWebhookConfiguration's selectors do the opt-in (namespace label `hotupgr
 with pod label `hotupgrade.io/inject` not `false`, or pod label `hotupgrade.io/inject=true` in any other
 namespace). Whatever reaches /mutate is treated as opted in; this module still refuses what it can see
 for itself: opt-out label, system namespaces, hostNetwork pods, already injected pods, name clashes,
-port clashes (with the app or a known co-resident proxy), and run-to-completion pods it cannot serve.
+port clashes (with the app or a known co-resident proxy), run-to-completion pods it cannot serve, and,
+with capture on, pods it cannot capture (webhook/capture.py: ports Envoy does not forward, or a namespace
+whose Pod Security level forbids the capture container, which the chart tells it by the path it calls).
 A refusal is never a denial: the pod is admitted without the pair and the decision carries a warning
 for the user (webhook/README.md, "Refusals").
 """
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import contract, jsondiff, portclash
 from webhook.bootstrap import bootstrap_env, bootstrap_mounts, bootstrap_volumes
+from webhook.capture import CapturePlan, capture_container, plan_capture
 from webhook.config import Mode, WebhookConfig
 from webhook.injection_status import InjectionStatus
 
@@ -45,6 +48,7 @@ class Decision:
     reason: str
     warning: str = ""
     placement: Mode | None = None
+    capture: CapturePlan = field(default_factory=CapturePlan)
 
 
 # The API server may truncate a warning over 256 characters (KEP-1693): the advice goes first, details last.
@@ -81,8 +85,14 @@ def _well_formed(pod: Mapping[str, Any]) -> bool:
     return all(isinstance(item, Mapping) for item in items)
 
 
-def decide(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> Decision:
-    """Decide whether this pod gets the sidecar pair (see the module docstring for opt-in)."""
+def decide(
+    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig, pod_security_enforced: bool = False
+) -> Decision:
+    """Decide whether this pod gets the sidecar pair (see the module docstring for opt-in).
+
+    `pod_security_enforced`: the namespace enforces Pod Security baseline or restricted (only capture
+    cares: its init container needs NET_ADMIN).
+    """
     if not _well_formed(pod):
         return Decision(False, "malformed-pod")
     metadata = pod.get("metadata", {})
@@ -98,12 +108,28 @@ def decide(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> 
     if contract.ANNOTATION_STATUS in annotations:
         return Decision(False, "already-injected")
     taken = [c.get("name") for c in [*spec["containers"], *(spec.get("initContainers") or [])]]
-    if any(name in taken for name in config.container_names):
+    ours = [*config.container_names, *([contract.CAPTURE_CONTAINER] if config.capture.enabled else [])]
+    if any(name in taken for name in ours):
         return Decision(False, "container-name-taken")
     volumes = [v.get("name") for v in spec.get("volumes") or []]
     if any(v["name"] in volumes for v in injected_volumes(config)):
         return Decision(False, "volume-name-taken")
-    return _decide_ports_and_placement(pod, config)
+    decision = _decide_ports_and_placement(pod, config)
+    if not decision.inject or not config.capture.enabled:
+        return decision
+    capture = plan_capture(
+        pod,
+        config.capture,
+        namespace=namespace,
+        targets=config.ports.envoy_targets(),
+        pair_ports=config.ports.bound(),
+        pod_security_enforced=pod_security_enforced,
+    )
+    if capture.refusal is not None:
+        # No pair without its capture: the user turned capture on so that Services need no change, and a
+        # pair that no traffic reaches would only look protected.
+        return _refuse(*capture.refusal)
+    return Decision(True, "inject", placement=decision.placement, capture=capture)
 
 
 def placement(pod: Mapping[str, Any], config: WebhookConfig) -> Mode | None:
@@ -173,6 +199,8 @@ def sidecar_env(slot: str, config: WebhookConfig) -> list[dict[str, Any]]:
     ]
     if config.envoy_binary is not None:
         values.append((contract.ENV_ENVOY_BINARY, config.envoy_binary))
+    if config.skip_hot_restart_parent_stats:
+        values.append((contract.ENV_SKIP_HOT_RESTART_PARENT_STATS, "true"))
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in values]
     env += bootstrap_env(config.bootstrap, takeover_deadline_seconds=config.takeover_deadline_seconds)
     env += [
@@ -232,11 +260,13 @@ def injection_status(config: WebhookConfig) -> InjectionStatus:
     )
 
 
-def inject(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> Pod:
+def inject(
+    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig, pod_security_enforced: bool = False
+) -> Pod:
     """Return a copy of `pod` with the pair injected, or an unchanged copy when `decide` says no."""
     # A JSON round trip is a faster deep copy than copy.deepcopy for plain JSON data.
     mutated: Pod = json.loads(json.dumps(pod))
-    decision = decide(pod, namespace=namespace, config=config)
+    decision = decide(pod, namespace=namespace, config=config, pod_security_enforced=pod_security_enforced)
     if not decision.inject:
         return mutated
     native = decision.placement == "nativeSidecar"
@@ -251,6 +281,16 @@ def inject(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> 
     existing = spec.get(key) or []
     # Containers start in order and a postStart hook blocks the next one: first means the app waits.
     spec[key] = [*pair, *existing] if config.hold_application_until_proxy_starts else [*existing, *pair]
+    if decision.capture.redirects:
+        # First of all init containers: the rules are in place before any container, the pair included,
+        # starts, and they live in the pod's network namespace, so image swaps never touch them.
+        capture = capture_container(
+            decision.capture.redirects,
+            image=config.sidecar_image,
+            pull_policy=config.image_pull_policy,
+            resources=config.resources.to_json(),
+        )
+        spec["initContainers"] = [capture, *(spec.get("initContainers") or [])]
     spec["volumes"] = [*(spec.get("volumes") or []), *injected_volumes(config)]
     metadata = mutated.setdefault("metadata", {})
     annotations = metadata.get("annotations") or {}
@@ -260,10 +300,11 @@ def inject(pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig) -> 
 
 
 def plan_injection(
-    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig
+    pod: Mapping[str, Any], *, namespace: str, config: WebhookConfig, pod_security_enforced: bool = False
 ) -> tuple[Decision, JSONPatch]:
     """The decision and the JSON patch (a diff of the injected copy against the original)."""
-    decision = decide(pod, namespace=namespace, config=config)
+    decision = decide(pod, namespace=namespace, config=config, pod_security_enforced=pod_security_enforced)
     if not decision.inject:
         return decision, []
-    return decision, jsondiff.diff(pod, inject(pod, namespace=namespace, config=config))
+    injected = inject(pod, namespace=namespace, config=config, pod_security_enforced=pod_security_enforced)
+    return decision, jsondiff.diff(pod, injected)

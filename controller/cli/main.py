@@ -1,112 +1,304 @@
-"""Argument parsing for `hotupgrade`; each subcommand maps onto one function in commands."""
+"""Argument parsing for `hotupgrade`; each subcommand maps onto one function of releasecmd (SidecarReleases:
+the default) or commands (pods, by annotation: `rollout --direct` and the per-pod commands)."""
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from types import FrameType
 
+from kubernetes.config import ConfigException
+
 from controller.agents import AgentClient
 from controller.cli import commands, releasecmd
 from controller.cli.commands import RolloutOptions, Selection
+from controller.cli.display import View, view_for
+from controller.cli.edits import RolloutRequest, int_or_percent
+from controller.cli.follow import EXIT_FAILED
+from controller.cli.releaseops import FollowOptions, ReleaseCommandError
+from controller.cli.selectors import SelectorSyntaxError, namespaces_selector, parse_label_selector
 from controller.errors import KubeError
 from controller.kube import Kube
 from webhook.kubeclient import KUBECONFIG, load_api_client
 
+DIRECT_POLL_INTERVAL = 2.0
+RELEASE_POLL_INTERVAL = 1.0
 
-def _selection_args(parser: argparse.ArgumentParser, *, names: bool) -> None:
-    parser.add_argument("-n", "--namespace", required=True)
+
+def _follow_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-wait", action="store_true", help="return after the edit, do not follow")
+    parser.add_argument(
+        "--timeout", type=float, default=0.0, help="stop following after this many seconds (default: none)"
+    )
+    parser.add_argument(
+        "--progress-deadline",
+        type=float,
+        default=1200.0,
+        help="stop following if nothing changes for this many seconds (default 1200)",
+    )
+    parser.add_argument("--poll-interval", type=float, default=None, help="seconds between status reads")
+
+
+def _pods_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("-n", "--namespace", required=required, help="the pods' namespace")
     parser.add_argument("-l", "--selector", help="label selector, as kubectl -l")
-    if names:
-        parser.add_argument("pods", nargs="*", help="pod names (instead of, or within, the selector)")
+
+
+def _rollout_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    roll = sub.add_parser(
+        "rollout",
+        help="create or edit a SidecarRelease and follow it (--direct: annotate pods from here)",
+        description="Without --direct: set the image of SidecarRelease NAME (created if missing) and follow "
+        "its status until Complete; the controller does the rollout. With --direct: annotate the pods of "
+        "one namespace batch by batch from this process (docs/rollout.md).",
+    )
+    roll.add_argument("name", nargs="?", help="the SidecarRelease (not with --direct)")
+    roll.add_argument("--image", required=True, help="the sidecar image to roll out")
+    roll.add_argument(
+        "--direct",
+        action="store_true",
+        help="no release: annotate the pods of -n NAMESPACE from this process, within --max-unavailable "
+        "and PodDisruptionBudgets",
+    )
+    roll.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="release: a namespace whose pods it selects (repeatable); --direct: the pods' namespace",
+    )
+    roll.add_argument("-l", "--selector", help="pod label selector, as kubectl -l ('' selects all pods)")
+    release = roll.add_argument_group("SidecarRelease fields (absent: as they are, or the defaults)")
+    release.add_argument("--namespace-selector", help="namespace label selector (instead of -n)")
+    release.add_argument("-A", "--all-namespaces", action="store_true", help="select pods of every namespace")
+    release.add_argument(
+        "--max-unavailable",
+        help="pods unavailable at once: a count or a percentage (--direct: a count, default 1)",
+    )
+    release.add_argument("--partition", help="matched pods kept on their image: a count or a percentage")
+    release.add_argument(
+        "--max-failures",
+        type=int,
+        help="failed upgrades that pause the release (>= 1); --direct: that stop it, 0 = never; default 1",
+    )
+    release.add_argument("--priority", type=int, help="settles pods that several releases select")
+    release.add_argument(
+        "--empty-image", help="the release's spec.emptyImage (see `kubectl explain sidecarrelease.spec`)"
+    )
+    # Before issue 12 the rollout went on after failures unless this flag was given; stopping is now
+    # the default, so the flag only spells out `--max-failures 1`.
+    roll.add_argument(
+        "--pause-on-failure", action="store_true", help="deprecated (--direct): the default now"
+    )
+    _follow_args(roll)
+    roll.add_argument("--batch-timeout", type=float, dest="progress_deadline", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hotupgrade", description="Hitless sidecar upgrades, by annotation."
+        prog="hotupgrade",
+        description="Hitless sidecar upgrades: SidecarReleases (the controller converges the pods they "
+        "select), or pods by annotation.",
     )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    roll = sub.add_parser("rollout", help="upgrade the selected pods' sidecar, batch by batch")
-    _selection_args(roll, names=False)
-    roll.add_argument("--image", required=True, help="the sidecar image to roll out")
-    roll.add_argument(
-        "--max-unavailable",
-        type=int,
-        default=1,
-        help="selected pods that may be unavailable at once, NotReady ones included (default 1)",
-    )
-    roll.add_argument(
-        "--max-failures",
-        type=int,
-        default=commands.DEFAULT_MAX_FAILURES,
-        help="start no new pod once this many upgrades of this run failed; 0 never stops (default 1)",
-    )
-    # Before issue 12 the rollout went on after failures unless this flag was given; stopping is now
-    # the default, so the flag only spells out `--max-failures 1`.
-    roll.add_argument("--pause-on-failure", action="store_true", help="deprecated: the default now")
-    roll.add_argument(
-        "--progress-deadline",
-        type=float,
-        default=1200.0,
-        help="stop if no pod finishes for this many seconds (default 1200)",
-    )
-    roll.add_argument("--batch-timeout", type=float, dest="progress_deadline", help=argparse.SUPPRESS)
-    roll.add_argument("--poll-interval", type=float, default=2.0, help="seconds between progress checks")
-
-    show = sub.add_parser("status", help="table of pods: active slot, images, epoch, phase")
-    _selection_args(show, names=True)
-    show.add_argument("--no-epoch", action="store_true", help="do not ask the agents for the epoch")
-
-    rel = sub.add_parser("releases", help="SidecarReleases: table; with names, conditions and pods")
-    rel.add_argument("names", nargs="*", help="release names (default: all, table only)")
+    _rollout_parser(sub)
 
     for name, text in (
-        ("rollback", "abort an upgrade in flight, or upgrade back to the previous image"),
+        ("pause", "pause a SidecarRelease: no new pods start; waits for the upgrades in flight"),
+        ("resume", "resume a paused SidecarRelease and follow it to Complete"),
+    ):
+        paused = sub.add_parser(name, help=text)
+        paused.add_argument("name", help="the SidecarRelease")
+        _follow_args(paused)
+
+    back = sub.add_parser(
+        "rollback",
+        help="a SidecarRelease back to its previous image; with -n, pods: abort or upgrade back",
+    )
+    back.add_argument("names", nargs="*", help="the SidecarRelease; with -n, pod names")
+    _pods_args(back, required=False)
+    back.add_argument("--to", help="a SidecarRelease: which of status.previousImages (default: the latest)")
+    _follow_args(back)
+
+    show = sub.add_parser(
+        "status", help="SidecarReleases (with names: conditions and pods); with -n, a table of pods"
+    )
+    show.add_argument("names", nargs="*", help="SidecarRelease names; with -n, pod names")
+    _pods_args(show, required=False)
+    show.add_argument("--no-epoch", action="store_true", help="-n: do not ask the agents for the epoch")
+
+    for name, text in (
         ("abort", "abort upgrades in flight (the standby goes back to the empty image)"),
         ("retry", "retry failed upgrades"),
     ):
-        _selection_args(sub.add_parser(name, help=text), names=True)
+        each = sub.add_parser(name, help=text)
+        _pods_args(each, required=True)
+        each.add_argument("pods", nargs="*", help="pod names (instead of, or within, the selector)")
     return parser
 
 
+class KubeconfigError(Exception):
+    """No kubeconfig loads: the message names where the CLI looked."""
+
+
 def _kube(args: argparse.Namespace) -> Kube:
-    client = load_api_client(args.kubeconfig, fallbacks=KUBECONFIG)  # like kubectl: $KUBECONFIG, ~/.kube
+    try:
+        client = load_api_client(args.kubeconfig, fallbacks=KUBECONFIG)  # like kubectl: $KUBECONFIG, ~/.kube
+    except (ConfigException, OSError) as exc:
+        looked = args.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise KubeconfigError(f"cannot load a kubeconfig from {looked}: {exc}") from exc
     return Kube(client, component="hotupgrade-cli")
 
 
-def rollout_options(args: argparse.Namespace) -> RolloutOptions:
-    """The rollout's options, checked before any API call. Raises SystemExit with the reason."""
-    if args.max_unavailable < 1:
-        raise SystemExit("hotupgrade: --max-unavailable must be at least 1")
-    if args.max_failures < 0:
+_RELEASE_ONLY = ("namespace_selector", "all_namespaces", "partition", "priority", "empty_image", "no_wait")
+
+
+def rollout_options(args: argparse.Namespace) -> tuple[Selection, RolloutOptions]:
+    """`rollout --direct`: the pods and options, checked before any API call. SystemExit says why not."""
+    if args.name:
+        raise SystemExit("hotupgrade: rollout --direct takes no release name (it annotates pods)")
+    given = [f"--{n.replace('_', '-')}" for n in _RELEASE_ONLY if getattr(args, n)]
+    if args.timeout:
+        given.append("--timeout")
+    if given:
+        raise SystemExit(f"hotupgrade: {', '.join(given)}: SidecarRelease options, not for --direct")
+    if len(args.namespace) != 1:
+        raise SystemExit("hotupgrade: rollout --direct needs exactly one -n NAMESPACE")
+    max_unavailable = int_or_percent(args.max_unavailable or "1")
+    if not isinstance(max_unavailable, int) or max_unavailable < 1:
+        raise SystemExit("hotupgrade: --max-unavailable must be at least 1 (--direct: a count)")
+    max_failures = commands.DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures
+    if max_failures < 0:
         raise SystemExit("hotupgrade: --max-failures must be 0 (never stop) or more")
     if args.pause_on_failure:
         sys.stderr.write(
             "hotupgrade: --pause-on-failure is deprecated: a rollout stops after --max-failures "
             "failed upgrades (default 1)\n"
         )
-        if args.max_failures != 1:
+        if max_failures != 1:
             raise SystemExit("hotupgrade: --pause-on-failure means --max-failures 1; give only one")
-    names = ("image", "max_unavailable", "max_failures", "poll_interval", "progress_deadline")
-    return RolloutOptions(**{name: getattr(args, name) for name in names})
+    options = RolloutOptions(
+        image=args.image,
+        max_unavailable=max_unavailable,
+        max_failures=max_failures,
+        poll_interval=args.poll_interval or DIRECT_POLL_INTERVAL,
+        progress_deadline=args.progress_deadline,
+    )
+    return Selection(namespace=args.namespace[0], selector=args.selector), options
+
+
+def rollout_request(args: argparse.Namespace) -> RolloutRequest:
+    """`rollout NAME`: the release fields given. SystemExit says what is missing or contradictory."""
+    if not args.name:
+        raise SystemExit(
+            "hotupgrade: rollout needs a SidecarRelease NAME (the controller rolls it out; `hotupgrade "
+            "status` lists them), or --direct -n NAMESPACE to annotate the pods from this process"
+        )
+    if args.pause_on_failure:
+        raise SystemExit("hotupgrade: --pause-on-failure is for --direct; a release uses --max-failures")
+    chosen = [bool(args.namespace), bool(args.namespace_selector), args.all_namespaces]
+    if sum(chosen) > 1:
+        raise SystemExit("hotupgrade: give one of -n, --namespace-selector and -A")
+    try:
+        selector = None if args.selector is None else parse_label_selector(args.selector)
+        namespaces = (
+            namespaces_selector(args.namespace)
+            if args.namespace
+            else parse_label_selector(args.namespace_selector)
+            if args.namespace_selector
+            else None
+        )
+    except SelectorSyntaxError as exc:
+        raise SystemExit(f"hotupgrade: {exc}") from exc
+    strategy: dict[str, int | str] = {}
+    if args.max_unavailable is not None:
+        strategy["maxUnavailable"] = int_or_percent(args.max_unavailable)
+    if args.partition is not None:
+        strategy["partition"] = int_or_percent(args.partition)
+    if args.max_failures is not None:
+        strategy["maxFailures"] = args.max_failures
+    return RolloutRequest(
+        name=args.name,
+        image=args.image,
+        selector=selector,
+        namespace_selector=namespaces,
+        all_namespaces=args.all_namespaces,
+        strategy=strategy,
+        priority=args.priority,
+        empty_image=args.empty_image,
+    )
+
+
+def follow_options(args: argparse.Namespace) -> FollowOptions:
+    return FollowOptions(
+        wait=not args.no_wait,
+        poll_interval=args.poll_interval or RELEASE_POLL_INTERVAL,
+        timeout=args.timeout,
+        progress_deadline=args.progress_deadline,
+    )
+
+
+def _pod_selection(args: argparse.Namespace, names: list[str]) -> Selection:
+    return Selection(namespace=args.namespace, names=tuple(names), selector=args.selector)
+
+
+def _pods_view(args: argparse.Namespace) -> bool:
+    """`status` and `rollback` act on pods when given -n (as abort and retry always do)."""
+    if args.command in ("abort", "retry"):
+        return True
+    return args.command in ("status", "rollback") and bool(args.namespace)
+
+
+def release_command(args: argparse.Namespace) -> releasecmd.Command | None:
+    """The SidecarRelease edit the arguments ask for (None: a read, or a command on pods). SystemExit
+    says what is wrong with them, before any API call."""
+    command = args.command
+    if command in ("status", "rollback") and not args.namespace and args.selector:
+        raise SystemExit(f"hotupgrade: {command} -l selects pods: give -n NAMESPACE too")
+    if command == "rollout":
+        return None if args.direct else releasecmd.rollout_command(rollout_request(args))
+    if command in ("pause", "resume"):
+        return releasecmd.paused_command(args.name, paused=command == "pause")
+    if command != "rollback":
+        return None
+    if _pods_view(args):
+        if args.to:
+            raise SystemExit(
+                "hotupgrade: --to is for a SidecarRelease; a pod goes back to its previous image"
+            )
+        return None
+    if len(args.names) != 1:
+        raise SystemExit(
+            "hotupgrade: rollback takes one SidecarRelease NAME (or -n NAMESPACE POD... for pods)"
+        )
+    return releasecmd.rollback_command(args.names[0], to=args.to)
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
-    options = rollout_options(args) if args.command == "rollout" else None
-    kube = _kube(args)
-    if args.command == "releases":
-        return releasecmd.releases(kube, args.names, out=sys.stdout)
-    names = tuple(getattr(args, "pods", ()) or ())
-    selection = Selection(namespace=args.namespace, names=names, selector=args.selector)
     out = sys.stdout
-    if options is not None:
+    command = args.command
+    # Options are checked before the kubeconfig is read: a usage error needs no cluster.
+    direct = rollout_options(args) if command == "rollout" and args.direct else None
+    edit = release_command(args)
+    kube = _kube(args)
+    if direct is not None:
+        selection, options = direct
         return commands.rollout(kube, selection, options, out=out, tty=out.isatty(), stop=stop)
-    if args.command == "status":
+    if edit is not None:
+
+        def view() -> View:
+            return view_for(out, tty=out.isatty())
+
+        return releasecmd.edit_and_follow(kube, edit, follow_options(args), view=view, out=out, stop=stop)
+    if command == "status" and not _pods_view(args):
+        return releasecmd.releases(kube, args.names, out=out)
+    selection = _pod_selection(args, args.pods if command in ("abort", "retry") else args.names)
+    if command == "status":
         agents = None if args.no_epoch else AgentClient(timeout=1.0)
         return commands.status(kube, selection, out=out, agents=agents)
-    action = {"rollback": commands.rollback, "abort": commands.abort, "retry": commands.retry}[args.command]
+    action = {"rollback": commands.rollback, "abort": commands.abort, "retry": commands.retry}[command]
     return action(kube, selection, out=out)
 
 
@@ -123,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_interrupt)
     try:
         return run(args, stop)
+    except (ReleaseCommandError, KubeconfigError) as exc:
+        sys.stderr.write(f"hotupgrade: {exc}\n")
+        return EXIT_FAILED
     except KubeError as exc:
         sys.stderr.write(f"hotupgrade: API error {exc.status}: {exc.message[:500]}\n")
         return commands.EXIT_FAILED

@@ -230,7 +230,7 @@ def summary_rows(
 
 
 def status_row(pod: PodInfo, epoch: int | None) -> tuple[str, ...]:
-    """POD, READY, ACTIVE, SLOT, IMAGE, TARGET, EPOCH, PHASE, MESSAGE for `hotupgrade status`."""
+    """POD, READY, ACTIVE, SLOT, IMAGE, TARGET, EPOCH, PHASE, MESSAGE for `hotupgrade status -n NS`."""
     status = pod.status
     record = pod.record
     return (

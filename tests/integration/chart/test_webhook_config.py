@@ -70,6 +70,12 @@ def test_injection_values_reach_the_config() -> None:
     assert "monitoring" in config.system_namespaces
 
 
+def test_skip_hot_restart_parent_stats_reaches_the_config_off_by_default() -> None:
+    assert parse_config(config_of(rendered())).skip_hot_restart_parent_stats is False
+    on = parse_config(config_of(rendered(sets=["injection.skipHotRestartParentStats=true"])))
+    assert on.skip_hot_restart_parent_stats is True
+
+
 @pytest.mark.parametrize("mode", ["static", "xds", "custom"])
 def test_each_bootstrap_mode_has_an_example_values_file_the_webhook_accepts(mode: str) -> None:
     config = parse_config(config_of(rendered([f"bootstrap-{mode}"])))
@@ -103,6 +109,7 @@ class _Recorder(dict[str, Any]):
         "bootstrap",
         "bootstrap.xds",
         "bootstrap.custom",
+        "capture",
     )
 
     def __init__(self, prefix: str, seen: set[str]) -> None:

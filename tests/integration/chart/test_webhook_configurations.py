@@ -13,6 +13,9 @@ from webhook.guard import USER_ANNOTATIONS
 from webhook.inject import decide
 
 VALUE_SETS = [[], *[[name] for name in ci_values_names()]]
+# Where the mutating entries send pods: with capture on, namespaces that enforce Pod Security baseline or
+# restricted go to the second path (webhook/app.py), where the webhook refuses capture.
+MUTATE_PATHS = ("/mutate", "/mutate/pod-security-enforced")
 IDS = ["default", *ci_values_names()]
 
 
@@ -45,7 +48,7 @@ def test_required_fields(values: list[str]) -> None:
         [rule] = hook["rules"]
         assert (rule["apiGroups"], rule["apiVersions"], rule["resources"]) == ([""], ["v1"], ["pods"])
         if kind == "MutatingWebhookConfiguration":
-            assert (svc["path"], rule["operations"]) == ("/mutate", ["CREATE"])
+            assert svc["path"] in MUTATE_PATHS and rule["operations"] == ["CREATE"]
         else:
             assert (svc["path"], rule["operations"]) == ("/validate", ["UPDATE"])
 
@@ -84,7 +87,8 @@ def test_the_webhook_answers_internal_errors_under_each_configurations_failure_p
     hooks = _webhooks(r)
     for kind, hook in hooks:
         endpoint: Endpoint = "mutate" if kind == "MutatingWebhookConfiguration" else "validate"
-        assert hook["clientConfig"]["service"]["path"] == f"/{endpoint}"
+        path = hook["clientConfig"]["service"]["path"]
+        assert path in MUTATE_PATHS if endpoint == "mutate" else path == "/validate"
         assert policies.of(endpoint) == hook["failurePolicy"], (kind, hook["name"])
     if sets:  # each case above sets the two policies apart
         assert {policies.mutate, policies.validate} == {"Fail", "Ignore"}
@@ -140,6 +144,41 @@ def test_opt_in_rules_hold_for_every_combination(values: list[str]) -> None:
             assert called == [], case
         checked += 1
     assert checked == len(namespaces) * 12
+
+
+@pytest.mark.parametrize("enforce", [None, "privileged", "baseline", "restricted"])
+def test_with_capture_each_pod_is_sent_once_and_enforcing_namespaces_to_their_own_path(
+    enforce: str | None,
+) -> None:
+    r = rendered(["capture"])
+    config = parse_config(config_of(r))
+    assert config.capture.enabled
+    mutating = r.one("MutatingWebhookConfiguration")["webhooks"]
+    assert len(mutating) == 4
+    enforced = enforce in ("baseline", "restricted")
+    for ns_label, pod_label in itertools.product([None, "enabled"], [None, "true", "false"]):
+        ns_labels = _namespace_labels("apps", ns_label)
+        if enforce is not None:
+            ns_labels["pod-security.kubernetes.io/enforce"] = enforce
+        pod = _pod(pod_label)
+        pod["spec"]["containers"][0]["ports"] = [{"containerPort": 8080}]
+        called = [
+            hook
+            for hook in mutating
+            if matches(hook["namespaceSelector"], ns_labels)
+            and matches(hook["objectSelector"], pod["metadata"]["labels"])
+        ]
+        case = f"enforce {enforce}, namespace labelled {ns_label}, pod labelled {pod_label}"
+        assert len(called) == int(_expected("apps", ns_label, pod_label, set())), case
+        for hook in called:
+            path = hook["clientConfig"]["service"]["path"]
+            assert path == ("/mutate/pod-security-enforced" if enforced else "/mutate"), case
+            decision = decide(pod, namespace="apps", config=config, pod_security_enforced=enforced)
+            assert (decision.inject, decision.reason) == (
+                (False, "capture-pod-security") if enforced else (True, "inject")
+            ), case
+    # Capture off: no Pod Security split, the two entries of before.
+    assert len(rendered().one("MutatingWebhookConfiguration")["webhooks"]) == 2
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)

@@ -1,5 +1,6 @@
 """`hotupgrade` (the installed console script) against a real kube-apiserver, with the controller
-running in-process on the same API server.
+running in-process on the same API server: the direct rollout (`rollout --direct`, by annotation) and the
+per-pod commands. The SidecarRelease commands: test_release_cli_apiserver.py.
 
 Kubelet and agents are simulated (fakes.py): these tests are about what the CLI writes and reports.
 """
@@ -62,7 +63,8 @@ def test_rollout_in_batches_then_status_then_rollback(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     result = hotupgrade(
-        kubeconfig, "rollout", "-n", namespace, "-l", "app=web", "--image", NEW, "--max-unavailable", "2",
+        kubeconfig, "rollout", "--direct", "-n", namespace, "-l", "app=web", "--image", NEW,
+        "--max-unavailable", "2",
         "--poll-interval", "0.3",
     )  # fmt: skip
     sampling.set()
@@ -139,7 +141,9 @@ def test_retry_after_a_failed_upgrade(
     kube: Kube, kubeconfig: str, namespace: str, sim: KubeletSim, controller: Controller
 ) -> None:
     sim.add_pod("web-0")
-    failed = hotupgrade(kubeconfig, "rollout", "-n", namespace, "--image", BROKEN, "--poll-interval", "0.3")
+    failed = hotupgrade(
+        kubeconfig, "rollout", "--direct", "-n", namespace, "--image", BROKEN, "--poll-interval", "0.3"
+    )
     assert failed.returncode == 1 and "failed" in failed.stdout, failed.stdout
     sim.broken.clear()
     retried = hotupgrade(kubeconfig, "retry", "-n", namespace, "web-0")
@@ -163,6 +167,7 @@ def test_ctrl_c_stops_cleanly_and_reports_what_was_started(
             "--kubeconfig",
             kubeconfig,
             "rollout",
+            "--direct",
             "-n",
             namespace,
             "--image",

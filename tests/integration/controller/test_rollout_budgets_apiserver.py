@@ -1,6 +1,6 @@
-"""`hotupgrade rollout` against a real kube-apiserver with the controller in-process (issue 12, scenarios
-7 and 8): PodDisruptionBudgets and pods already out of service hold a rollout back, a failing image stops
-it after --max-failures, and re-running it once the image is fixed resumes where it stopped.
+"""`hotupgrade rollout --direct` against a real kube-apiserver with the controller in-process (issue 12,
+scenarios 7 and 8): PodDisruptionBudgets and pods already out of service hold a rollout back, a failing
+image stops it after --max-failures, and re-running it once the image is fixed resumes where it stopped.
 
 Kubelet and agents are simulated (fakes.py), as in test_cli_apiserver.py. A sampler reads the pods every
 0.1 s throughout and counts those out of service the way the budgets do (controller.disruption).
@@ -135,7 +135,7 @@ def under_pdb(kube: Kube, kubeconfig: str, namespace: str) -> Iterator[Launch]:
         create_pdb(kube, namespace, pdb)
         sampler = Sampler(kube, namespace)
         run = RunningCLI(
-            kubeconfig, "rollout", "-n", namespace, "-l", selector, "--image", NEW,
+            kubeconfig, "rollout", "--direct", "-n", namespace, "-l", selector, "--image", NEW,
             "--max-unavailable", str(max_unavailable), "--poll-interval", "0.3",
         )  # fmt: skip
         runs.append(run)
@@ -248,7 +248,7 @@ def test_a_failing_image_stops_after_one_failure_and_a_rerun_resumes_once_fixed(
 ) -> None:
     for index in range(4):
         sim.add_pod(f"web-{index}")
-    args = ("rollout", "-n", namespace, "--image", BROKEN, "--poll-interval", "0.3")
+    args = ("rollout", "--direct", "-n", namespace, "--image", BROKEN, "--poll-interval", "0.3")
     broken = hotupgrade(kubeconfig, *args)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert f"rollout of {BROKEN} to 4 pod(s), at most 1 unavailable at once, stop after 1 failure(s)" in (
@@ -287,7 +287,7 @@ def test_max_failures_zero_tries_every_pod_and_reports_each_failure(
     for name in pods:
         sim.add_pod(name)
     result = hotupgrade(
-        kubeconfig, "rollout", "-n", namespace, "--image", BROKEN, "--max-failures", "0",
+        kubeconfig, "rollout", "--direct", "-n", namespace, "--image", BROKEN, "--max-failures", "0",
         "--max-unavailable", "3", "--poll-interval", "0.3",
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr

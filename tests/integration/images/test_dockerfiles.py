@@ -35,6 +35,9 @@ COMPARED_FILES = {
         "usr/local/bin/hotupgrade-agent",
         "opt/hotupgrade/bin/hotupgrade-agent",
         f"{SITE}/agent/",
+        # iptables for the capture init container (SIDECAR_PACKAGES), its nf_tables commands by name
+        "usr/sbin/iptables-nft-save",
+        "usr/sbin/iptables-nft-restore",
     ],
     "sidecar-hotupgrade/sidecar:0.1.1": ["etc/hotupgrade/version", "etc/hotupgrade/envoy.yaml.tmpl"],
     "sidecar-hotupgrade/sidecar:broken": ["etc/hotupgrade/version", "etc/hotupgrade/envoy.yaml.tmpl"],

@@ -166,3 +166,29 @@ def test_what_the_config_refuses_the_api_server_refuses(core: Any, plain_namespa
     [(_, pod, _)] = [c for c in CASES if c[0] == "minimal"]
     error = dry_run_create(core, plain_namespace, inject(pod, namespace=plain_namespace, config=bypassed))
     assert error is not None and api_message in error, error
+
+
+@pytest.mark.parametrize("level", ["baseline", "restricted"])
+def test_pod_security_rejects_the_capture_container_so_the_webhook_refuses_capture_there(
+    core: Any, level: str
+) -> None:
+    # Capture's init container needs NET_ADMIN: PodSecurity at either level would reject the pod, so the
+    # webhook, told by the chart's selectors that the namespace enforces the level, refuses capture.
+    namespace = make_namespace(
+        core,
+        {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "latest"},
+    )
+    try:
+        [(_, pod, _)] = [c for c in CASES if c[0] == "restricted-pod"]
+        capture = parse_config({"capture": {"mode": "iptables", "ports": [8080]}})
+        error = dry_run_create(core, namespace, inject(pod, namespace=namespace, config=capture))
+        assert error is not None and "violates PodSecurity" in error, error
+        assert '"hotupgrade-capture"' in error and "NET_ADMIN" in error, error
+        decision = decide(pod, namespace=namespace, config=capture, pod_security_enforced=True)
+        assert (decision.inject, decision.reason) == (False, "capture-pod-security")
+        # The pair without capture is admitted at both levels.
+        assert (
+            dry_run_create(core, namespace, inject(pod, namespace=namespace, config=WebhookConfig())) is None
+        )
+    finally:
+        core.delete_namespace(namespace)

@@ -40,13 +40,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 DRAIN_SECONDS = 2
 PARENT_SHUTDOWN_SECONDS = 3
 TAKEOVER_DEADLINE_SECONDS = 8
+# The restart-mid-take-over test restarts the control plane once the new Envoy initialises; on a busy
+# node (load 44 on 2 cores) getting there took longer than 8 s, so that test waits under a longer deadline.
+RESTART_DEADLINE_SECONDS = 30
 UPGRADES = 10
 PORTS = (contract.LISTEN_PORT, contract.TCP_LISTEN_PORT)
 
 
 @pytest.fixture
-def xds_pod(tmp_path: Path, xds_binary: Path) -> Iterator[tuple[SidecarPod, ControlPlane]]:
-    """App and echo running, slot a serving at epoch 0 with what the server sent (version 1), b empty."""
+def xds_pod(
+    request: pytest.FixtureRequest, tmp_path: Path, xds_binary: Path
+) -> Iterator[tuple[SidecarPod, ControlPlane]]:
+    """App and echo running, slot a serving at epoch 0 with what the server sent (version 1), b empty;
+    the take-over deadline is TAKEOVER_DEADLINE_SECONDS unless parametrized (indirect)."""
+    deadline = int(getattr(request, "param", TAKEOVER_DEADLINE_SECONDS))
     pod = Pod(tmp_path / "pod", run_dir_mount=contract.RUN_DIR, label="xds-pod")
     server = ControlPlane(tmp_path / "xds", ads_host="", binary=xds_binary)
     sidecars: SidecarPod | None = None
@@ -59,7 +66,7 @@ def xds_pod(tmp_path: Path, xds_binary: Path) -> Iterator[tuple[SidecarPod, Cont
             pod,
             drain_seconds=DRAIN_SECONDS,
             parent_shutdown_seconds=PARENT_SHUTDOWN_SECONDS,
-            extra_env=xds_env(server, takeover_deadline_seconds=TAKEOVER_DEADLINE_SECONDS),
+            extra_env=xds_env(server, takeover_deadline_seconds=deadline),
         )
         sidecars.start_pod()
         yield sidecars, server
@@ -242,6 +249,7 @@ def test_with_the_control_plane_down_the_upgrade_fails_by_its_deadline_and_the_o
     assert_tcp_never_reset(load.record)
 
 
+@pytest.mark.parametrize("xds_pod", [RESTART_DEADLINE_SECONDS], indirect=True)
 def test_a_control_plane_restarted_in_the_middle_of_a_take_over_lets_it_finish(
     xds_pod: tuple[SidecarPod, ControlPlane],
 ) -> None:
@@ -260,7 +268,7 @@ def test_a_control_plane_restarted_in_the_middle_of_a_take_over_lets_it_finish(
             epoch, state = info["command_line_options"]["restart_epoch"], info["state"]
             return epoch == 1 and state in ("PRE_INITIALIZING", "INITIALIZING")
 
-        sidecars.wait_for("epoch 1 initialising", initialising, timeout=TAKEOVER_DEADLINE_SECONDS)
+        sidecars.wait_for("epoch 1 initialising", initialising, timeout=RESTART_DEADLINE_SECONDS)
         time.sleep(1)
         server.start(keep_snapshots=True)
         rc, out = sidecars.post_start("b")
@@ -276,6 +284,6 @@ def test_a_control_plane_restarted_in_the_middle_of_a_take_over_lets_it_finish(
         summary = load.stop()
     figures = {"takeover_s": round(took, 2), "requests": summary["requests"], "failed": summary["failed"]}
     print("xds-restart-mid-takeover", json.dumps(figures))
-    assert took < TAKEOVER_DEADLINE_SECONDS + 5
+    assert took < RESTART_DEADLINE_SECONDS, "finished under its deadline, not ended by it"
     assert summary["failed"] == 0, summary["failures"]
     assert_tcp_never_reset(load.record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,17 +46,18 @@ def test_active_connections_sum_listeners_but_not_admin_or_hcm() -> None:
     assert parse_active_connections("listener.admin.downstream_cx_active: 1\n") == 0
 
 
+OPTIONS = EnvoyOptions(
+    binary="/bin/envoy",
+    bootstrap=Path("/run/b.yaml"),
+    epoch=4,
+    base_id=7,
+    drain_seconds=10,
+    parent_shutdown_seconds=15,
+)
+
+
 def test_envoy_command_has_epoch_base_id_socket_and_drain_times() -> None:
-    argv = envoy_command(
-        EnvoyOptions(
-            binary="/bin/envoy",
-            bootstrap=Path("/run/b.yaml"),
-            epoch=4,
-            base_id=7,
-            drain_seconds=10,
-            parent_shutdown_seconds=15,
-        )
-    )
+    argv = envoy_command(OPTIONS)
     assert argv[0] == "/bin/envoy"
     pairs = dict(zip(argv[1::2], argv[2::2], strict=True))
     assert pairs["--config-path"] == "/run/b.yaml"
@@ -64,6 +66,13 @@ def test_envoy_command_has_epoch_base_id_socket_and_drain_times() -> None:
     assert pairs["--socket-path"] == SOCKET_PATH
     assert pairs["--drain-time-s"] == "10"
     assert pairs["--parent-shutdown-time-s"] == "15"
+    assert "--skip-hot-restart-parent-stats" not in argv
+
+
+def test_envoy_command_skips_parent_stats_when_asked() -> None:
+    argv = envoy_command(replace(OPTIONS, skip_parent_stats=True))
+    assert argv.count("--skip-hot-restart-parent-stats") == 1
+    assert argv[:-1] == envoy_command(OPTIONS), "one flag added, nothing else changed"
 
 
 def test_validate_command_checks_the_file_without_joining_the_hot_restart() -> None:

@@ -97,7 +97,21 @@ def test_default_template_renders_the_documented_listeners() -> None:
         ]["port_value"]
         for cluster in bootstrap["static_resources"]["clusters"]
     }
-    assert upstreams == {"app": 8080, "app_tcp": 7000}
+    assert upstreams == {"app": 8080, "app_grpc": 8080, "app_tcp": 7000}
+    # WebSocket upgrades on HTTP/1.x; gRPC to the same app port in HTTP/2, every other request in HTTP/1.1.
+    assert http1["upgrade_configs"] == [{"upgrade_type": "websocket"}] and "upgrade_configs" not in http2
+    grpc_route, default_route = http1["route_config"]["virtual_hosts"][0]["routes"]
+    assert grpc_route == {
+        "match": {"prefix": "/", "grpc": {}},
+        "route": {"cluster": "app_grpc", "timeout": "0s"},
+    }
+    assert default_route == {"match": {"prefix": "/"}, "route": {"cluster": "app"}}
+    clusters = {cluster["name"]: cluster for cluster in bootstrap["static_resources"]["clusters"]}
+    options = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    assert clusters["app_grpc"]["typed_extension_protocol_options"][options]["explicit_http_config"] == {
+        "http2_protocol_options": {}
+    }
+    assert "typed_extension_protocol_options" not in clusters["app"]
 
 
 def test_default_template_needs_the_upstream_port() -> None:

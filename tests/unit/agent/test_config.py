@@ -104,3 +104,19 @@ def test_the_contract_defaults_pass_the_drain_rule() -> None:
 def test_bad_numbers_are_named(value: str) -> None:
     with pytest.raises(ConfigError, match=contract.ENV_BASE_ID):
         load_config({contract.ENV_SLOT: "a", contract.ENV_BASE_ID: value})
+
+
+SKIP_VALUES = [("", False), ("false", False), ("true", True), (" true ", True)]
+
+
+@pytest.mark.parametrize(("raw", "expected"), SKIP_VALUES)
+def test_skip_hot_restart_parent_stats(raw: str, expected: bool) -> None:
+    environ = {contract.ENV_SLOT: "a", contract.ENV_SKIP_HOT_RESTART_PARENT_STATS: raw}
+    assert load_config(environ).skip_hot_restart_parent_stats is expected
+    assert load_config({contract.ENV_SLOT: "a"}).skip_hot_restart_parent_stats is False
+
+
+@pytest.mark.parametrize("raw", ["yes", "1", "True"])
+def test_skip_hot_restart_parent_stats_is_true_or_false(raw: str) -> None:
+    with pytest.raises(ConfigError, match=contract.ENV_SKIP_HOT_RESTART_PARENT_STATS):
+        load_config({contract.ENV_SLOT: "a", contract.ENV_SKIP_HOT_RESTART_PARENT_STATS: raw})

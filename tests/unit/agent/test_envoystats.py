@@ -89,3 +89,56 @@ def test_an_answer_from_our_envoy_before_any_from_the_parent_is_ignored() -> Non
     watch = StatsWatch(parent_epoch=0, epoch=1)
     watch.observe(FIRST)
     assert watch.parent is None and watch.first is None
+
+
+def test_a_first_read_only_after_live_steps_flat_and_never_resets() -> None:
+    # The busy-node race (CI, load 25 on 2 cores): the child merged and went LIVE between two polls, so
+    # the watch sees the parent and then only a LIVE exposition that holds the child's own 300 requests.
+    watch = StatsWatch(parent_epoch=0, epoch=1)
+    watch.observe(PARENT)
+    live = exposition(epoch=1, generation=2, requests=200 + 300, bucket=250, active=7)
+    watch.observe_after_live(live)
+    assert watch.done and watch.late
+    assert watch.parent is not None and watch.first is not None
+    base = next_base({}, parent=watch.parent, first=watch.first)
+    at_read = cumulative_samples(rebase(live, base))
+    assert at_read[RQ] == 1000, "continues from the parent's last exported value"
+    after = exposition(epoch=1, generation=2, requests=520, bucket=260, active=7)
+    later = cumulative_samples(rebase(after, base))
+    assert later[RQ] == 1020 and later[BUCKET] == 910
+
+
+def test_a_watch_that_saw_first_in_time_is_not_late() -> None:
+    watch = StatsWatch(parent_epoch=0, epoch=1)
+    watch.observe(PARENT)
+    watch.observe(FIRST)
+    watch.observe_after_live(exposition(epoch=1, generation=2, requests=900, bucket=5, active=1))
+    assert watch.first == FIRST and not watch.late
+
+
+def test_a_live_answer_without_the_parents_merge_is_not_taken() -> None:
+    watch = StatsWatch(parent_epoch=0, epoch=1)
+    watch.observe(PARENT)
+    watch.observe_after_live(exposition(epoch=1, generation=1, requests=900, bucket=5, active=1))
+    assert not watch.done and not watch.late
+
+
+def test_with_skip_parent_stats_first_is_empty_once_ours_answers() -> None:
+    # --skip-hot-restart-parent-stats: the child never merges, so the whole parent value is the base.
+    watch = StatsWatch(parent_epoch=0, epoch=1, skip_parent_stats=True)
+    watch.observe(PARENT)
+    before_ours = watch.first
+    assert before_ours is None, "not before ours answers: the parent's admin may still count"
+    unmerged = exposition(epoch=1, generation=1, requests=0, bucket=0, active=0)
+    watch.observe(unmerged)
+    assert watch.first == ""
+    assert watch.parent is not None
+    base = next_base({}, parent=watch.parent, first=watch.first)
+    assert base[RQ] == 1000 and base[BUCKET] == 900
+
+
+def test_with_skip_parent_stats_a_read_after_live_is_not_late() -> None:
+    watch = StatsWatch(parent_epoch=0, epoch=1, skip_parent_stats=True)
+    watch.observe(PARENT)
+    watch.observe_after_live(exposition(epoch=1, generation=1, requests=40, bucket=3, active=2))
+    assert watch.first == "" and not watch.late

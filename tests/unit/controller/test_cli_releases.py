@@ -1,4 +1,4 @@
-"""`hotupgrade releases`: the release table from status, one release's conditions, rollback images and
+"""`hotupgrade status [NAME...]`: the release table from status, one release's conditions, rollback images and
 overlaps, and its pods with where each stands."""
 
 from dataclasses import replace
