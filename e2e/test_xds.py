@@ -221,6 +221,25 @@ def print_controller_log(api: client.ApiClient, name: str) -> None:
         print(f"----- controller {pod_name} about {name} -----\n" + "\n".join(lines[-60:]))
 
 
+def print_pod_events(api: client.ApiClient, name: str) -> None:
+    """Every Event on pod `name` (the kubelet's and the controller's), oldest first, for the timeline."""
+    selector = f"involvedObject.name={name},involvedObject.kind=Pod"
+    resp = kube.core(api).list_namespaced_event(
+        APP_NAMESPACE, field_selector=selector, _preload_content=False
+    )
+    items: list[dict[str, Any]] = json.loads(resp.data)["items"]
+
+    def at(event: dict[str, Any]) -> str:
+        return str(event.get("lastTimestamp") or event.get("eventTime") or "")
+
+    lines = [
+        f"{at(e)} x{e.get('count') or 1} {e.get('reason')} "
+        f"{(e.get('involvedObject') or {}).get('fieldPath') or ''} {str(e.get('message', ''))[:200]}"
+        for e in sorted(items, key=at)
+    ]
+    print(f"----- events on {name} -----\n" + "\n".join(lines))
+
+
 def upgrade_failed_events(api: client.ApiClient, name: str) -> list[str]:
     """The messages of the controller's UpgradeFailed Events on pod `name`, once there is one."""
 
@@ -274,12 +293,14 @@ def test_with_the_control_plane_down_an_upgrade_fails_by_its_deadline_and_after_
     finally:
         summary = load.stop()
         print_controller_log(api, xds_pod)
+        print_pod_events(api, xds_pod)
     waited = NOT_LIVE.search(failed.message)
     figures = {
         "time_to_fail_s": round(time_to_fail, 1),
         "spawn_to_deadline_s": float(waited[1]) if waited else None,
         "deadline_s": TAKEOVER_DEADLINE_SECONDS,
         "failed_not_ready_s": failed.not_ready_s,
+        "failed_ready_timeline": failed.ready_timeline,
         "requests_while_down": requests_while_down,
         "requests": summary["requests"],
         "failed": summary["failed"],

@@ -77,6 +77,7 @@ class Outcome:
     pod: kube.Pod
     not_ready_s: float = 0.0
     ready_flips: int = 0
+    ready_timeline: tuple[str, ...] = ()
 
 
 @dataclass
@@ -87,12 +88,15 @@ class PodReady:
     since: float
     not_ready_s: float = 0.0
     flips: int = 0
+    timeline: list[str] = field(default_factory=list)  # each flip: UTC time, Ready or not, containers
 
-    def seen(self, ready: bool, now: float) -> None:
+    def seen(self, ready: bool, now: float, *, containers: str = "") -> None:
         if ready != self.ready:
             if ready:
                 self.not_ready_s += now - self.since
             self.ready, self.since, self.flips = ready, now, self.flips + 1
+            stamp = time.strftime("%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}"
+            self.timeline.append(f"{stamp} {'Ready' if ready else 'NotReady'} {containers}".rstrip())
 
     def closed(self, now: float) -> float:
         """NotReady seconds, counting a window still open at `now`."""
@@ -151,7 +155,8 @@ class ReadinessWatch:
                     self.events += 1
                     name = pod["metadata"]["name"]
                     ready = event["type"] != "DELETED" and kube.condition(pod, "Ready")
-                    self.pods.setdefault(name, PodReady(ready, now)).seen(ready, now)
+                    shown = container_states(pod)
+                    self.pods.setdefault(name, PodReady(ready, now)).seen(ready, now, containers=shown)
         except Exception as exc:  # a broken watch must fail the measurement, not pass it silently
             if not self._stopping.is_set():
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -178,6 +183,12 @@ class ReadinessWatch:
         with self._lock:
             return {name: p.flips for name, p in self.pods.items()}
 
+    def timeline(self, name: str) -> tuple[str, ...]:
+        """Pod `name`'s Ready flips as seen: UTC time, Ready or NotReady, its containers' states."""
+        with self._lock:
+            found = self.pods.get(name)
+            return tuple(found.timeline) if found else ()
+
     def settle(self, timeout: float) -> None:
         """Wait (up to `timeout`) until every watched pod is Ready, then SETTLE_S more: a window still
         open is measured to its end, not cut at the outcome."""
@@ -185,6 +196,20 @@ class ReadinessWatch:
         while not self.all_ready() and time.monotonic() < deadline and self.error is None:
             time.sleep(0.1)
         time.sleep(SETTLE_S)
+
+
+def container_states(pod: kube.Pod) -> str:
+    """Each container of `pod` that is not running and ready, with its state and reason (for timelines)."""
+    status = pod.get("status", {})
+    shown = []
+    for each in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        state = each.get("state") or {}
+        if "running" in state and each.get("ready"):
+            continue
+        kind = next(iter(state), "unknown")
+        reason = (state.get(kind) or {}).get("reason") or ""
+        shown.append(f"{each.get('name')}={kind}{'/' + reason if reason else ''}")
+    return " ".join(shown)
 
 
 def assert_within_budget(
@@ -261,5 +286,11 @@ def upgrade(
         annotate_target(api, namespace, name, image, retry_token=token)
         outcome = wait_controller_outcome(api, namespace, name, image, timeout, retry_token=token)
         ready.settle(max(NOT_READY_BUDGET_S.values()) + 10.0)
-    windows = assert_within_budget(ready, outcome.phase, budget)
-    return replace(outcome, not_ready_s=windows[name], ready_flips=ready.flips()[name])
+    timeline = ready.timeline(name)
+    try:
+        windows = assert_within_budget(ready, outcome.phase, budget)
+    except AssertionError as over:
+        raise AssertionError(f"{over}; Ready flips: {list(timeline)}") from None
+    return replace(
+        outcome, not_ready_s=windows[name], ready_flips=ready.flips()[name], ready_timeline=timeline
+    )
