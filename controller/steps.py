@@ -576,6 +576,9 @@ def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str
     new = pod.containers.get(record.new_container)
     if new is None or new.image == record.empty_image:
         return _fail(pod, record, reason, f"{why}; standby untouched")
+    held = rollback_hold(pod, record, new, policy)
+    if held is not None:
+        return _wait_out(pod, record, held, before=f"rolling it back to the empty image ({reason}: {why})")
     rolling = record.moved(
         Phase.ROLLING_BACK,
         now=pod.now,
@@ -599,6 +602,19 @@ def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str
         delete_pre_pull=record.pre_pull_pod,
         planned=plan_restart(pod.annotations, new.name, delta) if delta else None,
     )
+
+
+def rollback_hold(pod: ObservedPod, record: UpgradeRecord, new: ContainerView, policy: Policy) -> Hold | None:
+    """The kubelet's back-off the rollback of a running target container should wait out first, or None.
+
+    Only while a target instance runs: its agent failed but stays up (agent/hook.py), so the pod is Ready
+    and the old Envoy serves; the rollback kills it and starts the empty image in one sync, and a start
+    the kubelet holds leaves the slot NotReady for the hold. A container that is not running gains nothing
+    from waiting, and a hold past the step timeout is not waited for (the rollback goes ahead)."""
+    if not new.running or new.container_id is None or new.container_id == record.standby_seen.container_id:
+        return None
+    held = _kubelet_hold(pod, new, record.empty_image)
+    return held if held is not None and held.seconds <= policy.step_timeout else None
 
 
 def _continue(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord, policy: Policy) -> Action:

@@ -272,6 +272,7 @@ def test_with_the_control_plane_down_an_upgrade_fails_by_its_deadline_and_after_
         # NotReady measured here, held to the README's budget last, after everything else is checked.
         failed = upgrade.upgrade(api, APP_NAMESPACE, xds_pod, target, conftest.UPGRADE_TIMEOUT, budget=None)
         time_to_fail = time.monotonic() - started
+        print(f"failed upgrade: NotReady {failed.not_ready_s} s, Ready flips {list(failed.ready_timeline)}")
         time.sleep(3)  # the old Envoy keeps serving after the rollback
         down_until = time.time()
         requests_while_down = load.summary()["requests"]
