@@ -604,6 +604,15 @@ def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str
     )
 
 
+def status_lags(new: ContainerView, seen: Seen) -> bool:
+    """The pod status still shows the standby's instance from before the image change, though the new
+    slot's agent answers (it runs only in a target container). The kubelet publishes a pod's status when a
+    sync starts, and the sync that started the target was blocked in its postStart hook until the agent
+    failed: rolling back on this status would take the target's instance, once reported, for the rollback's
+    fresh container, and miss the back-off to wait out (`rollback_hold`)."""
+    return seen.container_id is not None and new.container_id == seen.container_id
+
+
 def rollback_hold(pod: ObservedPod, record: UpgradeRecord, new: ContainerView, policy: Policy) -> Hold | None:
     """The kubelet's back-off the rollback of a running target container should wait out first, or None.
 
@@ -732,6 +741,11 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         return WaitFor(reason=message, requeue_after=policy.poll_interval, record=draining, event=event)
     if agent is not None and agent.reachable and agent.phase == "failed":
         why = f"agent of slot {record.new_slot} failed: {agent.last_error or 'no error given'}"
+        if status_lags(new, record.standby_seen) and _elapsed(record, pod.now) <= policy.step_timeout:
+            reason = (
+                f"agent of slot {record.new_slot} failed; waiting for the kubelet to report its container"
+            )
+            return WaitFor(reason=reason, requeue_after=min(policy.poll_interval, 0.5))
         return _roll_back(pod, record, Reason.AGENT_FAILED, why, policy)
     if new.waiting_reason == "CrashLoopBackOff" and _never_started(new, record.standby_seen):
         return _held_by_kubelet(pod, record, new, policy)

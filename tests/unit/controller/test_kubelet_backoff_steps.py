@@ -448,3 +448,48 @@ def test_a_rollback_does_not_wait_for_a_target_container_that_is_not_running() -
     unreachable_b = {**failing(NEW)(kubelet, now), "b": unreachable("b")}
     action = next_step(observe_pod(kubelet.pod, now=now, agents=unreachable_b, budget=ADMITTED), POLICY)
     assert isinstance(action, RollBack), action
+
+
+def test_a_failed_agent_is_rolled_back_only_once_the_status_shows_its_container() -> None:
+    """The kubelet publishes the pod status when a sync starts; the sync that started the target sat in
+    its postStart hook until the agent failed, so the status may still show the instance from before the
+    swap. Rolling back on it would record that instance as the one to replace and take the target's own
+    instance, once reported, for the rollback's fresh container: the controller waits for the status."""
+    kubelet, now = fresh_kubelet(), T0
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
+    for _ in range(100):
+        kubelet.sync(now)
+        record = record_in(kubelet.pod["metadata"]["annotations"])
+        if record is not None and record.phase is Phase.TAKING_OVER and kubelet.runs("hotupgrade-b", NEW):
+            break
+        observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now), budget=ADMITTED)
+        action = next_step(observed, POLICY)
+        assert isinstance(action, SetImage | WaitFor), action
+        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
+        now += timedelta(seconds=max(action.requeue_after, 0.25))
+    else:
+        raise AssertionError("the target never ran")
+    assert record is not None and record.standby_seen.container_id is not None
+    agents = failing(NEW)(kubelet, now)
+    stale = json.loads(json.dumps(kubelet.pod))
+    status = next(s for s in stale["status"]["containerStatuses"] if s["name"] == "hotupgrade-b")
+    status.update(
+        containerID=record.standby_seen.container_id,
+        image=EMPTY,
+        imageID=f"{EMPTY}@sha256:{abs(hash(EMPTY)):x}",
+        restartCount=0,
+    )
+    status.pop("lastState", None)
+    waiting = next_step(observe_pod(stale, now=now, agents=agents, budget=ADMITTED), POLICY)
+    assert isinstance(waiting, WaitFor) and waiting.record is None, waiting
+    assert waiting.reason == "agent of slot b failed; waiting for the kubelet to report its container"
+    rolled = next_step(observe_pod(kubelet.pod, now=now, agents=agents, budget=ADMITTED), POLICY)
+    assert isinstance(rolled, RollBack), rolled
+    target_id = next(
+        s["containerID"] for s in kubelet.pod["status"]["containerStatuses"] if s["name"] == "hotupgrade-b"
+    )
+    assert rolled.record is not None and rolled.record.rollback_from_id == target_id
+    # A kubelet that never reports it: the step timeout ends the wait, and the rollback goes ahead.
+    late = now + timedelta(seconds=POLICY.step_timeout + 1)
+    action = next_step(observe_pod(stale, now=late, agents=agents, budget=ADMITTED), POLICY)
+    assert isinstance(action, RollBack), action
