@@ -29,7 +29,8 @@ TERMINAL = (Phase.COMPLETED, Phase.FAILED)
 # The README's promise ("Readiness during an upgrade"), in seconds of NotReady per pod and upgrade, by
 # how the upgrade ended. Completed: the pod stays Ready (the kubelet replaces the container and runs its
 # postStart in one pod sync; every e2e run so far published no NotReady at all). Failed: the failed
-# container is reported until the controller has reset its slot (measured 1.03 s on a loaded machine).
+# slot's hook passes while the old Envoy serves on and the rollback replaces it in one pod sync
+# (agent/hook.py; measured 0.0 s), an older agent's failed hook costs the kubelet's back-off.
 NOT_READY_BUDGET_S: Mapping[Phase, float] = {Phase.COMPLETED: 0.0, Phase.FAILED: 5.0}
 # After the outcome: a NotReady published right after the record's last write still counts.
 SETTLE_S = 1.0
