@@ -576,9 +576,6 @@ def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str
     new = pod.containers.get(record.new_container)
     if new is None or new.image == record.empty_image:
         return _fail(pod, record, reason, f"{why}; standby untouched")
-    held = rollback_hold(pod, record, new, policy)
-    if held is not None:
-        return _wait_out(pod, record, held, before=f"rolling it back to the empty image ({reason}: {why})")
     rolling = record.moved(
         Phase.ROLLING_BACK,
         now=pod.now,
@@ -614,12 +611,13 @@ def status_lags(new: ContainerView, seen: Seen) -> bool:
 
 
 def rollback_hold(pod: ObservedPod, record: UpgradeRecord, new: ContainerView, policy: Policy) -> Hold | None:
-    """The kubelet's back-off the rollback of a running target container should wait out first, or None.
+    """The kubelet's back-off the rollback of a failed agent's container should wait out first, or None.
 
     Only while a target instance runs: its agent failed but stays up (agent/hook.py), so the pod is Ready
     and the old Envoy serves; the rollback kills it and starts the empty image in one sync, and a start
     the kubelet holds leaves the slot NotReady for the hold. A container that is not running gains nothing
-    from waiting, and a hold past the step timeout is not waited for (the rollback goes ahead)."""
+    from waiting, and a hold past the step timeout is not waited for (the rollback goes ahead). Only for a
+    failed agent: one still taking over (an abort, a timeout) could take the listeners meanwhile."""
     if not new.running or new.container_id is None or new.container_id == record.standby_seen.container_id:
         return None
     held = _kubelet_hold(pod, new, record.empty_image)
@@ -746,6 +744,10 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
                 f"agent of slot {record.new_slot} failed; waiting for the kubelet to report its container"
             )
             return WaitFor(reason=reason, requeue_after=min(policy.poll_interval, 0.5))
+        held = rollback_hold(pod, record, new, policy)
+        if held is not None:
+            before = f"rolling it back to the empty image ({Reason.AGENT_FAILED}: {why})"
+            return _wait_out(pod, record, held, before=before)
         return _roll_back(pod, record, Reason.AGENT_FAILED, why, policy)
     if new.waiting_reason == "CrashLoopBackOff" and _never_started(new, record.standby_seen):
         return _held_by_kubelet(pod, record, new, policy)

@@ -17,7 +17,12 @@ import jsonpatch
 
 from controller import actions
 from controller.actions import Complete, Fail, PatchStandbyImage, ResetOldToEmpty, RollBack, SetImage, WaitFor
-from controller.keys import ANNOTATION_KUBELET_BACKOFF, ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE
+from controller.keys import (
+    ANNOTATION_ABORT,
+    ANNOTATION_KUBELET_BACKOFF,
+    ANNOTATION_STATUS,
+    ANNOTATION_TARGET_IMAGE,
+)
 from controller.kubeletbackoff import memory_in
 from controller.observed import AgentView, PrePullView, observe_pod
 from controller.patches import patch_for
@@ -493,3 +498,33 @@ def test_a_failed_agent_is_rolled_back_only_once_the_status_shows_its_container(
     late = now + timedelta(seconds=POLICY.step_timeout + 1)
     action = next_step(observe_pod(stale, now=late, agents=agents, budget=ADMITTED), POLICY)
     assert isinstance(action, RollBack), action
+
+
+def test_an_abort_rolls_back_at_once_even_where_a_failed_agent_would_wait_out_the_back_off() -> None:
+    """The wait before a rollback is for a failed agent only: a target still starting could take the
+    listeners meanwhile, so an abort rolls it back at once, back-off or not."""
+    kubelet, now = fresh_kubelet(), T0
+    for target in (NEW, OLD):
+        record, _, now = upgrade(kubelet, target, now)
+        assert record.phase is Phase.COMPLETED, record.message
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
+    for _ in range(100):
+        kubelet.sync(now)
+        record = record_in(kubelet.pod["metadata"]["annotations"])
+        if record is not None and record.phase is Phase.TAKING_OVER and kubelet.runs("hotupgrade-b", NEW):
+            break
+        observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now), budget=ADMITTED)
+        action = next_step(observed, POLICY)
+        assert isinstance(action, SetImage | WaitFor), action
+        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
+        now += timedelta(seconds=max(action.requeue_after, 0.25))
+    else:
+        raise AssertionError("the target never ran")
+    failed = failing(NEW)(kubelet, now)
+    held = next_step(observe_pod(kubelet.pod, now=now, agents=failed, budget=ADMITTED), POLICY)
+    assert isinstance(held, WaitFor) and held.hold is not None, "a failed agent's rollback waits here"
+    starting = {**failed, "b": agent("b", "standby", "starting", slots={"a": "serving", "b": "starting"})}
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_ABORT] = "abort-1"
+    action = next_step(observe_pod(kubelet.pod, now=now, agents=starting, budget=ADMITTED), POLICY)
+    assert isinstance(action, RollBack) and action.record is not None, action
+    assert action.record.reason is Reason.ABORTED
