@@ -505,8 +505,8 @@ def test_an_abort_rolls_back_at_once_even_where_a_failed_agent_would_wait_out_th
     listeners meanwhile, so an abort rolls it back at once, back-off or not."""
     kubelet, now = fresh_kubelet(), T0
     for target in (NEW, OLD):
-        record, _, now = upgrade(kubelet, target, now)
-        assert record.phase is Phase.COMPLETED, record.message
+        done, _, now = upgrade(kubelet, target, now)
+        assert done.phase is Phase.COMPLETED, done.message
     kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
     for _ in range(100):
         kubelet.sync(now)
