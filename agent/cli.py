@@ -2,10 +2,11 @@
 and the capture init container's command (docs/contract.md "Traffic capture").
 
 Configuration comes only from the environment names of docs/contract.md (agent/config.py).
-Exit codes: run 0 after SIGTERM, 1 on a startup error, 2 on bad configuration; wait 0 ready or standing
-by (a replaced slot restarted before its reset: passing keeps the kubelet from crash-looping it), 1 this
-slot failed, 2 timeout; status 0 printed, 1 no state yet; capture 0 rules in place, 1 iptables failed,
-2 bad redirect list.
+Exit codes: run 0 after SIGTERM, 1 on a startup error, 2 on bad configuration; wait 0 ready, standing
+by (a replaced slot restarted before its reset: passing keeps the kubelet from crash-looping it) or
+failed while the other slot's Envoy serves on (the controller rolls it back, agent/hook.py), 1 this slot
+failed with no other Envoy serving, 2 timeout; status 0 printed, 1 no state yet; capture 0 rules in
+place, 1 iptables failed, 2 bad redirect list.
 """
 
 from __future__ import annotations
@@ -160,7 +161,10 @@ def _get(port: int, path: str) -> tuple[int, bytes] | None:
 
 
 def wait(timeout: float | None) -> int:
-    """Poll this slot's status server until its Envoy is LIVE and owns the listeners, or it stands by."""
+    """Poll this slot's status server until its Envoy is LIVE and owns the listeners, it stands by, or
+    it failed (agent/hook.py: passing when the other slot's Envoy serves on)."""
+    from agent.hook import wait_verdict
+
     config = _config()
     limit = config.wait_timeout if timeout is None else timeout
     deadline = time.monotonic() + limit
@@ -174,12 +178,13 @@ def wait(timeout: float | None) -> int:
         if answer is not None and answer[0] == 200:
             status = json.loads(answer[1])
             last = f"phase {status['phase']}, last error: {status['last_error']}"
-            if status["phase"] == "failed":
-                print(f"hotupgrade-agent: slot {config.slot} {last}", file=sys.stderr)
-                return 1
-            if status["phase"] == "retired":
-                print(f"hotupgrade-agent: slot {config.slot} stands by: {status['last_error']}")
-                return 0
+            verdict = wait_verdict(status)
+            if verdict is not None:
+                print(
+                    f"hotupgrade-agent: {verdict.message}",
+                    file=sys.stdout if verdict.code == 0 else sys.stderr,
+                )
+                return verdict.code
         time.sleep(0.1)
     print(f"hotupgrade-agent: slot {config.slot} not ready after {limit:.0f}s ({last})", file=sys.stderr)
     return 2

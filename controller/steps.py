@@ -602,6 +602,29 @@ def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str
     )
 
 
+def status_lags(new: ContainerView, seen: Seen) -> bool:
+    """The pod status still shows the standby's instance from before the image change, though the new
+    slot's agent answers (it runs only in a target container). The kubelet publishes a pod's status when a
+    sync starts, and the sync that started the target was blocked in its postStart hook until the agent
+    failed: rolling back on this status would take the target's instance, once reported, for the rollback's
+    fresh container, and miss the back-off to wait out (`rollback_hold`)."""
+    return seen.container_id is not None and new.container_id == seen.container_id
+
+
+def rollback_hold(pod: ObservedPod, record: UpgradeRecord, new: ContainerView, policy: Policy) -> Hold | None:
+    """The kubelet's back-off the rollback of a failed agent's container should wait out first, or None.
+
+    Only while a target instance runs: its agent failed but stays up (agent/hook.py), so the pod is Ready
+    and the old Envoy serves; the rollback kills it and starts the empty image in one sync, and a start
+    the kubelet holds leaves the slot NotReady for the hold. A container that is not running gains nothing
+    from waiting, and a hold past the step timeout is not waited for (the rollback goes ahead). Only for a
+    failed agent: one still taking over (an abort, a timeout) could take the listeners meanwhile."""
+    if not new.running or new.container_id is None or new.container_id == record.standby_seen.container_id:
+        return None
+    held = _kubelet_hold(pod, new, record.empty_image)
+    return held if held is not None and held.seconds <= policy.step_timeout else None
+
+
 def _continue(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord, policy: Policy) -> Action:
     abort = pod.annotations.get(ANNOTATION_ABORT)
     if abort is not None and abort != record.abort_token and record.phase is not Phase.ROLLING_BACK:
@@ -717,6 +740,15 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         return WaitFor(reason=message, requeue_after=policy.poll_interval, record=draining, event=event)
     if agent is not None and agent.reachable and agent.phase == "failed":
         why = f"agent of slot {record.new_slot} failed: {agent.last_error or 'no error given'}"
+        if status_lags(new, record.standby_seen) and _elapsed(record, pod.now) <= policy.step_timeout:
+            reason = (
+                f"agent of slot {record.new_slot} failed; waiting for the kubelet to report its container"
+            )
+            return WaitFor(reason=reason, requeue_after=min(policy.poll_interval, 0.5))
+        held = rollback_hold(pod, record, new, policy)
+        if held is not None:
+            before = f"rolling it back to the empty image ({Reason.AGENT_FAILED}: {why})"
+            return _wait_out(pod, record, held, before=before)
         return _roll_back(pod, record, Reason.AGENT_FAILED, why, policy)
     if new.waiting_reason == "CrashLoopBackOff" and _never_started(new, record.standby_seen):
         return _held_by_kubelet(pod, record, new, policy)

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -18,7 +19,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from controller.keys import ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
+from controller.keys import ANNOTATION_RETRY, ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
 from controller.record import Phase, UpgradeRecord, parse_record
 from e2e import kube
 from webhook import contract
@@ -28,7 +29,8 @@ TERMINAL = (Phase.COMPLETED, Phase.FAILED)
 # The README's promise ("Readiness during an upgrade"), in seconds of NotReady per pod and upgrade, by
 # how the upgrade ended. Completed: the pod stays Ready (the kubelet replaces the container and runs its
 # postStart in one pod sync; every e2e run so far published no NotReady at all). Failed: the failed
-# container is reported until the controller has reset its slot (measured 1.03 s on a loaded machine).
+# slot's hook passes while the old Envoy serves on and the rollback replaces it in one pod sync
+# (agent/hook.py; measured 0.0 s), an older agent's failed hook costs the kubelet's back-off.
 NOT_READY_BUDGET_S: Mapping[Phase, float] = {Phase.COMPLETED: 0.0, Phase.FAILED: 5.0}
 # After the outcome: a NotReady published right after the record's last write still counts.
 SETTLE_S = 1.0
@@ -76,6 +78,7 @@ class Outcome:
     pod: kube.Pod
     not_ready_s: float = 0.0
     ready_flips: int = 0
+    ready_timeline: tuple[str, ...] = ()
 
 
 @dataclass
@@ -86,12 +89,15 @@ class PodReady:
     since: float
     not_ready_s: float = 0.0
     flips: int = 0
+    timeline: list[str] = field(default_factory=list)  # each flip: UTC time, Ready or not, containers
 
-    def seen(self, ready: bool, now: float) -> None:
+    def seen(self, ready: bool, now: float, *, containers: str = "") -> None:
         if ready != self.ready:
             if ready:
                 self.not_ready_s += now - self.since
             self.ready, self.since, self.flips = ready, now, self.flips + 1
+            stamp = time.strftime("%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}"
+            self.timeline.append(f"{stamp} {'Ready' if ready else 'NotReady'} {containers}".rstrip())
 
     def closed(self, now: float) -> float:
         """NotReady seconds, counting a window still open at `now`."""
@@ -150,7 +156,8 @@ class ReadinessWatch:
                     self.events += 1
                     name = pod["metadata"]["name"]
                     ready = event["type"] != "DELETED" and kube.condition(pod, "Ready")
-                    self.pods.setdefault(name, PodReady(ready, now)).seen(ready, now)
+                    shown = container_states(pod)
+                    self.pods.setdefault(name, PodReady(ready, now)).seen(ready, now, containers=shown)
         except Exception as exc:  # a broken watch must fail the measurement, not pass it silently
             if not self._stopping.is_set():
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -177,6 +184,12 @@ class ReadinessWatch:
         with self._lock:
             return {name: p.flips for name, p in self.pods.items()}
 
+    def timeline(self, name: str) -> tuple[str, ...]:
+        """Pod `name`'s Ready flips as seen: UTC time, Ready or NotReady, its containers' states."""
+        with self._lock:
+            found = self.pods.get(name)
+            return tuple(found.timeline) if found else ()
+
     def settle(self, timeout: float) -> None:
         """Wait (up to `timeout`) until every watched pod is Ready, then SETTLE_S more: a window still
         open is measured to its end, not cut at the outcome."""
@@ -184,6 +197,20 @@ class ReadinessWatch:
         while not self.all_ready() and time.monotonic() < deadline and self.error is None:
             time.sleep(0.1)
         time.sleep(SETTLE_S)
+
+
+def container_states(pod: kube.Pod) -> str:
+    """Each container of `pod` that is not running and ready, with its state and reason (for timelines)."""
+    status = pod.get("status", {})
+    shown = []
+    for each in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        state = each.get("state") or {}
+        if "running" in state and each.get("ready"):
+            continue
+        kind = next(iter(state), "unknown")
+        reason = (state.get(kind) or {}).get("reason") or ""
+        shown.append(f"{each.get('name')}={kind}{'/' + reason if reason else ''}")
+    return " ".join(shown)
 
 
 def assert_within_budget(
@@ -207,22 +234,36 @@ def assert_within_budget(
     return windows
 
 
-def annotate_target(api: client.ApiClient, namespace: str, name: str, image: str) -> None:
-    body = {"metadata": {"annotations": {ANNOTATION_TARGET_IMAGE: image}}}
-    kube.core(api).patch_namespaced_pod(name, namespace, body)
+def annotate_target(
+    api: client.ApiClient, namespace: str, name: str, image: str, *, retry_token: str | None = None
+) -> None:
+    """Ask for `image`; with `retry_token`, also for a new attempt as `hotupgrade retry` does."""
+    annotations = {ANNOTATION_TARGET_IMAGE: image}
+    if retry_token is not None:
+        annotations[ANNOTATION_RETRY] = retry_token
+    kube.core(api).patch_namespaced_pod(name, namespace, {"metadata": {"annotations": annotations}})
 
 
 def wait_controller_outcome(
-    api: client.ApiClient, namespace: str, name: str, image: str, timeout: float
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    image: str,
+    timeout: float,
+    *,
+    retry_token: str | None = None,
 ) -> Outcome:
-    """Wait until the controller's record for `image` reaches a terminal phase (Completed or Failed)."""
+    """Wait until the controller's record for `image` (and the attempt that consumed `retry_token`, if
+    given) reaches a terminal phase (Completed or Failed)."""
 
     def done() -> Outcome | None:
         pod = kube.get_pod(api, namespace, name)
         record = upgrade_record(pod)
-        if record is not None and record.to_image == image and record.phase in TERMINAL:
-            return Outcome(record.phase, record.message, pod)
-        return None
+        if record is None or record.to_image != image or record.phase not in TERMINAL:
+            return None
+        if retry_token is not None and record.retry_token != retry_token:
+            return None  # still the failed attempt before the retry
+        return Outcome(record.phase, record.message, pod)
 
     return kube.wait_until(f"upgrade of {namespace}/{name} to {image}", done, timeout, interval=0.5)
 
@@ -235,13 +276,22 @@ def upgrade(
     timeout: float,
     *,
     budget: Mapping[Phase, float] | None = NOT_READY_BUDGET_S,
+    retry: bool = False,
 ) -> Outcome:
     """Upgrade one pod's sidecar to `image` by annotation; the outcome the controller recorded, with the
     pod's NotReady time, which must be within `budget` for that outcome (AssertionError). `budget` None:
-    measured only, for an upgrade outside the README's promise (the kubelet pulling without pre-pull)."""
+    measured only, for an upgrade outside the README's promise (the kubelet pulling without pre-pull).
+    `retry`: the last upgrade to `image` failed; a new attempt, as `hotupgrade retry` starts it."""
+    token = uuid.uuid4().hex if retry else None
     with ReadinessWatch(api, namespace, field_selector=f"metadata.name={name}") as ready:
-        annotate_target(api, namespace, name, image)
-        outcome = wait_controller_outcome(api, namespace, name, image, timeout)
+        annotate_target(api, namespace, name, image, retry_token=token)
+        outcome = wait_controller_outcome(api, namespace, name, image, timeout, retry_token=token)
         ready.settle(max(NOT_READY_BUDGET_S.values()) + 10.0)
-    windows = assert_within_budget(ready, outcome.phase, budget)
-    return replace(outcome, not_ready_s=windows[name], ready_flips=ready.flips()[name])
+    timeline = ready.timeline(name)
+    try:
+        windows = assert_within_budget(ready, outcome.phase, budget)
+    except AssertionError as over:
+        raise AssertionError(f"{over}; Ready flips: {list(timeline)}") from None
+    return replace(
+        outcome, not_ready_s=windows[name], ready_flips=ready.flips()[name], ready_timeline=timeline
+    )

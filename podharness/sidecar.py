@@ -314,6 +314,8 @@ class SidecarPod:
         rc, out = self.post_start(to_slot)
         if rc != 0:
             raise UpgradeError(f"{Phase.TAKING_OVER}: postStart of {to_slot} failed ({rc}): {out}")
+        if self.slot_phase(to_slot) == "failed":  # the hook passes while the old Envoy serves on
+            raise UpgradeError(f"{Phase.TAKING_OVER}: the agent of {to_slot} failed: {out}")
         live = time.time()
         self.sample_agent_rss()
         # Draining: the old container is never touched before its Envoy has exited.

@@ -4,7 +4,8 @@ The server is localcluster/xdsserver (go-control-plane, ADS over gRPC, state of 
 cached by localcluster.xds. It runs on the host, outside any pod: a pod's Envoy reaches it over the pod's
 veth (`ads_host` = the pod's host-side address), the way a sidecar reaches a control-plane Service.
 Its HTTP API listens on 127.0.0.1 only. `acked` and `nack_of` read the server's /status and decide;
-the class around them does the I/O.
+the classes around them do the I/O: `ServerAPI` talks to a running server at any URL (the e2e suite's runs
+in the cluster, e2e/xdsplane.py), `ControlPlane` also runs the process.
 """
 
 from __future__ import annotations
@@ -106,8 +107,72 @@ class PushRejectedError(RuntimeError):
     """The server refused a snapshot (HTTP 400); the message is its reason."""
 
 
-class ControlPlane:
-    """One xDS test server process; the same addresses across stop() and start().
+class ServerAPI:
+    """The HTTP API of a running xDS test server at base_url (`http://host:port`, no trailing slash)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
+        req = urllib.request.Request(
+            f"{self.base_url}{path}",
+            data=body,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            if err.code == 400:
+                raise PushRejectedError(json.loads(err.read())["error"]) from None
+            raise
+
+    def push(self, node: str, snapshot: Snapshot, *, validate: bool = True) -> None:
+        """Serve snapshot to node ("*": every node without its own); PushRejectedError if the server refuses.
+
+        validate=False skips the server's proto validation and consistency check, for tests that need
+        Envoy to receive something broken."""
+        query = "" if validate else "?validate=false"
+        self._request("PUT", f"/snapshots/{node}{query}", json.dumps(snapshot.document()).encode())
+
+    def status(self) -> Status:
+        return cast(Status, self._request("GET", "/status"))
+
+    def wait_acked(self, node: str, version: str, *, timeout: float = 30.0) -> Status:
+        """Wait until every open stream of node ACKed version; the status that showed it."""
+        status = self._wait(lambda st: acked(st, node, version), timeout)
+        if not acked(status, node, version):
+            raise TimeoutError(f"node {node} did not ACK version {version} in {timeout} s: {status}")
+        return status
+
+    def wait_nacked(self, node: str, version: str, *, timeout: float = 30.0) -> NackRecord:
+        """Wait until node NACKed version; the NACK (type, error detail)."""
+        status = self._wait(lambda st: nack_of(st, node, version) is not None, timeout)
+        found = nack_of(status, node, version)
+        if found is None:
+            raise TimeoutError(f"node {node} did not NACK version {version} in {timeout} s: {status}")
+        return found
+
+    def wait_streams(self, node: str, count: int, *, timeout: float = 30.0) -> Status:
+        """Wait until node has exactly count open ADS streams."""
+        status = self._wait(lambda st: len(node_streams(st, node)) == count, timeout)
+        if len(node_streams(status, node)) != count:
+            raise TimeoutError(f"node {node} does not have {count} streams after {timeout} s: {status}")
+        return status
+
+    def _wait(self, done: Callable[[Status], bool], timeout: float) -> Status:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if done(status) or time.monotonic() > deadline:
+                return status
+            time.sleep(0.05)
+
+
+class ControlPlane(ServerAPI):
+    """One xDS test server process on this host and its HTTP API; the same addresses across stop() and
+    start().
 
     binary defaults to ensure_binary(), which builds the server on a cache miss (minutes when cold)."""
 
@@ -119,6 +184,7 @@ class ControlPlane:
         unix_socket: Path | None = None,
         binary: Path | None = None,
     ) -> None:
+        super().__init__("http://127.0.0.1:0")
         self.workdir = workdir
         self.ads_host = ads_host
         self.unix_socket = unix_socket
@@ -168,6 +234,7 @@ class ControlPlane:
         ready = self._wait_ready()
         self.ads_port = int(ready["ads"].rsplit(":", 1)[1])
         self.http_port = int(ready["http"].rsplit(":", 1)[1])
+        self.base_url = f"http://127.0.0.1:{self.http_port}"
         if not keep_snapshots:
             self._pushed.clear()
         return self
@@ -217,63 +284,8 @@ class ControlPlane:
             self.stop()
         self.kill()
 
-    # HTTP API -----------------------------------------------------------------------------------------
-
-    def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.http_port}{path}",
-            data=body,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            if err.code == 400:
-                raise PushRejectedError(json.loads(err.read())["error"]) from None
-            raise
-
     def push(self, node: str, snapshot: Snapshot, *, validate: bool = True) -> None:
-        """Serve snapshot to node ("*": every node without its own); PushRejectedError if the server refuses.
-
-        validate=False skips the server's proto validation and consistency check, for tests that need
-        Envoy to receive something broken; such a snapshot is not kept for start(keep_snapshots=True)."""
-        document = snapshot.document()
-        query = "" if validate else "?validate=false"
-        self._request("PUT", f"/snapshots/{node}{query}", json.dumps(document).encode())
+        """ServerAPI.push, remembering validated snapshots for start(keep_snapshots=True)."""
+        super().push(node, snapshot, validate=validate)
         if validate:
-            self._pushed[node] = document
-
-    def status(self) -> Status:
-        return cast(Status, self._request("GET", "/status"))
-
-    def wait_acked(self, node: str, version: str, *, timeout: float = 30.0) -> Status:
-        """Wait until every open stream of node ACKed version; the status that showed it."""
-        status = self._wait(lambda st: acked(st, node, version), timeout)
-        if not acked(status, node, version):
-            raise TimeoutError(f"node {node} did not ACK version {version} in {timeout} s: {status}")
-        return status
-
-    def wait_nacked(self, node: str, version: str, *, timeout: float = 30.0) -> NackRecord:
-        """Wait until node NACKed version; the NACK (type, error detail)."""
-        status = self._wait(lambda st: nack_of(st, node, version) is not None, timeout)
-        found = nack_of(status, node, version)
-        if found is None:
-            raise TimeoutError(f"node {node} did not NACK version {version} in {timeout} s: {status}")
-        return found
-
-    def wait_streams(self, node: str, count: int, *, timeout: float = 30.0) -> Status:
-        """Wait until node has exactly count open ADS streams."""
-        status = self._wait(lambda st: len(node_streams(st, node)) == count, timeout)
-        if len(node_streams(status, node)) != count:
-            raise TimeoutError(f"node {node} does not have {count} streams after {timeout} s: {status}")
-        return status
-
-    def _wait(self, done: Callable[[Status], bool], timeout: float) -> Status:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if done(status) or time.monotonic() > deadline:
-                return status
-            time.sleep(0.05)
+            self._pushed[node] = snapshot.document()

@@ -17,7 +17,7 @@ from pathlib import Path
 from agent import contract
 from podharness.pod import Pod
 from podharness.sidecar import TCP_UPSTREAM_PORT, UPSTREAM_PORT
-from podharness.xds import ControlPlane, PushRejectedError
+from podharness.xds import ControlPlane, PushRejectedError, ServerAPI
 from podharness.xdsconfig import (
     ENDPOINT,
     Route,
@@ -50,9 +50,16 @@ def xds_env(server: ControlPlane, *, takeover_deadline_seconds: int) -> dict[str
     }
 
 
-def sidecar_snapshot(version: str, *, weight: int = 1) -> Snapshot:
+def sidecar_snapshot(
+    version: str,
+    *,
+    weight: int = 1,
+    upstream_port: int = UPSTREAM_PORT,
+    tcp_upstream_port: int = TCP_UPSTREAM_PORT,
+) -> Snapshot:
     """The static mode's listeners by xDS: "http" (RDS "http", stamping the version) and "tcp", each to an
-    EDS cluster; `weight` is the endpoints' load-balancing weight, so an endpoint version changes EDS."""
+    EDS cluster on 127.0.0.1 (the app's ports: the harness's by default); `weight` is the endpoints'
+    load-balancing weight, so an endpoint version changes EDS."""
 
     def endpoints(cluster: str, port: int) -> dict[str, object]:
         assignment = load_assignment(cluster, [("127.0.0.1", port)])
@@ -67,10 +74,10 @@ def sidecar_snapshot(version: str, *, weight: int = 1) -> Snapshot:
             http_listener("http", contract.LISTEN_PORT, "http"),
             route_configuration("http", [Route("/", "app", {VERSION_HEADER: version})]),
             eds_cluster("app"),
-            endpoints("app", UPSTREAM_PORT),
+            endpoints("app", upstream_port),
             tcp_listener("tcp", contract.TCP_LISTEN_PORT, "echo"),
             eds_cluster("echo"),
-            endpoints("echo", TCP_UPSTREAM_PORT),
+            endpoints("echo", tcp_upstream_port),
         ),
     )
 
@@ -89,11 +96,13 @@ def endpoint_weights(snapshot: Snapshot) -> set[int]:
 @dataclass
 class Pusher:
     """Pushes a new version every `interval_s` from a thread: odd versions change the route (its header),
-    even ones the endpoints (their weight). Counts what the server accepted and what it refused."""
+    even ones the endpoints (their weight). Counts what the server accepted and what it refused.
+    `upstream_ports`: the app's (HTTP, TCP) ports in the pod."""
 
-    server: ControlPlane
+    server: ServerAPI
     node: str
     interval_s: float = 1.0
+    upstream_ports: tuple[int, int] = (UPSTREAM_PORT, TCP_UPSTREAM_PORT)
     pushed: int = 0
     failed: list[str] = field(default_factory=list)
     version: int = 1
@@ -102,7 +111,9 @@ class Pusher:
 
     def snapshot(self, version: int) -> Snapshot:
         # Weight alternates 1, 1, 2, 2, ...: each even version moves the weight, each odd one the route.
-        return sidecar_snapshot(str(version), weight=1 + (version // 2) % 2)
+        http, tcp = self.upstream_ports
+        weight = 1 + (version // 2) % 2
+        return sidecar_snapshot(str(version), weight=weight, upstream_port=http, tcp_upstream_port=tcp)
 
     def push_next(self) -> None:
         self.version += 1

@@ -8,6 +8,7 @@ simulated kubelet's status.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,12 @@ import jsonpatch
 
 from controller import actions
 from controller.actions import Complete, Fail, PatchStandbyImage, ResetOldToEmpty, RollBack, SetImage, WaitFor
-from controller.keys import ANNOTATION_KUBELET_BACKOFF, ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE
+from controller.keys import (
+    ANNOTATION_ABORT,
+    ANNOTATION_KUBELET_BACKOFF,
+    ANNOTATION_STATUS,
+    ANNOTATION_TARGET_IMAGE,
+)
 from controller.kubeletbackoff import memory_in
 from controller.observed import AgentView, PrePullView, observe_pod
 from controller.patches import patch_for
@@ -65,15 +71,20 @@ def apply(kubelet: Kubelet, ops: list[dict[str, Any]]) -> None:
 
 
 def upgrade(
-    kubelet: Kubelet, target: str, now: datetime, policy: Policy = POLICY
+    kubelet: Kubelet,
+    target: str,
+    now: datetime,
+    policy: Policy = POLICY,
+    *,
+    agents: Callable[[Kubelet, datetime], dict[str, AgentView]] = agents_for,
 ) -> tuple[UpgradeRecord, float, datetime]:
     """Annotate the target and run the machine (requeue by requeue) to a terminal record: (record,
-    seconds spent waiting out the kubelet's back-off, the time it ended)."""
+    seconds spent waiting out the kubelet's back-off, the time it ended). `agents`: what they answer."""
     kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = target
     waited = 0.0
     for _ in range(3000):
         kubelet.sync(now)
-        observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now), budget=ADMITTED)
+        observed = observe_pod(kubelet.pod, now=now, agents=agents(kubelet, now), budget=ADMITTED)
         action = next_step(observed, policy)
         assert isinstance(action, SetImage | WaitFor | Complete | Fail), action
         apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
@@ -369,3 +380,151 @@ def test_a_reset_waits_within_the_step_timeout_and_goes_ahead_past_it() -> None:
     pod, now = retired(300.0)
     action = next_step(observe_pod(pod, now=now, agents=agents, budget=ADMITTED), POLICY)
     assert isinstance(action, ResetOldToEmpty), action
+
+
+def failing(target: str) -> Callable[[Kubelet, datetime], dict[str, AgentView]]:
+    """Agents as `agents_for`, but the agent of a container running `target` fails its take-over and
+    stays up (agent/hook.py): the old slot serves on."""
+
+    def agents(kubelet: Kubelet, now: datetime) -> dict[str, AgentView]:
+        record = record_in(kubelet.pod["metadata"]["annotations"])
+        if record is None or record.phase is not Phase.TAKING_OVER:
+            return agents_for(kubelet, now)
+        if not kubelet.runs(record.new_container, target):
+            return agents_for(kubelet, now)
+        old, new = record.old_slot, record.new_slot
+        slots = {old: "serving", new: "failed"}
+        error = "Envoy epoch 2 was not LIVE 10.0s after its spawn (take-over deadline 10s)"
+        return {
+            old: agent(old, "active", "serving", active=old, slots=slots),
+            new: agent(new, "standby", "failed", active=old, slots=slots, last_error=error),
+        }
+
+    return agents
+
+
+def test_a_failed_take_over_rolls_back_without_the_kubelet_holding_the_empty_image() -> None:
+    """Slot b started the empty image in the 2nd upgrade (the kubelet's entry: 10 s); the 3rd sets it to
+    NEW, whose agent fails at once and stays up. Rolling back at once would restart the empty image
+    within that back-off, after the kill of the failed container: CrashLoopBackOff, the pod NotReady. The
+    rollback waits the rest out while the failed container runs (the pod Ready), then goes ahead."""
+    kubelet, now = fresh_kubelet(), T0
+    for target in (NEW, OLD):
+        record, _, now = upgrade(kubelet, target, now)
+        assert record.phase is Phase.COMPLETED, record.message
+    assert kubelet.entries[("hotupgrade-b", EMPTY)].backoff == 10.0
+    record, waited, now = upgrade(kubelet, NEW, now + timedelta(seconds=1), agents=failing(NEW))
+    assert record.phase is Phase.FAILED and record.reason is Reason.AGENT_FAILED, record
+    assert record.message.endswith("rolled back"), record.message
+    assert "take-over deadline" in record.message
+    assert kubelet.back_offs == [], "the kubelet held the rollback's start: the pod went NotReady"
+    assert 0 < waited <= 12.0, waited
+    assert kubelet.runs("hotupgrade-b", EMPTY)
+    assert kubelet.pod["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+
+
+def test_a_rollback_does_not_wait_for_a_target_container_that_is_not_running() -> None:
+    """The failed container already exited (the kubelet holds its restart): the pod is NotReady anyway,
+    so the rollback goes ahead at once rather than wait."""
+    kubelet, now = fresh_kubelet(), T0
+    for target in (NEW, OLD):
+        record, _, now = upgrade(kubelet, target, now)
+        assert record.phase is Phase.COMPLETED, record.message
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
+    for _ in range(100):
+        kubelet.sync(now)
+        observed = observe_pod(kubelet.pod, now=now, agents=failing(NEW)(kubelet, now), budget=ADMITTED)
+        action = next_step(observed, POLICY)
+        written = action.record.message if isinstance(action, WaitFor) and action.record else ""
+        if isinstance(action, WaitFor) and action.hold is not None and "rolling it back" in written:
+            break
+        assert isinstance(action, SetImage | WaitFor), action
+        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
+        now += timedelta(seconds=max(action.requeue_after, 0.25))
+    else:
+        raise AssertionError("the rollback never waited")
+    assert isinstance(action, WaitFor) and action.record is not None
+    assert "before rolling it back to the empty image (AgentFailed: agent of slot b failed" in (
+        action.record.message
+    )
+    assert action.event is not None and action.event.reason == "WaitingForKubeletBackOff"
+    status = next(s for s in kubelet.pod["status"]["containerStatuses"] if s["name"] == "hotupgrade-b")
+    status["state"] = {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": _stamp(now)}}
+    unreachable_b = {**failing(NEW)(kubelet, now), "b": unreachable("b")}
+    action = next_step(observe_pod(kubelet.pod, now=now, agents=unreachable_b, budget=ADMITTED), POLICY)
+    assert isinstance(action, RollBack), action
+
+
+def test_a_failed_agent_is_rolled_back_only_once_the_status_shows_its_container() -> None:
+    """The kubelet publishes the pod status when a sync starts; the sync that started the target sat in
+    its postStart hook until the agent failed, so the status may still show the instance from before the
+    swap. Rolling back on it would record that instance as the one to replace and take the target's own
+    instance, once reported, for the rollback's fresh container: the controller waits for the status."""
+    kubelet, now = fresh_kubelet(), T0
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
+    for _ in range(100):
+        kubelet.sync(now)
+        record = record_in(kubelet.pod["metadata"]["annotations"])
+        if record is not None and record.phase is Phase.TAKING_OVER and kubelet.runs("hotupgrade-b", NEW):
+            break
+        observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now), budget=ADMITTED)
+        action = next_step(observed, POLICY)
+        assert isinstance(action, SetImage | WaitFor), action
+        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
+        now += timedelta(seconds=max(action.requeue_after, 0.25))
+    else:
+        raise AssertionError("the target never ran")
+    assert record is not None and record.standby_seen.container_id is not None
+    agents = failing(NEW)(kubelet, now)
+    stale = json.loads(json.dumps(kubelet.pod))
+    status = next(s for s in stale["status"]["containerStatuses"] if s["name"] == "hotupgrade-b")
+    status.update(
+        containerID=record.standby_seen.container_id,
+        image=EMPTY,
+        imageID=f"{EMPTY}@sha256:{abs(hash(EMPTY)):x}",
+        restartCount=0,
+    )
+    status.pop("lastState", None)
+    waiting = next_step(observe_pod(stale, now=now, agents=agents, budget=ADMITTED), POLICY)
+    assert isinstance(waiting, WaitFor) and waiting.record is None, waiting
+    assert waiting.reason == "agent of slot b failed; waiting for the kubelet to report its container"
+    rolled = next_step(observe_pod(kubelet.pod, now=now, agents=agents, budget=ADMITTED), POLICY)
+    assert isinstance(rolled, RollBack), rolled
+    target_id = next(
+        s["containerID"] for s in kubelet.pod["status"]["containerStatuses"] if s["name"] == "hotupgrade-b"
+    )
+    assert rolled.record is not None and rolled.record.rollback_from_id == target_id
+    # A kubelet that never reports it: the step timeout ends the wait, and the rollback goes ahead.
+    late = now + timedelta(seconds=POLICY.step_timeout + 1)
+    action = next_step(observe_pod(stale, now=late, agents=agents, budget=ADMITTED), POLICY)
+    assert isinstance(action, RollBack), action
+
+
+def test_an_abort_rolls_back_at_once_even_where_a_failed_agent_would_wait_out_the_back_off() -> None:
+    """The wait before a rollback is for a failed agent only: a target still starting could take the
+    listeners meanwhile, so an abort rolls it back at once, back-off or not."""
+    kubelet, now = fresh_kubelet(), T0
+    for target in (NEW, OLD):
+        done, _, now = upgrade(kubelet, target, now)
+        assert done.phase is Phase.COMPLETED, done.message
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
+    for _ in range(100):
+        kubelet.sync(now)
+        record = record_in(kubelet.pod["metadata"]["annotations"])
+        if record is not None and record.phase is Phase.TAKING_OVER and kubelet.runs("hotupgrade-b", NEW):
+            break
+        observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now), budget=ADMITTED)
+        action = next_step(observed, POLICY)
+        assert isinstance(action, SetImage | WaitFor), action
+        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
+        now += timedelta(seconds=max(action.requeue_after, 0.25))
+    else:
+        raise AssertionError("the target never ran")
+    failed = failing(NEW)(kubelet, now)
+    held = next_step(observe_pod(kubelet.pod, now=now, agents=failed, budget=ADMITTED), POLICY)
+    assert isinstance(held, WaitFor) and held.hold is not None, "a failed agent's rollback waits here"
+    starting = {**failed, "b": agent("b", "standby", "starting", slots={"a": "serving", "b": "starting"})}
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_ABORT] = "abort-1"
+    action = next_step(observe_pod(kubelet.pod, now=now, agents=starting, budget=ADMITTED), POLICY)
+    assert isinstance(action, RollBack) and action.record is not None, action
+    assert action.record.reason is Reason.ABORTED

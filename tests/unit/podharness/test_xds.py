@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from podharness.xds import NackRecord, Status, StreamState, TypeState, acked, nack_of
+from podharness.sidecar import TCP_UPSTREAM_PORT, UPSTREAM_PORT
+from podharness.xds import NackRecord, ServerAPI, Status, StreamState, TypeState, acked, nack_of
 from podharness.xdsconfig import (
     CLUSTER,
     ENDPOINT,
     LISTENER,
     ROUTE,
     Route,
+    Snapshot,
     ads_bootstrap,
     http_service,
     resource_name,
     tcp_listener,
     with_resources,
 )
+from podharness.xdspod import Pusher, endpoint_weights
 
 TYPES = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 
@@ -127,3 +130,20 @@ def test_bootstrap_reaches_the_server_by_tcp_or_unix_socket() -> None:
     assert dynamic["lds_config"] == dynamic["cds_config"] == {"ads": {}, "resource_api_version": "V3"}
     unix = ads_bootstrap(node_id="n", node_cluster="c", admin_port=15100, xds_address="/run/x/ads.sock")
     assert address(unix) == {"pipe": {"path": "/run/x/ads.sock"}}
+
+
+def endpoint_ports(snapshot: Snapshot) -> dict[str, list[int]]:
+    def ports(assignment: dict[str, Any]) -> list[int]:
+        endpoints = [e["endpoint"] for g in assignment["endpoints"] for e in g["lb_endpoints"]]
+        return [e["address"]["socket_address"]["port_value"] for e in endpoints]
+
+    return {r["cluster_name"]: ports(r) for r in snapshot.resources if r["@type"] == ENDPOINT}
+
+
+def test_the_pushers_snapshots_point_at_the_apps_ports() -> None:
+    pusher = Pusher(ServerAPI("http://127.0.0.1:1"), "*", upstream_ports=(8080, 9000))
+    snapshot = pusher.snapshot(4)
+    assert endpoint_ports(snapshot) == {"app": [8080], "echo": [9000]}
+    assert snapshot.version == "4" and endpoint_weights(snapshot) == {1}
+    assert endpoint_weights(pusher.snapshot(3)) == {2}
+    assert Pusher(ServerAPI("http://127.0.0.1:1"), "n").upstream_ports == (UPSTREAM_PORT, TCP_UPSTREAM_PORT)
