@@ -48,28 +48,17 @@ from controller.release_reconciler import ReleaseReconciler
 from controller.rollout import PodFacts, owning_release, plan_fleet
 from localcluster.helm import CHART
 from podharness.loadstats import percentile
-from webhook.injection_status import InjectionStatus
+from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, STATUS, upgrade_record
 from webhook.kubeclient import load_api_client
 
 DEFAULT_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"
 CONTROLLER = str(Path(sys.executable).parent / "hotupgrade-controller")
 CRDS = CHART / "crds"
-EMPTY = "registry.local/hotupgrade-empty:1"
 OLDER = "registry.local/hotupgrade-sidecar:0"
-OLD = "registry.local/hotupgrade-sidecar:1"
-NEW = "registry.local/hotupgrade-sidecar:2"
 CANARY = "registry.local/hotupgrade-sidecar:3"
 GROUP_LABEL = "bench.hotupgrade.io/group"
 TRACK_LABEL = "bench.hotupgrade.io/track"
 CANARY_SHARE = 0.05  # pods labelled for the canary release (which overlaps the group releases)
-STATUS = InjectionStatus(
-    active="hotupgrade-a",
-    standby="hotupgrade-b",
-    slots={"hotupgrade-a": "a", "hotupgrade-b": "b"},
-    sidecar_image=OLD,
-    empty_image=EMPTY,
-    config_hash="bench",
-)
 # Where the pods of a fleet mid-rollout stand (shares of pods; the images are their owner's): most run the
 # image, a quarter wait, a few are queued or in each in-flight phase, some failed, unready or finishing an
 # upgrade to an older image.
@@ -156,21 +145,14 @@ class SyntheticFleet:
 
 def _record(phase: Phase, *, to: str, now: datetime, taken_over: bool = False) -> UpgradeRecord:
     started = now - timedelta(seconds=30)
-    return UpgradeRecord(
+    finished = started if phase in (Phase.COMPLETED, Phase.FAILED) else None
+    return upgrade_record(
         phase=phase,
-        from_image=OLD,
         to_image=to,
-        attempt=1,
         started=started,
         phase_since=started,
-        message="",
-        old_container="hotupgrade-a",
-        new_container="hotupgrade-b",
-        old_slot="a",
-        new_slot="b",
-        empty_image=EMPTY,
         taken_over=taken_over,
-        finished=started if phase in (Phase.COMPLETED, Phase.FAILED) else None,
+        finished=finished,
     )
 
 
