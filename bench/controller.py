@@ -354,12 +354,20 @@ def delete_releases(kube: Kube, docs: Sequence[Mapping[str, Any]]) -> None:
                 raise
 
 
+def log_event(line: str) -> dict[str, Any] | None:
+    """One structured log line as its JSON object (None: not one, or still being written)."""
+    try:
+        found = json.loads(line)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def wait_settled(log: Path, proc: subprocess.Popen[bytes], releases: int, timeout: float) -> float:
     """Seconds until the controller listed its pods and wrote the status of each of `releases` releases."""
     started = time.monotonic()
     while True:
-        lines = log.read_text(errors="replace").splitlines()
-        events = [json.loads(line) for line in lines if line.startswith("{")]
+        events = [e for line in log.read_text(errors="replace").splitlines() if (e := log_event(line))]
         listed = any(e.get("event") == "pods_listed" for e in events)
         written = {e.get("release") for e in events if e.get("event") == "release_status"}
         if listed and len(written) >= releases:
@@ -408,7 +416,7 @@ def measure(kubeconfig: str, kube: Kube, count: int, *, releases: int, settle: f
             args += ["--metrics-port", "0", "--identity", "bench", "--releases"]
             proc = subprocess.Popen([CONTROLLER, *args], stdout=stream, stderr=subprocess.STDOUT)
             try:
-                out["settle_seconds"] = round(wait_settled(log, proc, releases, timeout=300), 1)
+                out["statuses_written_s"] = round(wait_settled(log, proc, releases, timeout=300), 1)
                 time.sleep(settle)
                 out.update(rss_kib(proc.pid))
             finally:
