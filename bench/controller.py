@@ -1,6 +1,6 @@
 """Planning time and memory of the upgrade controller for a fleet of SidecarReleases, as JSON (issue 14).
 
-    python -m bench.controller [--pods 10000] [--releases 20] [--runs 20] [--no-cluster]
+    python -m bench.controller [--pods 10000] [--releases 20] [--runs 10] [--no-cluster | --no-planning]
 
 Planning: the pure planner (controller.rollout.plan_fleet) over a synthetic fleet built in-process: --pods
 pods spread over --namespaces namespaces and --releases releases (one of them a higher-priority canary
@@ -481,21 +481,22 @@ def main() -> None:
     parser.add_argument("--model-cache", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True,
                         help="--no-cluster: planning only")  # fmt: skip
+    parser.add_argument("--planning", action=argparse.BooleanOptionalAction, default=True,
+                        help="--no-planning: memory only (a short hold of the cluster)")  # fmt: skip
     args = parser.parse_args()
     if args.releases < 2:
         parser.error("--releases must be at least 2 (a canary and a group release)")
     sizes = [int(s) for s in args.pods.split(",") if int(s) > 0]
-    report: dict[str, Any] = {
-        "benchmark": "controller",
-        "planning": planning(
+    report: dict[str, Any] = {"benchmark": "controller"}
+    if args.planning:
+        report["planning"] = planning(
             pods=max(sizes),
             releases=args.releases,
             namespaces=args.namespaces,
             runs=args.runs,
             seed=args.seed,
-        ),
-    }
-    print(json.dumps(report, indent=2), file=sys.stderr)  # the planning half, before the long part
+        )
+        print(json.dumps(report, indent=2), file=sys.stderr)  # the planning half, before the long part
     if args.cluster:
         report["memory"] = memory(args, sizes)
     print(json.dumps(report, indent=2))
