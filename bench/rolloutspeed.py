@@ -1,27 +1,31 @@
-"""Rollout speed under load on the local cluster, as JSON (issue 14, "Rollout speed"): a Deployment's
-pods moved to a new sidecar image by a SidecarRelease, then `kubectl rollout restart` of the same
-Deployment, each under the e2e suite's load generator through the Deployment's ClusterIP Service.
+"""Rollout speed under load on the local cluster, as JSON (issue 14, "Rollout speed"): one Deployment's
+pods moved three ways in turn, each under the e2e suite's load generator through its ClusterIP Service:
+(1) a SidecarRelease to the target image at --max-unavailable, (2) back to the previous image one pod
+at a time, each upgrade waited for to Completed (drain and reset included) before the next, as fleet
+rollouts went before the change, (3) `kubectl rollout restart`.
 
     KUBECONFIG=/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig \
         python -m bench.rolloutspeed [--replicas 4] [--max-unavailable 1]
 
 Installs the chart as the e2e suite does (its images, drains and controller settings; its own release
-`hu-bench-speed`, whose controller watches only the bench namespace), deploys the demo app with
---replicas replicas behind a ClusterIP Service, and measures, for each way:
-- wall_s: the release's creation until its status is Complete and every pod is Ready on the target
-  (release); `kubectl rollout restart` until `kubectl rollout status` returns, and until only the new
-  pods are left (restart);
-- the load (HTTP/1.1 keep-alive, HTTP/2, long-lived TCP; no retries, podharness/load.py) from the start
-  of the rollout until --settle seconds after its end: requests, failed, TCP echoes and failures;
-- NotReady seconds per pod (a watch: what the Service sees) and, for the release, the most pods at risk
-  at once as the planner counts them (controller.rollout.at_risk), the most upgrades in flight at once
-  (more than maxUnavailable: drains overlapped the next pod) and seconds spent per upgrade phase.
-The chart release and the namespace are removed afterwards; the cluster must be under the e2e lock.
+`hu-bench-speed`, whose controller watches only the bench namespace) and deploys the demo app with
+--replicas replicas behind a ClusterIP Service. Per way:
+- wall_s: (1) the release's creation until its status is Complete and every pod is Ready on the target;
+  (2) the first target until the last pod is Completed and Ready; (3) until `kubectl rollout status`
+  returns (and old_pods_gone_s: until only the new pods are left);
+- load: HTTP/1.1 keep-alive, HTTP/2, long-lived TCP, no retries (podharness/load.py), from the start of
+  the rollout until --settle s after its end: requests, failed, TCP echoes and failures;
+- sampled every 0.2 s: the fewest Ready pods not terminating (what the Service sends to), the most pods
+  at risk as the planner counts them (controller.rollout.at_risk), the most upgrades in flight at once
+  (above maxUnavailable: drains overlapped the next pod), seconds per upgrade phase; per pod alive at the
+  end, its upgrade's seconds and its NotReady seconds (a watch: what the Service sees).
+The chart release and the namespace are removed afterwards; run it under the e2e lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -29,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,7 @@ from webhook import contract
 
 APP = "speed"
 BENCH_RELEASE = release.Release("hu-bench-speed", "hotupgrade-bench-speed")
-TARGET = conftest.SIDECAR_IMAGES[1]
+PREVIOUS, TARGET = conftest.SIDECAR_IMAGES
 LOAD_FIGURES = (
     "requests",
     "failed",
@@ -59,13 +64,14 @@ LOAD_FIGURES = (
 
 
 class PhaseSampler:
-    """Polls the Deployment's pods every `interval` s: pods at risk (the planner's count), upgrades in
-    flight, and seconds each pod spent per upgrade phase toward `target`."""
+    """Polls the Deployment's pods every `interval` s: Ready pods not terminating (what the Service sends
+    to), pods at risk (the planner's count), upgrades in flight, seconds per upgrade phase toward `target`."""
 
     def __init__(self, api: client.ApiClient, namespace: str, target: str, interval: float = 0.2) -> None:
         self.api, self.namespace, self.target, self.interval = api, namespace, target, interval
         self.max_at_risk = 0
         self.max_in_flight = 0
+        self.min_ready: int | None = None
         self.phase_s: dict[str, defaultdict[str, float]] = {}
         self.samples = 0
         self.errors = 0
@@ -91,6 +97,8 @@ class PhaseSampler:
                 continue
             now = time.monotonic()
             facts = [pod_facts(p) for p in pods]
+            ready = sum(f.ready and not f.deleting for f in facts)  # what the Service's endpoints serve
+            self.min_ready = ready if self.min_ready is None else min(self.min_ready, ready)
             self.max_at_risk = max(self.max_at_risk, sum(at_risk(f) for f in facts))
             flying = [f for f in facts if f.record is not None and f.record.phase in IN_FLIGHT]
             self.max_in_flight = max(self.max_in_flight, len(flying))
@@ -140,45 +148,90 @@ def rolled_out(api: client.ApiClient, namespace: str, name: str, replicas: int) 
     return len(pods) == replicas == len(done) and all(kube.condition(p, "Ready") for p in pods)
 
 
-def by_release(api: client.ApiClient, namespace: str, host: str, *, replicas: int, max_unavailable: int,
-               settle: float) -> dict[str, Any]:  # fmt: skip
-    name = f"{namespace}-speed"
-    custom = client.CustomObjectsApi(api)
+def measured(api: client.ApiClient, namespace: str, host: str, *, target: str, settle: float,
+             rollout: Callable[[], dict[str, float]]) -> dict[str, Any]:  # fmt: skip
+    """Run `rollout` (it returns its wall figures) under load through `host` and watched; the load runs
+    `settle` s past its end. Adds the load, the sampler's figures and, per pod on `target` at the end, its
+    upgrade's seconds and its NotReady seconds (only pods alive at the end: a deleted pod is not NotReady)."""
     load = start_load_to(host)
     try:
         with (
             upgrade.ReadinessWatch(api, namespace, label_selector=f"app={APP}") as ready,
-            PhaseSampler(api, namespace, TARGET) as sampler,
+            PhaseSampler(api, namespace, target) as sampler,
         ):
-            started = time.monotonic()
-            custom.create_cluster_custom_object(
-                GROUP, VERSION, PLURAL, release_doc(name, namespace, max_unavailable)
-            )
-            kube.wait_until(
-                "the release rolled out", lambda: rolled_out(api, namespace, name, replicas), 900, 0.2
-            )
-            wall = time.monotonic() - started
+            figures: dict[str, Any] = dict(rollout())
             time.sleep(settle)
     finally:
-        figures = load_figures(load)
-        custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
-    pods = kube.list_pods(api, namespace, f"app={APP}")
+        figures["load"] = load_figures(load)
+    pods = {p["metadata"]["name"]: p for p in kube.list_pods(api, namespace, f"app={APP}")}
     upgrade_s = {}
-    for pod in pods:
+    for name, pod in sorted(pods.items()):
         record = upgrade.upgrade_record(pod)
-        if record is not None and record.finished is not None:
-            upgrade_s[pod["metadata"]["name"]] = round((record.finished - record.started).total_seconds(), 1)
-    return {
-        "way": "SidecarRelease",
-        "max_unavailable": max_unavailable,
-        "wall_s": round(wall, 1),
-        "load": figures,
-        "not_ready_s": dict(sorted(ready.not_ready_s().items())),
+        if record is not None and record.to_image == target and record.finished is not None:
+            upgrade_s[name] = round((record.finished - record.started).total_seconds(), 1)
+    figures |= {
+        "min_ready_pods": sampler.min_ready,
         "max_at_risk": sampler.max_at_risk,
         "max_in_flight": sampler.max_in_flight,
         "phase_s": sampler.phases(),
-        "upgrade_s": dict(sorted(upgrade_s.items())),
+        "upgrade_s": upgrade_s,
+        "not_ready_s": {n: s for n, s in sorted(ready.not_ready_s().items()) if n in pods},
         "sampler": {"samples": sampler.samples, "errors": sampler.errors},
+    }
+    return figures
+
+
+def by_release(api: client.ApiClient, namespace: str, host: str, *, replicas: int, max_unavailable: int,
+               settle: float) -> dict[str, Any]:  # fmt: skip
+    """A SidecarRelease to TARGET at `max_unavailable`: its creation until Complete with every pod Ready."""
+    name = f"{namespace}-speed"
+    custom = client.CustomObjectsApi(api)
+
+    def rollout() -> dict[str, float]:
+        started = time.monotonic()
+        doc = release_doc(name, namespace, max_unavailable)
+        custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, doc)
+        kube.wait_until(
+            "the release rolled out", lambda: rolled_out(api, namespace, name, replicas), 900, 0.2
+        )
+        return {"wall_s": round(time.monotonic() - started, 1)}
+
+    try:
+        figures = measured(api, namespace, host, target=TARGET, settle=settle, rollout=rollout)
+    finally:
+        custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    return {"way": "SidecarRelease", "max_unavailable": max_unavailable, **figures}
+
+
+def ready_now(api: client.ApiClient, namespace: str, name: str) -> bool:
+    return kube.condition(kube.get_pod(api, namespace, name), "Ready")
+
+
+def one_by_one(api: client.ApiClient, namespace: str, host: str, *, settle: float) -> dict[str, Any]:
+    """The fleet rollout before issue 14's change: each pod's upgrade to PREVIOUS (the per-pod target
+    annotation) waited for to Completed and Ready, drain and reset included, before the next starts."""
+    names = sorted(p["metadata"]["name"] for p in kube.list_pods(api, namespace, f"app={APP}"))
+
+    def rollout() -> dict[str, float]:
+        started = time.monotonic()
+        for name in names:
+            upgrade.annotate_target(api, namespace, name, PREVIOUS)
+            outcome = upgrade.wait_controller_outcome(
+                api, namespace, name, PREVIOUS, conftest.UPGRADE_TIMEOUT
+            )
+            if outcome.phase is not Phase.COMPLETED:
+                raise RuntimeError(f"upgrade of {name} ended {outcome.phase}: {outcome.message}")
+            kube.wait_until(
+                f"{name} Ready",
+                functools.partial(ready_now, api, namespace, name),
+                120,
+                0.2,
+            )
+        return {"wall_s": round(time.monotonic() - started, 1)}
+
+    return {
+        "way": "one pod at a time (per-pod target, each to Completed)",
+        **measured(api, namespace, host, target=PREVIOUS, settle=settle, rollout=rollout),
     }
 
 
@@ -189,6 +242,8 @@ def kubectl(*args: str, timeout: float = 60.0) -> None:
 def by_restart(
     api: client.ApiClient, namespace: str, host: str, *, replicas: int, settle: float
 ) -> dict[str, Any]:
+    """`kubectl rollout restart` until `kubectl rollout status` returns (wall_s) and until only the new
+    pods are left (old_pods_gone_s)."""
     before = {p["metadata"]["name"] for p in kube.list_pods(api, namespace, f"app={APP}")}
 
     def only_new() -> bool:
@@ -196,24 +251,17 @@ def by_restart(
         names = {p["metadata"]["name"] for p in pods}
         return len(pods) == replicas and not names & before and all(kube.condition(p, "Ready") for p in pods)
 
-    load = start_load_to(host)
-    try:
-        with upgrade.ReadinessWatch(api, namespace, label_selector=f"app={APP}") as ready:
-            started = time.monotonic()
-            kubectl("rollout", "restart", f"deployment/{APP}", "-n", namespace)
-            kubectl("rollout", "status", f"deployment/{APP}", "-n", namespace, "--timeout=600s", timeout=660)
-            status_s = time.monotonic() - started
-            kube.wait_until("only the new pods", only_new, 300, 0.2)
-            gone_s = time.monotonic() - started
-            time.sleep(settle)
-    finally:
-        figures = load_figures(load)
+    def rollout() -> dict[str, float]:
+        started = time.monotonic()
+        kubectl("rollout", "restart", f"deployment/{APP}", "-n", namespace)
+        kubectl("rollout", "status", f"deployment/{APP}", "-n", namespace, "--timeout=600s", timeout=660)
+        status_s = time.monotonic() - started
+        kube.wait_until("only the new pods", only_new, 300, 0.2)
+        return {"wall_s": round(status_s, 1), "old_pods_gone_s": round(time.monotonic() - started, 1)}
+
     return {
         "way": "kubectl rollout restart",
-        "wall_s": round(status_s, 1),
-        "old_pods_gone_s": round(gone_s, 1),
-        "load": figures,
-        "not_ready_s": dict(sorted(ready.not_ready_s().items())),
+        **measured(api, namespace, host, target=TARGET, settle=settle, rollout=rollout),
     }
 
 
@@ -236,7 +284,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 common = {"replicas": args.replicas, "settle": args.settle}
                 first = by_release(api, namespace, host, max_unavailable=args.max_unavailable, **common)
                 print(json.dumps(first), file=sys.stderr)
-                second = by_restart(api, namespace, host, **common)
+                before = one_by_one(api, namespace, host, settle=args.settle)
+                print(json.dumps(before), file=sys.stderr)
+                restart = by_restart(api, namespace, host, **common)
     return {
         "benchmark": "rollout_speed",
         "pods": args.replicas,
@@ -244,7 +294,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "drain_seconds": conftest.DRAIN_SECONDS,
         "parent_shutdown_seconds": conftest.PARENT_SHUTDOWN_SECONDS,
         "release": first,
-        "restart": second,
+        "one_by_one": before,
+        "restart": restart,
     }
 
 
