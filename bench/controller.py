@@ -39,6 +39,7 @@ from typing import Any
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
+from clusterkit.records import EMPTY, NEW, OLD, STATUS, upgrade_record
 from controller.fleetcache import CachedPod, CachedRelease
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
@@ -48,7 +49,6 @@ from controller.release_reconciler import ReleaseReconciler
 from controller.rollout import PodFacts, owning_release, plan_fleet
 from localcluster.helm import CHART
 from podharness.loadstats import percentile
-from tests.unit.controller.podfixtures import EMPTY, NEW, OLD, STATUS, upgrade_record
 from webhook.kubeclient import load_api_client
 
 DEFAULT_KUBECONFIG = "/var/lib/sidecar-hotupgrade/cluster/admin.kubeconfig"

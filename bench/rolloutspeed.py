@@ -40,18 +40,17 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from clusterkit import kube, release, suite, upgrade
+from clusterkit.suite import answers, service_manifest, start_load_to
 from controller.record import IN_FLIGHT, Phase
 from controller.release import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from controller.rollout import at_risk, pod_facts
-from e2e import conftest, kube, release, upgrade
-from e2e.test_pull_window import answers, service_manifest
-from e2e.test_upgrade import start_load_to
 from podharness.load import LoadGenerator
 from webhook import contract
 
 APP = "speed"
 BENCH_RELEASE = release.Release("hu-bench-speed", "hotupgrade-bench-speed")
-PREVIOUS, TARGET = conftest.SIDECAR_IMAGES
+PREVIOUS, TARGET = suite.SIDECAR_IMAGES
 LOAD_FIGURES = (
     "requests",
     "failed",
@@ -216,9 +215,7 @@ def one_by_one(api: client.ApiClient, namespace: str, host: str, *, settle: floa
         started = time.monotonic()
         for name in names:
             upgrade.annotate_target(api, namespace, name, PREVIOUS)
-            outcome = upgrade.wait_controller_outcome(
-                api, namespace, name, PREVIOUS, conftest.UPGRADE_TIMEOUT
-            )
+            outcome = upgrade.wait_controller_outcome(api, namespace, name, PREVIOUS, suite.UPGRADE_TIMEOUT)
             if outcome.phase is not Phase.COMPLETED:
                 raise RuntimeError(f"upgrade of {name} ended {outcome.phase}: {outcome.message}")
             kube.wait_until(
@@ -268,16 +265,16 @@ def by_restart(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     api = kube.api_client()
     namespace = f"{BENCH_RELEASE.name}-{time.strftime('%H%M%S')}"
-    values = conftest.chart_values(BENCH_RELEASE, watch_namespaces=(namespace,))
+    values = suite.chart_values(BENCH_RELEASE, watch_namespaces=(namespace,))
     values["webhook"] = {"replicas": 1}
     values["controller"]["replicas"] = 1
     with tempfile.TemporaryDirectory(prefix="hotupgrade-bench-") as tmp:
         values_file = Path(tmp) / "values.yaml"
         values_file.write_text(yaml.safe_dump(values))
-        with conftest.fresh_release(api, BENCH_RELEASE, values_file):
+        with suite.fresh_release(api, BENCH_RELEASE, values_file):
             labels = {contract.LABEL_NAMESPACE_INJECTION: "enabled"}
-            with conftest.scoped_namespace(api, BENCH_RELEASE, labels, name=namespace):
-                conftest.deploy_and_wait(api, namespace, APP, replicas=args.replicas)
+            with suite.scoped_namespace(api, BENCH_RELEASE, labels, name=namespace):
+                suite.deploy_and_wait(api, namespace, APP, replicas=args.replicas)
                 service = kube.core(api).create_namespaced_service(namespace, service_manifest(APP))
                 host = service.spec.cluster_ip
                 kube.wait_until(f"Service {APP} answers", lambda: answers(host), 60, 1.0)
@@ -291,8 +288,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "rollout_speed",
         "pods": args.replicas,
         "target": TARGET,
-        "drain_seconds": conftest.DRAIN_SECONDS,
-        "parent_shutdown_seconds": conftest.PARENT_SHUTDOWN_SECONDS,
+        "drain_seconds": suite.DRAIN_SECONDS,
+        "parent_shutdown_seconds": suite.PARENT_SHUTDOWN_SECONDS,
         "release": first,
         "one_by_one": before,
         "restart": restart,
