@@ -169,11 +169,13 @@ def _facts(base: PodFacts, kind: str, image: str, now: datetime) -> PodFacts:
         status = replace(STATUS, sidecar_image=image, active="hotupgrade-b", standby="hotupgrade-a")
         return replace(base, status=status, target=image, record=_record(Phase.COMPLETED, to=image, now=now))
     if kind == "queued":
-        return replace(base, target=image)
+        return replace(base, target=image, swap_hold=image)  # as a release starts it: swap held
     if kind in in_flight:
         phase = in_flight[kind]
         taken = phase in (Phase.DRAINING, Phase.RESETTING)
-        return replace(base, target=image, record=_record(phase, to=image, now=now, taken_over=taken))
+        hold = image if phase in (Phase.PENDING, Phase.PRE_PULLING) else None  # not lifted yet
+        record = _record(phase, to=image, now=now, taken_over=taken)
+        return replace(base, target=image, record=record, swap_hold=hold)
     if kind == "failed":
         return replace(base, target=image, record=_record(Phase.FAILED, to=image, now=now))
     if kind == "not_ready":
