@@ -122,14 +122,10 @@ class PodState(StrEnum):
 
 
 @dataclass(frozen=True)
-class Start:
-    """Set `hotupgrade.io/target-image` of pod namespace/name to `image` (the step machine takes over)."""
-
+class _PodImage:
     namespace: str
     name: str
     image: str
-    retarget: bool = False  # replaces a target the controller has not acted on yet
-    hold: bool = True  # with its swap held (hotupgrade.io/swap-hold); a retarget keeps the pod's way
 
     @property
     def key(self) -> str:
@@ -137,16 +133,16 @@ class Start:
 
 
 @dataclass(frozen=True)
-class Lift:
+class Lift(_PodImage):
     """Remove pod namespace/name's swap hold (still `image`): its upgrade may swap now, at risk from then."""
 
-    namespace: str
-    name: str
-    image: str
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+@dataclass(frozen=True)
+class Start(_PodImage):
+    """Set `hotupgrade.io/target-image` of pod namespace/name to `image` (the step machine takes over)."""
+
+    retarget: bool = False  # replaces a target the controller has not acted on yet
+    hold: bool = True  # with its swap held (hotupgrade.io/swap-hold); a retarget keeps the pod's way
 
 
 @dataclass(frozen=True)
