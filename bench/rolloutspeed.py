@@ -22,6 +22,8 @@ Installs the chart as the e2e suite does (its images, drains and controller sett
   swaps), seconds per upgrade phase (PrePulling includes the wait at the swap); per pod alive at the
   end, its upgrade's seconds and its NotReady seconds (a watch: what the Service sees).
 The chart release and the namespace are removed afterwards; run it under the e2e lock.
+Figures, with the date and load of each run: docs/sidecarrelease.md, "Figures" (2026-11-30, load ~6-14:
+release 38.1 s and 0 of 5,851 failed, one pod at a time 65.8 s, rollout restart 21.0 s and 22 of 3,586).
 """
 
 from __future__ import annotations
