@@ -16,7 +16,8 @@ and --settle seconds of watching have passed. N = 0 is the baseline (same releas
 (RSS(N) - RSS(0)) / N * 1000. For scale, the same pods held as client *models* (what an informer cache
 built on the client's deserialization would keep) are measured in a separate process. The namespace and
 the releases are deleted afterwards; the namespace is waited for (--cleanup-timeout).
-Figures, with the date and load of each run: docs/sidecarrelease.md, "Figures".
+Figures, with the date and load of each run: docs/sidecarrelease.md, "Figures" (2026-11-30: plan_fleet
+979 ms wall / 624 ms CPU at load ~4; controller RSS 141.2 MiB at 10,000 pods, 6.33 MiB per 1,000).
 """
 
 import argparse
