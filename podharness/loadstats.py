@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 Kind = Literal["http1", "http2", "tcp"]
 KINDS: tuple[Kind, ...] = ("http1", "http2", "tcp")
@@ -108,3 +108,28 @@ def summarize(record: LoadRecord, *, now: float | None = None, max_listed_failur
         duration_s=round(until - record.started_at, 3),
         failures=[f"{f.kind}@{f.at:.3f}: {f.error}" for f in record.failures[:max_listed_failures]],
     )
+
+
+def disallowed_failures(load: Mapping[str, Any], *, tcp_connections: int, upgrades: int) -> list[str]:
+    """Why a run under hot upgrades was not hitless, from its counts (a LoadSummary, or the bench figures
+    that copy them); empty: it was. The one failure allowed is a TCP echo in flight when the old Envoy's
+    exit ends its connection with a FIN, at most once per connection and upgrade: raw TCP (tcp_proxy) has
+    no protocol-level goodbye and Envoy never hands established connections over (envoy#40520)."""
+    cut = int(load["tcp_eof_mid_echo"])
+    # load.py records each such cut twice, as an unclean close and as a TCP failure; the rest is neither.
+    http = int(load["failed"])
+    unclean = int(load["tcp_unclean_closes"]) - cut
+    other = int(load["tcp_failed"]) - cut
+    why = []
+    if http > 0:
+        why.append(f"{http} HTTP request(s) failed")
+    if unclean > 0:
+        why.append(f"{unclean} TCP connection(s) ended by a reset or an error, not by a FIN")
+    if other > 0:
+        why.append(f"{other} TCP failure(s) not an echo cut by a FIN (a timeout, a wrong echo, a connect)")
+    if cut > tcp_connections * upgrades:
+        why.append(
+            f"{cut} echoes cut by a FIN, more than the old Envoys' exits can cut ({tcp_connections} "
+            f"connection(s) x {upgrades} upgrade(s)): a connection was cut at another time"
+        )
+    return why

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import tenacity
 
 from controller.agents import AgentClient
+from controller.cli.exitcodes import ExitCode
 from controller.cli.planning import (
     STATUS_HEADERS,
     Limits,
@@ -37,10 +38,6 @@ from controller.record import Phase
 from controller.rollout import PodFacts, PodState, pod_facts, pod_state
 
 _log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -175,7 +172,7 @@ def rollout(
     out: TextIO,
     tty: bool,
     stop: threading.Event,
-) -> int:
+) -> ExitCode:
     """Start pods as the budgets allow until all are done, `max_failures` failed, or the deadline;
     see planning.decide for the rules. Exit 0 only if every planned pod completed."""
     limits = Limits(options.image, max_unavailable=options.max_unavailable, max_failures=options.max_failures)
@@ -258,12 +255,12 @@ def rollout(
     if stopped_because:
         out.write(stopped_because + "\n")
     if stop.is_set():
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     ok = all(outcomes[n] is Outcome.COMPLETED for n in plan.pods)
-    return EXIT_OK if ok else EXIT_FAILED
+    return ExitCode.OK if ok else ExitCode.FAILED
 
 
-def status(kube: Kube, selection: Selection, *, out: TextIO, agents: AgentClient | None) -> int:
+def status(kube: Kube, selection: Selection, *, out: TextIO, agents: AgentClient | None) -> ExitCode:
     """Print one row per pod; the epoch comes from the active slot's agent when it can be reached."""
     rows = []
     for pod in sorted(list_pods(kube, selection).values(), key=lambda p: p.name):
@@ -274,7 +271,7 @@ def status(kube: Kube, selection: Selection, *, out: TextIO, agents: AgentClient
             epoch = view.epoch if view.reachable else None
         rows.append(status_row(pod, epoch))
     out.write(render_table(STATUS_HEADERS, rows) + "\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _act_on_each(
@@ -283,7 +280,7 @@ def _act_on_each(
     decide: Callable[[PodInfo], tuple[str, tuple[str, str] | None]],
     *,
     out: TextIO,
-) -> int:
+) -> ExitCode:
     """For each selected pod: `decide` -> (what to print, optional annotation to write)."""
     pods = list_pods(kube, selection)
     missing = [n for n in selection.names if n not in pods]
@@ -295,10 +292,10 @@ def _act_on_each(
         rows.append((pod.name, said))
     rows += [(name, "not found") for name in missing]
     out.write(render_table(("POD", "ACTION"), rows, max_width=200) + "\n")
-    return EXIT_FAILED if missing else EXIT_OK
+    return ExitCode.FAILED if missing else ExitCode.OK
 
 
-def abort(kube: Kube, selection: Selection, *, out: TextIO) -> int:
+def abort(kube: Kube, selection: Selection, *, out: TextIO) -> ExitCode:
     value = token()
 
     def decide(pod: PodInfo) -> tuple[str, tuple[str, str] | None]:
@@ -309,7 +306,7 @@ def abort(kube: Kube, selection: Selection, *, out: TextIO) -> int:
     return _act_on_each(kube, selection, decide, out=out)
 
 
-def retry(kube: Kube, selection: Selection, *, out: TextIO) -> int:
+def retry(kube: Kube, selection: Selection, *, out: TextIO) -> ExitCode:
     value = token()
 
     def decide(pod: PodInfo) -> tuple[str, tuple[str, str] | None]:
@@ -320,7 +317,7 @@ def retry(kube: Kube, selection: Selection, *, out: TextIO) -> int:
     return _act_on_each(kube, selection, decide, out=out)
 
 
-def rollback(kube: Kube, selection: Selection, *, out: TextIO) -> int:
+def rollback(kube: Kube, selection: Selection, *, out: TextIO) -> ExitCode:
     value = token()
 
     def decide(pod: PodInfo) -> tuple[str, tuple[str, str] | None]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from controller.cli.exitcodes import ExitCode
 from controller.release import (
     ConditionType,
     InvalidReleaseError,
@@ -19,12 +20,6 @@ from controller.release import (
     parse_strategy,
 )
 from controller.rollout import held_back
-
-EXIT_OK = 0
-EXIT_FAILED = 1  # Degraded, an invalid spec, an edit refused, an API error
-EXIT_TIMEOUT = 3  # --timeout or --progress-deadline: the rollout goes on in the cluster
-EXIT_PAUSED = 4  # spec.strategy.paused: nothing starts until `hotupgrade resume`
-EXIT_INTERRUPTED = 130
 
 WAITING_FOR_CONTROLLER = "WaitingForController"
 
@@ -120,7 +115,7 @@ def summarize(raw: Mapping[str, Any]) -> Summary:
 class End:
     """The command is done: its exit code and the line that says why."""
 
-    code: int
+    code: ExitCode
     text: str
 
 
@@ -138,32 +133,34 @@ def verdict(summary: Summary, goal: Goal) -> End | None:
     if not summary.fresh:
         return None
     if summary.degraded_reason == "InvalidSpec":
-        return End(EXIT_FAILED, f"{summary.name}: the controller cannot act on the spec: {summary.message}")
+        return End(
+            ExitCode.FAILED, f"{summary.name}: the controller cannot act on the spec: {summary.message}"
+        )
     if goal is Goal.PAUSED:
         if summary.paused_reason is None:
-            return End(EXIT_FAILED, f"{summary.name}: not paused: spec.strategy.paused is false again")
+            return End(ExitCode.FAILED, f"{summary.name}: not paused: spec.strategy.paused is false again")
         if summary.upgrading:
             return None  # upgrades in flight finish; wait for them
         return End(
-            EXIT_OK,
+            ExitCode.OK,
             f"{summary.name}: paused, nothing in flight; {summary.updated} of {summary.goal} pod(s) run "
             f"{summary.image} (`hotupgrade resume {summary.name}` goes on)",
         )
     if summary.complete_reason is not None:
         return End(
-            EXIT_OK, f"{summary.name}: complete ({summary.complete_reason}): {summary.complete_message}"
+            ExitCode.OK, f"{summary.name}: complete ({summary.complete_reason}): {summary.complete_message}"
         )
     if summary.paused_reason == "TooManyFailures" or (
         summary.reason == "UpgradesFailed" and not summary.upgrading
     ):
         return End(
-            EXIT_FAILED,
+            ExitCode.FAILED,
             f"{summary.name}: degraded ({summary.degraded_reason}): {summary.degraded_message}; "
             + _rollback_hint(summary),
         )
     if summary.paused_reason == "PausedBySpec" and not summary.upgrading:
         return End(
-            EXIT_PAUSED,
+            ExitCode.PAUSED,
             f"{summary.name}: paused (spec.strategy.paused): {summary.updated} of {summary.goal} pod(s) "
             f"run {summary.image}; `hotupgrade resume {summary.name}` goes on",
         )

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TypeAlias
 
 from kubernetes.config import ConfigException
 
@@ -15,7 +16,7 @@ from controller.cli import commands, releasecmd
 from controller.cli.commands import RolloutOptions, Selection
 from controller.cli.display import View, view_for
 from controller.cli.edits import RolloutRequest, int_or_percent
-from controller.cli.follow import EXIT_FAILED
+from controller.cli.exitcodes import ExitCode, epilog
 from controller.cli.releaseops import FollowOptions, ReleaseCommandError
 from controller.cli.selectors import SelectorSyntaxError, namespaces_selector, parse_label_selector
 from controller.errors import KubeError
@@ -26,18 +27,33 @@ DIRECT_POLL_INTERVAL = 2.0
 RELEASE_POLL_INTERVAL = 1.0
 
 
-def _follow_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-wait", action="store_true", help="return after the edit, do not follow")
-    parser.add_argument(
-        "--timeout", type=float, default=0.0, help="stop following after this many seconds (default: none)"
+def _wait_args(group: argparse._ActionsContainer, *, mode: str = "") -> None:
+    """--no-wait and --timeout: following a release; `mode` starts each help (rollout has two modes)."""
+    group.add_argument("--no-wait", action="store_true", help=f"{mode}return after the edit, do not follow")
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        help=f"{mode}stop following after this many seconds (default: none)",
     )
-    parser.add_argument(
+
+
+def _pace_args(group: argparse._ActionsContainer, *, mode: str = "") -> None:
+    """--progress-deadline and --poll-interval: how long to wait for progress, how often to look."""
+    group.add_argument(
         "--progress-deadline",
         type=float,
         default=1200.0,
-        help="stop following if nothing changes for this many seconds (default 1200)",
+        help=f"{mode}stop following if nothing changes for this many seconds (default 1200)",
     )
-    parser.add_argument("--poll-interval", type=float, default=None, help="seconds between status reads")
+    group.add_argument(
+        "--poll-interval", type=float, default=None, help=f"{mode}seconds between status reads"
+    )
+
+
+def _follow_args(parser: argparse.ArgumentParser) -> None:
+    _wait_args(parser)
+    _pace_args(parser)
 
 
 def _pods_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -45,76 +61,129 @@ def _pods_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("-l", "--selector", help="label selector, as kubectl -l")
 
 
-def _rollout_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _global_args(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """The options of every command, accepted before or after the subcommand's name."""
+    parser.add_argument(
+        "--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
+
+
+def _global_parent() -> argparse.ArgumentParser:
+    """The global options again, for each subcommand. Their default is SUPPRESS: a subcommand that was
+    not given one leaves the value parsed before its name alone (argparse copies every attribute the
+    subparser sets over the main parser's), and one given after the name wins over one before it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    _global_args(parent, default=argparse.SUPPRESS)
+    return parent
+
+
+# `rollout --help` shows each mode's options under its own title; each help starts with its mode too.
+RELEASE_MODE = ("release mode (rollout NAME)", "release mode: ")
+DIRECT_MODE = ("direct mode (rollout --direct -n NAMESPACE)", "direct mode: ")
+BOTH_MODES = ("both modes", "both modes: ")
+
+
+def _rollout_parser(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     roll = sub.add_parser(
         "rollout",
+        parents=[parent],
         help="create or edit a SidecarRelease and follow it (--direct: annotate pods from here)",
         description="Without --direct: set the image of SidecarRelease NAME (created if missing) and follow "
         "its status until Complete; the controller does the rollout. With --direct: annotate the pods of "
         "one namespace batch by batch from this process (docs/rollout.md).",
     )
-    roll.add_argument("name", nargs="?", help="the SidecarRelease (not with --direct)")
-    roll.add_argument("--image", required=True, help="the sidecar image to roll out")
-    roll.add_argument(
+    title, mode = RELEASE_MODE
+    release = roll.add_argument_group(
+        title,
+        "the controller moves the pods of SidecarRelease NAME; fields not given stay as they are "
+        "(on create: the CRD's defaults)",
+    )
+    release.add_argument("name", nargs="?", help=f"{mode}the SidecarRelease to create or edit")
+    release.add_argument("--namespace-selector", help=f"{mode}namespace label selector (instead of -n)")
+    release.add_argument(
+        "-A", "--all-namespaces", action="store_true", help=f"{mode}select pods of every namespace"
+    )
+    release.add_argument(
+        "--partition", help=f"{mode}matched pods kept on their image: a count or a percentage"
+    )
+    release.add_argument("--priority", type=int, help=f"{mode}settles pods that several releases select")
+    release.add_argument(
+        "--empty-image",
+        help=f"{mode}the release's spec.emptyImage (see `kubectl explain sidecarrelease.spec`)",
+    )
+    _wait_args(release, mode=mode)
+
+    title, mode = DIRECT_MODE
+    direct = roll.add_argument_group(
+        title, "no release: this process annotates the pods of one namespace, batch by batch"
+    )
+    direct.add_argument(
         "--direct",
         action="store_true",
-        help="no release: annotate the pods of -n NAMESPACE from this process, within --max-unavailable "
+        help=f"{mode}annotate the pods of -n NAMESPACE from this process, within --max-unavailable "
         "and PodDisruptionBudgets",
     )
-    roll.add_argument(
+    # Before issue 12 the rollout went on after failures unless this flag was given; stopping is now
+    # the default, so the flag only spells out `--max-failures 1`.
+    direct.add_argument("--pause-on-failure", action="store_true", help=f"{mode}deprecated: the default now")
+
+    title, mode = BOTH_MODES
+    both = roll.add_argument_group(title, "where the two modes read an option differently, its help says how")
+    both.add_argument("--image", required=True, help=f"{mode}the sidecar image to roll out")
+    both.add_argument(
         "-n",
         "--namespace",
         action="append",
         default=[],
-        help="release: a namespace whose pods it selects (repeatable); --direct: the pods' namespace",
+        help=f"{mode}a namespace whose pods the release selects (repeatable); --direct: the pods' namespace "
+        "(exactly one)",
     )
-    roll.add_argument("-l", "--selector", help="pod label selector, as kubectl -l ('' selects all pods)")
-    release = roll.add_argument_group("SidecarRelease fields (absent: as they are, or the defaults)")
-    release.add_argument("--namespace-selector", help="namespace label selector (instead of -n)")
-    release.add_argument("-A", "--all-namespaces", action="store_true", help="select pods of every namespace")
-    release.add_argument(
+    both.add_argument(
+        "-l", "--selector", help=f"{mode}pod label selector, as kubectl -l ('' selects all pods)"
+    )
+    both.add_argument(
         "--max-unavailable",
-        help="pods unavailable at once: a count or a percentage (--direct: a count, default 1)",
+        help=f"{mode}pods unavailable at once: a count or a percentage (--direct: a count, default 1)",
     )
-    release.add_argument("--partition", help="matched pods kept on their image: a count or a percentage")
-    release.add_argument(
+    both.add_argument(
         "--max-failures",
         type=int,
-        help="failed upgrades that pause the release (>= 1); --direct: that stop it, 0 = never; default 1",
+        help=f"{mode}failed upgrades that pause the release (>= 1), or stop a --direct rollout "
+        "(0 = never); default 1",
     )
-    release.add_argument("--priority", type=int, help="settles pods that several releases select")
-    release.add_argument(
-        "--empty-image", help="the release's spec.emptyImage (see `kubectl explain sidecarrelease.spec`)"
-    )
-    # Before issue 12 the rollout went on after failures unless this flag was given; stopping is now
-    # the default, so the flag only spells out `--max-failures 1`.
-    roll.add_argument(
-        "--pause-on-failure", action="store_true", help="deprecated (--direct): the default now"
-    )
-    _follow_args(roll)
-    roll.add_argument("--batch-timeout", type=float, dest="progress_deadline", help=argparse.SUPPRESS)
+    _pace_args(both, mode=mode)
+    # After --progress-deadline, whose default (1200) it must not replace.
+    direct.add_argument("--batch-timeout", type=float, dest="progress_deadline", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hotupgrade",
-        description="Hitless sidecar upgrades: SidecarReleases (the controller converges the pods they "
+        # Raw: the epilog is a table. So the description is wrapped here.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Hitless sidecar upgrades: SidecarReleases (the controller converges the pods they\n"
         "select), or pods by annotation.",
+        epilog=epilog(),
     )
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    _global_args(parser, default=None)
+    parent = _global_parent()
     sub = parser.add_subparsers(dest="command", required=True)
-    _rollout_parser(sub)
+    _rollout_parser(sub, parent)
 
     for name, text in (
         ("pause", "pause a SidecarRelease: no new pods start; waits for the upgrades in flight"),
         ("resume", "resume a paused SidecarRelease and follow it to Complete"),
     ):
-        paused = sub.add_parser(name, help=text)
+        paused = sub.add_parser(name, parents=[parent], help=text)
         paused.add_argument("name", help="the SidecarRelease")
         _follow_args(paused)
 
     back = sub.add_parser(
         "rollback",
+        parents=[parent],
         help="a SidecarRelease back to its previous image; with -n, pods: abort or upgrade back",
     )
     back.add_argument("names", nargs="*", help="the SidecarRelease; with -n, pod names")
@@ -123,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     _follow_args(back)
 
     show = sub.add_parser(
-        "status", help="SidecarReleases (with names: conditions and pods); with -n, a table of pods"
+        "status",
+        parents=[parent],
+        help="SidecarReleases (with names: conditions and pods); with -n, a table of pods",
     )
     show.add_argument("names", nargs="*", help="SidecarRelease names; with -n, pod names")
     _pods_args(show, required=False)
@@ -133,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("abort", "abort upgrades in flight (the standby goes back to the empty image)"),
         ("retry", "retry failed upgrades"),
     ):
-        each = sub.add_parser(name, help=text)
+        each = sub.add_parser(name, parents=[parent], help=text)
         _pods_args(each, required=True)
         each.add_argument("pods", nargs="*", help="pod names (instead of, or within, the selector)")
     return parser
@@ -276,7 +347,7 @@ def release_command(args: argparse.Namespace) -> releasecmd.Command | None:
     return releasecmd.rollback_command(args.names[0], to=args.to)
 
 
-def run(args: argparse.Namespace, stop: threading.Event) -> int:
+def run(args: argparse.Namespace, stop: threading.Event) -> ExitCode:
     out = sys.stdout
     command = args.command
     # Options are checked before the kubeconfig is read: a usage error needs no cluster.
@@ -303,6 +374,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `hotupgrade` console script: an ExitCode (argparse exits 2, ExitCode.USAGE, on its own)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     stop = threading.Event()
 
@@ -317,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, stop)
     except (ReleaseCommandError, KubeconfigError) as exc:
         sys.stderr.write(f"hotupgrade: {exc}\n")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except KubeError as exc:
         sys.stderr.write(f"hotupgrade: API error {exc.status}: {exc.message[:500]}\n")
-        return commands.EXIT_FAILED
+        return ExitCode.FAILED

@@ -12,7 +12,8 @@ from typing import TextIO
 from controller.cli import edits, releaseops
 from controller.cli.display import View
 from controller.cli.edits import RolloutRequest
-from controller.cli.follow import EXIT_FAILED, EXIT_OK, Goal
+from controller.cli.exitcodes import ExitCode
+from controller.cli.follow import Goal
 from controller.cli.releaseops import FollowOptions
 from controller.cli.releaseview import (
     POD_HEADERS,
@@ -29,7 +30,7 @@ from controller.release import InvalidReleaseError, parse_release
 from controller.rollout import PodFacts, plan_fleet, pod_facts
 
 
-def releases(kube: Kube, names: Sequence[str], *, out: TextIO) -> int:
+def releases(kube: Kube, names: Sequence[str], *, out: TextIO) -> ExitCode:
     """`hotupgrade status [NAME...]`: the release table; for each release named, its conditions and the
     pods it governs."""
     try:
@@ -43,7 +44,7 @@ def releases(kube: Kube, names: Sequence[str], *, out: TextIO) -> int:
     for name in missing:
         out.write(f"hotupgrade: no SidecarRelease {name}\n")
     if not names:
-        return EXIT_OK
+        return ExitCode.OK
     namespaces = {str(n["metadata"]["name"]): namespace_labels(n) for n in kube.list_namespaces()[0]}
     parsed = [r for r in (cached_release(raw).parsed for raw in raws) if r is not None]
     for name in names:
@@ -66,7 +67,7 @@ def releases(kube: Kube, names: Sequence[str], *, out: TextIO) -> int:
         plan = plan_fleet(parsed, pods.values(), namespaces, now=datetime.now(UTC)).releases[name]
         rows = pod_rows(plan, pods)
         out.write(render_table(POD_HEADERS, rows) + "\n" if rows else "  no pods governed\n")
-    return EXIT_FAILED if missing else EXIT_OK
+    return ExitCode.FAILED if missing else ExitCode.OK
 
 
 # Built only when the command follows: a live view takes over the terminal.
@@ -112,10 +113,10 @@ def edit_and_follow(
     view: ViewFactory,
     out: TextIO,
     stop: threading.Event,
-) -> int:
+) -> ExitCode:
     """Send the command's edit, say what changed, then (unless --no-wait) follow the release."""
     applied = releaseops.apply(kube, command.name, command.edit, create=command.create)
     releaseops.report_edit(applied, command.name, out)
     if not options.wait:
-        return EXIT_OK
+        return ExitCode.OK
     return releaseops.follow(kube, command.name, command.goal, options, view=view(), out=out, stop=stop)

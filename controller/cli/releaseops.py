@@ -18,10 +18,8 @@ import tenacity
 
 from controller.cli.display import View
 from controller.cli.edits import EditRefusedError, spec_patch
+from controller.cli.exitcodes import ExitCode
 from controller.cli.follow import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_TIMEOUT,
     Goal,
     Watchdog,
     describe_patch,
@@ -157,18 +155,18 @@ def follow(
     view: View,
     out: TextIO,
     stop: threading.Event,
-) -> int:
+) -> ExitCode:
     """Read the release every poll interval and show it until the verdict, a deadline or Ctrl-C."""
     watchdog = Watchdog(
         started=time.monotonic(), timeout=options.timeout, progress_deadline=options.progress_deadline
     )
     ending = None
-    code = EXIT_INTERRUPTED
+    code = ExitCode.INTERRUPTED
     try:
         while not stop.is_set():
             raw = get_release(kube, name)
             if raw is None:
-                code, ending = EXIT_FAILED, f"{name}: the SidecarRelease was deleted"
+                code, ending = ExitCode.FAILED, f"{name}: the SidecarRelease was deleted"
                 break
             summary = summarize(raw)
             view.show(summary)
@@ -178,7 +176,7 @@ def follow(
                 break
             why = watchdog.check(summary, time.monotonic())
             if why is not None:
-                code = EXIT_TIMEOUT
+                code = ExitCode.TIMEOUT
                 ending = (
                     f"{name}: stopped following: {why}; the controller goes on (`hotupgrade status {name}`)"
                 )

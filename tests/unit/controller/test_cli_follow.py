@@ -8,10 +8,8 @@ from typing import Any
 import pytest
 
 from controller.cli.display import LineView, LiveView
+from controller.cli.exitcodes import ExitCode
 from controller.cli.follow import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_PAUSED,
     WAITING_FOR_CONTROLLER,
     Goal,
     Summary,
@@ -65,7 +63,7 @@ def test_complete_ends_the_rollout_with_0_and_the_partition_is_the_goal() -> Non
     summary = reading(r, pods, partition=1)
     assert (summary.goal, summary.updated, summary.complete_reason) == (2, 2, "PartitionReached")
     end = verdict(summary, Goal.CONVERGED)
-    assert end is not None and end.code == EXIT_OK and "complete (PartitionReached)" in end.text
+    assert end is not None and end.code == ExitCode.OK and "complete (PartitionReached)" in end.text
 
 
 def test_a_status_of_the_previous_generation_never_ends_a_command() -> None:
@@ -89,7 +87,7 @@ def test_too_many_failures_ends_with_1_and_offers_the_rollback() -> None:
     summary = reading(release(), pods)
     assert (summary.paused_reason, summary.degraded_reason) == ("TooManyFailures", "TooManyFailures")
     end = verdict(summary, Goal.CONVERGED)
-    assert end is not None and end.code == EXIT_FAILED
+    assert end is not None and end.code == ExitCode.FAILED
     assert f"`hotupgrade rollback web` (to {OLD})" in end.text and "shop/web-0" in end.text
 
 
@@ -101,7 +99,7 @@ def test_failures_below_max_failures_go_on_until_nothing_more_starts() -> None:
     ended = reading(r, [failed("web-0"), done("web-1")], maxFailures=2)
     assert ended.reason == "UpgradesFailed"
     end = verdict(ended, Goal.CONVERGED)
-    assert end is not None and end.code == EXIT_FAILED and "degraded (UpgradesFailed)" in end.text
+    assert end is not None and end.code == ExitCode.FAILED and "degraded (UpgradesFailed)" in end.text
 
 
 def test_pause_waits_for_the_upgrades_in_flight_then_ends_with_0() -> None:
@@ -111,16 +109,16 @@ def test_pause_waits_for_the_upgrades_in_flight_then_ends_with_0() -> None:
     assert verdict(busy, Goal.PAUSED) is None, "an upgrade in flight finishes first"
     quiet = reading(r, [done("web-0"), *fleet(3)[1:]], paused=True)
     end = verdict(quiet, Goal.PAUSED)
-    assert end is not None and end.code == EXIT_OK and "paused, nothing in flight; 1 of 3" in end.text
+    assert end is not None and end.code == ExitCode.OK and "paused, nothing in flight; 1 of 3" in end.text
     # A rollout or resume that meets a paused release stops following with its own code.
     stopped = verdict(quiet, Goal.CONVERGED)
-    assert stopped is not None and stopped.code == EXIT_PAUSED and "hotupgrade resume web" in stopped.text
+    assert stopped is not None and stopped.code == ExitCode.PAUSED and "hotupgrade resume web" in stopped.text
 
 
 def test_a_pause_undone_meanwhile_fails_the_pause() -> None:
     summary = reading(release(), [done("web-0"), *fleet(2)[1:]])
     end = verdict(summary, Goal.PAUSED)
-    assert end is not None and end.code == EXIT_FAILED and "not paused" in end.text
+    assert end is not None and end.code == ExitCode.FAILED and "not paused" in end.text
 
 
 def test_an_invalid_spec_ends_any_command_with_1() -> None:
@@ -128,7 +126,7 @@ def test_an_invalid_spec_ends_any_command_with_1() -> None:
     doc = {"metadata": {"name": "web", "generation": 2}, "spec": {"image": "X"}, "status": status.to_json()}
     for goal in Goal:
         end = verdict(summarize(doc), goal)
-        assert end is not None and end.code == EXIT_FAILED and "is not an image" in end.text
+        assert end is not None and end.code == ExitCode.FAILED and "is not an image" in end.text
 
 
 def test_the_watchdog_counts_from_the_last_change() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli.follow import EXIT_FAILED
+from controller.cli.exitcodes import ExitCode
 from controller.cli.main import build_parser, follow_options, main, rollout_options, rollout_request, run
 
 DIRECT = ["rollout", "--direct", "-n", "shop", "--image", "sidecar:2"]
@@ -126,7 +126,7 @@ def test_a_kubeconfig_that_does_not_load_is_one_clear_line_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "nonexistent"
-    assert main(["--kubeconfig", str(missing), "status", "web"]) == EXIT_FAILED
+    assert main(["--kubeconfig", str(missing), "status", "web"]) == ExitCode.FAILED
     err = capsys.readouterr().err
     assert err.startswith(f"hotupgrade: cannot load a kubeconfig from {missing}: ")
     assert "Traceback" not in err and err.count("\n") == 1
