@@ -240,15 +240,7 @@ def start_load_to(
 ) -> LoadGenerator:
     """The suite's mix of HTTP/1.1, HTTP/2 and TCP load at host (a pod IP or a Service's ClusterIP), to
     Envoy's listeners unless other ports are named (a Service on the app's ports, with capture)."""
-    cfg = LoadConfig(
-        host=host,
-        http_port=http_port,
-        tcp_port=tcp_port,
-        http1_connections=4,
-        http2_connections=1,
-        http2_streams=4,
-        tcp_connections=2,
-        request_timeout_s=10.0,
-        max_seconds=max_seconds,
-    )
+    cfg = LoadConfig(host=host, http_port=http_port, tcp_port=tcp_port, max_seconds=max_seconds,
+                     http1_connections=4, http2_connections=1, http2_streams=4, tcp_connections=2,
+                     request_timeout_s=10.0)  # fmt: skip
     return LoadGenerator(cfg).start()
