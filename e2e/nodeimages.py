@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes import client
 
-from e2e import kube
+from clusterkit import kube
 from localcluster import settings
 from localcluster.imagebuilder.builder import parse_image_list
 

@@ -2,8 +2,8 @@
 built on demand for e2e/test_agent_skew.py: nothing else in the suite needs it or the history it is
 built from.
 
-It takes the route of the suite's other images (e2e/images.py): on the local cluster it is pushed to the
-node's registry and the kubelet pulls it by the registry's name; on kind (`make e2e-kind`, which tells the
+It takes the route of the suite's other images (clusterkit/images.py): on the local cluster it is pushed to
+the node's registry and the kubelet pulls it by the registry's name; on kind (`make e2e-kind`, which tells the
 suite its kind binary and cluster) it is built with Docker and loaded; on any other cluster it is
 expected under its plain name, like the rest. A missing commit raises prevagent.MissingCommitError, whose
 message says what to run.

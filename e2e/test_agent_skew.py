@@ -20,8 +20,9 @@ import json
 import pytest
 from kubernetes import client
 
+from clusterkit import images, kube, upgrade
 from controller.record import Phase
-from e2e import conftest, images, kube, previmage, upgrade
+from e2e import conftest, previmage
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
 from localcluster.imagebuilder import prevagent
 from webhook import contract

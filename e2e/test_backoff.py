@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from clusterkit import kube, upgrade
 from controller.keys import ANNOTATION_KUBELET_BACKOFF
 from controller.record import Phase
-from e2e import conftest, kube, upgrade
+from e2e import conftest
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load, upgrade_once
 
 pytestmark = pytest.mark.timeout(1500)

@@ -27,9 +27,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from clusterkit import kube, release, upgrade
+from clusterkit.suite import answers, service_manifest, start_load_to
 from controller.record import Phase
-from e2e import conftest, kube, release, test_pull_window, upgrade
-from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load_to
+from e2e import conftest
+from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit
 from webhook import contract
 
 pytestmark = pytest.mark.timeout(1500)
@@ -64,7 +66,7 @@ def capture_namespace(api: client.ApiClient, workdir: Path) -> Iterator[str]:
 
 def app_service(name: str) -> dict[str, Any]:
     """The Service a user has without a mesh: the app's own ports, nothing about Envoy."""
-    service = test_pull_window.service_manifest(name)
+    service = service_manifest(name)
     service["spec"]["ports"] = [
         {"name": "http", "port": HTTP_PORT, "targetPort": HTTP_PORT},
         {"name": "tcp", "port": TCP_PORT, "targetPort": TCP_PORT},
@@ -129,8 +131,8 @@ def test_an_unchanged_service_reaches_the_app_through_envoy_and_an_upgrade_fails
     done = capture_container_state(pod)["state"]["terminated"]
     assert done["exitCode"] == 0, done
     service_ip = kube.core(api).read_namespaced_service(APP, capture_namespace).spec.cluster_ip
-    answers = functools.partial(test_pull_window.answers, service_ip, HTTP_PORT)
-    kube.wait_until("the Service answers", answers, 60, interval=1.0)
+    service_answers = functools.partial(answers, service_ip, HTTP_PORT)
+    kube.wait_until("the Service answers", service_answers, 60, interval=1.0)
     status = upgrade.status_of(pod)
     before_upgrade = through_envoy(service_ip, ip, status.slots[status.active])
     app_before = kube.container_status(pod, "app")

@@ -3,8 +3,8 @@ sidecar through the in-cluster controller, `helm upgrade` the release, `helm uni
 
 Every other e2e test runs against the session release of e2e/conftest.py; this module installs a second
 release of its own, because it upgrades and uninstalls it. The two never see each other's pods: each
-release's webhooks select namespaces labelled with its name (e2e/release.py) and each controller watches
-only its own namespaces. Pods here opt in by pod label in a namespace without the injection label, so
+release's webhooks select namespaces labelled with its name (clusterkit/release.py) and each controller
+watches only its own namespaces. Pods here opt in by pod label in a namespace without the injection label, so
 only the chart's pod-label entry can have injected them.
 """
 
@@ -21,8 +21,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from clusterkit import kube, release, upgrade
 from controller.record import Phase
-from e2e import conftest, kube, release, upgrade
+from e2e import conftest
 from webhook import contract
 
 pytestmark = pytest.mark.timeout(900)

@@ -9,8 +9,9 @@ import json
 import pytest
 from kubernetes import client
 
+from clusterkit import images, kube, upgrade
 from controller.record import Phase, Reason
-from e2e import conftest, images, kube, nodeimages, upgrade
+from e2e import conftest, nodeimages
 from e2e.test_fleet import upgrade_events
 from e2e.test_upgrade import start_load, upgrade_once
 from releaseapi.imageref import digest_of

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from clusterkit import kube, release, upgrade
 from controller.record import IN_FLIGHT, Phase, UpgradeRecord
-from e2e import conftest, kube, release, upgrade
+from e2e import conftest
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
 
 pytestmark = pytest.mark.timeout(1800)

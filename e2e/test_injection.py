@@ -7,7 +7,8 @@ import urllib.request
 import pytest
 from kubernetes import client
 
-from e2e import conftest, kube, release, upgrade
+from clusterkit import kube, release, upgrade
+from e2e import conftest
 from webhook import contract
 
 pytestmark = pytest.mark.timeout(600)

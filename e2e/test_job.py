@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from e2e import conftest, kube, upgrade
+from clusterkit import kube, upgrade
+from e2e import conftest
 from webhook import contract
 
 pytestmark = pytest.mark.timeout(600)

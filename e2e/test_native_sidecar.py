@@ -6,8 +6,8 @@ tests: not Kruise, which refuses in-place updates of init containers.
 Proved here, each under HTTP/1.1 + HTTP/2 + raw TCP load with 0 failed requests and the app container
 never restarted: a hot upgrade and back, a failed upgrade rolled back while the old Envoy keeps serving,
 and a fleet rollout with `hotupgrade rollout --direct`; the pod's NotReady time is held to the README's
-budget by e2e/upgrade.py. And the startup ordering the mode exists for: the app's process starts only after
-slot a's Envoy is LIVE (the pair's postStart hook blocks the next init container, and the app waits for
+budget by clusterkit/upgrade.py. And the startup ordering the mode exists for: the app's process starts only
+after slot a's Envoy is LIVE (the pair's postStart hook blocks the next init container, and the app waits for
 every init container), measured from the agent's own record and the app's process start time.
 
 The module installs a release of its own with `injection.mode: nativeSidecar` (the session release
@@ -30,8 +30,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from clusterkit import kube, release, upgrade
 from controller.record import Phase
-from e2e import conftest, kube, release, upgrade
+from e2e import conftest
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
 from podharness.load import LoadGenerator
 from webhook import contract

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from clusterkit import kube, release, upgrade
 from controller.record import IN_FLIGHT, Phase
-from e2e import conftest, kube, release, upgrade
+from e2e import conftest
 from e2e.test_fleet import assert_upgraded, epoch_of, load_figures, report, upgrade_seconds
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
 

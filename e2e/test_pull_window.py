@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from clusterkit import images, kube, release, upgrade
+from clusterkit.suite import answers, service_manifest, start_load_to
 from controller.prepull import PRE_PULL_NAME_PREFIX
 from controller.record import Phase
-from e2e import conftest, images, kube, pulls, pulltarget, release, upgrade
-from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load_to, upgrade_once
+from e2e import conftest, pulls, pulltarget
+from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, upgrade_once
 from localcluster.helm import CHART
 from podharness.load import LoadGenerator
-from webhook import contract
 
 pytestmark = [
     pytest.mark.timeout(2400),
@@ -42,32 +42,6 @@ pytestmark = [
 APP = "pullwin"  # one pod per pre-pull mode: pullwin-on, pullwin-off
 UPGRADES = 2  # per pod, each to its own fresh target
 TARGET_BASE = conftest.SIDECAR_IMAGES[1]  # the private instance's target, what fresh targets derive from
-
-
-def service_manifest(name: str) -> dict[str, Any]:
-    """A ClusterIP Service in front of the pair's HTTP and TCP listeners."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "ClusterIP",
-            "selector": {"app": name},
-            "ports": [
-                {"name": "http", "port": contract.LISTEN_PORT, "targetPort": contract.LISTEN_PORT},
-                {"name": "tcp", "port": contract.TCP_LISTEN_PORT, "targetPort": contract.TCP_LISTEN_PORT},
-            ],
-        },
-    }
-
-
-def answers(host: str, port: int = contract.LISTEN_PORT) -> bool:
-    """One HTTP request to `host` succeeds (through a Service: its rules are in place)."""
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=3) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 def controller_prepull_flag(pod: kube.Pod) -> bool | None:

@@ -9,9 +9,10 @@ import json
 import pytest
 from kubernetes import client
 
+from clusterkit import kube, upgrade
 from controller.prepull import PRE_PULL_NAME_PREFIX
 from controller.record import Phase
-from e2e import conftest, kube, upgrade
+from e2e import conftest
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load, upgrade_once
 from webhook.podsecurity import restricted_violations
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import pytest
 from kubernetes import client
 
+from clusterkit import kube, upgrade
+from clusterkit.suite import start_load_to
 from controller.record import Phase
-from e2e import conftest, kube, upgrade
-from podharness.load import LoadConfig, LoadGenerator
+from e2e import conftest
+from podharness.load import LoadGenerator
 from podharness.loadstats import disallowed_failures, summarize
-from webhook import contract
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -36,36 +37,13 @@ def start_load(pod: kube.Pod) -> LoadGenerator:
     return start_load_to(pod["status"]["podIP"])
 
 
-def start_load_to(
-    host: str,
-    max_seconds: float = 1200.0,
-    *,
-    http_port: int = contract.LISTEN_PORT,
-    tcp_port: int = contract.TCP_LISTEN_PORT,
-) -> LoadGenerator:
-    """The suite's mix of HTTP/1.1, HTTP/2 and TCP load at host (a pod IP or a Service's ClusterIP), to
-    Envoy's listeners unless other ports are named (a Service on the app's ports, with capture)."""
-    cfg = LoadConfig(
-        host=host,
-        http_port=http_port,
-        tcp_port=tcp_port,
-        http1_connections=4,
-        http2_connections=1,
-        http2_streams=4,
-        tcp_connections=2,
-        request_timeout_s=10.0,
-        max_seconds=max_seconds,
-    )
-    return LoadGenerator(cfg).start()
-
-
 def app_container(pod: kube.Pod) -> dict[str, object]:
     return kube.container_status(pod, "app")
 
 
 @dataclass(frozen=True)
 class Window:
-    """The pod's Ready condition as watched during one upgrade (e2e/upgrade.py ReadinessWatch)."""
+    """The pod's Ready condition as watched during one upgrade (clusterkit/upgrade.py ReadinessWatch)."""
 
     not_ready_s: float
     flips: int

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from e2e import conftest, kube, release
+from clusterkit import kube, release
+from e2e import conftest
 from webhook import contract
 
 # The repair takes about a second (a watch event and a few API calls); the API server applies a changed

@@ -33,8 +33,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from clusterkit import images, kube, release, upgrade
 from controller.record import Phase, Reason
-from e2e import conftest, images, kube, release, upgrade, xdsplane
+from e2e import conftest, xdsplane
 from e2e.test_upgrade import assert_tcp_only_cut_at_parent_exit, start_load
 from podharness.xds import ServerAPI
 from podharness.xdsconfig import Snapshot

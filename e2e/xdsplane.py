@@ -27,7 +27,7 @@ from typing import Any
 
 from kubernetes import client
 
-from e2e import kube
+from clusterkit import kube
 from localcluster import nodeimages, registry, xds
 from localcluster import settings as s
 from localcluster.imagebuilder import builder

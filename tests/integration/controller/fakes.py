@@ -15,6 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from clusterkit import kube
 from controller.kube import Kube
 from webhook.contract import STATUS_PORT_A, STATUS_PORT_B
 from webhook.injection_status import InjectionStatus
@@ -341,12 +342,8 @@ class Background:
 
 
 def wait_until(check: Any, *, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
-    """Poll `check()` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """Poll `check()` until it returns something truthy; fail (an assertion) with `what` after `timeout` s."""
+    try:
+        return kube.wait_until(what, check, timeout, interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None

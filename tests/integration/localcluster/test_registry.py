@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from e2e import images as e2e_images
+from clusterkit import images as e2e_images
 from e2e import pulltarget
 from localcluster import host, nodeimages, pki, registry
 from localcluster import settings as s

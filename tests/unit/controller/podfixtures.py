@@ -2,11 +2,11 @@
 
 import copy
 from collections.abc import Mapping
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
+from clusterkit.records import EMPTY, NEW, OLD, STATUS, T0, upgrade_record
 from controller.keys import (
     ANNOTATION_STATUS,
     ANNOTATION_TARGET_IMAGE,
@@ -16,39 +16,16 @@ from controller.observed import AgentView, BudgetView, ObservedPod, PrePullView,
 from controller.record import Phase, Reason, UpgradeRecord
 from webhook.injection_status import InjectionStatus
 
-EMPTY = "registry.local/hotupgrade-empty:1"
-OLD = "registry.local/hotupgrade-sidecar:1"
-NEW = "registry.local/hotupgrade-sidecar:2"
-T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+__all__ = [  # the record and status factory is clusterkit.records' (the bench shares it); re-exported
+    "EMPTY",
+    "NEW",
+    "OLD",
+    "STATUS",
+    "T0",
+    "upgrade_record",
+]
+
 ADMITTED = BudgetView(admitted=True)  # no PodDisruptionBudget holds the pod back
-
-STATUS = InjectionStatus(
-    active="hotupgrade-a",
-    standby="hotupgrade-b",
-    slots={"hotupgrade-a": "a", "hotupgrade-b": "b"},
-    sidecar_image=OLD,
-    empty_image=EMPTY,
-    config_hash="cafe",
-)
-
-
-def upgrade_record(**changes: Any) -> UpgradeRecord:
-    """A record of the upgrade OLD -> NEW from slot a to slot b, begun at T0; `changes` override it."""
-    base = UpgradeRecord(
-        phase=Phase.TAKING_OVER,
-        from_image=OLD,
-        to_image=NEW,
-        attempt=1,
-        started=T0,
-        phase_since=T0,
-        message="",
-        old_container="hotupgrade-a",
-        new_container="hotupgrade-b",
-        old_slot="a",
-        new_slot="b",
-        empty_image=EMPTY,
-    )
-    return replace(base, **changes)
 
 
 # A record in flight (rolling back) with most optional fields set and no owed Event.

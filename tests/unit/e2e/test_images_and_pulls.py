@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from e2e import images, pulls
+from clusterkit import images
+from e2e import pulls
 from localcluster import registry
 
 ENDPOINTS = registry.Endpoints(

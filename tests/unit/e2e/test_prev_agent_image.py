@@ -1,9 +1,10 @@
 """The name pods pull the previous agent's image by: the registry's on the local cluster, as the suite's
-other sidecars (e2e/images.py), and the plain name of a loaded image elsewhere (kind)."""
+other sidecars (clusterkit/images.py), and the plain name of a loaded image elsewhere (kind)."""
 
 from __future__ import annotations
 
-from e2e import images, previmage
+from clusterkit import images
+from e2e import previmage
 from localcluster import registry
 
 ENDPOINTS = registry.Endpoints(

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from e2e import images, pulltarget
+from clusterkit import images
+from e2e import pulltarget
 from localcluster import registry
 from localcluster.imagebuilder import oci
 from localcluster.registryclient import content_digest

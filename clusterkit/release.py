@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import yaml
 from kubernetes import client
 
-from e2e import kube
+from clusterkit import kube
 from localcluster.helm import CHART, HelmError, run_helm
 
 # The namespace label naming the one release that may see a namespace.

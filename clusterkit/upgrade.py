@@ -19,9 +19,9 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from clusterkit import kube
 from controller.keys import ANNOTATION_RETRY, ANNOTATION_STATUS, ANNOTATION_TARGET_IMAGE, ANNOTATION_UPGRADE
 from controller.record import Phase, UpgradeRecord, parse_record
-from e2e import kube
 from webhook import contract
 from webhook.injection_status import InjectionStatus, parse_status
 
