@@ -14,6 +14,7 @@ from typing import Literal
 
 from agent import contract
 from agent.contract import Slot
+from agent.fence import Fence
 from agent.state import (
     SharedState,
     held_by,
@@ -47,6 +48,7 @@ class Observation:
     admin: LiveEnvoy | None
     bound_socket_ids: frozenset[int]
     own_hot_restart_version: str
+    fence: Fence | None = None  # the run dir's take-over fence (agent/fence.py)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from controller.actions import (
     CreatePrePullPod,
     Event,
     Fail,
+    FenceTakeOver,
     Noop,
     Observe,
     PatchStandbyImage,
@@ -334,6 +335,9 @@ def _check(
             requeue_after=policy.poll_interval,
             record=waited or replace(base, message=message),
         )
+    lift = _lift_fence(pod, base, policy)
+    if lift is not None:
+        return lift
     held = _held_by_budget(pod, base, policy)
     if held is not None:
         return held
@@ -571,11 +575,60 @@ def _rollback_restarts(record: UpgradeRecord, new: ContainerView) -> int:
     return -1 if still_the_container(new, seen) else 0
 
 
+def fence_token(record: UpgradeRecord) -> str:
+    """The identity of one upgrade attempt's take-over, as a fence names it (docs/contract.md)."""
+    return f"{record.new_slot}:{record.attempt}@{format_time(record.started)}"
+
+
+def _fence_first(pod: ObservedPod, record: UpgradeRecord, why: str, policy: Policy) -> Action | None:
+    """Before a rollback undoes a standby image change: None once the serving agent shows our fence of
+    the new slot (or cannot fence: schema before 1.3), else ask for it; never roll back without it."""
+    old = _agents(pod).get(record.old_slot)
+    token = fence_token(record)
+    if old is not None and old.reachable and not old.fences:
+        return None  # an agent before the fence: roll back as before; the check after it still guards
+    if old is not None and old.fence_slot == record.new_slot and old.fence_token == token:
+        return None
+    if _elapsed(record, pod.now) > 2 * policy.step_timeout:
+        answer = "did not answer" if old is None or not old.reachable else "did not fence it"
+        stuck = (
+            f"{why}; not rolled back: the agent of slot {record.old_slot} {answer}, so slot "
+            f"{record.new_slot}'s take-over could not be fenced and a rollback might leave no Envoy"
+        )
+        return _fail(pod, record, Reason.TAKE_OVER_STUCK, stuck)
+    return FenceTakeOver(
+        agent_slot=record.old_slot,
+        slot=record.new_slot,
+        token=token,
+        requeue_after=min(policy.poll_interval, 0.5),
+        reason=f"rolling back ({why}) once slot {record.new_slot}'s take-over is fenced",
+    )
+
+
+def _lift_fence(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> FenceTakeOver | None:
+    """A fence of an earlier, rolled-back attempt on the slot about to be set to an image is lifted
+    first (the slot has run the empty image since, so no agent of that attempt is left)."""
+    agent = _agents(pod).get(record.old_slot)
+    if agent is None or not agent.reachable or agent.fence_slot != record.new_slot:
+        return None
+    return FenceTakeOver(
+        agent_slot=record.old_slot,
+        slot=record.new_slot,
+        token=agent.fence_token or "",
+        lift=True,
+        requeue_after=min(policy.poll_interval, 0.1),
+        reason=f"lifting the fence of slot {record.new_slot} before setting it to {record.to_image}",
+    )
+
+
 def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str, policy: Policy) -> Action:
-    """Put the standby back on the empty image; the old Envoy never stopped serving."""
+    """Put the standby back on the empty image once its take-over is fenced (docs/contract.md)."""
     new = pod.containers.get(record.new_container)
     if new is None or new.image == record.empty_image:
         return _fail(pod, record, reason, f"{why}; standby untouched")
+    unfenced = _fence_first(pod, record, why, policy)
+    if unfenced is not None:
+        return unfenced
     rolling = record.moved(
         Phase.ROLLING_BACK,
         now=pod.now,
@@ -898,6 +951,20 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
     before = record.standby_seen
     never_left = before.container_id is not None and still_the_container(new, before)
     if runs_fresh(new, record.empty_image, record.rollback_seen) or never_left:
+        serving = _old_envoy_serves(pod, record)
+        if serving is False:
+            return _repair_forward(pod, record, new, original, policy)
+        if serving is None:
+            if _elapsed(record, pod.now) <= policy.step_timeout:
+                return WaitFor(
+                    reason=f"{new.name} back on the empty image; waiting to see the old Envoy serve",
+                    requeue_after=policy.poll_interval,
+                )
+            why = (
+                f"{original}; rolled back, but the agent of slot {record.old_slot} did not answer: "
+                "whether its Envoy serves is unknown"
+            )
+            return _fail(pod, record, reason, why)
         failed = record.moved(Phase.FAILED, now=pod.now, message=f"{original}; rolled back", reason=reason)
         event = _event(
             "RolledBack", f"{new.name} back on the empty image; old Envoy kept serving: {original}"
@@ -909,6 +976,55 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
         return _fail(pod, record, reason, why)
     return WaitFor(
         reason=f"waiting for {new.name} to run the empty image", requeue_after=policy.poll_interval
+    )
+
+
+def _old_envoy_serves(pod: ObservedPod, record: UpgradeRecord) -> bool | None:
+    """Whether the old slot's agent, asked after the standby was seen reset, reports its Envoy active
+    and serving; None when it did not answer."""
+    old = _agents(pod).get(record.old_slot)
+    if old is None or not old.reachable:
+        return None
+    active = old.active_slot in (None, record.old_slot)
+    return old.role == "active" and old.phase == "serving" and active
+
+
+def _repair_forward(
+    pod: ObservedPod, record: UpgradeRecord, new: ContainerView, original: str, policy: Policy
+) -> Action:
+    """After a rollback no Envoy serves (the old agent says so): set the standby to the target again so
+    its agent starts one (fresh, or taking over whatever serves), never report "kept serving"."""
+    old = _agents(pod)[record.old_slot]
+    lift = _lift_fence(pod, record, policy)
+    if lift is not None:
+        return lift
+    held = _kubelet_hold(pod, new, record.to_image)
+    if held is not None and held.seconds <= policy.step_timeout:
+        return _wait_out(pod, record, held, before=f"setting it to {record.to_image} again")
+    seen = f"{old.role}/{old.phase}, active slot {old.active_slot}"
+    message = (
+        f"no Envoy serves after the rollback ({original}): the agent of slot {record.old_slot} is {seen}; "
+        f"repairing forward: standby {new.name} set to {record.to_image} again"
+    )
+    repairing = record.moved(
+        Phase.TAKING_OVER,
+        now=pod.now,
+        message=message,
+        reason=Reason.NO_ENVOY_AFTER_ROLLBACK,
+        standby_id_before=new.container_id,
+        standby_restarts_before=new.restart_count,
+        standby_image_id_before=new.image_id,
+    )
+    event = _event("NoEnvoyAfterRollBack", message, warning=True)
+    return _set_image(
+        PatchStandbyImage,
+        pod,
+        new,
+        record.to_image,
+        repairing,
+        requeue_after=0.5,
+        event=event,
+        planned=plan_restart(pod.annotations, new.name),
     )
 
 
