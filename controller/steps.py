@@ -12,14 +12,17 @@ reported, never passed over in silence. Which image a container runs is decided 
 Before setting the standby to the target and the old slot to the empty image, the step waits out the
 kubelet's crash-loop back-off for that container and image (controller.kubeletbackoff) rather than
 restart into it; a start the kubelet holds anyway, before the target ever ran, is waited for too.
-Before the take-over every failure rolls the standby back; after it, rolling back would cut traffic,
-so failures leave the new Envoy serving and record why. Every image change also counts the restart it
-causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch. Every Event a step
-emits is also written into the record it writes (controller.events), so the shell can post it after
-the write, and again after a crash. The shell observes the pod alone first: where the decision reads
-the agents' status, the pre-pull pod, the node or the budget gate, `next_step` answers `Observe`, so the many
-pods with nothing to do cost no agent calls, and the decision is taken once, on a snapshot that holds
-all it reads.
+Before the take-over every failure rolls the standby back, but only once the serving agent fenced the
+standby's take-over (docs/contract.md "The take-over fence": deciding "not taken over yet" and then
+rolling back is a race the controller's view, which the API server may publish late, cannot win); a
+rollback ends only with the old Envoy seen serving, else it repairs forward. After the take-over, rolling
+back would cut traffic, so failures leave the new Envoy serving and record why. Every image change also
+counts the restart it causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch.
+Every Event a step emits is also written into the record it writes (controller.events), so the shell can
+post it after the write, and again after a crash. The shell observes the pod alone first: where the
+decision reads the agents' status, the pre-pull pod, the node or the budget gate, `next_step` answers
+`Observe`, so the many pods with nothing to do cost no agent calls, and the decision is taken once, on a
+snapshot that holds all it reads.
 """
 
 from collections.abc import Mapping
@@ -995,11 +998,18 @@ def _repair_forward(
     """After a rollback no Envoy serves (the old agent says so): set the standby to the target again so
     its agent starts one (fresh, or taking over whatever serves), never report "kept serving"."""
     old = _agents(pod)[record.old_slot]
+    if old.phase == "draining" and _elapsed(record, pod.now) <= policy.step_timeout:
+        # Its Envoy was told to drain by the one the rollback stopped, and exits within its
+        # parent-shutdown time (or is killed by its agent): start afresh after, not take over from it.
+        return WaitFor(
+            reason=f"no Envoy serves after the rollback; slot {record.old_slot}'s Envoy is still draining",
+            requeue_after=policy.poll_interval,
+        )
     lift = _lift_fence(pod, record, policy)
     if lift is not None:
         return lift
     held = _kubelet_hold(pod, new, record.to_image)
-    if held is not None and held.seconds <= policy.step_timeout:
+    if held is not None and held.seconds <= policy.step_timeout:  # longer: go now, the pod has no Envoy
         return _wait_out(pod, record, held, before=f"setting it to {record.to_image} again")
     seen = f"{old.role}/{old.phase}, active slot {old.active_slot}"
     message = (
