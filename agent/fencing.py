@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from agent.contract import Slot
 from agent.fence import Fence, FenceFormatError, parse_request, refusal
@@ -29,23 +30,15 @@ def _answer(code: int, **fields: object) -> Answer:
     return code, json.dumps(fields).encode()
 
 
+@dataclass(frozen=True, kw_only=True)
 class FenceDesk:
     """Records or refuses fences of the other slot's take-over, and lifts them."""
 
-    def __init__(
-        self,
-        *,
-        slot: Slot,
-        rundir: RunDir,
-        records: StateRecorder,
-        view: Callable[[], AgentView],
-        log: EventLog,
-    ) -> None:
-        self.slot = slot
-        self.rundir = rundir
-        self.records = records
-        self.view = view
-        self.log = log
+    slot: Slot
+    rundir: RunDir
+    records: StateRecorder
+    view: Callable[[], AgentView]
+    log: EventLog
 
     def fence(self, body: bytes) -> Answer:
         """200 with the fence (recorded now or before), 409 refused with the reason, 400, or 503."""

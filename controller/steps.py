@@ -469,13 +469,22 @@ def _wait_saying_once(
 
 
 def _take_over_patch(
-    pod: ObservedPod, base: UpgradeRecord, new: ContainerView, event: Event | None, *, note: str = ""
+    pod: ObservedPod,
+    base: UpgradeRecord,
+    new: ContainerView,
+    event: Event | None,
+    *,
+    note: str = "",
+    message: str = "",
+    reason: Reason | None = None,
 ) -> SetImage:
-    message = f"standby {new.name} set to {base.to_image}; waiting for its agent to take over"
+    """Set the standby to the target (`reason`: why a rollback's standby is set to it again)."""
+    message = message or f"standby {new.name} set to {base.to_image}; waiting for its agent to take over"
     record = base.moved(
         Phase.TAKING_OVER,
         now=pod.now,
         message=f"{message} ({note})" if note else message,
+        reason=reason,
         standby_id_before=new.container_id,
         standby_restarts_before=new.restart_count,
         standby_image_id_before=new.image_id,
@@ -1016,26 +1025,8 @@ def _repair_forward(
         f"no Envoy serves after the rollback ({original}): the agent of slot {record.old_slot} is {seen}; "
         f"repairing forward: standby {new.name} set to {record.to_image} again"
     )
-    repairing = record.moved(
-        Phase.TAKING_OVER,
-        now=pod.now,
-        message=message,
-        reason=Reason.NO_ENVOY_AFTER_ROLLBACK,
-        standby_id_before=new.container_id,
-        standby_restarts_before=new.restart_count,
-        standby_image_id_before=new.image_id,
-    )
     event = _event("NoEnvoyAfterRollBack", message, warning=True)
-    return _set_image(
-        PatchStandbyImage,
-        pod,
-        new,
-        record.to_image,
-        repairing,
-        requeue_after=0.5,
-        event=event,
-        planned=plan_restart(pod.annotations, new.name),
-    )
+    return _take_over_patch(pod, record, new, event, message=message, reason=Reason.NO_ENVOY_AFTER_ROLLBACK)
 
 
 def _resume_drain(pod: ObservedPod, record: UpgradeRecord, retry: str | None) -> Action:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -33,13 +35,25 @@ def fence(sidecars: SidecarPod, *, lift: bool = False) -> FenceAnswer:
     return AgentClient(timeout=5.0).fence(sidecars.pod.ip, "a", slot="b", token=TOKEN, lift=lift)
 
 
+@contextmanager
+def under_load(sidecars: SidecarPod) -> Iterator[None]:
+    """HTTP/1.1, HTTP/2 and TCP load through the block; after it, none failed and no TCP reset."""
+    load = start_load(sidecars)
+    try:
+        yield
+    finally:
+        summary = load.stop()
+    assert summary["requests"] > 0
+    assert summary["failed"] == 0, summary["failures"]
+    assert_tcp_never_reset(load.record)
+
+
 def history(sidecars: SidecarPod) -> list[tuple[str, str]]:
     return [(e["slot"], e["event"]) for e in sidecars.state()["history"]]
 
 
 def test_a_fenced_take_over_never_spawns_envoy_and_the_old_envoy_serves_on(sidecar_pod: SidecarPod) -> None:
-    load = start_load(sidecar_pod)
-    try:
+    with under_load(sidecar_pod):
         sidecar_pod.stop("b")  # the kubelet stops the empty standby for the controller's swap ...
         answer = fence(sidecar_pod)  # ... and the rollback's fence gets the lock before b's agent
         assert answer.code == 200, answer
@@ -79,18 +93,12 @@ def test_a_fenced_take_over_never_spawns_envoy_and_the_old_envoy_serves_on(sidec
         assert ("a", "fence-lifted") in history(sidecar_pod)
         sidecar_pod.upgrade("b")
         assert_serving(sidecar_pod, "b", 1)
-    finally:
-        summary = load.stop()
-    assert summary["requests"] > 0
-    assert summary["failed"] == 0, summary["failures"]
-    assert_tcp_never_reset(load.record)
 
 
 def test_a_fence_after_the_take_over_began_is_refused_and_the_take_over_completes(
     sidecar_pod: SidecarPod,
 ) -> None:
-    load = start_load(sidecar_pod)
-    try:
+    with under_load(sidecar_pod):
         sidecar_pod.stop("b")
         sidecar_pod.start_sidecar("b")  # the swap: b's agent takes the lock and begins its take-over
         sidecar_pod.wait_for(
@@ -112,8 +120,3 @@ def test_a_fence_after_the_take_over_began_is_refused_and_the_take_over_complete
         assert ("a", "fenced") not in history(sidecar_pod)
         sidecar_pod.wait_for("a retired", lambda: sidecar_pod.slot_phase("a") == "retired", 30)
         assert_serving(sidecar_pod, "b", 1)
-    finally:
-        summary = load.stop()
-    assert summary["requests"] > 0
-    assert summary["failed"] == 0, summary["failures"]
-    assert_tcp_never_reset(load.record)
