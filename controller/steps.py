@@ -599,7 +599,7 @@ def _fence_first(pod: ObservedPod, record: UpgradeRecord, why: str, policy: Poli
     token = fence_token(record)
     if old is not None and old.reachable and not old.fences:
         return None  # an agent before the fence: roll back as before; the check after it still guards
-    if old is not None and old.fence_slot == record.new_slot and old.fence_token == token:
+    if _fenced(pod, record):
         return None
     if _elapsed(record, pod.now) > 2 * policy.step_timeout:
         answer = "did not answer" if old is None or not old.reachable else "did not fence it"
@@ -615,6 +615,12 @@ def _fence_first(pod: ObservedPod, record: UpgradeRecord, why: str, policy: Poli
         requeue_after=min(policy.poll_interval, 0.5),
         reason=f"rolling back ({why}) once slot {record.new_slot}'s take-over is fenced",
     )
+
+
+def _fenced(pod: ObservedPod, record: UpgradeRecord) -> bool:
+    """Whether the serving agent shows this attempt's fence of the new slot."""
+    old = _agents(pod).get(record.old_slot)
+    return old is not None and old.fence_slot == record.new_slot and old.fence_token == fence_token(record)
 
 
 def _lift_fence(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> FenceTakeOver | None:
@@ -962,7 +968,18 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
     # the very container from before the upgrade still runs (on the empty image it never left).
     before = record.standby_seen
     never_left = before.container_id is not None and still_the_container(new, before)
+    if never_left and not _fenced(pod, record) and _elapsed(record, pod.now) <= policy.kubelet_grace:
+        # Unfenced (an agent before 1.3), "never restarted" may be a status the API server publishes
+        # late while a new agent takes over: look for `kubelet_grace` before believing it.
+        return WaitFor(
+            reason=f"{new.name} shows its container from before the change; making sure for "
+            f"{policy.kubelet_grace:.0f}s (no fence)",
+            requeue_after=policy.poll_interval,
+        )
     if runs_fresh(new, record.empty_image, record.rollback_seen) or never_left:
+        still = _new_agent_still_runs(pod, record)
+        if still is not None:  # the pod's status lags the kubelet: the rolled-back container runs on
+            return WaitFor(reason=still, requeue_after=policy.poll_interval)
         serving = _old_envoy_serves(pod, record)
         if serving is False:
             return _repair_forward(pod, record, new, original, policy)
@@ -989,6 +1006,15 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
     return WaitFor(
         reason=f"waiting for {new.name} to run the empty image", requeue_after=policy.poll_interval
     )
+
+
+def _new_agent_still_runs(pod: ObservedPod, record: UpgradeRecord) -> str | None:
+    """Why the rollback is not done although the pod's status says so: the new slot's agent (whose image
+    has no agent once reset) still answers and has not failed or stood by; else None."""
+    agent = _agents(pod).get(record.new_slot)
+    if agent is None or not agent.reachable or agent.phase in ("failed", "retired"):
+        return None
+    return f"the agent of slot {record.new_slot} still answers ({agent.role}/{agent.phase}): not reset yet"
 
 
 def _old_envoy_serves(pod: ObservedPod, record: UpgradeRecord) -> bool | None:
@@ -1019,7 +1045,9 @@ def _repair_forward(
         return lift
     held = _kubelet_hold(pod, new, record.to_image)
     if held is not None and held.seconds <= policy.step_timeout:  # longer: go now, the pod has no Envoy
-        return _wait_out(pod, record, held, before=f"setting it to {record.to_image} again")
+        # Not written into the record: its message still carries the failure the rollback was for.
+        why = f"no Envoy serves after the rollback; the kubelet's crash-loop back-off on {held.container}"
+        return WaitFor(reason=why, requeue_after=held.seconds, hold=held)
     seen = f"{old.role}/{old.phase}, active slot {old.active_slot}"
     message = (
         f"no Envoy serves after the rollback ({original}): the agent of slot {record.old_slot} is {seen}; "

@@ -177,3 +177,14 @@ def test_the_fence_and_whether_an_agent_has_one_are_read_from_status() -> None:
     assert agent_view("a", {"schemaVersion": "1.4", "fence": None}).fences
     for older in ({"schemaVersion": "1.2"}, {}, {"schemaVersion": "2.0"}, {"schemaVersion": "x"}):
         assert not agent_view("a", older).fences, older
+
+
+def test_a_rollback_is_not_done_while_the_new_slots_agent_still_answers() -> None:
+    # The pod's status says b runs the empty image, but b's agent answers: the status lags the kubelet.
+    back = reset(rolling_back())
+    still = {**serving_a(), "b": agent("b", "standby", "taking-over", slots={"a": "serving"}, epoch=1)}
+    waiting = next_step(observe(back, agents=still, after=8), POLICY)
+    assert isinstance(waiting, WaitFor) and "still answers" in waiting.reason
+    failed = {**serving_a(), "b": agent("b", "standby", "failed", last_error="fenced: ...")}
+    done = next_step(observe(back, agents=failed, after=8), POLICY)
+    assert isinstance(done, Fail) and done.event.reason == "RolledBack"
