@@ -10,11 +10,10 @@ recreates the shared memory segment; a hot-restart version mismatch makes the ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from agent import contract
 from agent.contract import Slot
-from agent.fence import Fence
 from agent.state import (
     SharedState,
     held_by,
@@ -25,6 +24,9 @@ from agent.state import (
     with_slot,
     with_stopped,
 )
+
+if TYPE_CHECKING:  # agent.fence imports this module (socket_id)
+    from agent.fence import Fence
 
 LIVE = "LIVE"
 # server_info state we did not see because the admin did not answer (its socket proves it runs).

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from agent.contract import Slot
+from agent.decisions import socket_id
 from agent.state import SharedState, as_slot
 
 
@@ -81,23 +82,29 @@ def parse_request(data: object) -> tuple[Slot, str]:
 TAKE_OVER_PHASES = ("starting", "taking-over", "serving")
 
 
-def refusal(state: SharedState, *, own_slot: Slot, serving: bool, slot: Slot) -> str | None:
+def refusal(
+    state: SharedState, *, own_slot: Slot, serving: bool, slot: Slot, bound_socket_ids: frozenset[int]
+) -> str | None:
     """Why the agent of `own_slot` must not fence `slot`'s take-over, or None when it may (lock held).
 
-    `serving`: our Envoy runs and we report `serving`. Refused: a take-over of `slot` that began (its
-    record is `starting`/`taking-over`/`serving` at an epoch past the active one, or it is active), and
-    any fence while no Envoy of ours serves (a rollback would then leave the pod with none).
+    `serving`: our Envoy runs and we report `serving`; `bound_socket_ids`: the hot-restart socket ids
+    bound in the pod (agent/hotrestart.py). Refused: a take-over of `slot` that completed (it is active),
+    or that began (its record is `starting`/`taking-over`/`serving` at an epoch past the active one) and
+    whose Envoy may still run (that epoch's socket is bound); and any fence while no Envoy of ours serves
+    (a rollback would then leave the pod with none). A start holds the lock until its Envoy is LIVE or
+    dead, so a begun record whose socket is gone is an attempt that ended without an Envoy (a crash, a
+    retry to come): fencing it is what stops the retry.
     """
     if slot == own_slot:
         return f"slot {slot} is this agent's own slot"
     if state.active_slot == slot:
         return f"slot {slot} is the active slot: its take-over completed"
     record = state.slots[slot]
-    if record.phase in TAKE_OVER_PHASES:
+    if record.phase in TAKE_OVER_PHASES and record.epoch is not None:
         # A record left by an earlier take-over of that slot carries an epoch the active Envoy passed.
-        stale = record.epoch is not None and state.epoch is not None and record.epoch <= state.epoch
-        if not stale:
-            return f"slot {slot} began its take-over ({record.phase}, epoch {record.epoch})"
+        newer = state.epoch is None or record.epoch > state.epoch
+        if newer and socket_id(record.epoch) in bound_socket_ids:
+            return f"slot {slot} began its take-over ({record.phase}, epoch {record.epoch}, its Envoy runs)"
     if state.active_slot != own_slot or not serving:
         return (
             f"no Envoy of slot {own_slot} serves (active slot {state.active_slot}): "

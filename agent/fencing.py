@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent import hotrestart
 from agent.contract import Slot
 from agent.fence import Fence, FenceFormatError, parse_request, refusal
 from agent.logs import EventLog
@@ -59,7 +60,8 @@ class FenceDesk:
         state = self.records.read()
         view = self.view()
         serving = view.envoy_running and view.phase == "serving"
-        why = refusal(state, own_slot=self.slot, serving=serving, slot=slot)
+        bound = hotrestart.read_bound_parent_ids(state.base_id)
+        why = refusal(state, own_slot=self.slot, serving=serving, slot=slot, bound_socket_ids=bound)
         if why is not None:
             self.log.warning("fence-refused", slot=slot, token=token, reason=why)
             return _answer(409, refused=why)

@@ -978,7 +978,8 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
         )
     if runs_fresh(new, record.empty_image, record.rollback_seen) or never_left:
         still = _new_agent_still_runs(pod, record)
-        if still is not None:  # the pod's status lags the kubelet: the rolled-back container runs on
+        if still is not None and _elapsed(record, pod.now) <= policy.step_timeout:
+            # The pod's status lags the kubelet: the rolled-back container still runs.
             return WaitFor(reason=still, requeue_after=policy.poll_interval)
         serving = _old_envoy_serves(pod, record)
         if serving is False:

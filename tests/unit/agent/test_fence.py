@@ -11,12 +11,14 @@ import pytest
 
 from agent import contract
 from agent.config import load_config
-from agent.decisions import LIVE, LiveEnvoy, Refuse, TakeOver
+from agent.decisions import LIVE, LiveEnvoy, Refuse, TakeOver, socket_id
 from agent.fence import Fence, FenceFormatError, fenced_reason, parse_fence, parse_request, refusal
 from agent.startplan import Launch, plan_start
 from agent.state import SharedState, with_slot
 from tests.unit.agent.states import OURS, active, observe
 
+NONE_BOUND: frozenset[int] = frozenset()
+B_RUNS = frozenset({socket_id(1)})  # b's Envoy of epoch 1 holds its hot-restart socket
 FENCE = Fence(slot="b", token="b:1@2026-11-30T01:51:37Z", parent_epoch=0, fenced_at=5.0)
 
 
@@ -26,40 +28,48 @@ def taking_over(state: SharedState, phase: str = "taking-over", epoch: int = 1) 
 
 
 def test_a_standby_that_has_not_begun_may_be_fenced() -> None:
-    assert refusal(active("a", 0), own_slot="a", serving=True, slot="b") is None
+    assert refusal(active("a", 0), own_slot="a", serving=True, slot="b", bound_socket_ids=NONE_BOUND) is None
 
 
 @pytest.mark.parametrize("phase", ["starting", "taking-over", "serving"])
 def test_a_take_over_that_began_refuses_the_fence(phase: str) -> None:
-    why = refusal(taking_over(active("a", 0), phase), own_slot="a", serving=True, slot="b")
+    state = taking_over(active("a", 0), phase)
+    why = refusal(state, own_slot="a", serving=True, slot="b", bound_socket_ids=B_RUNS | {socket_id(0)})
     assert why is not None and "began its take-over" in why and phase in why
+
+
+def test_a_begun_take_over_whose_envoy_is_gone_may_be_fenced() -> None:
+    # Its agent crashed, or failed an attempt it will retry: no Envoy of b runs; fencing stops the retry
+    # (a crash-looping target is rolled back, not left until TakeOverStuck).
+    state = taking_over(active("a", 0))
+    assert refusal(state, own_slot="a", serving=True, slot="b", bound_socket_ids=frozenset({0})) is None
 
 
 def test_a_completed_take_over_refuses_the_fence() -> None:
     state = active("b", 1, state=active("a", 0))
-    why = refusal(state, own_slot="a", serving=False, slot="b")
+    why = refusal(state, own_slot="a", serving=False, slot="b", bound_socket_ids=B_RUNS)
     assert why is not None and "active slot" in why
 
 
 def test_a_take_over_record_of_an_earlier_upgrade_does_not_refuse() -> None:
     # b took over at epoch 1, a took it back at 2; b's record left `taking-over` at 1 is stale.
     state = taking_over(active("a", 2, state=active("b", 1, state=active("a", 0))), epoch=1)
-    assert refusal(state, own_slot="a", serving=True, slot="b") is None
+    assert refusal(state, own_slot="a", serving=True, slot="b", bound_socket_ids=B_RUNS) is None
 
 
 def test_a_failed_take_over_may_be_fenced() -> None:
     state = with_slot(active("a", 0), "b", now=2.0, phase="failed", epoch=1, error="deadline")
-    assert refusal(state, own_slot="a", serving=True, slot="b") is None
+    assert refusal(state, own_slot="a", serving=True, slot="b", bound_socket_ids=B_RUNS) is None
 
 
 def test_no_fence_while_no_envoy_of_ours_serves() -> None:
     # A rollback would leave the pod without an Envoy: the new slot's start is the only way back.
-    why = refusal(active("a", 0), own_slot="a", serving=False, slot="b")
+    why = refusal(active("a", 0), own_slot="a", serving=False, slot="b", bound_socket_ids=NONE_BOUND)
     assert why is not None and "rolling back would leave the pod without one" in why
 
 
 def test_an_agent_never_fences_its_own_slot() -> None:
-    why = refusal(active("a", 0), own_slot="a", serving=True, slot="a")
+    why = refusal(active("a", 0), own_slot="a", serving=True, slot="a", bound_socket_ids=NONE_BOUND)
     assert why is not None and "own slot" in why
 
 
