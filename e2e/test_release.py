@@ -312,9 +312,11 @@ class Phases:
         moved, held = originals[: REPLICAS - PARTITION], originals[REPLICAS - PARTITION :]
         status = sr["status"]
         self._end("partition-3", began, status={k: status[k] for k in ("matchedPods", "updatedPods")})
-        assert (status["matchedPods"], status["updatedPods"], status["upgradingPods"]) == (REPLICAS, 3, 0), (
-            status
-        )
+        assert (status["matchedPods"], status["updatedPods"], status["upgradingPods"]) == (
+            REPLICAS,
+            REPLICAS - PARTITION,
+            0,
+        ), status
         for pod_name in moved:
             record = upgrade.upgrade_record(pods[pod_name])
             assert record is not None and record.to_image == NEW and record.phase is Phase.COMPLETED, record
