@@ -93,13 +93,25 @@ def observed(sr: dict[str, Any]) -> bool:
 
 
 def wait_release(
-    api: client.ApiClient, name: str, what: str, check: Callable[[dict[str, Any]], bool], timeout: float
+    api: client.ApiClient,
+    name: str,
+    what: str,
+    check: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    *,
+    failures_expected: bool = False,
 ) -> dict[str, Any]:
-    """The release once its status is of the current generation and `check` holds."""
+    """The release once its status is of the current generation and `check` holds; fails at once when
+    it counts a failed pod and none was expected (a failed pod is never retried: nothing would come)."""
 
     def found() -> dict[str, Any] | None:
         sr = get_release(api, name)
-        return sr if observed(sr) and check(sr) else None
+        if not observed(sr):
+            return None
+        assert failures_expected or not sr["status"].get("failedPods"), (
+            f"release {name}, waiting for {what}: a pod failed to upgrade: {condition(sr, 'Degraded')}"
+        )
+        return sr if check(sr) else None
 
     try:
         return kube.wait_until(f"release {name}: {what}", found, timeout, interval=0.5)
@@ -158,15 +170,29 @@ def completed_to(history: PodHistory, image: str) -> int:
 
 
 @contextlib.contextmanager
-def loads_on(targets: dict[str, str]) -> Iterator[dict[str, LoadGenerator]]:
-    """The suite's load at each target (a name -> a pod IP or a ClusterIP); stopped on exit."""
+def loads_on(targets: dict[str, str], summaries: dict[str, Any]) -> Iterator[dict[str, LoadGenerator]]:
+    """The suite's load at each target (a name -> a pod IP or a ClusterIP); stopped on exit (also when
+    the block fails), each one's summary put in `summaries`."""
     started = {name: start_load_to(host, 2400.0) for name, host in targets.items()}
     try:
         yield started
     finally:
-        for load in started.values():
+        for name, load in started.items():
             with contextlib.suppress(RuntimeError):
-                load.stop()
+                summaries[name] = load.stop()
+
+
+def incomplete(
+    figures: dict[str, Any], started: float, summaries: dict[str, Any], fleet: ReleaseWatch
+) -> dict[str, Any]:
+    """What a failed run measured up to the failure."""
+    out = {**figures, "at_s": round(time.monotonic() - started, 1)}
+    out["load"] = {
+        n: {**load_figures(s), "failures": s["failures"][:3]} for n, s in sorted(summaries.items())
+    }
+    out["at_risk"] = fleet.risk_report()
+    out["not_ready_s"] = {n: s for n, s in sorted(fleet.not_ready_s().items()) if s}
+    return out
 
 
 def test_release_rollout_under_load(
@@ -185,28 +211,24 @@ def test_release_rollout_under_load(
     loads: dict[str, LoadGenerator] = {}
     summaries: dict[str, Any] = {}
     release.wait_leader(api, suite_release)
+    fleet = ReleaseWatch(api, namespace, label_selector=f"app={APP}", max_unavailable=MAX_UNAVAILABLE)
     started = time.monotonic()
     try:
-        with (
-            ReleaseWatch(
-                api, namespace, label_selector=f"app={APP}", max_unavailable=MAX_UNAVAILABLE
-            ) as fleet,
-            loads_on(hosts) as loads,
-        ):
+        with fleet, loads_on(hosts, summaries) as loads:
             phase = Phases(api, name, namespace=namespace, fleet=fleet, figures=figures)
             phase.partition(originals)
             new_pods = phase.scale_mid_rollout(originals)
-            with loads_on({p: kube.get_pod(api, namespace, p)["status"]["podIP"] for p in new_pods}) as more:
+            new_ips = {p: kube.get_pod(api, namespace, p)["status"]["podIP"] for p in new_pods}
+            with loads_on(new_ips, summaries) as more:
                 loads.update(more)
                 phase.pause_resume_and_kill(suite_release)
                 phase.broken_then_rollback()
                 time.sleep(3)  # the last old Envoys have exited; the new ones must keep serving
-                summaries = {n: load.stop() for n, load in loads.items()}
         figures["wall_s"] = round(time.monotonic() - started, 1)
     finally:
         kubectl.delete(api, release_manifest(name, namespace, NEW))
         if "wall_s" not in figures:  # a phase failed: what was measured up to it, for the report
-            report("RELEASE-INCOMPLETE", {**figures, "at_s": round(time.monotonic() - started, 1)})
+            report("RELEASE-INCOMPLETE", incomplete(figures, started, summaries, fleet))
     final = {p["metadata"]["name"]: p for p in kube.list_pods(api, namespace, f"app={APP}")}
     upgrades = {n: fleet.history(n).upgrades(Phase.COMPLETED) for n in final}
     failures = {n: fleet.history(n).upgrades(Phase.FAILED) for n in final}
@@ -481,6 +503,7 @@ class Phases:
             "Degraded/TooManyFailures with nothing in flight",
             lambda sr: is_(sr, "Degraded", "True", "TooManyFailures") and sr["status"]["upgradingPods"] == 0,
             ROLLOUT_TIMEOUT,
+            failures_expected=True,
         )
         time.sleep(HELD_S)
         sr = get_release(self.api, self.name)
