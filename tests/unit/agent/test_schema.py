@@ -88,7 +88,7 @@ def test_a_newer_minor_is_read_and_its_unknown_fields_ignored() -> None:
 
 
 def test_a_newer_major_is_refused() -> None:
-    with pytest.raises(NewerSchemaError, match=r"schema 2\.0, newer than this agent's 1\.3"):
+    with pytest.raises(NewerSchemaError, match=r"schema 2\.0, newer than this agent's 1\.4"):
         from_json(newer_major())
     # A newer schemaVersion wins over a `schema` left at 1: refusing is the side that corrupts nothing.
     with pytest.raises(NewerSchemaError):
