@@ -58,6 +58,7 @@ class PodHistory:
     """One pod as the watch saw it."""
 
     first: kube.Pod  # as first seen: for a pod created during the watch, as admitted
+    first_at: float  # time.monotonic() when the watch first saw it (for a pod created during it: its ADDED)
     created_during: bool
     last: kube.Pod
     ready: PodReady | None = None  # None until the pod is first seen Ready
@@ -115,7 +116,9 @@ class ReleaseWatch(PodStream):
         name = pod["metadata"]["name"]
         history = self.pods.get(name)
         if history is None:
-            history = self.pods[name] = PodHistory(first=pod, created_during=created_during, last=pod)
+            history = self.pods[name] = PodHistory(
+                first=pod, first_at=now, created_during=created_during, last=pod
+            )
             previous = None
             old_target: str | None = None
         else:

@@ -294,6 +294,7 @@ class Phases:
         figures: dict[str, Any],
     ) -> None:
         self.api, self.name, self.namespace, self.fleet, self.figures = api, name, namespace, fleet, figures
+        self.edited_to_new = self.scaled = 0.0  # time.monotonic() of the edit to NEW and of the scale
 
     def _begin(self, phase: str) -> float:
         self.fleet.phase = phase
@@ -322,6 +323,7 @@ class Phases:
         """`partition: 3`: exactly the first 3 pods in name order move to NEW; the other 3 stay untouched."""
         began = self._begin("partition-3")
         apply(self.api, release_manifest(self.name, self.namespace, NEW, partition=PARTITION))
+        self.edited_to_new = time.monotonic()  # kubectl returned: the API server accepted the edit
         sr = wait_release(
             self.api,
             self.name,
@@ -366,6 +368,7 @@ class Phases:
         kube.apps(self.api).patch_namespaced_deployment_scale(
             APP, self.namespace, {"spec": {"replicas": SCALED}}
         )
+        self.scaled = time.monotonic()
         scaled_in_flight = sorted(in_flight_to(self.fleet.snapshot(), NEW, touched=False))
 
         def all_ready() -> list[str] | None:
@@ -376,6 +379,7 @@ class Phases:
         new_pods = kube.wait_until(
             f"{SCALED} pods Ready", all_ready, conftest.POD_READY_TIMEOUT, interval=1.0
         )
+        self.figures["new_pods"] = {n: self._admission(n) for n in new_pods}
         sr = self._wait_all_on(NEW)
         status = sr["status"]
         self._end("partition-0-scaled", began, in_flight_when_scaled=scaled_in_flight, new_pods=new_pods)
@@ -384,6 +388,16 @@ class Phases:
         )
         assert all(sidecar_image(p) == NEW for p in self._pods().values())
         return new_pods
+
+    def _admission(self, pod_name: str) -> dict[str, Any]:
+        """The image a new pod was admitted with, and when the watch saw it created: seconds after the
+        edit to NEW was accepted and after the scale request."""
+        history = self.fleet.history(pod_name)
+        return {
+            "admitted_with": upgrade.status_of(history.first).sidecar_image,
+            "after_edit_s": round(history.first_at - self.edited_to_new, 1),
+            "after_scale_s": round(history.first_at - self.scaled, 2),
+        }
 
     def assert_new_pods_injected_with_release_image(self, new_pods: list[str]) -> None:
         """The 3 pods the scale created were admitted with the release's image (the webhook's release
