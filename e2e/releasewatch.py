@@ -54,6 +54,40 @@ def risk(pods: Iterable[kube.Pod], never_ready: set[str]) -> tuple[int, int, int
 
 
 @dataclass
+class NotReadyWindow:
+    """One NotReady window of a pod that had been Ready: when (monotonic), in which scenario phase, and
+    what the pod's upgrade record and unready containers said as it opened and closed."""
+
+    phase: str
+    opened: float
+    opened_on: str
+    closed: float | None = None
+    closed_on: str = ""
+
+    def to_json(self, origin: float, end: float) -> dict[str, Any]:
+        until = self.closed if self.closed is not None else end
+        return {
+            "phase": self.phase,
+            "at_s": round(self.opened - origin, 1),
+            "s": round(until - self.opened, 2),
+            "opened_on": self.opened_on,
+            "closed_on": self.closed_on if self.closed is not None else "(still open)",
+        }
+
+
+def pod_situation(pod: kube.Pod) -> str:
+    """The pod's upgrade record (phase, reason, target) and its containers that are not ready. Pure."""
+    record = upgrade.upgrade_record(pod)
+    what = "no upgrade" if record is None else f"{record.phase} {record.reason or ''} to {record.to_image}"
+    unready = [
+        f"{c.get('name')}:{next(iter(c.get('state') or {}), '?')}"
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+        if not c.get("ready")
+    ]
+    return f"{what}; unready {unready}"
+
+
+@dataclass
 class PodHistory:
     """One pod as the watch saw it."""
 
@@ -65,6 +99,7 @@ class PodHistory:
     records: dict[RecordKey, Phase] = field(default_factory=dict)  # each upgrade -> its last phase
     targets: list[tuple[float, str | None]] = field(default_factory=list)  # (monotonic, target) changes
     deleted: bool = False
+    windows: list[NotReadyWindow] = field(default_factory=list)  # after its first Ready, in order
 
     def upgrades(self, phase: Phase) -> int:
         return sum(1 for p in self.records.values() if p is phase)
@@ -137,6 +172,10 @@ class ReleaseWatch(PodStream):
             if ready:
                 history.ready = PodReady(True, now)
         else:
+            if history.ready.ready and not ready:
+                history.windows.append(NotReadyWindow(self.phase, now, pod_situation(pod)))
+            elif ready and not history.ready.ready and history.windows:
+                history.windows[-1].closed, history.windows[-1].closed_on = now, pod_situation(pod)
             history.ready.seen(ready, now)
         history.last = pod
 
@@ -165,6 +204,16 @@ class ReleaseWatch(PodStream):
         end = self._stopped_at if self._stopped_at is not None else time.monotonic()
         with self._lock:
             return {n: round(h.ready.closed(end), 2) if h.ready else 0.0 for n, h in self.pods.items()}
+
+    def not_ready_windows(self, origin: float) -> dict[str, list[dict[str, Any]]]:
+        """Per pod, its NotReady windows in seconds from `origin` (a time.monotonic()); none: left out."""
+        end = self._stopped_at if self._stopped_at is not None else time.monotonic()
+        with self._lock:
+            return {
+                n: [w.to_json(origin, end) for w in h.windows]
+                for n, h in sorted(self.pods.items())
+                if h.windows
+            }
 
     def over_budget(self) -> list[Sample]:
         """Samples with more pods at risk (among pods that had been Ready) than maxUnavailable allows."""

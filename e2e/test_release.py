@@ -192,6 +192,7 @@ def incomplete(
     }
     out["at_risk"] = fleet.risk_report()
     out["not_ready_s"] = {n: s for n, s in sorted(fleet.not_ready_s().items()) if s}
+    out["not_ready_windows"] = fleet.not_ready_windows(started)
     return out
 
 
@@ -238,6 +239,7 @@ def test_release_rollout_under_load(
             "upgrades_completed": sum(upgrades.values()),
             "upgrades_failed": sum(failures.values()),
             "not_ready_s": {n: s for n, s in sorted(not_ready.items()) if s},
+            "not_ready_windows": fleet.not_ready_windows(started),
             "max_unavailable": MAX_UNAVAILABLE,
             "at_risk": fleet.risk_report(),
             "watch_events": fleet.events,
