@@ -78,11 +78,16 @@ class NotReadyWindow:
 def pod_situation(pod: kube.Pod) -> str:
     """The pod's upgrade record (phase, reason, target) and its containers that are not ready. Pure."""
     record = upgrade.upgrade_record(pod)
-    what = "no upgrade" if record is None else f"{record.phase} {record.reason or ''} to {record.to_image}"
+    what = (
+        "no upgrade"
+        if record is None
+        else f"{record.phase} {record.reason or ''} to {record.to_image}: {record.message[:200]}"
+    )
     unready = [
-        f"{c.get('name')}:{next(iter(c.get('state') or {}), '?')}"
+        f"{c.get('name')}:{state}:{(c.get('state') or {}).get(state, {}).get('reason', '')}"
         for c in (pod.get("status") or {}).get("containerStatuses") or []
         if not c.get("ready")
+        for state in [next(iter(c.get("state") or {}), "?")]
     ]
     return f"{what}; unready {unready}"
 
