@@ -968,7 +968,11 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
     # Done when a fresh container runs the empty image, or when the kubelet never swapped it at all:
     # the very container from before the upgrade still runs (on the empty image it never left).
     before = record.standby_seen
-    never_left = before.container_id is not None and still_the_container(new, before)
+    # An agent of the new slot that answered (AgentFailed) ran in a container after the change: one
+    # "from before the change" is then a status the kubelet has not published yet (it publishes after
+    # the postStart hook), never a change it ignored; a fence cannot make that status true.
+    answered = reason is Reason.AGENT_FAILED
+    never_left = before.container_id is not None and still_the_container(new, before) and not answered
     if never_left and not _fenced(pod, record) and _elapsed(record, pod.now) <= policy.kubelet_grace:
         # Unfenced (an agent before 1.4), "never restarted" may be a status the API server publishes
         # late while a new agent takes over: look for `kubelet_grace` before believing it.

@@ -190,3 +190,25 @@ def test_a_rollback_is_not_done_while_the_new_slots_agent_still_answers() -> Non
     failed = {**serving_a(), "b": agent("b", "standby", "failed", last_error="fenced: ...")}
     done = next_step(observe(back, agents=failed, after=8), POLICY)
     assert isinstance(done, Fail) and done.event.reason == "RolledBack"
+
+
+def test_a_failed_agent_proves_its_container_ran_so_a_stale_status_never_ends_the_rollback() -> None:
+    # Release e2e: b's agent reported failed during its postStart hook, when the kubelet had not yet
+    # published b's new container; the controller fenced, rolled back and, seeing "the container from
+    # before the change", ended the upgrade. The kubelet then published the failed hook and held the empty
+    # image in its crash-loop back-off: NotReady for 16 s after the record said done, and the planner
+    # started another upgrade (3 pods at risk, maxUnavailable 2).
+    pod = taking_over()
+    failed_b = agent(
+        "b", "standby", "failed", slots={"a": "serving"}, last_error="Envoy rejected the bootstrap"
+    )
+    token = fence_token(record_of(pod))
+    fenced = {**serving_a(slot="b", token=token), "b": failed_b}
+    action = next_step(observe(pod, agents=fenced, after=3), POLICY)
+    assert isinstance(action, RollBack) and action.record.reason is Reason.AGENT_FAILED, action
+    rolling = apply(pod, action)
+    for agents in (fenced, {**fenced, "b": unreachable("b")}):
+        stale = next_step(observe(rolling, agents=agents, after=4), POLICY)
+        assert isinstance(stale, WaitFor) and "run the empty image" in stale.reason, stale
+    done = next_step(observe(reset(rolling), agents=serving_a(slot="b", token=token), after=9), POLICY)
+    assert isinstance(done, Fail) and done.event.reason == "RolledBack", done
