@@ -65,6 +65,7 @@ def run() -> int:
 
     from agent.admin import EnvoyAdmin
     from agent.envoy import ThreadSpawner
+    from agent.fencing import FenceDesk
     from agent.launch import EnvoyStarter
     from agent.metrics import AgentMetrics
     from agent.records import StateRecorder
@@ -110,6 +111,10 @@ def run() -> int:
             state=supervisor.shared_state,
             metrics=metrics.render,
             envoy_stats=supervisor.envoy_stats,
+            fence=rundir.read_fence,
+            fence_desk=FenceDesk(
+                slot=config.slot, rundir=rundir, records=records, view=supervisor.view, log=log
+            ),
         )
     except OSError as error:
         preflight.cancel()

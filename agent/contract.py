@@ -50,10 +50,11 @@ STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = "state.lock"
 STATS_BASE_FILE: Final = "envoy-stats-base.json"
 LISTENERS_FILE: Final = "listeners.json"
+FENCE_FILE: Final = "fence.json"
 AGENT_BINARY: Final = "hotupgrade-agent"
 SHM_VOLUME: Final = "hotupgrade-shm"
 RUN_VOLUME: Final = "hotupgrade-run"
-SCHEMA_VERSION: Final = "1.3"
+SCHEMA_VERSION: Final = "1.4"
 BOOTSTRAP_MODE: Final = "static"
 TAKEOVER_DEADLINE_SECONDS: Final = 60
 BOOTSTRAP_VOLUME: Final = "hotupgrade-bootstrap"
@@ -82,6 +83,7 @@ STATUS_FIELDS: Final = (
     "last_error",
     "listeners",
     "stall",
+    "fence",
     "state",
 )
 

@@ -10,7 +10,7 @@ recreates the shared memory segment; a hot-restart version mismatch makes the ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from agent import contract
 from agent.contract import Slot
@@ -24,6 +24,9 @@ from agent.state import (
     with_slot,
     with_stopped,
 )
+
+if TYPE_CHECKING:  # agent.fence imports this module (socket_id)
+    from agent.fence import Fence
 
 LIVE = "LIVE"
 # server_info state we did not see because the admin did not answer (its socket proves it runs).
@@ -47,6 +50,7 @@ class Observation:
     admin: LiveEnvoy | None
     bound_socket_ids: frozenset[int]
     own_hot_restart_version: str
+    fence: Fence | None = None  # the run dir's take-over fence (agent/fence.py)
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,7 @@ class EnvoyStarter:
             admin=admin_view,
             bound_socket_ids=hotrestart.read_bound_parent_ids(self.config.base_id),
             own_hot_restart_version=self.versions.hot_restart_version,
+            fence=self.rundir.read_fence(),
         )
         plan = startplan.plan_start(observation, self.config, envoy_version=self.versions.version)
         decision = plan.decision if isinstance(plan, Launch) else plan

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from agent import contract
+from agent.fence import Fence, FenceFormatError, parse_fence
 from agent.listeners import Listener, ListenersFormatError, parse_record, record_json
 from agent.state import SharedState, StateFormatError, from_json, initial_state, to_json
 
@@ -33,6 +34,7 @@ class RunDir:
         self.lock_file = path / contract.LOCK_FILE
         self.stats_base_file = path / contract.STATS_BASE_FILE
         self.listeners_file = path / contract.LISTENERS_FILE
+        self.fence_file = path / contract.FENCE_FILE
 
     def ensure(self) -> None:
         """Create the directory if the volume is empty."""
@@ -102,6 +104,21 @@ class RunDir:
     def write_listeners(self, epoch: int, listeners: frozenset[Listener]) -> None:
         """Replace LISTENERS_FILE atomically (only the serving agent writes it)."""
         self._replace(self.listeners_file, json.dumps(record_json(epoch, listeners)).encode())
+
+    def read_fence(self) -> Fence | None:
+        """The recorded take-over fence, or None when absent or unreadable (agent/fence.py)."""
+        try:
+            return parse_fence(json.loads(self.fence_file.read_text()))
+        except (OSError, ValueError, FenceFormatError):
+            return None
+
+    def write_fence(self, fence: Fence) -> None:
+        """Replace FENCE_FILE atomically; call with the lock held."""
+        self._replace(self.fence_file, json.dumps(fence.to_json()).encode())
+
+    def remove_fence(self) -> None:
+        """Remove FENCE_FILE (no fence); call with the lock held."""
+        self.fence_file.unlink(missing_ok=True)
 
     def _replace(self, target: Path, data: bytes) -> None:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -27,6 +27,7 @@ from agent.decisions import (
     socket_id,
     stand_by_reason,
 )
+from agent.fence import fenced_reason
 from agent.state import SharedState, slot_of_epoch, with_active, with_slot, with_stopped
 
 
@@ -77,13 +78,17 @@ StartPlan = Launch | Refuse | Wait | StandBy
 
 
 def plan_start(observation: Observation, config: AgentConfig, *, envoy_version: str) -> StartPlan:
-    """Launch (fresh start or takeover), Refuse (drain timing that cannot be hitless, incompatible
-    hot-restart versions), Wait (mid-start) or StandBy (a replaced slot restarted before its reset)."""
+    """Launch (fresh start or takeover), Refuse (drain timing that cannot be hitless, a fence of the
+    controller's rollback on this slot, incompatible hot-restart versions), Wait (mid-start) or
+    StandBy (a replaced slot restarted before its reset)."""
     timing = drain_timing_problem(
         drain_seconds=config.drain_seconds, parent_shutdown_seconds=config.parent_shutdown_seconds
     )
     if timing is not None:
         return Refuse(timing, failure="bad_config")
+    fenced = fenced_reason(observation.fence, observation.state, config.slot)
+    if fenced is not None:
+        return Refuse(fenced, failure="fenced")
     held = stand_by_reason(observation.state, config.slot)
     if held is not None:
         return StandBy(held)

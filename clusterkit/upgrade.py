@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from kubernetes import client, watch
 
@@ -105,11 +105,10 @@ class PodReady:
 
 
 @dataclass
-class ReadinessWatch:
-    """The Ready condition of a namespace's pods (label and/or field selector) as the API server publishes
-    it, i.e. what Services see. A watch, not a poll: every status the kubelet writes arrives as an event,
-    so no NotReady blip falls between two samples. A pod's NotReady window runs from the event showing it
-    NotReady to the one showing it Ready again. Use as a context manager; read `not_ready_s()` after."""
+class PodStream:
+    """A namespace's pods (label and/or field selector) as the API server publishes them: a list, then a
+    watch from its resourceVersion, so every write arrives as an event, in order. Subclasses say what
+    they keep in `listed` and `changed` (both called under `_lock`). Use as a context manager."""
 
     api: client.ApiClient
     namespace: str
@@ -117,24 +116,28 @@ class ReadinessWatch:
     field_selector: str | None = None
     events: int = 0
     error: str | None = None
-    pods: dict[str, PodReady] = field(default_factory=dict)
     _watch: Any = field(default_factory=watch.Watch)  # the client's Watch is untyped
     _stopping: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopped_at: float | None = None
 
+    def listed(self, pods: list[kube.Pod], now: float) -> None:
+        """The pods as listed when the stream starts."""
+
+    def changed(self, kind: str, pod: kube.Pod, now: float) -> None:
+        """One watch event: `kind` is ADDED, MODIFIED or DELETED."""
+
     def _selectors(self) -> dict[str, str]:
         found = {"label_selector": self.label_selector, "field_selector": self.field_selector}
         return {k: v for k, v in found.items() if v}
 
-    def __enter__(self) -> ReadinessWatch:
+    def __enter__(self) -> Self:
         resp = kube.core(self.api).list_namespaced_pod(
             self.namespace, _preload_content=False, **self._selectors()
         )
         listing = json.loads(resp.data)
-        now = time.monotonic()
-        for pod in listing["items"]:
-            self.pods[pod["metadata"]["name"]] = PodReady(kube.condition(pod, "Ready"), now)
+        with self._lock:
+            self.listed(listing["items"], time.monotonic())
         self._thread = threading.Thread(
             target=self._run, args=(listing["metadata"]["resourceVersion"],), daemon=True
         )
@@ -150,21 +153,13 @@ class ReadinessWatch:
         )
         try:
             for event in stream:
-                pod = event["raw_object"]
                 now = time.monotonic()
                 with self._lock:
                     self.events += 1
-                    name = pod["metadata"]["name"]
-                    ready = event["type"] != "DELETED" and kube.condition(pod, "Ready")
-                    shown = container_states(pod)
-                    self.pods.setdefault(name, PodReady(ready, now)).seen(ready, now, containers=shown)
+                    self.changed(event["type"], event["raw_object"], now)
         except Exception as exc:  # a broken watch must fail the measurement, not pass it silently
             if not self._stopping.is_set():
                 self.error = f"{type(exc).__name__}: {exc}"
-
-    def all_ready(self) -> bool:
-        with self._lock:
-            return all(p.ready for p in self.pods.values())
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -173,6 +168,30 @@ class ReadinessWatch:
         self._stopping.set()
         self._watch.stop()
         self._thread.join(10)
+
+
+@dataclass
+class ReadinessWatch(PodStream):
+    """The Ready condition of a namespace's pods as the API server publishes it, i.e. what Services see.
+    A watch, not a poll: every status the kubelet writes arrives as an event, so no NotReady blip falls
+    between two samples. A pod's NotReady window runs from the event showing it NotReady to the one
+    showing it Ready again. Use as a context manager; read `not_ready_s()` after."""
+
+    pods: dict[str, PodReady] = field(default_factory=dict)
+
+    def listed(self, pods: list[kube.Pod], now: float) -> None:
+        for pod in pods:
+            self.pods[pod["metadata"]["name"]] = PodReady(kube.condition(pod, "Ready"), now)
+
+    def changed(self, kind: str, pod: kube.Pod, now: float) -> None:
+        name = pod["metadata"]["name"]
+        ready = kind != "DELETED" and kube.condition(pod, "Ready")
+        shown = container_states(pod)
+        self.pods.setdefault(name, PodReady(ready, now)).seen(ready, now, containers=shown)
+
+    def all_ready(self) -> bool:
+        with self._lock:
+            return all(p.ready for p in self.pods.values())
 
     def not_ready_s(self) -> dict[str, float]:
         """NotReady seconds per pod; a window still open when the watch stopped counts up to then."""

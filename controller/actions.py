@@ -114,7 +114,23 @@ class Complete:
     event: Event
 
 
-Action = Noop | WaitFor | SetImage | CreatePrePullPod | Fail | Complete
+@dataclass(frozen=True)
+class FenceTakeOver:
+    """Ask the agent of `agent_slot` (the serving one) to fence `slot`'s take-over for attempt `token`
+    before a rollback, or (`lift`) to lift `slot`'s fence before the slot is set to an image again.
+    The answer is not trusted on its own: the next look reads the fence (or the take-over) in /status."""
+
+    agent_slot: str
+    slot: str
+    token: str
+    requeue_after: float
+    lift: bool = False
+    reason: str = ""
+    record: UpgradeRecord | None = None  # never written: the fence lives in the run dir
+    event: Event | None = None
+
+
+Action = Noop | WaitFor | SetImage | CreatePrePullPod | Fail | Complete | FenceTakeOver
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ class AgentView:
     last_error: str | None = None
     active_slot: str | None = None  # state.active_slot of the shared state file
     slot_phases: Mapping[str, str] = field(default_factory=dict)  # state.slots.<slot>.phase
+    fences: bool = False  # schemaVersion 1.4+: it answers POST /fence (docs/contract.md)
+    fence_slot: str | None = None  # the run dir's take-over fence: the slot it covers ...
+    fence_token: str | None = None  # ... and the controller attempt that recorded it
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,8 @@ def agent_view(slot: str, document: Any) -> AgentView:
     }
     epoch = document.get("epoch")
     active = state.get("active_slot")
+    fence = document.get("fence")
+    fence = fence if isinstance(fence, dict) else {}
     return AgentView(
         slot=slot,
         reachable=True,
@@ -402,7 +407,20 @@ def agent_view(slot: str, document: Any) -> AgentView:
         last_error=str(document["last_error"]) if document.get("last_error") else None,
         active_slot=active if isinstance(active, str) else None,
         slot_phases=phases,
+        fences=_at_least(document.get("schemaVersion"), (1, 4)),
+        fence_slot=str(fence["slot"]) if isinstance(fence.get("slot"), str) else None,
+        fence_token=str(fence["token"]) if isinstance(fence.get("token"), str) else None,
     )
+
+
+def _at_least(version: object, wanted: tuple[int, int]) -> bool:
+    """Whether a `schemaVersion` "MAJOR.MINOR" is of major `wanted[0]` and at least `wanted`."""
+    if not isinstance(version, str):
+        return False
+    major, _, minor = version.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        return False
+    return int(major) == wanted[0] and int(minor) >= wanted[1]
 
 
 def parent_shutdown_seconds(container: ContainerView, default: int) -> int:

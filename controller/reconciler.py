@@ -24,11 +24,13 @@ from controller.actions import (
     Complete,
     CreatePrePullPod,
     Fail,
+    FenceTakeOver,
     Noop,
     Observe,
     SetImage,
     WaitFor,
 )
+from controller.agents import FenceAnswer
 from controller.budgetgate import ADMITTED
 from controller.errors import (
     ERROR_REQUEUE,
@@ -65,6 +67,10 @@ SLOTS = ("a", "b")
 
 class AgentSource(Protocol):
     def fetch_all(self, pod_ip: str | None, slots: tuple[str, ...] = ...) -> Mapping[str, AgentView]: ...
+
+    def fence(
+        self, pod_ip: str | None, agent_slot: str, *, slot: str, token: str, lift: bool
+    ) -> FenceAnswer: ...
 
 
 class BudgetGate(Protocol):
@@ -215,6 +221,8 @@ class Reconciler:
             return DONE
         if isinstance(action, CreatePrePullPod):
             return self._pre_pull(observed, action)
+        if isinstance(action, FenceTakeOver):
+            return self._fence(observed, action)
         ops = patch_for(action, observed.resource_version)
         owes = False
         if ops:
@@ -261,6 +269,26 @@ class Reconciler:
             self.metrics.upgrades.labels(result="failed", reason=reason).inc()
         if isinstance(action, Complete | Fail):
             return requeue(ERROR_REQUEUE) if owes else DONE  # terminal: look again only for an owed Event
+        return requeue(action.requeue_after)
+
+    def _fence(self, observed: ObservedPod, action: FenceTakeOver) -> Result:
+        """Ask the agent; whatever it answers, look again: the verdict is read back from /status."""
+        answer = self.agents.fence(
+            observed.pod_ip, action.agent_slot, slot=action.slot, token=action.token, lift=action.lift
+        )
+        self.metrics.reconciles.labels(result="wait").inc()
+        self.metrics.actions.labels(action=_kind(action)).inc()
+        logs.event(
+            "fence_lifted" if action.lift else "fence_asked",
+            level=logging.INFO if answer.code == 200 else logging.WARNING,
+            pod=observed.key,
+            agent=action.agent_slot,
+            slot=action.slot,
+            token=action.token,
+            code=answer.code,
+            answer=answer.detail[:300],
+            why=action.reason,
+        )
         return requeue(action.requeue_after)
 
     def _pre_pull(self, observed: ObservedPod, action: CreatePrePullPod) -> Result:

@@ -63,6 +63,7 @@ class Reason(StrEnum):
     KUBELET_UNSUPPORTED = "KubeletUnsupported"  # nativeSidecar mode on a kubelet older than 1.32
     KUBELET_IGNORED_IMAGE_CHANGE = "KubeletIgnoredImageChange"  # the container was never restarted
     KUBELET_BACK_OFF = "KubeletBackOff"  # the kubelet's crash-loop back-off would outlast the step timeout
+    NO_ENVOY_AFTER_ROLLBACK = "NoEnvoyAfterRollBack"  # a rollback left no Envoy serving: repairing forward
 
 
 class OwedEventJSON(TypedDict):

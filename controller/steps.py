@@ -12,14 +12,17 @@ reported, never passed over in silence. Which image a container runs is decided 
 Before setting the standby to the target and the old slot to the empty image, the step waits out the
 kubelet's crash-loop back-off for that container and image (controller.kubeletbackoff) rather than
 restart into it; a start the kubelet holds anyway, before the target ever ran, is waited for too.
-Before the take-over every failure rolls the standby back; after it, rolling back would cut traffic,
-so failures leave the new Envoy serving and record why. Every image change also counts the restart it
-causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch. Every Event a step
-emits is also written into the record it writes (controller.events), so the shell can post it after
-the write, and again after a crash. The shell observes the pod alone first: where the decision reads
-the agents' status, the pre-pull pod, the node or the budget gate, `next_step` answers `Observe`, so the many
-pods with nothing to do cost no agent calls, and the decision is taken once, on a snapshot that holds
-all it reads.
+Before the take-over every failure rolls the standby back, but only once the serving agent fenced the
+standby's take-over (docs/contract.md "The take-over fence": deciding "not taken over yet" and then
+rolling back is a race the controller's view, which the API server may publish late, cannot win); a
+rollback ends only with the old Envoy seen serving, else it repairs forward. After the take-over, rolling
+back would cut traffic, so failures leave the new Envoy serving and record why. Every image change also
+counts the restart it causes in `hotupgrade.io/planned-restarts` (controller.restarts), in the same patch.
+Every Event a step emits is also written into the record it writes (controller.events), so the shell can
+post it after the write, and again after a crash. The shell observes the pod alone first: where the
+decision reads the agents' status, the pre-pull pod, the node or the budget gate, `next_step` answers
+`Observe`, so the many pods with nothing to do cost no agent calls, and the decision is taken once, on a
+snapshot that holds all it reads.
 """
 
 from collections.abc import Mapping
@@ -32,6 +35,7 @@ from controller.actions import (
     CreatePrePullPod,
     Event,
     Fail,
+    FenceTakeOver,
     Noop,
     Observe,
     PatchStandbyImage,
@@ -337,6 +341,9 @@ def _check(
             requeue_after=policy.poll_interval,
             record=waited or replace(base, message=message),
         )
+    lift = _lift_fence(pod, base, policy)
+    if lift is not None:
+        return lift
     held = _held_by_budget(pod, base, policy)
     if held is not None:
         return held
@@ -481,13 +488,22 @@ def _wait_saying_once(
 
 
 def _take_over_patch(
-    pod: ObservedPod, base: UpgradeRecord, new: ContainerView, event: Event | None, *, note: str = ""
+    pod: ObservedPod,
+    base: UpgradeRecord,
+    new: ContainerView,
+    event: Event | None,
+    *,
+    note: str = "",
+    message: str = "",
+    reason: Reason | None = None,
 ) -> SetImage:
-    message = f"standby {new.name} set to {base.to_image}; waiting for its agent to take over"
+    """Set the standby to the target (`reason`: why a rollback's standby is set to it again)."""
+    message = message or f"standby {new.name} set to {base.to_image}; waiting for its agent to take over"
     record = base.moved(
         Phase.TAKING_OVER,
         now=pod.now,
         message=f"{message} ({note})" if note else message,
+        reason=reason,
         standby_id_before=new.container_id,
         standby_restarts_before=new.restart_count,
         standby_image_id_before=new.image_id,
@@ -590,11 +606,66 @@ def _rollback_restarts(record: UpgradeRecord, new: ContainerView) -> int:
     return -1 if still_the_container(new, seen) else 0
 
 
+def fence_token(record: UpgradeRecord) -> str:
+    """The identity of one upgrade attempt's take-over, as a fence names it (docs/contract.md)."""
+    return f"{record.new_slot}:{record.attempt}@{format_time(record.started)}"
+
+
+def _fence_first(pod: ObservedPod, record: UpgradeRecord, why: str, policy: Policy) -> Action | None:
+    """Before a rollback undoes a standby image change: None once the serving agent shows our fence of
+    the new slot (or cannot fence: schema before 1.4), else ask for it; never roll back without it."""
+    old = _agents(pod).get(record.old_slot)
+    token = fence_token(record)
+    if old is not None and old.reachable and not old.fences:
+        return None  # an agent before the fence: roll back as before; the check after it still guards
+    if _fenced(pod, record):
+        return None
+    if _elapsed(record, pod.now) > 2 * policy.step_timeout:
+        answer = "did not answer" if old is None or not old.reachable else "did not fence it"
+        stuck = (
+            f"{why}; not rolled back: the agent of slot {record.old_slot} {answer}, so slot "
+            f"{record.new_slot}'s take-over could not be fenced and a rollback might leave no Envoy"
+        )
+        return _fail(pod, record, Reason.TAKE_OVER_STUCK, stuck)
+    return FenceTakeOver(
+        agent_slot=record.old_slot,
+        slot=record.new_slot,
+        token=token,
+        requeue_after=min(policy.poll_interval, 0.5),
+        reason=f"rolling back ({why}) once slot {record.new_slot}'s take-over is fenced",
+    )
+
+
+def _fenced(pod: ObservedPod, record: UpgradeRecord) -> bool:
+    """Whether the serving agent shows this attempt's fence of the new slot."""
+    old = _agents(pod).get(record.old_slot)
+    return old is not None and old.fence_slot == record.new_slot and old.fence_token == fence_token(record)
+
+
+def _lift_fence(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> FenceTakeOver | None:
+    """A fence of an earlier, rolled-back attempt on the slot about to be set to an image is lifted
+    first (the slot has run the empty image since, so no agent of that attempt is left)."""
+    agent = _agents(pod).get(record.old_slot)
+    if agent is None or not agent.reachable or agent.fence_slot != record.new_slot:
+        return None
+    return FenceTakeOver(
+        agent_slot=record.old_slot,
+        slot=record.new_slot,
+        token=agent.fence_token or "",
+        lift=True,
+        requeue_after=min(policy.poll_interval, 0.1),
+        reason=f"lifting the fence of slot {record.new_slot} before setting it to {record.to_image}",
+    )
+
+
 def _roll_back(pod: ObservedPod, record: UpgradeRecord, reason: Reason, why: str, policy: Policy) -> Action:
-    """Put the standby back on the empty image; the old Envoy never stopped serving."""
+    """Put the standby back on the empty image once its take-over is fenced (docs/contract.md)."""
     new = pod.containers.get(record.new_container)
     if new is None or new.image == record.empty_image:
         return _fail(pod, record, reason, f"{why}; standby untouched")
+    unfenced = _fence_first(pod, record, why, policy)
+    if unfenced is not None:
+        return unfenced
     rolling = record.moved(
         Phase.ROLLING_BACK,
         now=pod.now,
@@ -947,8 +1018,38 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
     # Done when a fresh container runs the empty image, or when the kubelet never swapped it at all:
     # the very container from before the upgrade still runs (on the empty image it never left).
     before = record.standby_seen
-    never_left = before.container_id is not None and still_the_container(new, before)
+    # An agent of the new slot that answered (AgentFailed) ran in a container after the change: one
+    # "from before the change" is then a status the kubelet has not published yet (it publishes after
+    # the postStart hook), never a change it ignored; a fence cannot make that status true.
+    answered = reason is Reason.AGENT_FAILED
+    never_left = before.container_id is not None and still_the_container(new, before) and not answered
+    if never_left and not _fenced(pod, record) and _elapsed(record, pod.now) <= policy.kubelet_grace:
+        # Unfenced (an agent before 1.4), "never restarted" may be a status the API server publishes
+        # late while a new agent takes over: look for `kubelet_grace` before believing it.
+        return WaitFor(
+            reason=f"{new.name} shows its container from before the change; making sure for "
+            f"{policy.kubelet_grace:.0f}s (no fence)",
+            requeue_after=policy.poll_interval,
+        )
     if runs_fresh(new, record.empty_image, record.rollback_seen) or never_left:
+        still = _new_agent_still_runs(pod, record)
+        if still is not None and _elapsed(record, pod.now) <= policy.step_timeout:
+            # The pod's status lags the kubelet: the rolled-back container still runs.
+            return WaitFor(reason=still, requeue_after=policy.poll_interval)
+        serving = _old_envoy_serves(pod, record)
+        if serving is False:
+            return _repair_forward(pod, record, new, original, policy)
+        if serving is None:
+            if _elapsed(record, pod.now) <= policy.step_timeout:
+                return WaitFor(
+                    reason=f"{new.name} back on the empty image; waiting to see the old Envoy serve",
+                    requeue_after=policy.poll_interval,
+                )
+            why = (
+                f"{original}; rolled back, but the agent of slot {record.old_slot} did not answer: "
+                "whether its Envoy serves is unknown"
+            )
+            return _fail(pod, record, reason, why)
         failed = record.moved(Phase.FAILED, now=pod.now, message=f"{original}; rolled back", reason=reason)
         event = _event(
             "RolledBack", f"{new.name} back on the empty image; old Envoy kept serving: {original}"
@@ -961,6 +1062,55 @@ def _rolling_back(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Ac
     return WaitFor(
         reason=f"waiting for {new.name} to run the empty image", requeue_after=policy.poll_interval
     )
+
+
+def _new_agent_still_runs(pod: ObservedPod, record: UpgradeRecord) -> str | None:
+    """Why the rollback is not done although the pod's status says so: the new slot's agent (whose image
+    has no agent once reset) still answers and has not failed or stood by; else None."""
+    agent = _agents(pod).get(record.new_slot)
+    if agent is None or not agent.reachable or agent.phase in ("failed", "retired"):
+        return None
+    return f"the agent of slot {record.new_slot} still answers ({agent.role}/{agent.phase}): not reset yet"
+
+
+def _old_envoy_serves(pod: ObservedPod, record: UpgradeRecord) -> bool | None:
+    """Whether the old slot's agent, asked after the standby was seen reset, reports its Envoy active
+    and serving; None when it did not answer."""
+    old = _agents(pod).get(record.old_slot)
+    if old is None or not old.reachable:
+        return None
+    active = old.active_slot in (None, record.old_slot)
+    return old.role == "active" and old.phase == "serving" and active
+
+
+def _repair_forward(
+    pod: ObservedPod, record: UpgradeRecord, new: ContainerView, original: str, policy: Policy
+) -> Action:
+    """After a rollback no Envoy serves (the old agent says so): set the standby to the target again so
+    its agent starts one (fresh, or taking over whatever serves), never report "kept serving"."""
+    old = _agents(pod)[record.old_slot]
+    if old.phase == "draining" and _elapsed(record, pod.now) <= policy.step_timeout:
+        # Its Envoy was told to drain by the one the rollback stopped, and exits within its
+        # parent-shutdown time (or is killed by its agent): start afresh after, not take over from it.
+        return WaitFor(
+            reason=f"no Envoy serves after the rollback; slot {record.old_slot}'s Envoy is still draining",
+            requeue_after=policy.poll_interval,
+        )
+    lift = _lift_fence(pod, record, policy)
+    if lift is not None:
+        return lift
+    held = _kubelet_hold(pod, new, record.to_image)
+    if held is not None and held.seconds <= policy.step_timeout:  # longer: go now, the pod has no Envoy
+        # Not written into the record: its message still carries the failure the rollback was for.
+        why = f"no Envoy serves after the rollback; the kubelet's crash-loop back-off on {held.container}"
+        return WaitFor(reason=why, requeue_after=held.seconds, hold=held)
+    seen = f"{old.role}/{old.phase}, active slot {old.active_slot}"
+    message = (
+        f"no Envoy serves after the rollback ({original}): the agent of slot {record.old_slot} is {seen}; "
+        f"repairing forward: standby {new.name} set to {record.to_image} again"
+    )
+    event = _event("NoEnvoyAfterRollBack", message, warning=True)
+    return _take_over_patch(pod, record, new, event, message=message, reason=Reason.NO_ENVOY_AFTER_ROLLBACK)
 
 
 def _resume_drain(pod: ObservedPod, record: UpgradeRecord, retry: str | None) -> Action:

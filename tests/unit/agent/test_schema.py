@@ -44,9 +44,9 @@ def newer_major() -> dict[str, Any]:
 
 
 def test_the_contract_names_the_version_both_documents_carry() -> None:
-    assert SCHEMA_VERSION == contract.SCHEMA_VERSION == "1.3"
+    assert SCHEMA_VERSION == contract.SCHEMA_VERSION == "1.4"
     data = to_json(active())
-    assert (data["schema"], data["schemaVersion"]) == (1, "1.3")
+    assert (data["schema"], data["schemaVersion"]) == (1, "1.4")
 
 
 def test_a_previous_release_state_file_is_read_as_1_0() -> None:
@@ -84,11 +84,11 @@ def test_a_newer_minor_is_read_and_its_unknown_fields_ignored() -> None:
     newer["slots"] = {slot: {**record, "restarts": 3} for slot, record in data["slots"].items()}
     state = from_json(newer)
     assert state == from_json(data)
-    assert to_json(state)["schemaVersion"] == "1.3", "rewritten in our version, unknown fields dropped"
+    assert to_json(state)["schemaVersion"] == "1.4", "rewritten in our version, unknown fields dropped"
 
 
 def test_a_newer_major_is_refused() -> None:
-    with pytest.raises(NewerSchemaError, match=r"schema 2\.0, newer than this agent's 1\.3"):
+    with pytest.raises(NewerSchemaError, match=r"schema 2\.0, newer than this agent's 1\.4"):
         from_json(newer_major())
     # A newer schemaVersion wins over a `schema` left at 1: refusing is the side that corrupts nothing.
     with pytest.raises(NewerSchemaError):
@@ -142,7 +142,7 @@ def test_status_carries_the_version_and_everything_a_1_0_consumer_read() -> None
         last_error=None,
     )
     ours = json.loads(json.dumps(status_document(view, from_json(previous["state"]))))
-    assert ours["schemaVersion"] == "1.3"
+    assert ours["schemaVersion"] == "1.4"
     assert set(previous) < set(ours)
     assert {k: ours[k] for k in previous if k != "state"} == {
         k: v for k, v in previous.items() if k != "state"

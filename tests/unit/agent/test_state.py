@@ -117,7 +117,7 @@ def test_json_has_the_contract_fields() -> None:
         "replaced_by_epoch",
         "released_at",
     }
-    assert (data["schema"], data["schemaVersion"]) == (1, "1.3")
+    assert (data["schema"], data["schemaVersion"]) == (1, "1.4")
 
 
 @pytest.mark.parametrize(

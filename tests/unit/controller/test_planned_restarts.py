@@ -93,7 +93,8 @@ def test_an_ignored_change_is_taken_back() -> None:
     assert isinstance(action, RollBack) and action.planned is not None and action.planned.delta == -1
     rolled = apply(pod, action)
     assert planned(rolled) == {"hotupgrade-b": 0} and restarts(rolled)["hotupgrade-b"] == 0
-    done = next_step(observe(rolled, agents=SERVING_A, after=32), POLICY)
+    # Agents before the fence: the unchanged container is believed after the kubelet's grace.
+    done = next_step(observe(rolled, agents=SERVING_A, after=31 + POLICY.kubelet_grace + 1), POLICY)
     assert isinstance(done, Fail) and done.event.reason == "RolledBack"
 
 
