@@ -3,9 +3,9 @@
 `python -m localcluster.kind e2e [--offline] [PYTEST ARGS...]`: an engine (the running one, or Debian's
 started here and stopped at the end), the pinned kind (from the Go module proxy, cached), the images of
 images/Dockerfile (images/kind-build.sh), a cluster from e2e/kind-config.yaml on kind's node image (online:
-kind's upstream image; offline: one built here, localcluster/kindnode/), the images loaded, the pod CIDR
-routed to the node (the suite talks to pod IPs from the host), the suite, and a teardown that always
-runs: route, cluster, kubeconfig, engine. The suite's exit code is the command's.
+kind's upstream image; offline: one built here, localcluster/kindnode/), the images loaded, the pod and
+service CIDRs routed to the node (the suite talks to pod IPs and ClusterIPs from the host), the suite, and
+a teardown that always runs: routes, cluster, kubeconfig, engine. The suite's exit code is the command's.
 """
 
 from __future__ import annotations
@@ -36,10 +36,15 @@ NETWORK = "kind"  # the docker network kind puts its nodes on
 MODULES = Path("/lib/modules")
 
 
-def pod_subnet(config_text: str) -> str:
-    """networking.podSubnet of a kind config (kind's default when unset)."""
-    doc = yaml.safe_load(config_text) or {}
-    return str(doc.get("networking", {}).get("podSubnet", "10.244.0.0/16"))
+def routed_subnets(config_text: str) -> list[str]:
+    """networking.podSubnet and serviceSubnet of a kind config (kind's defaults when unset): what the host
+    routes to the node. Pod IPs for the load and the agents' /status; ClusterIPs for the tests that call a
+    Service, as a client in the cluster would (kube-proxy in the node DNATs them in PREROUTING)."""
+    networking = (yaml.safe_load(config_text) or {}).get("networking", {})
+    return [
+        str(networking.get("podSubnet", "10.244.0.0/16")),
+        str(networking.get("serviceSubnet", "10.96.0.0/16")),
+    ]
 
 
 def kind_binary() -> str:
@@ -93,8 +98,8 @@ def cluster(kind: str, env: Mapping[str, str], image: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def pod_route(env: Mapping[str, str]) -> Iterator[None]:
-    """The kind pod CIDR routed to the node, so the host reaches pod IPs (load, agent /status)."""
+def node_routes(env: Mapping[str, str]) -> Iterator[None]:
+    """The kind pod and service CIDRs routed to the node, so the host reaches pod IPs and ClusterIPs."""
     node_ip = _inspect(
         env,
         "inspect",
@@ -102,12 +107,14 @@ def pod_route(env: Mapping[str, str]) -> Iterator[None]:
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
         f"{CLUSTER}-control-plane",
     )
-    cidr = pod_subnet(KIND_CONFIG.read_text())
-    _run(["ip", "route", "replace", cidr, "via", node_ip], env)
+    cidrs = routed_subnets(KIND_CONFIG.read_text())
     try:
+        for cidr in cidrs:
+            _run(["ip", "route", "replace", cidr, "via", node_ip], env)
         yield
     finally:
-        subprocess.run(["ip", "route", "del", cidr, "via", node_ip], check=False)
+        for cidr in cidrs:
+            subprocess.run(["ip", "route", "del", cidr, "via", node_ip], check=False)
 
 
 def gateway(env: Mapping[str, str]) -> str:
@@ -138,7 +145,7 @@ def e2e(offline: bool, pytest_args: Sequence[str]) -> int:
             # One load for all: kind saves them into one archive, so shared layers travel once.
             _run([kind, "load", "docker-image", "--name", CLUSTER, *dockerimages.E2E_IMAGES], env)
             timings["load"] = time.monotonic() - started
-            with pod_route(env):
+            with node_routes(env):
                 suite_env = {
                     **env,
                     "KUBECONFIG": str(KUBECONFIG),

@@ -135,10 +135,13 @@ def test_image_targets_refuse_a_drifted_pin() -> None:
         node.image_targets([*KUBEADM_LIST, "registry.k8s.io/something:v1"], "p")
 
 
-def test_pod_subnet_of_the_kind_config() -> None:
-    assert kind.pod_subnet("networking:\n  podSubnet: 10.245.0.0/16\n") == "10.245.0.0/16"
-    assert kind.pod_subnet("kind: Cluster\n") == "10.244.0.0/16"
-    assert kind.pod_subnet(kind.KIND_CONFIG.read_text()) != "10.244.0.0/16"  # beside the local cluster's
+def test_the_host_routes_the_kind_configs_pod_and_service_subnets() -> None:
+    config = "networking:\n  podSubnet: 10.245.0.0/16\n  serviceSubnet: 10.97.0.0/16\n"
+    assert kind.routed_subnets(config) == ["10.245.0.0/16", "10.97.0.0/16"]
+    assert kind.routed_subnets("kind: Cluster\n") == ["10.244.0.0/16", "10.96.0.0/16"]
+    # Beside the local cluster's (its pods and Services keep their own routes on the host).
+    ours = kind.routed_subnets(kind.KIND_CONFIG.read_text())
+    assert ours[0] != "10.244.0.0/16" and ours[1] != "10.96.0.0/16", ours
 
 
 def test_kindnetd_conflist_and_node_lookup() -> None:
