@@ -35,14 +35,22 @@ class Echo(socketserver.BaseRequestHandler):
             self.request.sendall(data)
 
 
+# socketserver listens with a backlog of 5. A new Envoy opens its upstream connections in a burst when it
+# takes over; SYNs past a full backlog are dropped and retried after 1 s, which an xDS cluster's 1 s
+# connect_timeout turns into a 503. Real servers listen with SOMAXCONN (Go, nginx 511, Node 511).
+class HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = socket.SOMAXCONN
+
+
 class EchoServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = socket.SOMAXCONN
 
 
 def main() -> None:
-    http = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler)
-    http.daemon_threads = True
+    http = HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler)
     echo = EchoServer(("0.0.0.0", int(os.environ.get("ECHO_PORT", "9000"))), Echo)
     threading.Thread(target=echo.serve_forever, daemon=True).start()
 
