@@ -455,26 +455,31 @@ def test_a_rollback_does_not_wait_for_a_target_container_that_is_not_running() -
     assert isinstance(action, RollBack), action
 
 
+def until_the_target_runs(kubelet: Kubelet, target: str, now: datetime) -> tuple[UpgradeRecord, datetime]:
+    """Set `target` and drive the steps until slot b runs it while the record is TakingOver: the record
+    and the time then. AssertionError when that never happens."""
+    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = target
+    for _ in range(100):
+        kubelet.sync(now)
+        record = record_in(kubelet.pod["metadata"]["annotations"])
+        if record is not None and record.phase is Phase.TAKING_OVER and kubelet.runs("hotupgrade-b", target):
+            return record, now
+        observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now), budget=ADMITTED)
+        action = next_step(observed, POLICY)
+        assert isinstance(action, SetImage | WaitFor), action
+        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
+        now += timedelta(seconds=max(action.requeue_after, 0.25))
+    raise AssertionError("the target never ran")
+
+
 def test_a_failed_agent_is_rolled_back_only_once_the_status_shows_its_container() -> None:
     """The kubelet publishes the pod status when a sync starts; the sync that started the target sat in
     its postStart hook until the agent failed, so the status may still show the instance from before the
     swap. Rolling back on it would record that instance as the one to replace and take the target's own
     instance, once reported, for the rollback's fresh container: the controller waits for the status."""
     kubelet, now = fresh_kubelet(), T0
-    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
-    for _ in range(100):
-        kubelet.sync(now)
-        record = record_in(kubelet.pod["metadata"]["annotations"])
-        if record is not None and record.phase is Phase.TAKING_OVER and kubelet.runs("hotupgrade-b", NEW):
-            break
-        observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now), budget=ADMITTED)
-        action = next_step(observed, POLICY)
-        assert isinstance(action, SetImage | WaitFor), action
-        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
-        now += timedelta(seconds=max(action.requeue_after, 0.25))
-    else:
-        raise AssertionError("the target never ran")
-    assert record is not None and record.standby_seen.container_id is not None
+    record, now = until_the_target_runs(kubelet, NEW, now)
+    assert record.standby_seen.container_id is not None
     agents = failing(NEW)(kubelet, now)
     stale = json.loads(json.dumps(kubelet.pod))
     status = next(s for s in stale["status"]["containerStatuses"] if s["name"] == "hotupgrade-b")
@@ -507,19 +512,7 @@ def test_an_abort_rolls_back_at_once_even_where_a_failed_agent_would_wait_out_th
     for target in (NEW, OLD):
         done, _, now = upgrade(kubelet, target, now)
         assert done.phase is Phase.COMPLETED, done.message
-    kubelet.pod["metadata"]["annotations"][ANNOTATION_TARGET_IMAGE] = NEW
-    for _ in range(100):
-        kubelet.sync(now)
-        record = record_in(kubelet.pod["metadata"]["annotations"])
-        if record is not None and record.phase is Phase.TAKING_OVER and kubelet.runs("hotupgrade-b", NEW):
-            break
-        observed = observe_pod(kubelet.pod, now=now, agents=agents_for(kubelet, now), budget=ADMITTED)
-        action = next_step(observed, POLICY)
-        assert isinstance(action, SetImage | WaitFor), action
-        apply(kubelet, patch_for(action, kubelet.pod["metadata"]["resourceVersion"]))
-        now += timedelta(seconds=max(action.requeue_after, 0.25))
-    else:
-        raise AssertionError("the target never ran")
+    _, now = until_the_target_runs(kubelet, NEW, now)
     failed = failing(NEW)(kubelet, now)
     held = next_step(observe_pod(kubelet.pod, now=now, agents=failed, budget=ADMITTED), POLICY)
     assert isinstance(held, WaitFor) and held.hold is not None, "a failed agent's rollback waits here"
