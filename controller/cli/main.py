@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--to",
         metavar="IMAGE",
         help="a SidecarRelease: status.image or one of status.previousImages (default: the most recent "
-        "image status records that is not spec.image: status.image if spec.image changed since the "
-        "controller last wrote status, else status.previousImages[0])",
+        "image status records that is not spec.image: status.image when spec.image has moved on from it, "
+        "an edit the controller has not seen yet, else status.previousImages[0])",
     )
     _follow_args(back)
 

@@ -29,6 +29,7 @@ def test_rollback_help_describes_both_modes_and_states_the_default(
     assert "Without -n: set spec.image of SidecarRelease NAME back to an image its status records" in text
     assert "--to IMAGE a SidecarRelease: status.image or one of status.previousImages" in text
     assert (
-        "(default: the most recent image status records that is not spec.image: status.image if spec.image "
-        "changed since the controller last wrote status, else status.previousImages[0])" in text
+        "(default: the most recent image status records that is not spec.image: status.image when "
+        "spec.image has moved on from it, an edit the controller has not seen yet, else "
+        "status.previousImages[0])" in text
     )
