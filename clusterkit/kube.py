@@ -74,6 +74,26 @@ def condition(pod: Pod, kind: str) -> bool:
     )
 
 
+def namespace_story(api: client.ApiClient, namespace: str, events: int = 20) -> str:
+    """Each pod's phase, why it is not scheduled (a Pending pod's PodScheduled message: "Insufficient
+    cpu"...) and its containers, then the namespace's last `events` Events: for a failed wait."""
+    api_core = core(api)
+    lines = []
+    for p in api_core.list_namespaced_pod(namespace).items:
+        unscheduled = [
+            f" unscheduled: {c.reason}: {c.message}"
+            for c in p.status.conditions or []
+            if c.type == "PodScheduled" and c.status != "True"
+        ]
+        containers = "; ".join(
+            f"{c.name} ready={c.ready} restarts={c.restart_count}" for c in p.status.container_statuses or []
+        )
+        lines.append(f"pod {p.metadata.name}: {p.status.phase} {containers}{''.join(unscheduled)}")
+    found = sorted(api_core.list_namespaced_event(namespace).items, key=lambda e: str(e.last_timestamp))
+    lines += [f"event {e.reason} {e.involved_object.name}: {e.message}"[:300] for e in found[-events:]]
+    return "\n".join(lines)
+
+
 def container_status(pod: Pod, name: str) -> dict[str, Any]:
     for status in pod.get("status", {}).get("containerStatuses", []) or []:
         if status.get("name") == name:

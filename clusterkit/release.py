@@ -105,17 +105,7 @@ def installed(release: Release) -> bool:
 
 def diagnose(api: client.ApiClient, release: Release) -> str:
     """Pod states and recent events of the release namespace, for a failed install or upgrade."""
-    core = kube.core(api)
-    lines = [
-        f"pod {p.metadata.name}: {p.status.phase} "
-        + "; ".join(
-            f"{c.name} ready={c.ready} restarts={c.restart_count}" for c in p.status.container_statuses or []
-        )
-        for p in core.list_namespaced_pod(release.namespace).items
-    ]
-    events = sorted(core.list_namespaced_event(release.namespace).items, key=lambda e: str(e.last_timestamp))
-    lines += [f"event {e.reason} {e.involved_object.name}: {e.message}"[:300] for e in events[-20:]]
-    return "\n".join(lines)
+    return kube.namespace_story(api, release.namespace)
 
 
 def install(api: client.ApiClient, release: Release, values_file: Path, *extra: str) -> None:

@@ -417,9 +417,12 @@ class Phases:
             ready = len(pods) == SCALED and all(kube.condition(p, "Ready") for p in pods.values())
             return sorted(set(pods) - set(originals)) if ready else None
 
-        new_pods = kube.wait_until(
-            f"{SCALED} pods Ready", all_ready, conftest.POD_READY_TIMEOUT, interval=1.0
-        )
+        try:
+            new_pods = kube.wait_until(
+                f"{SCALED} pods Ready", all_ready, conftest.POD_READY_TIMEOUT, interval=1.0
+            )
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{kube.namespace_story(self.api, self.namespace)}") from None
         self.figures["new_pods"] = {n: self._admission(n) for n in new_pods}
         sr = self._wait_all_on(NEW)
         status = sr["status"]
