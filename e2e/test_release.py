@@ -491,7 +491,11 @@ class Phases:
         assert targeting(pods, OLD) == started and not late, (sorted(started), sorted(targeting(pods, OLD)))
         for pod_name in started:
             record = upgrade.upgrade_record(pods[pod_name])
-            assert record is not None and record.phase is Phase.COMPLETED, (pod_name, record)
+            assert record is not None and record.phase is Phase.COMPLETED, (
+                pod_name,
+                record,
+                failed_pods_story(self.api, get_release(self.api, self.name)),
+            )
         sr = get_release(self.api, self.name)
         assert is_(sr, "Paused", "True", "PausedBySpec") and is_(sr, "Complete", "False"), sr["status"]
         assert is_(sr, "Progressing", "False", "PausedBySpec"), sr["status"]
