@@ -141,3 +141,4 @@ class Observe:
     pre_pull_pod: str | None = None
     node: bool = False
     budget: bool = False  # the PodDisruptionBudget gate's verdict (asked last, just before a start)
+    kubelet_events: bool = False  # the kubelet's Events on the pod (asked only when a change looks ignored)

@@ -4,14 +4,37 @@ Containers mode: every kubelet restarts a container whose image changed ("defini
 restarted"). nativeSidecar mode (init containers with restartPolicy Always): only kubelets from 1.32 do
 (kubernetes#126525, "restart sidecar containers when their image changes"); older ones accept the new
 spec and keep the old container running, forever. The controller refuses such upgrades up front when it
-can read the node's kubelet version, and otherwise recognises the silence within seconds.
+can read the node's kubelet version, and otherwise recognises the silence: after `kubelet_grace` the same
+container runs on and the kubelet recorded no Event about replacing it (`replacing_since`).
 """
 
 import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from controller.observed import ContainerView, Seen, still_the_container
+from controller.observed import ContainerView, KubeletEvent, Seen, still_the_container
 
 NATIVE_SIDECAR_IMAGE_CHANGE_SINCE = (1, 32)  # kubernetes#126525, released in v1.32.0
+# What the kubelet records while it replaces a container (pkg/kubelet/events/event.go), not probe results
+# (Unhealthy, ProbeWarning), which the container that runs on also gets.
+REPLACING_REASONS = frozenset(
+    {
+        "Killing",
+        "ExceededGracePeriod",
+        "FailedPreStopHook",
+        "Pulling",
+        "Pulled",
+        "Failed",
+        "BackOff",
+        "InspectFailed",
+        "ErrImageNeverPull",
+        "Created",
+        "Started",
+        "FailedPostStartHook",
+    }
+)
+# An Event's time has whole seconds and comes from the node's clock, the record's from the controller's.
+EVENT_CLOCK_SLACK = timedelta(seconds=2)
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?")
 
 
@@ -44,3 +67,17 @@ def ignored_image_change(container: ContainerView, seen: Seen, *, waited: float,
     if waited <= grace or container.waiting_reason is not None:
         return False
     return seen.container_id is not None and still_the_container(container, seen)
+
+
+def replacing_since(events: Iterable[KubeletEvent], container: str, since: datetime) -> KubeletEvent | None:
+    """The kubelet's latest Event about replacing `container` from `since` on (less EVENT_CLOCK_SLACK), or
+    None. The pod's status cannot show it: the kubelet publishes it when a sync starts, and the sync that
+    starts a sidecar ends only with its postStart hook (kuberuntime_container.go startContainer)."""
+    recent = [
+        e
+        for e in events
+        if e.container == container
+        and e.reason in REPLACING_REASONS
+        and e.last_seen >= since - EVENT_CLOCK_SLACK
+    ]
+    return max(recent, key=lambda e: e.last_seen, default=None)

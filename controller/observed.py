@@ -6,7 +6,8 @@ Pure: the shell fetches the pod (raw JSON, no client models), the agents' `/stat
 when asked, the pre-pull pod and the node, and hands them to `observe_pod`; no I/O, no clock.
 """
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -19,12 +20,14 @@ __all__ = [  # normalize_image moved to releaseapi.imageref; kept importable fro
     "AgentView",
     "BudgetView",
     "ContainerView",
+    "KubeletEvent",
     "NodeView",
     "ObservedPod",
     "PrePullView",
     "Seen",
     "agent_view",
     "containers_of",
+    "kubelet_events_view",
     "node_view",
     "normalize_image",
     "observe_pod",
@@ -128,6 +131,15 @@ class NodeView:
 
 
 @dataclass(frozen=True)
+class KubeletEvent:
+    """A kubelet Event about one container of the pod (core/v1: reason, involvedObject.fieldPath)."""
+
+    container: str
+    reason: str  # Killing, Pulling, Created, Started, ... (pkg/kubelet/events/event.go)
+    last_seen: datetime  # lastTimestamp (whole seconds, the node's clock), else eventTime/firstTimestamp
+
+
+@dataclass(frozen=True)
 class BudgetView:
     """Whether the PodDisruptionBudgets selecting the pod let its upgrade start now (controller.budgetgate);
     when not, `message` names the budget and its numbers (`PodDisruptionBudget web-pdb: 1 of 1 ...`)."""
@@ -155,6 +167,7 @@ class ObservedPod:
     pre_pull: PrePullView | None = None  # None: not looked up (likewise)
     node: NodeView | None = None  # None: not looked up (likewise)
     budget: BudgetView | None = None  # None: not asked (likewise; asked only when an upgrade would start)
+    kubelet_events: tuple[KubeletEvent, ...] | None = None  # None: not read (likewise)
     service_account: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
     run_as_user: int | None = None  # pod securityContext
@@ -314,6 +327,7 @@ def observe_pod(
     pre_pull: PrePullView | None = None,
     node: NodeView | None = None,
     budget: BudgetView | None = None,
+    kubelet_events: Iterable[KubeletEvent] | None = None,
 ) -> ObservedPod:
     """Build the snapshot from a raw pod document (as returned by the API server)."""
     meta = pod.get("metadata") or {}
@@ -341,6 +355,7 @@ def observe_pod(
         pre_pull=pre_pull,
         node=node,
         budget=budget,
+        kubelet_events=tuple(kubelet_events) if kubelet_events is not None else None,
         service_account=spec.get("serviceAccountName") or None,
         image_pull_secrets=secrets,
         run_as_user=_int_or_none(security.get("runAsUser")),
@@ -379,6 +394,27 @@ def node_view(name: str, node: Mapping[str, Any] | None, *, error: str | None = 
     info = (node.get("status") or {}).get("nodeInfo") or {}
     version = info.get("kubeletVersion")
     return NodeView(name=name, kubelet_version=version if isinstance(version, str) and version else None)
+
+
+_CONTAINER_FIELD = re.compile(r"^spec\.(?:containers|initContainers|ephemeralContainers)\{(.+)\}$")
+
+
+def kubelet_events_view(events: Iterable[Mapping[str, Any]]) -> tuple[KubeletEvent, ...]:
+    """The kubelet's Events about the pod's containers, from raw core/v1 Events of the pod; others (the
+    controller's own, the scheduler's, the pod as a whole, no timestamp) are left out."""
+    out: list[KubeletEvent] = []
+    for event in events:
+        source = event.get("source") or {}
+        if "kubelet" not in (source.get("component"), event.get("reportingComponent")):
+            continue
+        found = _CONTAINER_FIELD.match(str((event.get("involvedObject") or {}).get("fieldPath") or ""))
+        series = event.get("series") or {}
+        times = (event.get("lastTimestamp"), series.get("lastObservedTime"), event.get("eventTime"))
+        seen = [t for t in map(_time, (*times, event.get("firstTimestamp"))) if t is not None]
+        if found is None or not seen or not isinstance(event.get("reason"), str):
+            continue
+        out.append(KubeletEvent(container=found.group(1), reason=event["reason"], last_seen=max(seen)))
+    return tuple(out)
 
 
 def agent_view(slot: str, document: Any) -> AgentView:

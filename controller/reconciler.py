@@ -47,8 +47,10 @@ from controller.metrics import ControllerMetrics
 from controller.observed import (
     AgentView,
     BudgetView,
+    KubeletEvent,
     NodeView,
     ObservedPod,
+    kubelet_events_view,
     node_view,
     observe_pod,
     pre_pull_view,
@@ -170,7 +172,8 @@ class Reconciler:
         new_pre_pull = bool(wanted.pre_pull_pod) and observed.pre_pull is None
         new_node = wanted.node and observed.node is None and bool(observed.node_name)
         new_budget = wanted.budget and observed.budget is None
-        if not (new_agents or new_pre_pull or new_node or new_budget):
+        new_events = wanted.kubelet_events and observed.kubelet_events is None
+        if not (new_agents or new_pre_pull or new_node or new_budget or new_events):
             raise RuntimeError(f"next_step asked for nothing new: {wanted}")  # a bug; never loop on it
         more = observed
         if new_agents:
@@ -182,7 +185,22 @@ class Reconciler:
             more = replace(more, node=self._node(observed.node_name))
         if new_budget:
             more = replace(more, budget=self._budget(observed, pod, held))
+        if new_events:
+            more = replace(more, kubelet_events=self._kubelet_events(observed))
         return more
+
+    def _kubelet_events(self, observed: ObservedPod) -> tuple[KubeletEvent, ...]:
+        """The kubelet's Events on the pod; none when they may not be read (no RBAC `list`: a change
+        then looks ignored after `kubelet_grace`, as before the controller read them)."""
+        try:
+            return kubelet_events_view(self.kube.list_events(observed.namespace, observed.name))
+        except TransientError:
+            raise
+        except KubeError as exc:
+            logs.event(
+                "events_unreadable", level=logging.WARNING, pod=observed.key, error=api_message(exc)[:300]
+            )
+            return ()
 
     def _budget(self, observed: ObservedPod, pod: dict[str, Any], held: ExitStack) -> BudgetView:
         """The gate's verdict, taken under the namespace's lock (kept until the caller has acted)."""

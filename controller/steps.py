@@ -53,6 +53,7 @@ from controller.keys import (
 )
 from controller.kubelet import (
     ignored_image_change,
+    replacing_since,
     restarts_native_sidecar_on_image_change,
     unsupported_native_sidecar,
 )
@@ -60,6 +61,7 @@ from controller.kubeletbackoff import Hold, after_start, hold, memory_in, slot_o
 from controller.observed import (
     AgentView,
     ContainerView,
+    KubeletEvent,
     NodeView,
     ObservedPod,
     PrePullView,
@@ -168,6 +170,12 @@ def _pre_pull(pod: ObservedPod, record: UpgradeRecord) -> PrePullView | None:
     if pod.pre_pull is None and record.pre_pull_pod:
         raise _UnobservedError(Observe(pre_pull_pod=record.pre_pull_pod))
     return pod.pre_pull
+
+
+def _kubelet_events(pod: ObservedPod) -> tuple[KubeletEvent, ...]:
+    if pod.kubelet_events is None:
+        raise _UnobservedError(Observe(kubelet_events=True))
+    return pod.kubelet_events
 
 
 def _node(pod: ObservedPod) -> NodeView | None:
@@ -845,11 +853,15 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
     # An agent answering on the new slot's port runs in a target container (the standby ran the empty
     # image), so the kubelet acted however old the status is: it publishes a pod's status when a sync
     # starts, and the sync that started the target blocks in its postStart hook until the take-over ends.
+    # Its Events say so too, before the agent answers (a busy node: container start, Python, imports).
     answers = agent is not None and agent.reachable
     ignored = ignored_image_change(new, seen, waited=elapsed, grace=policy.kubelet_grace) and not answers
+    acting = None
     if ignored and not _new_agent_owns_traffic(pod, record):
-        why = _kubelet_ignored(pod, new, seen, record.to_image, policy)
-        return _roll_back(pod, record, Reason.KUBELET_IGNORED_IMAGE_CHANGE, why, policy)
+        acting = replacing_since(_kubelet_events(pod), new.name, record.phase_since)
+        if acting is None:
+            why = _kubelet_ignored(pod, new, seen, record.to_image, policy)
+            return _roll_back(pod, record, Reason.KUBELET_IGNORED_IMAGE_CHANGE, why, policy)
     if elapsed > policy.step_timeout:
         if not _new_agent_owns_traffic(pod, record):
             why = f"slot {record.new_slot} did not take over within {policy.step_timeout:.0f}s"
@@ -860,9 +872,14 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
                 "not rolled back because its Envoy may hold the listeners"
             )
             return _fail(pod, record, Reason.TAKE_OVER_STUCK, why)
+    lag = f" (the kubelet is replacing {new.name}: {_said(acting)})" if acting is not None else ""
     return WaitFor(
-        reason=f"waiting for slot {record.new_slot} to take over", requeue_after=policy.poll_interval
+        reason=f"waiting for slot {record.new_slot} to take over{lag}", requeue_after=policy.poll_interval
     )
+
+
+def _said(event: KubeletEvent) -> str:
+    return f"{event.reason} at {format_time(event.last_seen)}"
 
 
 def _never_started(container: ContainerView, seen: Seen) -> bool:
@@ -964,7 +981,8 @@ def _resetting(pod: ObservedPod, status: InjectionStatus, record: UpgradeRecord,
     if runs_fresh(old, record.empty_image, record.old_seen):
         return _complete(pod, status, record)
     elapsed = _elapsed(record, pod.now)
-    if ignored_image_change(old, record.old_seen, waited=elapsed, grace=policy.kubelet_grace):
+    ignored = ignored_image_change(old, record.old_seen, waited=elapsed, grace=policy.kubelet_grace)
+    if ignored and replacing_since(_kubelet_events(pod), old.name, record.phase_since) is None:
         why = _kubelet_ignored(pod, old, record.old_seen, record.empty_image, policy)
         why += f"; new Envoy serves from {record.new_container}"
         serving = status_after_take_over(status, record)

@@ -105,6 +105,7 @@ class PodHistory:
     targets: list[tuple[float, str | None]] = field(default_factory=list)  # (monotonic, target) changes
     deleted: bool = False
     windows: list[NotReadyWindow] = field(default_factory=list)  # after its first Ready, in order
+    transitions: list[tuple[float, str]] = field(default_factory=list)  # (time.time(), "Phase -> image")
 
     def upgrades(self, phase: Phase) -> int:
         return sum(1 for p in self.records.values() if p is phase)
@@ -168,7 +169,10 @@ class ReleaseWatch(PodStream):
         if began_over(previous, record):
             self.overlapping.append(f"{name}: {previous} -> {record}")
         if record is not None:
-            history.records[record_key(record)] = record.phase
+            key = record_key(record)
+            if history.records.get(key) is not record.phase:  # wall time: the load's TcpClose.at is
+                history.transitions.append((time.time(), f"{record.phase} -> {record.to_image}"))
+            history.records[key] = record.phase
         target = pod_facts(pod).target
         if target != old_target or not history.targets:
             history.targets.append((now, target))

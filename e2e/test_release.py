@@ -302,7 +302,9 @@ def test_release_rollout_under_load(
         assert summary["requests"] > 100, (path, summary["requests"])
         assert summary["tcp_echoes"] > 0, path
         cuts = upgrade_count if path == "service" else upgrades[path]
-        assert_tcp_only_cut_at_parent_exit(loads[path], upgrades=cuts)
+        behind = [fleet.history(path)] if path != "service" else [fleet.history(n) for n in fleet.pods]
+        timeline = sorted(t for h in behind for t in h.transitions)
+        assert_tcp_only_cut_at_parent_exit(loads[path], upgrades=cuts, timeline=timeline)
     assert sorted(final) == sorted(originals + new_pods)
     for pod_name, pod in final.items():
         app = kube.container_status(pod, "app")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -22,15 +22,24 @@ from podharness.loadstats import disallowed_failures, summarize
 pytestmark = pytest.mark.timeout(1500)
 
 
-def assert_tcp_only_cut_at_parent_exit(load: LoadGenerator, upgrades: int) -> None:
+def assert_tcp_only_cut_at_parent_exit(
+    load: LoadGenerator, upgrades: int, timeline: Sequence[tuple[float, str]] = ()
+) -> None:
     """The only failures of the (stopped) load are TCP echoes cut by the old Envoys' FINs, at most one per
-    connection and upgrade; podharness.loadstats.disallowed_failures owns the rule, as for `make demo`."""
+    connection and upgrade; podharness.loadstats.disallowed_failures owns the rule, as for `make demo`.
+    `timeline`: (time.time(), what) of the upgrades behind the load, shown around an unclean close."""
     record = load.record
     why = disallowed_failures(
         summarize(record), tcp_connections=load.config.tcp_connections, upgrades=upgrades
     )
     tcp_failures = [f.error for f in record.failures if f.kind == "tcp"]
-    assert not why, (why, tcp_failures, [c for c in record.tcp_closes if not c.clean])
+    unclean = [c for c in record.tcp_closes if not c.clean]
+    near = [
+        f"close at {c.at:.1f}: "
+        + "; ".join(f"{at - c.at:+.1f}s {what}" for at, what in timeline if abs(at - c.at) < 60)
+        for c in unclean
+    ]
+    assert not why, (why, tcp_failures, unclean, near)
 
 
 def start_load(pod: kube.Pod) -> LoadGenerator:

@@ -84,6 +84,7 @@ def test_controller_permissions_by_default() -> None:
         ("cluster", "policy", "poddisruptionbudgets", "list", None),  # the budget gate's cache
         ("cluster", "policy", "poddisruptionbudgets", "watch", None),
         ("cluster", "", "events", "create", None),
+        ("cluster", "", "events", "list", None),  # the kubelet's, when a change looks ignored
         ("cluster", "hotupgrade.io", "sidecarreleases", "get", None),  # SidecarReleases (issue 14)
         ("cluster", "hotupgrade.io", "sidecarreleases", "list", None),
         ("cluster", "hotupgrade.io", "sidecarreleases", "watch", None),

@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -121,3 +122,52 @@ def test_a_kubelet_from_1_32_upgrades_native_sidecars(
     record = record_of(done)
     assert record is not None and record.phase is Phase.COMPLETED, record
     assert init_image(done, "hotupgrade-b") == NEW and init_image(done, "hotupgrade-a") == EMPTY
+
+
+def kubelet_said(kube: Kube, pod: dict[str, Any], container: str, reason: str, message: str) -> None:
+    """Record an Event as a kubelet does (core/v1, source kubelet, the container's fieldPath)."""
+    meta = pod["metadata"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    involved = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "fieldPath": f"spec.initContainers{{{container}}}",
+    }
+    body = {
+        "metadata": {"generateName": f"{meta['name']}."},
+        "involvedObject": involved,
+        "reason": reason,
+        "message": message,
+        "type": "Normal",
+        "source": {"component": "kubelet", "host": pod["spec"]["nodeName"]},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    kube.create_event(meta["namespace"], body)
+
+
+def test_a_kubelet_that_acts_but_shows_it_late_is_waited_for(
+    kube: Kube, namespace: str, sim: KubeletSim, make_node: MakeNode
+) -> None:
+    # A real kubelet publishes the pod's status when a sync starts, and the sync that starts the target
+    # ends with its postStart hook: the API server shows the old container meanwhile, as the sim does
+    # here; the kubelet's Events say it acted. Judged ignored, a good (slow) upgrade was rolled back.
+    sim.ignores_native_image_change = True
+    sim.add_pod("web-0", node_name=make_node("v1.34.4"), native=True)
+    reconciler = native_reconciler(kube)
+    annotate(kube, namespace, "web-0", **{ANNOTATION_TARGET_IMAGE: NEW})
+    swapped = drive(reconciler, sim, "web-0", phase_is(Phase.TAKING_OVER), timeout=10)
+    started = time.monotonic()
+    why = "Container hotupgrade-b definition changed, will be restarted"
+    kubelet_said(kube, swapped, "hotupgrade-b", "Killing", why)
+    pod = drive(reconciler, sim, "web-0", phase_is(Phase.FAILED), timeout=POLICY.step_timeout + 20)
+    took = time.monotonic() - started
+    record = record_of(pod)
+    # Nothing took over, so the step timeout ends it, not the 2 s kubelet grace.
+    assert record is not None and record.reason is Reason.TAKE_OVER_TIMEOUT, record
+    assert took > POLICY.step_timeout - 3, f"rolled back after {took:.0f}s"
+    assert init_image(pod, "hotupgrade-b") == EMPTY

@@ -1,7 +1,7 @@
 """Raw pod documents and agent views for the step-function tests, shaped like API server output."""
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
@@ -12,7 +12,7 @@ from controller.keys import (
     ANNOTATION_TARGET_IMAGE,
     ANNOTATION_UPGRADE,
 )
-from controller.observed import AgentView, BudgetView, ObservedPod, PrePullView, observe_pod
+from controller.observed import AgentView, BudgetView, KubeletEvent, ObservedPod, PrePullView, observe_pod
 from controller.record import Phase, Reason, UpgradeRecord
 from webhook.injection_status import InjectionStatus
 
@@ -176,8 +176,15 @@ def observe(
     after: float = 0.0,
     pre_pull: PrePullView | None = None,
     budget: BudgetView | None = ADMITTED,
+    kubelet_events: Iterable[KubeletEvent] | None = (),
 ) -> ObservedPod:
-    """The snapshot `after` seconds past T0; `agents=None`, `pre_pull=None`, `budget=None`: not asked."""
+    """The snapshot `after` seconds past T0; `agents=None`, `pre_pull=None`, `budget=None`,
+    `kubelet_events=None`: not asked (by default the kubelet recorded no Event)."""
     return observe_pod(
-        pod, now=T0 + timedelta(seconds=after), agents=agents, pre_pull=pre_pull, budget=budget
+        pod,
+        now=T0 + timedelta(seconds=after),
+        agents=agents,
+        pre_pull=pre_pull,
+        budget=budget,
+        kubelet_events=kubelet_events,
     )

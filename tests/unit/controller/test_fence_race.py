@@ -196,9 +196,9 @@ def run(pair: Pair) -> tuple[UpgradeRecord, list[str], Pair]:
                     restarted.append(now)
                 del spec_changed[name]
         pair.sync(kubelet, now)
-        observed = observe_pod(
-            published(kubelet, lagging, now, restarted), now=now, agents=pair.views(now), budget=ADMITTED
-        )
+        # No kubelet Events (not delivered, or no RBAC to read them): the status alone is judged.
+        status = published(kubelet, lagging, now, restarted)
+        observed = observe_pod(status, now=now, agents=pair.views(now), budget=ADMITTED, kubelet_events=())
         action = next_step(observed, POLICY)
         if isinstance(action, FenceTakeOver):
             pair.fence_request(action, now)

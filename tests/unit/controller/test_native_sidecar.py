@@ -52,7 +52,8 @@ def native_pod() -> dict[str, Any]:
 
 
 def at(pod: dict[str, Any], *, node: NodeView | None, after: float = 0.0, agents: Any = SERVING_A) -> Any:
-    return observe_pod(pod, now=T0 + timedelta(seconds=after), agents=agents, node=node, budget=ADMITTED)
+    now = T0 + timedelta(seconds=after)
+    return observe_pod(pod, now=now, agents=agents, node=node, budget=ADMITTED, kubelet_events=())
 
 
 def test_an_old_kubelet_is_refused_before_anything_changes() -> None:
