@@ -12,6 +12,7 @@ from controller.keys import (
     ANNOTATION_KUBELET_BACKOFF,
     ANNOTATION_PLANNED_RESTARTS,
     ANNOTATION_STATUS,
+    ANNOTATION_SWAP_HOLD,
     ANNOTATION_TARGET_IMAGE,
     ANNOTATION_UPGRADE,
 )
@@ -70,10 +71,29 @@ def record_patch(record: UpgradeRecord, resource_version: str) -> JSONPatch:
     return [*_precondition(resource_version), _record_op(record)]
 
 
-def target_patch(image: str, resource_version: str) -> JSONPatch:
+def target_patch(
+    image: str, resource_version: str, *, hold: bool = False, drop_hold: bool = False
+) -> JSONPatch:
     """Set the pod's `hotupgrade.io/target-image` (a release starting or retargeting its upgrade), on the
-    pod as last seen: the step machine takes it from there. Injected pods always have annotations."""
-    return [
+    pod as last seen: the step machine takes it from there; with `hold`, it waits before the swap until
+    `lift_patch`; `drop_hold` removes a hold the pod has (for another image). Injected pods always have
+    annotations."""
+    ops = [
         *_precondition(resource_version),
         {"op": "add", "path": annotation_path(ANNOTATION_TARGET_IMAGE), "value": image},
+    ]
+    if hold:
+        ops.append({"op": "add", "path": annotation_path(ANNOTATION_SWAP_HOLD), "value": image})
+    elif drop_hold:
+        ops.append({"op": "remove", "path": annotation_path(ANNOTATION_SWAP_HOLD)})
+    return ops
+
+
+def lift_patch(image: str, resource_version: str) -> JSONPatch:
+    """Remove the pod's swap hold on `image` (its upgrade may swap now), on the pod as last seen."""
+    path = annotation_path(ANNOTATION_SWAP_HOLD)
+    return [
+        *_precondition(resource_version),
+        {"op": "test", "path": path, "value": image},
+        {"op": "remove", "path": path},
     ]

@@ -26,7 +26,7 @@ from controller.fleetcache import CachedPod, CachedRelease
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
 from controller.observed import BudgetView
-from controller.patches import target_patch
+from controller.patches import JSONPatch, lift_patch, target_patch
 from controller.reconciler import count_retry, in_place_retries
 from controller.release_events import ReleaseEvent
 from controller.result import DONE, Result, requeue
@@ -135,6 +135,7 @@ class ReleaseReconciler:
         except InvalidReleaseError as exc:
             return self._invalid(raw, str(exc), now=now)
         plan, pods = self.plan(release, now=now)
+        self._lift(release, plan, pods)
         deferred = self._start(raw, release, plan, pods, now=now)
         plan = replace(plan, status=held_back(plan.status, deferred, release.spec.image))
         old = release.status
@@ -217,23 +218,48 @@ class ReleaseReconciler:
             return BudgetView(admitted=True)
         return self.budgets.admit_facts(pod.facts, counts=out_of_service)
 
-    def _set_target(self, start: Start, pod: CachedPod) -> None:
+    def _lift(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
+        """Lift the swap holds the plan allows within maxUnavailable (those pods swap now); a pod changed
+        since the cache saw it ends the reconcile with a conflict, as a start does."""
+        lifted: list[str] = []
         try:
-            written = self.kube.patch_pod(
-                start.namespace, start.name, target_patch(start.image, pod.resource_version)
-            )
+            for lift in plan.lifts:
+                patch = lift_patch(lift.image, pods[lift.key].resource_version)
+                self._patch_planned(lift.namespace, lift.name, patch)
+                lifted.append(lift.key)
+        finally:
+            if lifted:
+                logs.event(
+                    "release_swaps_allowed",
+                    release=release.name,
+                    pods=",".join(lifted),
+                    unavailable=plan.unavailable,
+                    max_unavailable=plan.allowed_unavailable,
+                    held=plan.held,
+                )
+
+    def _set_target(self, start: Start, pod: CachedPod) -> None:
+        stale = pod.facts.swap_hold is not None  # never left to hold the new target by chance
+        patch = target_patch(start.image, pod.resource_version, hold=start.hold, drop_hold=stale)
+        written = self._patch_planned(start.namespace, start.name, patch)
+        if self.budgets is not None:
+            self.budgets.seen(written)  # the next start of this batch counts it as queued
+
+    def _patch_planned(self, namespace: str, name: str, patch: JSONPatch) -> dict[str, Any]:
+        """Apply a patch pinned to the pod as planned; the written pod goes into the cache at once."""
+        try:
+            written = self.kube.patch_pod(namespace, name, patch)
         except (ConflictError, NotFoundError) as exc:
-            fresh = self.kube.get_pod(start.namespace, start.name)
+            fresh = self.kube.get_pod(namespace, name)
             if fresh is None:
-                self.fleet.pod_gone(start.namespace, start.name)
+                self.fleet.pod_gone(namespace, name)
             else:
                 self.fleet.pod_written(fresh)
             raise ConflictError(
-                409, f"pod {start.key} changed since it was planned: {exc.message[:200]}"
+                409, f"pod {namespace}/{name} changed since it was planned: {exc.message[:200]}"
             ) from exc
         self.fleet.pod_written(written)
-        if self.budgets is not None:
-            self.budgets.seen(written)  # the next start of this batch counts it as queued
+        return written
 
     def _write_status(self, raw: Mapping[str, Any], old: ReleaseStatus, new: ReleaseStatus) -> bool:
         """PUT the status if it changed, on the release as read (409 if it moved since); True if written."""

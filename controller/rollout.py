@@ -4,9 +4,13 @@ status each release should show. Pure: releases, pod facts and namespace labels 
 The per-pod upgrade stays the step machine's (controller.steps); a release only sets a pod's
 `hotupgrade.io/target-image`. So the planner never runs two upgrades of one pod: a pod whose upgrade has
 touched it (past Pending) finishes, whatever the release now says, and only then moves on. Budget
-(issue 14, "rollout speed"): a pod counts against maxUnavailable while it is not Ready, or from the moment
-it is queued until its new Envoy serves (the take-over); draining and resetting overlap the next batch,
-since the pod then serves on the new Envoy. Arithmetic and its upstream sources: docs/sidecarrelease.md.
+(issue 14, "rollout speed"): a pod counts against maxUnavailable while it is not Ready, or from its swap
+(the standby's image change) until its new Envoy serves (the take-over); draining and resetting overlap the
+next batch, since the pod then serves on the new Envoy. A release starts a pod with its swap held
+(`hotupgrade.io/swap-hold`): the pod checks and pre-pulls, then waits; the planner lifts the hold within
+maxUnavailable. Held pods are bounded apart: at most maxUnavailable of a release's pods are held at once,
+so the next batch pre-pulls while the current one swaps. Arithmetic and its upstream sources:
+docs/sidecarrelease.md.
 """
 
 from collections import Counter
@@ -17,9 +21,9 @@ from enum import StrEnum
 from typing import Any
 
 from controller.cli.podinfo import pod_info
-from controller.keys import ANNOTATION_RETRY
+from controller.keys import ANNOTATION_RETRY, ANNOTATION_SWAP_HOLD
 from controller.observed import same_image
-from controller.record import Phase, UpgradeRecord
+from controller.record import SWAP_WAIT, Phase, UpgradeRecord
 from releaseapi.release import (
     PREVIOUS_IMAGES_LIMIT,
     Condition,
@@ -36,13 +40,16 @@ from webhook.injection_status import InjectionStatus
 
 __all__ = [  # the selection rule moved to releaseapi.release; kept importable from here
     "FleetPlan",
+    "Lift",
     "PodFacts",
     "PodState",
     "ReleasePlan",
     "Start",
     "allowed_unavailable",
     "at_risk",
+    "at_swap",
     "heading_to",
+    "held",
     "held_back",
     "invalid_spec_status",
     "owning_release",
@@ -58,6 +65,8 @@ __all__ = [  # the selection rule moved to releaseapi.release; kept importable f
 
 # Phases in which the new Envoy already serves: the pod is at risk again only if it is not Ready.
 _SERVING_NEW = frozenset({Phase.DRAINING, Phase.RESETTING})
+# Phases before the swap, where a hold keeps an upgrade (the step machine changes no container there).
+_BEFORE_SWAP = frozenset({Phase.PENDING, Phase.PRE_PULLING})
 _NAMES_SHOWN = 5
 
 
@@ -74,6 +83,7 @@ class PodFacts:
     target: str | None = None
     retry: str | None = None
     deleting: bool = False
+    swap_hold: str | None = None  # the image whose swap a release holds back (hotupgrade.io/swap-hold)
 
     @property
     def key(self) -> str:
@@ -84,6 +94,7 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
     """The planner's view of a raw pod document (the CLI's PodInfo plus labels, retry and deletion)."""
     info = pod_info(pod)
     meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
     return PodFacts(
         namespace=info.namespace,
         name=info.name,
@@ -92,8 +103,9 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
         status=info.status,
         record=info.record,
         target=info.target,
-        retry=(meta.get("annotations") or {}).get(ANNOTATION_RETRY),
+        retry=annotations.get(ANNOTATION_RETRY),
         deleting=bool(meta.get("deletionTimestamp")),
+        swap_hold=annotations.get(ANNOTATION_SWAP_HOLD) or None,
     )
 
 
@@ -110,13 +122,10 @@ class PodState(StrEnum):
 
 
 @dataclass(frozen=True)
-class Start:
-    """Set `hotupgrade.io/target-image` of pod namespace/name to `image` (the step machine takes over)."""
-
+class _PodImage:
     namespace: str
     name: str
     image: str
-    retarget: bool = False  # replaces a target the controller has not acted on yet
 
     @property
     def key(self) -> str:
@@ -124,13 +133,28 @@ class Start:
 
 
 @dataclass(frozen=True)
+class Lift(_PodImage):
+    """Remove pod namespace/name's swap hold (still `image`): its upgrade may swap now, at risk from then."""
+
+
+@dataclass(frozen=True)
+class Start(_PodImage):
+    """Set `hotupgrade.io/target-image` of pod namespace/name to `image` (the step machine takes over)."""
+
+    retarget: bool = False  # replaces a target the controller has not acted on yet
+    hold: bool = True  # with its swap held (hotupgrade.io/swap-hold); a retarget keeps the pod's way
+
+
+@dataclass(frozen=True)
 class ReleasePlan:
     release: str
     pods: Mapping[str, PodState]  # governed pods by namespace/name
-    starts: tuple[Start, ...]
+    starts: tuple[Start, ...]  # each sets the target with its swap held
     status: ReleaseStatus
     allowed_unavailable: int
-    unavailable: int  # governed pods not Ready or at risk, before the starts
+    unavailable: int  # governed pods not Ready or at risk, before the lifts
+    lifts: tuple[Lift, ...] = ()
+    held: int = 0  # governed pods held before their swap, before the lifts and starts
 
 
 @dataclass(frozen=True)
@@ -190,14 +214,32 @@ def heading_to(pod: PodFacts) -> str | None:
     return pod.target
 
 
+def held(pod: PodFacts) -> bool:
+    """Queued, checking or pre-pulling toward the image whose swap a release holds: the step machine changes
+    no container until the hold is lifted (controller.steps), so the pod is not at risk yet."""
+    heading = heading_to(pod)
+    if pod.swap_hold is None or heading is None or heading != pod.swap_hold:
+        return False
+    record = pod.record
+    return not touched(pod) or (record is not None and record.phase in _BEFORE_SWAP)
+
+
 def at_risk(pod: PodFacts) -> bool:
-    """Counts against maxUnavailable: not Ready, or queued/in flight before its new Envoy serves."""
+    """Counts against maxUnavailable: not Ready, or from its swap (or, unheld, from being queued: nothing
+    stops it swapping) until its new Envoy serves."""
     if not pod.ready:
         return True
-    if heading_to(pod) is None:
+    if heading_to(pod) is None or held(pod):
         return False
     record = pod.record
     return not (touched(pod) and record is not None and record.phase in _SERVING_NEW)
+
+
+def at_swap(pod: PodFacts) -> bool:
+    """Held, Ready, checked and pre-pulled: the step machine waits only for the hold to swap (it says so in
+    the record's message, controller.steps). Only such pods are lifted, so the window opens at the swap."""
+    record = pod.record
+    return held(pod) and pod.ready and record is not None and record.message.startswith(SWAP_WAIT)
 
 
 def pod_state(pod: PodFacts, image: str) -> PodState:
@@ -276,13 +318,23 @@ def plan_release(
     failure_pause = failed >= strategy.max_failures
     paused = strategy.paused or failure_pause
     quota = max(0, goal - tally[PodState.UPDATED] - tally[PodState.UPGRADING] - failed)
-    starts: list[Start] = []
+    # Queued toward another image, untouched: retargeting costs only quota, the pod counts already (held,
+    # or at risk when queued without a hold, and it stays so).
+    retargets = [] if paused else [p for p in ordered if states[p.key] is PodState.QUEUED_ELSEWHERE][:quota]
+    starts = [Start(p.namespace, p.name, image, retarget=True, hold=held(p)) for p in retargets]
+    retargeted = {s.key for s in starts}
+    # The window opens at the swap: pods waiting there (held, Ready, checked, pre-pulled; not being
+    # retargeted) are lifted within maxUnavailable. Such a pod has started already (maybe toward an older
+    # image): lifting it is no new start, so pause and failures do not stop it, or a paused rollout would
+    # strand pods pre-pulled at the swap.
+    holding = [p for p in ordered if at_swap(p) and p.key not in retargeted]
+    lifts = [Lift(p.namespace, p.name, p.swap_hold or "") for p in holding[: max(0, allowed - unavailable)]]
+    held_before = sum(1 for p in ordered if held(p))
+    still_held = held_before - len(lifts)
     if not paused:
-        # Already counted as at risk (queued): retargeting costs no budget, only quota.
-        for pod in ordered:
-            if states[pod.key] is PodState.QUEUED_ELSEWHERE and len(starts) < quota:
-                starts.append(Start(pod.namespace, pod.name, image, retarget=True))
-        room = max(0, allowed - unavailable)
+        # A fresh start is held before its swap: it takes room among the held (at most maxUnavailable, so
+        # the next batch pre-pulls while this one swaps), not from maxUnavailable's at-risk count.
+        room = max(0, allowed - still_held)
         fresh = [p for p in ordered if states[p.key] is PodState.WAITING]
         for pod in fresh[: max(0, min(quota - len(starts), room))]:
             starts.append(Start(pod.namespace, pod.name, image))
@@ -306,6 +358,8 @@ def plan_release(
         status=status,
         allowed_unavailable=allowed,
         unavailable=unavailable,
+        lifts=tuple(lifts),
+        held=held_before,
     )
 
 

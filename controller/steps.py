@@ -49,6 +49,7 @@ from controller.keys import (
     ANNOTATION_ABORT,
     ANNOTATION_RETRY,
     ANNOTATION_STATUS,
+    ANNOTATION_SWAP_HOLD,
     ANNOTATION_TARGET_IMAGE,
 )
 from controller.kubelet import (
@@ -80,7 +81,7 @@ from controller.prepull import (
     pull_as,
     pulled,
 )
-from controller.record import Phase, Reason, UpgradeRecord, record_in
+from controller.record import SWAP_WAIT, Phase, Reason, UpgradeRecord, record_in
 from controller.restarts import PlannedRestarts, plan_restart
 from releaseapi.apitime import format_time
 from releaseapi.imageref import is_reference
@@ -326,7 +327,8 @@ def _check(
             return _fail(pod, base, Reason.KUBELET_UNSUPPORTED, why)
     waiting = _not_yet(pod, base, old, new)
     if waiting is not None:
-        after_budget = already_pending and base.message.startswith(BUDGET_WAIT)  # the checks' clock restarts
+        # After a wait with no deadline (a budget, a release's swap hold) the checks' clock restarts.
+        after_budget = already_pending and base.message.startswith((BUDGET_WAIT, SWAP_WAIT))
         if already_pending and not after_budget and _elapsed(base, pod.now) > policy.step_timeout:
             why = f"checks did not pass within {policy.step_timeout:.0f}s: {waiting}"
             return _fail(pod, base, Reason.CHECKS_TIMEOUT, why)
@@ -415,7 +417,11 @@ def _swap_standby(
     *,
     note: str = "",
 ) -> Action:
-    """Set the standby to the target, once the kubelet's crash-loop back-off would let it start at once."""
+    """Set the standby to the target, once its release allows the swap and the kubelet's crash-loop back-off
+    would let it start at once."""
+    release_hold = _held_for_swap(pod, base, policy)
+    if release_hold is not None:
+        return release_hold
     held = _kubelet_hold(pod, new, base.to_image)
     if held is None:
         return _take_over_patch(pod, base, new, event, note=note)
@@ -427,6 +433,18 @@ def _swap_standby(
         )
         return _fail(pod, base, Reason.KUBELET_BACK_OFF, why)
     return _wait_out(pod, base, held, before=f"setting it to {base.to_image}")
+
+
+def _held_for_swap(pod: ObservedPod, base: UpgradeRecord, policy: Policy) -> WaitFor | None:
+    """A release holds this swap (`hotupgrade.io/swap-hold` names the target): wait, checked and pre-pulled,
+    until the release lifts it within maxUnavailable (controller.rollout). No deadline; the record says so
+    once. Nothing is changed yet, so the pod is not at risk."""
+    if pod.annotations.get(ANNOTATION_SWAP_HOLD) != base.to_image:
+        return None
+    message = f"{SWAP_WAIT} to {base.to_image} (maxUnavailable)"
+    if base.message == message:
+        return WaitFor(reason=message, requeue_after=policy.poll_interval)
+    return WaitFor(reason=message, requeue_after=policy.poll_interval, record=replace(base, message=message))
 
 
 def _kubelet_hold(pod: ObservedPod, container: ContainerView, image: str) -> Hold | None:
