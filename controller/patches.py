@@ -7,7 +7,7 @@ instead of clobbering. The record rides in the same patch, so it never disagrees
 
 from typing import Any
 
-from controller.actions import Complete, CreatePrePullPod, Fail, SetImage, WaitFor
+from controller.actions import Complete, CreatePrePullPod, Fail, SetImage, WaitFor, Withdraw
 from controller.keys import (
     ANNOTATION_KUBELET_BACKOFF,
     ANNOTATION_PLANNED_RESTARTS,
@@ -86,6 +86,30 @@ def target_patch(
         ops.append({"op": "add", "path": annotation_path(ANNOTATION_SWAP_HOLD), "value": image})
     elif drop_hold:
         ops.append({"op": "remove", "path": annotation_path(ANNOTATION_SWAP_HOLD)})
+    return ops
+
+
+def withdraw_patch(action: Withdraw, resource_version: str) -> JSONPatch:
+    """Remove the record and the swap hold of a withdrawn upgrade (controller.steps), on the pod as last
+    seen; the hold must still name the upgrade's image."""
+    hold = annotation_path(ANNOTATION_SWAP_HOLD)
+    return [
+        *_precondition(resource_version),
+        {"op": "test", "path": hold, "value": action.image},
+        {"op": "remove", "path": hold},
+        {"op": "remove", "path": annotation_path(ANNOTATION_UPGRADE)},
+    ]
+
+
+def release_withdraw_patch(image: str, resource_version: str, *, target: bool, hold: bool) -> JSONPatch:
+    """A release withdraws a held upgrade to `image` (controller.rollout.Withdraw), on the pod as last seen:
+    remove the target if it names `image`, and the hold when no record of the upgrade is left to drop (else
+    the hold stays, so that the step machine knows the upgrade was held, and drops both: withdraw_patch)."""
+    ops = _precondition(resource_version)
+    for key, wanted in ((ANNOTATION_TARGET_IMAGE, target), (ANNOTATION_SWAP_HOLD, hold)):
+        if wanted:
+            path = annotation_path(key)
+            ops += [{"op": "test", "path": path, "value": image}, {"op": "remove", "path": path}]
     return ops
 
 

@@ -26,7 +26,7 @@ from controller.fleetcache import CachedPod, CachedRelease
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
 from controller.observed import BudgetView
-from controller.patches import JSONPatch, lift_patch, target_patch
+from controller.patches import JSONPatch, lift_patch, release_withdraw_patch, target_patch
 from controller.reconciler import count_retry, in_place_retries
 from controller.release_events import ReleaseEvent
 from controller.result import DONE, Result, requeue
@@ -135,6 +135,7 @@ class ReleaseReconciler:
         except InvalidReleaseError as exc:
             return self._invalid(raw, str(exc), now=now)
         plan, pods = self.plan(release, now=now)
+        self._withdraw(release, plan, pods)
         self._lift(release, plan, pods)
         deferred = self._start(raw, release, plan, pods, now=now)
         plan = replace(plan, status=held_back(plan.status, deferred, release.spec.image))
@@ -217,6 +218,28 @@ class ReleaseReconciler:
         if self.budgets is None or start.retarget:
             return BudgetView(admitted=True)
         return self.budgets.admit_facts(pod.facts, counts=out_of_service)
+
+    def _withdraw(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
+        """Withdraw the upgrades not swapped yet that the plan would not start now (controller.rollout);
+        one whose record the step machine still has to drop needs nothing more from here."""
+        withdrawn: list[str] = []
+        try:
+            for w in plan.withdrawals:
+                if not (w.target or w.hold):
+                    continue
+                patch = release_withdraw_patch(
+                    w.image, pods[w.key].resource_version, target=w.target, hold=w.hold
+                )
+                self._patch_planned(w.namespace, w.name, patch)
+                withdrawn.append(w.key)
+        finally:
+            if withdrawn:
+                logs.event(
+                    "release_upgrades_withdrawn",
+                    release=release.name,
+                    pods=",".join(withdrawn),
+                    image=release.spec.image,
+                )
 
     def _lift(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
         """Lift the swap holds the plan allows within maxUnavailable (those pods swap now); a pod changed

@@ -9,8 +9,10 @@ touched it (past Pending) finishes, whatever the release now says, and only then
 next batch, since the pod then serves on the new Envoy. A release starts a pod with its swap held
 (`hotupgrade.io/swap-hold`): the pod checks and pre-pulls, then waits; the planner lifts the hold within
 maxUnavailable. Held pods are bounded apart: at most maxUnavailable of a release's pods are held at once,
-so the next batch pre-pulls while the current one swaps. Arithmetic and its upstream sources:
-docs/sidecarrelease.md.
+so the next batch pre-pulls while the current one swaps. A held pod is lifted only toward an upgrade the
+plan would start now; otherwise (the spec moved to another image, the release stopped on failures of its
+image, the partition grew) it is withdrawn: nothing was swapped, so nothing is undone and nothing fails.
+Arithmetic and its upstream sources: docs/sidecarrelease.md.
 """
 
 from collections import Counter
@@ -45,6 +47,7 @@ __all__ = [  # the selection rule moved to releaseapi.release; kept importable f
     "PodState",
     "ReleasePlan",
     "Start",
+    "Withdrawal",
     "allowed_unavailable",
     "at_risk",
     "at_swap",
@@ -60,7 +63,9 @@ __all__ = [  # the selection rule moved to releaseapi.release; kept importable f
     "precedence",
     "previous_images",
     "selects",
+    "stopped_on_failures",
     "touched",
+    "withdrawn",
 ]
 
 # Phases in which the new Envoy already serves: the pod is at risk again only if it is not Ready.
@@ -138,11 +143,22 @@ class Lift(_PodImage):
 
 
 @dataclass(frozen=True)
+class Withdrawal(_PodImage):
+    """Withdraw pod namespace/name's upgrade to `image`, not swapped yet: remove its target (`target`: it
+    still names `image`) and its hold (`hold`: no upgrade record is left for the step machine to drop;
+    else the hold stays, and the step machine, seeing it without the target, drops both: controller.steps).
+    Never a Failed record: it would count against the release."""
+
+    target: bool = True
+    hold: bool = True
+
+
+@dataclass(frozen=True)
 class Start(_PodImage):
     """Set `hotupgrade.io/target-image` of pod namespace/name to `image` (the step machine takes over)."""
 
     retarget: bool = False  # replaces a target the controller has not acted on yet
-    hold: bool = True  # with its swap held (hotupgrade.io/swap-hold); a retarget keeps the pod's way
+    hold: bool = True  # with its swap held (hotupgrade.io/swap-hold); a retarget (queued unheld) stays so
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,7 @@ class ReleasePlan:
     unavailable: int  # governed pods not Ready or at risk, before the lifts
     lifts: tuple[Lift, ...] = ()
     held: int = 0  # governed pods held before their swap, before the lifts and starts
+    withdrawals: tuple[Withdrawal, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +275,43 @@ def pod_state(pod: PodFacts, image: str) -> PodState:
     return PodState.WAITING if pod.ready else PodState.NOT_READY
 
 
+def stopped_on_failures(strategy: Strategy, failed: int) -> bool:
+    """The release has stopped on failures of its image: maxFailures reached, or paused with any failure.
+    Then no held pod swaps toward that image (only upgrades already past their swap finish)."""
+    return failed >= strategy.max_failures or (strategy.paused and failed > 0)
+
+
+def withdrawn(held_pods: Sequence[PodFacts], *, image: str, stopped: bool, room: int) -> list[PodFacts]:
+    """Which held pods (name order) a release withdraws, since its plan would not start them now: those
+    heading to another image (the spec was edited, e.g. rolled back onto the image they run), all when it
+    `stopped` on failures of `image`, and those past the `room` its partition leaves."""
+    out: list[PodFacts] = []
+    kept = 0
+    for pod in held_pods:
+        heading = heading_to(pod)
+        if heading is None or not same_image(heading, image) or stopped or kept >= room:
+            out.append(pod)
+        else:
+            kept += 1
+    return out
+
+
+def _withdrawal(pod: PodFacts) -> Withdrawal:
+    """The patch's shape for a pod the plan withdraws (held, or queued unheld toward another image)."""
+    heading = heading_to(pod) or ""
+    record = pod.record
+    recorded = (
+        record is not None and record.phase in _BEFORE_SWAP and record.to_image == pod.swap_hold
+    )  # the step machine drops it, told by the hold: keep that
+    return Withdrawal(
+        pod.namespace,
+        pod.name,
+        heading,
+        target=pod.target == heading,
+        hold=pod.swap_hold is not None and pod.swap_hold == heading and not recorded,
+    )
+
+
 # --- the plan ----------------------------------------------------------------------------------------
 
 
@@ -318,25 +372,37 @@ def plan_release(
     failure_pause = failed >= strategy.max_failures
     paused = strategy.paused or failure_pause
     quota = max(0, goal - tally[PodState.UPDATED] - tally[PodState.UPGRADING] - failed)
-    # Queued toward another image, untouched: retargeting costs only quota, the pod counts already (held,
-    # or at risk when queued without a hold, and it stays so).
-    retargets = [] if paused else [p for p in ordered if states[p.key] is PodState.QUEUED_ELSEWHERE][:quota]
-    starts = [Start(p.namespace, p.name, image, retarget=True, hold=held(p)) for p in retargets]
-    retargeted = {s.key for s in starts}
-    # The window opens at the swap: pods waiting there (held, Ready, checked, pre-pulled; not being
-    # retargeted) are lifted within maxUnavailable. Such a pod has started already (maybe toward an older
-    # image): lifting it is no new start, so pause and failures do not stop it, or a paused rollout would
-    # strand pods pre-pulled at the swap.
-    holding = [p for p in ordered if at_swap(p) and p.key not in retargeted]
-    lifts = [Lift(p.namespace, p.name, p.swap_hold or "") for p in holding[: max(0, allowed - unavailable)]]
-    held_before = sum(1 for p in ordered if held(p))
-    still_held = held_before - len(lifts)
+    # Held pods are upgrades not swapped yet: each plan decides them again. Those it would not start now
+    # are withdrawn (never lifted, never failed); the rest may be lifted at their swap.
+    holding = [p for p in ordered if held(p)]
+    committed = sum(1 for p in ordered if states[p.key] is PodState.UPGRADING and not held(p))
+    room = goal - tally[PodState.UPDATED] - failed - committed
+    stopped = stopped_on_failures(strategy, failed)
+    withdrawing = withdrawn(holding, image=image, stopped=stopped, room=room)
+    # Queued without a hold toward another image, untouched: retargeted (costs only quota: the pod counts
+    # already, at risk, and stays so); onto the image it runs, withdrawn instead (a target it already runs
+    # would fail as AlreadyRunning, counted against the release).
+    elsewhere = [p for p in ordered if states[p.key] is PodState.QUEUED_ELSEWHERE and not held(p)]
+    on_image = [p for p in elsewhere if p.status is not None and same_image(p.status.sidecar_image, image)]
+    withdrawing += on_image
+    retargets = [] if paused else [p for p in elsewhere if p not in on_image][:quota]
+    starts = [Start(p.namespace, p.name, image, retarget=True, hold=False) for p in retargets]
+    gone = {p.key for p in withdrawing}
+    # The window opens at the swap: pods waiting there (held, Ready, checked, pre-pulled) and kept are
+    # lifted within maxUnavailable. A spec pause lifts them too (no new start: they started before it,
+    # as upgrades in flight finish), unless a pod failed on the image (stopped).
+    at_the_swap = [p for p in holding if at_swap(p) and p.key not in gone]
+    lifts = [
+        Lift(p.namespace, p.name, p.swap_hold or "") for p in at_the_swap[: max(0, allowed - unavailable)]
+    ]
+    held_before = len(holding)
+    still_held = held_before - len(lifts)  # a withdrawn pod frees its room once its hold is gone
     if not paused:
         # A fresh start is held before its swap: it takes room among the held (at most maxUnavailable, so
         # the next batch pre-pulls while this one swaps), not from maxUnavailable's at-risk count.
-        room = max(0, allowed - still_held)
+        room_held = max(0, allowed - still_held)
         fresh = [p for p in ordered if states[p.key] is PodState.WAITING]
-        for pod in fresh[: max(0, min(quota - len(starts), room))]:
+        for pod in fresh[: max(0, min(quota - len(starts), room_held))]:
             starts.append(Start(pod.namespace, pod.name, image))
     started = {s.key for s in starts}
     status = _status(
@@ -360,6 +426,7 @@ def plan_release(
         unavailable=unavailable,
         lifts=tuple(lifts),
         held=held_before,
+        withdrawals=tuple(_withdrawal(p) for p in withdrawing),
     )
 
 

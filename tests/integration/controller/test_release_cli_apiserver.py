@@ -190,6 +190,48 @@ def test_pause_stops_new_batches_and_resume_goes_on(
     assert sidecar_images(kube, namespace) == {"web-0": NEW, "web-1": NEW, "web-2": NEW}
 
 
+def test_a_rollback_withdraws_a_held_upgrade_without_a_failure(
+    cli: Cli, sim: KubeletSim, controller: ControllerProcess
+) -> None:
+    """The release is rolled back (spec.image to status.previousImages[0], the image web-1 still runs)
+    while web-1 is held before its swap to NEW: its upgrade is withdrawn (record, hold and target gone),
+    not retargeted onto OLD (the step machine failed that as AlreadyRunning) nor lifted toward NEW."""
+    kube, namespace, name = cli.kube, cli.namespace, cli.name
+    web_pods(sim)
+    started = cli("rollout", name, "--image", NEW, "-n", namespace, "-l", "app=web", "--no-wait")
+    assert started.returncode == 0, output(started)
+    # The kubelet is held back: web-0 takes the window (maxUnavailable 1), web-1 waits held.
+    wait_until(
+        lambda: (r := infos(kube, namespace)["web-0"].record) is not None and r.phase is Phase.TAKING_OVER,
+        timeout=30,
+        what=f"web-0 taking over (controller log: {controller.logs()})",
+    )
+
+    def web_1_held() -> bool:
+        record = infos(kube, namespace)["web-1"].record
+        held = pod_annotation(kube, namespace, "web-1", ANNOTATION_SWAP_HOLD) == NEW
+        return held and record is not None and record.to_image == NEW and record.in_flight
+
+    wait_until(web_1_held, timeout=20, what=f"web-1 held before its swap ({controller.logs()})")
+    assert infos(kube, namespace)["web-1"].record.phase in (Phase.PENDING, Phase.PRE_PULLING)
+    previous = (read(kube, name).get("status") or {}).get("previousImages") or []
+    assert previous[:1] == [OLD], previous
+    kubelet = Background(sim.sync_all)
+    try:
+        completes(cli, controller, "rollback", name, edit=f"spec.image={OLD} (generation 2)", image=OLD)
+    finally:
+        kubelet.close()
+    assert kubelet.errors == []
+    status = read(kube, name)["status"]
+    assert (status["failedPods"], status["updatedPods"]) == (0, 3), status
+    web_1 = infos(kube, namespace)["web-1"]
+    assert web_1.record is None, f"withdrawn, not recorded: {web_1.record}"
+    assert web_1.target is None and pod_annotation(kube, namespace, "web-1", ANNOTATION_SWAP_HOLD) is None
+    assert sim.agents["web-1"].epoch == 0, "web-1 was never swapped"
+    assert "upgrade_withdrawn" in controller.log.read_text(errors="replace")
+    assert sidecar_images(kube, namespace) == {"web-0": OLD, "web-1": OLD, "web-2": OLD}
+
+
 def test_refusals_are_clear_and_change_nothing(cli: Cli) -> None:
     kube, namespace, name = cli.kube, cli.namespace, cli.name
     # No controller runs here: the release gets no status.

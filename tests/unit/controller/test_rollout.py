@@ -18,6 +18,7 @@ from controller.rollout import (
     PodState,
     ReleasePlan,
     Start,
+    Withdrawal,
     allowed_unavailable,
     at_risk,
     at_swap,
@@ -29,7 +30,9 @@ from controller.rollout import (
     plan_fleet,
     plan_release,
     pod_facts,
+    stopped_on_failures,
     touched,
+    withdrawn,
 )
 from releaseapi.release import (
     ConditionType,
@@ -113,6 +116,10 @@ def started(p: ReleasePlan) -> list[str]:
 
 def lifted(p: ReleasePlan) -> list[str]:
     return [x.name for x in p.lifts]
+
+
+def withdrew(p: ReleasePlan) -> list[str]:
+    return [x.name for x in p.withdrawals]
 
 
 def cond(p: ReleasePlan, kind: ConditionType) -> tuple[bool, str]:
@@ -217,7 +224,108 @@ def test_only_pods_waiting_at_the_swap_are_lifted_never_unready_ones() -> None:
 def test_a_pause_still_lifts_pods_held_at_the_swap() -> None:
     pods = [holding("web-0"), pod("web-1")]
     p = plan(release(paused=True), pods)
-    assert (lifted(p), started(p)) == (["web-0"], [])
+    assert (lifted(p), started(p), withdrew(p)) == (["web-0"], [], [])
+
+
+# --- the swap window's two faults (the revert d60ddd6): held pods of a stopped or edited release ----------
+
+
+def test_a_failure_paused_release_lifts_no_held_pod_and_withdraws_them() -> None:
+    """The release e2e's broken image: maxFailures reached while pods wait at the swap toward it. They
+    were lifted (5 failed pods against maxFailures 2 + maxUnavailable 2 - 1); now they are withdrawn."""
+    pods = [failed("web-0"), failed("web-1"), holding("web-2"), holding("web-3"), pod("web-4")]
+    p = plan(release(max_unavailable=IntOrPercent(2), max_failures=2), pods)
+    assert (lifted(p), started(p)) == ([], [])
+    # Pre-pulled: the step machine holds a record, so the hold stays to tell it to drop both.
+    assert p.withdrawals == (
+        Withdrawal("shop", "web-2", NEW, target=True, hold=False),
+        Withdrawal("shop", "web-3", NEW, target=True, hold=False),
+    )
+    assert cond(p, ConditionType.PAUSED) == (True, "TooManyFailures")
+    # Queued with the hold, no record yet: the release drops target and hold itself.
+    queued = pod("web-2", target=NEW, swap_hold=NEW)
+    q = plan(release(max_failures=2), [failed("web-0"), failed("web-1"), queued])
+    assert q.withdrawals == (Withdrawal("shop", "web-2", NEW, target=True, hold=True),)
+
+
+def test_a_paused_release_with_a_failure_on_its_image_lifts_nothing() -> None:
+    pods = [failed("web-0"), holding("web-1"), pod("web-2")]
+    p = plan(release(paused=True, max_failures=3), pods)
+    assert (lifted(p), started(p), withdrew(p)) == ([], [], ["web-1"])
+    running = plan(release(max_failures=3), pods)  # not paused, below maxFailures: the rollout goes on
+    assert (lifted(running), withdrew(running)) == (["web-1"], [])
+
+
+@pytest.mark.parametrize(
+    ("max_failures", "paused", "failed_pods", "stopped"),
+    [(2, False, 1, False), (2, False, 2, True), (2, True, 0, False), (2, True, 1, True), (1, False, 1, True)],
+)
+def test_stopped_on_failures(max_failures: int, paused: bool, failed_pods: int, stopped: bool) -> None:
+    strategy = Strategy(max_failures=max_failures, paused=paused)
+    assert stopped_on_failures(strategy, failed_pods) is stopped
+
+
+def test_rolled_back_onto_the_running_image_held_pods_are_withdrawn_not_failed() -> None:
+    """Rollback by editing spec.image back to status.previousImages[0], the image the held pods still run:
+    they were retargeted onto it (the step machine failed them as AlreadyRunning, counted against the
+    release) or, pre-pulled, lifted toward the broken image. Now: withdrawn, and the release completes."""
+    history = ReleaseStatus(image=NEW, previous_images=(OLD,))
+    r = release(OLD, status=history, max_unavailable=IntOrPercent(2), max_failures=2)
+    queued = pod("web-2", target=NEW, swap_hold=NEW)  # started with the hold, the step machine not yet
+    pending = pod(
+        "web-3",
+        target=NEW,
+        swap_hold=NEW,
+        record=upgrade_record(phase=Phase.PENDING, to_image=NEW, message=f"{SWAP_WAIT} to {NEW} (x)"),
+    )
+    pods = [failed("web-0"), failed("web-1"), queued, pending, holding("web-4"), pod("web-5")]
+    p = plan(r, pods)
+    assert (lifted(p), started(p)) == ([], [])
+    assert p.withdrawals == (
+        Withdrawal("shop", "web-2", NEW, target=True, hold=True),
+        Withdrawal("shop", "web-3", NEW, target=True, hold=False),
+        Withdrawal("shop", "web-4", NEW, target=True, hold=False),
+    )
+    assert p.status.failed == 0
+    # The step machine drops the records (tests/unit/controller/test_swap_hold_steps.py): nothing failed
+    # on OLD, nothing started, the release completes.
+    after = [_tick(x, {}) for x in _apply(p, pods)]
+    assert [x.record for x in after[2:5]] == [None, None, None]
+    assert all(x.swap_hold is None and x.target is None for x in after[2:5])
+    done_plan = plan(r, after)
+    assert (done_plan.starts, done_plan.lifts, done_plan.withdrawals) == ((), (), ())
+    assert done_plan.status.failed == 0 and done_plan.status.updated == 6
+    assert cond(done_plan, ConditionType.COMPLETE) == (True, "AllPodsUpdated")
+
+
+def test_edited_to_another_image_held_pods_are_withdrawn_then_started_toward_it() -> None:
+    pods = [holding("web-0"), holding("web-1", phase=Phase.PENDING), pod("web-2")]
+    p = plan(release(NEWER, max_unavailable=IntOrPercent(2)), pods)
+    assert (lifted(p), withdrew(p)) == ([], ["web-0", "web-1"])
+    assert started(p) == []  # their holds still take the room until the step machine drops them
+    after = [_tick(x, {}) for x in _apply(p, pods)]
+    again = plan(release(NEWER, max_unavailable=IntOrPercent(2)), after)
+    assert started(again) == ["web-0", "web-1"] and all(s.hold for s in again.starts)
+
+
+def test_an_unheld_queued_pod_is_never_retargeted_onto_the_image_it_runs() -> None:
+    queued = pod("web-0", target=NEW)  # queued by hand toward NEW; the release says OLD, which it runs
+    p = plan(release(OLD), [queued, pod("web-1")])
+    assert p.starts == () and p.withdrawals == (Withdrawal("shop", "web-0", NEW, target=True, hold=False),)
+
+
+def test_held_pods_past_the_partition_are_withdrawn_not_lifted() -> None:
+    """The partition grew while pods were held: the plan would not start them now."""
+    pods = [done("web-0"), holding("web-1"), holding("web-2"), pod("web-3")]
+    p = plan(release(max_unavailable=IntOrPercent(2), partition=IntOrPercent(2)), pods)
+    assert (lifted(p), withdrew(p), started(p)) == (["web-1"], ["web-2"], [])
+
+
+def test_withdrawn_keeps_held_pods_the_plan_would_start() -> None:
+    pods = [holding("web-0"), holding("web-1"), holding("web-2", to=NEWER)]
+    assert withdrawn(pods, image=NEW, stopped=False, room=5) == [pods[2]]
+    assert withdrawn(pods, image=NEW, stopped=False, room=1) == pods[1:]
+    assert withdrawn(pods, image=NEW, stopped=True, room=5) == pods
 
 
 # --- rollout speed: the at-risk window ----------------------------------------------------------------
@@ -630,9 +738,19 @@ def test_never_more_at_risk_than_allowed_and_one_upgrade_per_pod(
         assert start.retarget == (heading_to(target) is not None)  # only queued pods are retargeted
     lifts = [x.key for x in p.lifts]
     assert len(lifts) == len(set(lifts)) and not set(lifts) & set(keys)
+    gone = [x.key for x in p.withdrawals]
+    assert len(gone) == len(set(gone)) and not set(gone) & (set(keys) | set(lifts))
+    stopped = stopped_on_failures(r.spec.strategy, p.status.failed)
     for lift in p.lifts:
         target = by_key[lift.key]
         assert held(target) and target.ready and lift.image == target.swap_hold  # only before its swap
+        assert not stopped and heading_to(target) == r.spec.image  # only what the plan would start now
+    for withdrawal in p.withdrawals:
+        target = by_key[withdrawal.key]
+        assert not touched(target) or held(target)  # never an upgrade past its swap
+        assert withdrawal.image == heading_to(target)
+    if stopped:
+        assert not [x for x in pods if held(x) and x.key not in gone]  # none left held toward the image
     # Apply the plan as the controller would (lifts drop the hold; starts set target and hold), then
     # count again: never more at risk, nor more held, than maxUnavailable (unless there were already).
     after = _apply(p, pods)
@@ -662,11 +780,18 @@ def test_never_more_at_risk_than_allowed_and_one_upgrade_per_pod(
 DRAIN_TICKS = 5
 
 
-def _tick(p: PodFacts, drained: dict[str, int]) -> PodFacts:
+def _tick(p: PodFacts, drained: dict[str, int], *, broken: str = "") -> PodFacts:
     """One reconcile of the step machine, coarsely: queued -> Pending -> PrePulling, which waits while the
     release holds the swap -> TakingOver (NotReady) -> Draining (DRAIN_TICKS, Ready on the new Envoy) ->
-    Resetting -> Completed."""
+    Resetting -> Completed; toward `broken`, TakingOver -> RollingBack (NotReady) -> Failed (Ready on the
+    old Envoy). A held upgrade whose target is gone is dropped (withdrawn)."""
     record = p.record
+    if (
+        record is not None
+        and record.phase in (Phase.PENDING, Phase.PRE_PULLING)
+        and p.swap_hold == record.to_image != p.target
+    ):
+        return replace(p, record=None, swap_hold=None)  # withdrawn by its release (controller.steps)
     heading = heading_to(p)
     if heading is None:
         return p
@@ -681,6 +806,13 @@ def _tick(p: PodFacts, drained: dict[str, int]) -> PodFacts:
         Phase.TAKING_OVER: Phase.DRAINING,
         Phase.RESETTING: Phase.COMPLETED,
     }
+    if record.to_image == broken and record.phase in (Phase.TAKING_OVER, Phase.ROLLING_BACK):
+        rolled_back = record.phase is Phase.ROLLING_BACK
+        return replace(
+            p,
+            record=replace(record, phase=Phase.FAILED if rolled_back else Phase.ROLLING_BACK),
+            ready=rolled_back,
+        )
     if record.phase is Phase.DRAINING:
         drained[p.key] = drained.get(p.key, 0) + 1
         if drained[p.key] < DRAIN_TICKS:
@@ -696,11 +828,23 @@ def _tick(p: PodFacts, drained: dict[str, int]) -> PodFacts:
 
 
 def _apply(p: ReleasePlan, pods: list[PodFacts]) -> list[PodFacts]:
-    """The plan's patches as the release reconciler writes them: lifts drop the hold, starts set the
-    target with its hold (or, retargeting a pod queued without one, none)."""
+    """The plan's patches as the release reconciler writes them: lifts drop the hold, withdrawals the
+    target and (no record left to drop) the hold, starts set the target with its hold (or, retargeting a
+    pod queued without one, none)."""
     lifts = {x.key for x in p.lifts}
     targets = {s.key: s.image for s in p.starts}
     pods = [replace(x, swap_hold=None) if x.key in lifts else x for x in pods]
+    gone = {w.key: w for w in p.withdrawals}
+    pods = [
+        replace(
+            x,
+            target=None if gone[x.key].target else x.target,
+            swap_hold=None if gone[x.key].hold else x.swap_hold,
+        )
+        if x.key in gone
+        else x
+        for x in pods
+    ]
     holds = {s.key for s in p.starts if s.hold}
     return [
         replace(x, target=targets[x.key], swap_hold=targets[x.key] if x.key in holds else None)
@@ -765,3 +909,30 @@ def test_retarget_mid_rollout_converges_to_the_last_image() -> None:
     assert any(touched(x) for x in pods)
     pods, _ = _run(release(NEWER, max_unavailable=IntOrPercent(2)), pods)
     assert all(x.status is not None and x.status.sidecar_image == NEWER for x in pods)
+
+
+def test_a_broken_image_stops_within_the_failure_bound_then_rolls_back_without_a_failure() -> None:
+    """The release e2e's broken_then_rollback on the toy: every take-over of BROKEN fails. The release
+    stops at maxFailures with at most maxUnavailable - 1 more failed (those past their swap), nothing held
+    or in flight; the rollback to OLD (the image every pod runs) upgrades nothing and fails nothing."""
+    broken = "registry.local/hotupgrade-sidecar:broken"
+    r = release(broken, max_unavailable=IntOrPercent(2), max_failures=2)
+    pods, drained = fleet(9), dict[str, int]()
+    for _ in range(40):
+        p = plan(r, pods)
+        assert sum(1 for x in pods if at_risk(x)) <= 2
+        pods = [_tick(x, drained, broken=broken) for x in _apply(p, pods)]
+    failed_pods = [x.name for x in pods if x.record is not None and x.record.phase is Phase.FAILED]
+    assert 2 <= len(failed_pods) <= 2 + 2 - 1, failed_pods
+    assert all(x.record is None for x in pods if x.name not in failed_pods), "withdrawn, not failed"
+    assert not [x.name for x in pods if x.swap_hold is not None or (x.name not in failed_pods and x.target)]
+    stopped = plan(r, pods)
+    assert (stopped.status.failed, stopped.status.upgrading) == (len(failed_pods), 0)
+    assert cond(stopped, ConditionType.PROGRESSING) == (False, "TooManyFailures")
+    back = release(OLD, status=stopped.status, max_unavailable=IntOrPercent(2), max_failures=2)
+    before = [x.record for x in pods]
+    pods, _ = _run(back, pods)
+    assert [x.record for x in pods] == before, "the rollback upgraded or failed nothing"
+    final = plan(back, pods)
+    assert (final.status.failed, final.status.updated) == (0, 9)
+    assert cond(final, ConditionType.DEGRADED) == (False, "NoFailures")
