@@ -13,7 +13,7 @@ The per-pod reconciler gates the start itself again, so this only keeps targets 
 """
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -30,7 +30,15 @@ from controller.patches import JSONPatch, lift_patch, release_withdraw_patch, ta
 from controller.reconciler import count_retry, in_place_retries
 from controller.release_events import ReleaseEvent
 from controller.result import DONE, Result, requeue
-from controller.rollout import PodFacts, ReleasePlan, Start, invalid_spec_status, plan_fleet
+from controller.rollout import (
+    Lift,
+    PodFacts,
+    ReleasePlan,
+    Start,
+    Withdrawal,
+    invalid_spec_status,
+    plan_fleet,
+)
 from releaseapi.release import (
     ConditionType,
     InvalidReleaseError,
@@ -222,44 +230,40 @@ class ReleaseReconciler:
     def _withdraw(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
         """Withdraw the upgrades not swapped yet that the plan would not start now (controller.rollout);
         one whose record the step machine still has to drop needs nothing more from here."""
-        withdrawn: list[str] = []
-        try:
-            for w in plan.withdrawals:
-                if not (w.target or w.hold):
-                    continue
-                patch = release_withdraw_patch(
-                    w.image, pods[w.key].resource_version, target=w.target, hold=w.hold
-                )
-                self._patch_planned(w.namespace, w.name, patch)
-                withdrawn.append(w.key)
-        finally:
-            if withdrawn:
-                logs.event(
-                    "release_upgrades_withdrawn",
-                    release=release.name,
-                    pods=",".join(withdrawn),
-                    image=release.spec.image,
-                )
+        patches = [
+            (w, release_withdraw_patch(w.image, pods[w.key].resource_version, target=w.target, hold=w.hold))
+            for w in plan.withdrawals
+            if w.target or w.hold
+        ]
+        self._patch_each(
+            patches, "release_upgrades_withdrawn", release=release.name, image=release.spec.image
+        )
 
     def _lift(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
-        """Lift the swap holds the plan allows within maxUnavailable (those pods swap now); a pod changed
-        since the cache saw it ends the reconcile with a conflict, as a start does."""
-        lifted: list[str] = []
+        """Lift the swap holds the plan allows within maxUnavailable (those pods swap now)."""
+        patches = [(lift, lift_patch(lift.image, pods[lift.key].resource_version)) for lift in plan.lifts]
+        self._patch_each(
+            patches,
+            "release_swaps_allowed",
+            release=release.name,
+            unavailable=plan.unavailable,
+            max_unavailable=plan.allowed_unavailable,
+            held=plan.held,
+        )
+
+    def _patch_each(
+        self, patches: Sequence[tuple[Lift | Withdrawal, JSONPatch]], event: str, **fields: Any
+    ) -> None:
+        """Apply planned patches in order (a pod changed since the cache saw it ends the reconcile with a
+        conflict, as a start does); one log event names the pods patched."""
+        done: list[str] = []
         try:
-            for lift in plan.lifts:
-                patch = lift_patch(lift.image, pods[lift.key].resource_version)
-                self._patch_planned(lift.namespace, lift.name, patch)
-                lifted.append(lift.key)
+            for pod, patch in patches:
+                self._patch_planned(pod.namespace, pod.name, patch)
+                done.append(pod.key)
         finally:
-            if lifted:
-                logs.event(
-                    "release_swaps_allowed",
-                    release=release.name,
-                    pods=",".join(lifted),
-                    unavailable=plan.unavailable,
-                    max_unavailable=plan.allowed_unavailable,
-                    held=plan.held,
-                )
+            if done:
+                logs.event(event, pods=",".join(done), **fields)
 
     def _set_target(self, start: Start, pod: CachedPod) -> None:
         stale = pod.facts.swap_hold is not None  # never left to hold the new target by chance

@@ -284,12 +284,14 @@ def stopped_on_failures(strategy: Strategy, failed: int) -> bool:
 def withdrawn(held_pods: Sequence[PodFacts], *, image: str, stopped: bool, room: int) -> list[PodFacts]:
     """Which held pods (name order) a release withdraws, since its plan would not start them now: those
     heading to another image (the spec was edited, e.g. rolled back onto the image they run), all when it
-    `stopped` on failures of `image`, and those past the `room` its partition leaves."""
+    `stopped` on failures of `image`, those past the `room` its partition leaves, and those withdrawn
+    already (the target gone, the step machine yet to drop the record: never lifted meanwhile)."""
     out: list[PodFacts] = []
     kept = 0
     for pod in held_pods:
         heading = heading_to(pod)
-        if heading is None or not same_image(heading, image) or stopped or kept >= room:
+        gone = heading is None or pod.target != heading
+        if gone or not same_image(heading or "", image) or stopped or kept >= room:
             out.append(pod)
         else:
             kept += 1

@@ -324,6 +324,11 @@ def test_held_pods_past_the_partition_are_withdrawn_not_lifted() -> None:
 def test_withdrawn_keeps_held_pods_the_plan_would_start() -> None:
     pods = [holding("web-0"), holding("web-1"), holding("web-2", to=NEWER)]
     assert withdrawn(pods, image=NEW, stopped=False, room=5) == [pods[2]]
+    # Withdrawn before (target removed, record still there): never lifted, even if the spec came back.
+    dropping = replace(holding("web-0"), target=None)
+    assert withdrawn([dropping], image=NEW, stopped=False, room=5) == [dropping]
+    p = plan(release(), [dropping])
+    assert lifted(p) == [] and p.withdrawals == (Withdrawal("shop", "web-0", NEW, target=False, hold=False),)
     assert withdrawn(pods, image=NEW, stopped=False, room=1) == pods[1:]
     assert withdrawn(pods, image=NEW, stopped=True, room=5) == pods
 
