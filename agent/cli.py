@@ -245,7 +245,10 @@ def capture() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run one command; its exit code."""
-    parser = argparse.ArgumentParser(prog="hotupgrade-agent", description=__doc__.splitlines()[0])
+    # Raw: the module docstring is the description, exit codes included, wrapped as written.
+    parser = argparse.ArgumentParser(
+        prog="hotupgrade-agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="supervise this slot's Envoy (the sidecar image's entrypoint)")
     wait_parser = commands.add_parser("wait", help="wait until this slot's Envoy is LIVE (postStart hook)")

@@ -273,53 +273,82 @@ def _sample_rss(sidecars: SidecarPod, stop: threading.Event) -> None:
         sidecars.sample_agent_rss()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+# The load shape, ours and the independent clients': BenchConfig field (and flag) -> what it counts.
+LOAD_SHAPE_FLAGS = {
+    "http1_connections": "HTTP/1.1 keep-alive connections",
+    "http2_connections": "HTTP/2 connections",
+    "http2_streams": "concurrent streams per HTTP/2 connection",
+    "tcp_connections": f"long-lived TCP connections, one echo each every {LoadConfig.tcp_interval_s:g} s",
+    "wrk_connections": "--independent-clients: wrk's connections (-c)",
+    "h2load_clients": "--independent-clients: h2load's clients (-c)",
+    "h2load_streams": "--independent-clients: streams per h2load client (-m)",
+    "h2load_round_seconds": "--independent-clients: h2load stops a client at its first GOAWAY, so it runs "
+    "in rounds this long",
+}
+
+
+def _valued(group: argparse._ActionsContainer, flag: str, field: str, text: str) -> None:
+    """An option whose type and default are BenchConfig's `field`; its help ends in the default, so
+    `--help` shows the run it describes."""
+    default = getattr(BenchConfig, field)
+    group.add_argument(flag, type=type(default), default=default, help=text + " (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.hotupgrade", description=__doc__.splitlines()[0])
-    parser.add_argument("--upgrades", type=int, default=10)
-    parser.add_argument("--drain-seconds", type=int, default=2)
-    parser.add_argument("--parent-shutdown-seconds", type=int, default=3)
-    parser.add_argument("--settle-seconds", type=float, default=1.0)
+    _valued(parser, "--upgrades", "upgrades", "hot upgrades to run, alternating slots b and a")
+    _valued(
+        parser,
+        "--drain-seconds",
+        "drain_seconds",
+        "the sidecars' HOTUPGRADE_DRAIN_SECONDS (Envoy's --drain-time-s)",
+    )
+    _valued(
+        parser,
+        "--parent-shutdown-seconds",
+        "parent_shutdown_seconds",
+        "the sidecars' HOTUPGRADE_PARENT_SHUTDOWN_SECONDS (Envoy's --parent-shutdown-time-s): how long an "
+        "old Envoy outlives its drain's start",
+    )
+    _valued(
+        parser,
+        "--settle-seconds",
+        "settle_seconds",
+        "seconds under load before the first upgrade and after each",
+    )
     parser.add_argument(
         "--independent-clients",
         action="store_true",
         help="also drive wrk (HTTP/1.1) and h2load (HTTP/2) at the pod (`make load-tools` installs them)",
-    )
-    shape = parser.add_argument_group("load shape (0 turns a client off)")
-    shape.add_argument("--http1-connections", type=int, default=BenchConfig.http1_connections)
-    shape.add_argument("--http2-connections", type=int, default=BenchConfig.http2_connections)
-    shape.add_argument(
-        "--http2-streams", type=int, default=BenchConfig.http2_streams, help="per HTTP/2 connection"
-    )
-    shape.add_argument("--tcp-connections", type=int, default=BenchConfig.tcp_connections)
-    shape.add_argument("--wrk-connections", type=int, default=BenchConfig.wrk_connections)
-    shape.add_argument("--h2load-clients", type=int, default=BenchConfig.h2load_clients)
-    shape.add_argument(
-        "--h2load-streams", type=int, default=BenchConfig.h2load_streams, help="per h2load client (-m)"
-    )
-    shape.add_argument(
-        "--h2load-round-seconds",
-        type=int,
-        default=BenchConfig.h2load_round_seconds,
-        help="h2load stops a client at its first GOAWAY, so it runs in rounds this long",
     )
     parser.add_argument(
         "--user-clients",
         action="store_true",
         help="also drive gRPC unary and streaming, WebSocket and HTTP/1.1 Connection: close clients",
     )
-    for field, text in USER_CLIENT_FLAGS.items():
-        flag = "--" + field.replace("_", "-")
-        default = getattr(BenchConfig, field)
-        shape.add_argument(flag, type=int, default=default, help=f"--user-clients: {text}")
+    shape = parser.add_argument_group("load shape (0 turns a client off)")
+    user_clients = {field: f"--user-clients: {text}" for field, text in USER_CLIENT_FLAGS.items()}
+    for field, text in {**LOAD_SHAPE_FLAGS, **user_clients}.items():
+        _valued(shape, "--" + field.replace("_", "-"), field, text)
     parser.add_argument(
         "--bootstrap",
         choices=("static", "xds"),
         default=BenchConfig.bootstrap,
-        help="xds: listeners from the go-control-plane test server, which pushes while upgrades run",
+        help="xds: listeners from the go-control-plane test server, which pushes while upgrades run"
+        " (default: %(default)s)",
     )
-    parser.add_argument("--push-interval", type=float, default=BenchConfig.push_interval_seconds)
+    _valued(
+        parser,
+        "--push-interval",
+        "push_interval_seconds",
+        "--bootstrap xds: seconds between the control plane's pushes of a new route or endpoint version",
+    )
     parser.add_argument("--workdir", type=Path, help="keep logs and run dir here (default: a temp dir)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def config_from(args: argparse.Namespace) -> BenchConfig:

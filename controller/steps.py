@@ -886,7 +886,11 @@ def _taking_over(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         return _roll_back(pod, record, Reason.CONTAINER_FAILED, why, policy)
     elapsed = _elapsed(record, pod.now)
     seen = record.standby_seen
-    ignored = ignored_image_change(new, seen, waited=elapsed, grace=policy.kubelet_grace)
+    # An agent answering on the new slot's port runs in a target container (the standby ran the empty
+    # image), so the kubelet acted however old the status is: it publishes a pod's status when a sync
+    # starts, and the sync that started the target blocks in its postStart hook until the take-over ends.
+    answers = agent is not None and agent.reachable
+    ignored = ignored_image_change(new, seen, waited=elapsed, grace=policy.kubelet_grace) and not answers
     if ignored and not _new_agent_owns_traffic(pod, record):
         why = _kubelet_ignored(pod, new, seen, record.to_image, policy)
         return _roll_back(pod, record, Reason.KUBELET_IGNORED_IMAGE_CHANGE, why, policy)

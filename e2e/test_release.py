@@ -23,7 +23,8 @@ from kubernetes import client
 
 from clusterkit import kube, release, upgrade
 from clusterkit.suite import answers, service_manifest, start_load_to
-from controller.record import Phase
+from controller.keys import ANNOTATION_UPGRADE
+from controller.record import Phase, parse_record
 from controller.release import GROUP, PLURAL, VERSION
 from e2e import conftest, kubectl
 from e2e.releasewatch import PodHistory, ReleaseWatch, record_key
@@ -110,7 +111,8 @@ def wait_release(
         if not observed(sr):
             return None
         assert failures_expected or not sr["status"].get("failedPods"), (
-            f"release {name}, waiting for {what}: a pod failed to upgrade: {condition(sr, 'Degraded')}"
+            f"release {name}, waiting for {what}: a pod failed to upgrade: {condition(sr, 'Degraded')}\n"
+            + failed_pods_story(api, sr)
         )
         return sr if check(sr) else None
 
@@ -118,6 +120,42 @@ def wait_release(
         return kube.wait_until(f"release {name}: {what}", found, timeout, interval=0.5)
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\nlast status: {get_release(api, name).get('status')}") from None
+
+
+def failed_pods_story(api: client.ApiClient, sr: dict[str, Any]) -> str:
+    """The failed pods' upgrade records and Events, for the failure message (the record's reason alone
+    does not say which step failed)."""
+    lines = []
+    namespace = sr["spec"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    for pod in kube.core(api).list_namespaced_pod(namespace).items:
+        raw = (pod.metadata.annotations or {}).get(ANNOTATION_UPGRADE)
+        record = parse_record(raw) if raw else None
+        if record is None or record.phase is not Phase.FAILED:
+            continue
+        lines.append(f"{pod.metadata.name}: {record}")
+        events = kube.core(api).list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
+        )
+        for ev in sorted(events.items, key=lambda e: str(e.last_timestamp or e.event_time)):
+            lines.append(f"  {ev.last_timestamp or ev.event_time} {ev.reason}: {ev.message}")
+        lines += controller_log_lines(api, pod.metadata.name)
+    return "\n".join(lines)
+
+
+def controller_log_lines(api: client.ApiClient, pod_name: str, most: int = 60) -> list[str]:
+    """The running controllers' log lines about `pod_name` (a killed leader's log is gone with its pod)."""
+    lines = []
+    core = kube.core(api)
+    for controller in core.list_pod_for_all_namespaces(label_selector=release.CONTROLLER_PODS).items:
+        meta = controller.metadata
+        try:
+            log = core.read_namespaced_pod_log(meta.name, meta.namespace, container="controller")
+        except client.ApiException as exc:
+            lines.append(f"  (log of {meta.name}: {exc.status} {exc.reason})")
+            continue
+        about = [line for line in log.splitlines() if pod_name in line][-most:]
+        lines += [f"  {meta.name}: {line}" for line in about]
+    return lines
 
 
 def apply(api: client.ApiClient, manifest: dict[str, Any]) -> int:

@@ -185,16 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback",
         parents=[parent],
         help="a SidecarRelease back to its previous image; with -n, pods: abort or upgrade back",
+        description="Without -n: set spec.image of SidecarRelease NAME back to an image its status records "
+        "and follow it until Complete; the controller moves the pods. With -n NAMESPACE: for each pod, "
+        "abort its upgrade in flight, or upgrade it back to the image its last completed upgrade replaced.",
     )
     back.add_argument("names", nargs="*", help="the SidecarRelease; with -n, pod names")
     _pods_args(back, required=False)
-    back.add_argument("--to", help="a SidecarRelease: which of status.previousImages (default: the latest)")
+    # The rule is controller.cli.edits.rollback_candidates; the CLI refuses when there is none.
+    back.add_argument(
+        "--to",
+        metavar="IMAGE",
+        help="a SidecarRelease: status.image or one of status.previousImages (default: the most recent "
+        "image status records that is not spec.image: status.image when spec.image has moved on from it, "
+        "an edit the controller has not seen yet, else status.previousImages[0])",
+    )
     _follow_args(back)
 
     show = sub.add_parser(
         "status",
         parents=[parent],
         help="SidecarReleases (with names: conditions and pods); with -n, a table of pods",
+        description="Without -n: a table of the SidecarReleases and, for each NAME given, its conditions "
+        "and the pods it governs. With -n NAMESPACE: one row per pod (POD names or -l narrow it), the "
+        "epoch asked of each pod's agent unless --no-epoch. Reads only.",
     )
     show.add_argument("names", nargs="*", help="SidecarRelease names; with -n, pod names")
     _pods_args(show, required=False)

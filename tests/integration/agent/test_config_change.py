@@ -22,7 +22,7 @@ from podharness import netns
 from podharness.load import LoadConfig, LoadGenerator
 from podharness.pod import Pod
 from podharness.sidecar import SidecarImage, SidecarPod, make_image
-from tests.integration.agent.checks import assert_serving, assert_tcp_never_reset
+from tests.integration.agent.checks import assert_hitless, assert_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -155,4 +155,4 @@ def test_listeners_in_both_configurations_are_handed_over_the_others_bound_or_cl
     print(summary)
     assert summary["requests"] > 0
     assert summary["failed"] == 0, summary["failures"]
-    assert_tcp_never_reset(load.record)
+    assert_hitless(load, upgrades=1)

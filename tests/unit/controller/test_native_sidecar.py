@@ -26,6 +26,7 @@ from tests.unit.controller.podfixtures import (
     NEW,
     SERVING_A,
     T0,
+    agent,
     observe,
     set_container,
 )
@@ -140,6 +141,25 @@ def test_a_kubelet_at_work_is_not_mistaken_for_one_that_ignores() -> None:
     assert isinstance(next_step(observe(pulling, agents=SERVING_A, after=45), POLICY), WaitFor)
     starting = swapped_in(pod)  # a new container whose agent has not taken over yet
     assert isinstance(next_step(observe(starting, agents=SERVING_A, after=45), POLICY), WaitFor)
+
+
+def test_a_new_agent_that_answers_proves_the_kubelet_acted() -> None:
+    # The kubelet publishes a pod's status when a sync starts; the sync that started the target blocks in
+    # its postStart hook until the take-over ends, so the API server shows the empty container meanwhile.
+    # On a busy node the new agent can still be `starting` past the grace: it answers on its slot's port,
+    # which only a target container does, so the change was made (a rollback here failed a good upgrade).
+    starting_b = {
+        "a": SERVING_A["a"],
+        "b": agent("b", "standby", "starting", slots={"a": "serving", "b": "starting"}, epoch=None),
+    }
+    for pod in (taking_over(), native_taking_over()):
+        for after in (31, 59):
+            action = next_step(at(pod, node=NEW_KUBELET, after=after, agents=starting_b), POLICY)
+            assert isinstance(action, WaitFor) and action.record is None, (after, action)
+            assert "take over" in action.reason
+    # Nothing more than the step timeout: still `starting` after it, the take-over is rolled back.
+    late = next_step(at(taking_over(), node=NEW_KUBELET, after=61, agents=starting_b), POLICY)
+    assert isinstance(late, RollBack) and late.record.reason is Reason.TAKE_OVER_TIMEOUT
 
 
 def test_containers_mode_ignored_change_is_caught_too_without_a_node_lookup() -> None:
