@@ -23,8 +23,7 @@ from kubernetes import client
 
 from clusterkit import kube, release, upgrade
 from clusterkit.suite import answers, service_manifest, start_load_to
-from controller.keys import ANNOTATION_UPGRADE
-from controller.record import Phase, parse_record
+from controller.record import Phase
 from controller.release import GROUP, PLURAL, VERSION
 from e2e import conftest, kubectl
 from e2e.releasewatch import PodHistory, ReleaseWatch, record_key
@@ -127,18 +126,16 @@ def failed_pods_story(api: client.ApiClient, sr: dict[str, Any]) -> str:
     does not say which step failed)."""
     lines = []
     namespace = sr["spec"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-    for pod in kube.core(api).list_namespaced_pod(namespace).items:
-        raw = (pod.metadata.annotations or {}).get(ANNOTATION_UPGRADE)
-        record = parse_record(raw) if raw else None
+    for pod in kube.list_pods(api, namespace, f"app={APP}"):
+        record = upgrade.upgrade_record(pod)
         if record is None or record.phase is not Phase.FAILED:
             continue
-        lines.append(f"{pod.metadata.name}: {record}")
-        events = kube.core(api).list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
-        )
+        name = pod["metadata"]["name"]
+        lines.append(f"{name}: {record}")
+        events = kube.core(api).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
         for ev in sorted(events.items, key=lambda e: str(e.last_timestamp or e.event_time)):
             lines.append(f"  {ev.last_timestamp or ev.event_time} {ev.reason}: {ev.message}")
-        lines += controller_log_lines(api, pod.metadata.name)
+        lines += controller_log_lines(api, name)
     return "\n".join(lines)
 
 
@@ -491,7 +488,11 @@ class Phases:
         assert targeting(pods, OLD) == started and not late, (sorted(started), sorted(targeting(pods, OLD)))
         for pod_name in started:
             record = upgrade.upgrade_record(pods[pod_name])
-            assert record is not None and record.phase is Phase.COMPLETED, (pod_name, record)
+            assert record is not None and record.phase is Phase.COMPLETED, (
+                pod_name,
+                record,
+                failed_pods_story(self.api, get_release(self.api, self.name)),
+            )
         sr = get_release(self.api, self.name)
         assert is_(sr, "Paused", "True", "PausedBySpec") and is_(sr, "Complete", "False"), sr["status"]
         assert is_(sr, "Progressing", "False", "PausedBySpec"), sr["status"]
