@@ -48,6 +48,7 @@ __all__ = [  # the selection rule moved to releaseapi.release; kept importable f
     "ReleasePlan",
     "Start",
     "Withdrawal",
+    "after_withdrawal",
     "allowed_unavailable",
     "at_risk",
     "at_swap",
@@ -298,6 +299,16 @@ def withdrawn(held_pods: Sequence[PodFacts], *, image: str, stopped: bool, room:
     return out
 
 
+def after_withdrawal(pod: PodFacts, image: str) -> PodState:
+    """Where a withdrawn pod stands toward `image` in the status of the plan that withdraws it: as if
+    nothing had been queued (nothing was swapped). A retried Failed pod shows Failed again from the next
+    plan on, which counts it: the failures a plan decides on are the ones its status reports."""
+    assert pod.status is not None
+    if same_image(pod.status.sidecar_image, image):
+        return PodState.UPDATED
+    return PodState.WAITING if pod.ready else PodState.NOT_READY
+
+
 def _withdrawal(pod: PodFacts) -> Withdrawal:
     """The patch's shape for a pod the plan withdraws (held, or queued unheld toward another image)."""
     heading = heading_to(pod) or ""
@@ -412,6 +423,7 @@ def plan_release(
         ordered,
         states,
         started,
+        withdrawn={p.key: after_withdrawal(p, image) for p in withdrawing},
         goal=goal,
         allowed=allowed,
         unavailable=unavailable,
@@ -482,6 +494,7 @@ def _status(
     states: Mapping[str, PodState],
     started: set[str],
     *,
+    withdrawn: Mapping[str, PodState],
     goal: int,
     allowed: int,
     unavailable: int,
@@ -491,7 +504,8 @@ def _status(
 ) -> ReleaseStatus:
     image = release.spec.image
     strategy = release.spec.strategy
-    final = {k: (PodState.UPGRADING if k in started else s) for k, s in states.items()}
+    # The plan's own writes applied: its starts upgrade, its withdrawals are as if never queued.
+    final = {k: (PodState.UPGRADING if k in started else withdrawn.get(k, s)) for k, s in states.items()}
     count = Counter(final.values())
     ready = {p.key for p in pods if p.ready}
     failed_keys = [k for k, s in final.items() if s is PodState.FAILED]

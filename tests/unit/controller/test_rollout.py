@@ -19,6 +19,7 @@ from controller.rollout import (
     ReleasePlan,
     Start,
     Withdrawal,
+    after_withdrawal,
     allowed_unavailable,
     at_risk,
     at_swap,
@@ -287,6 +288,9 @@ def test_rolled_back_onto_the_running_image_held_pods_are_withdrawn_not_failed()
         Withdrawal("shop", "web-4", NEW, target=True, hold=False),
     )
     assert p.status.failed == 0
+    # Its status is the plan's writes applied: the withdrawn pods run OLD, so they count as updated now.
+    assert (p.status.updated, p.status.upgrading) == (6, 0)
+    assert cond(p, ConditionType.COMPLETE) == (True, "AllPodsUpdated")
     # The step machine drops the records (tests/unit/controller/test_swap_hold_steps.py): nothing failed
     # on OLD, nothing started, the release completes.
     after = [_tick(x, {}) for x in _apply(p, pods)]
@@ -319,6 +323,26 @@ def test_held_pods_past_the_partition_are_withdrawn_not_lifted() -> None:
     pods = [done("web-0"), holding("web-1"), holding("web-2"), pod("web-3")]
     p = plan(release(max_unavailable=IntOrPercent(2), partition=IntOrPercent(2)), pods)
     assert (lifted(p), withdrew(p), started(p)) == (["web-1"], ["web-2"], [])
+
+
+def test_the_status_of_a_plan_that_withdraws_counts_its_pods_as_never_queued() -> None:
+    """`partition: 3` while the three pods are held: all withdrawn, and the status written with that plan
+    says so (none upgrading, the partition reached), as it counts its own starts as upgrading; `pods`
+    keeps the states the plan decided on."""
+    pods = [holding("web-0"), pod("web-1", target=NEW, swap_hold=NEW), holding("web-2", ready=False)]
+    p = plan(release(max_unavailable=IntOrPercent(3), partition=IntOrPercent(3)), pods)
+    assert withdrew(p) == ["web-0", "web-1", "web-2"] and (started(p), lifted(p)) == ([], [])
+    assert set(p.pods.values()) == {PodState.UPGRADING}
+    assert (p.status.matched, p.status.updated, p.status.upgrading) == (3, 0, 0)
+    assert cond(p, ConditionType.COMPLETE) == (True, "PartitionReached")
+    assert after_withdrawal(pods[2], NEW) is PodState.NOT_READY
+    assert after_withdrawal(pods[0], OLD) is PodState.UPDATED
+    # A retried Failed pod withdrawn: Waiting in this plan's status (its failures are the ones it decided
+    # on), Failed again from the next plan on.
+    retried = replace(failed("web-0"), retry="again", swap_hold=NEW)
+    q = plan(release(partition=IntOrPercent(1)), [retried])
+    assert (withdrew(q), q.status.failed, q.status.upgrading) == (["web-0"], 0, 0)
+    assert after_withdrawal(retried, NEW) is PodState.WAITING
 
 
 def test_withdrawn_keeps_held_pods_the_plan_would_start() -> None:
