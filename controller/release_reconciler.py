@@ -6,7 +6,9 @@ pod's upgrade is the per-pod reconciler's, as for a hand-set target. Level-based
 from the release, the pods and their upgrade records, so a restarted controller resumes where the
 cluster stands. Errors become retries in the one map of controller.errors: a pod that changed since the
 cache saw it is re-read into the cache and the whole read-plan-act runs again, and so does a status write
-that lost a race (409: the release changed since it was read); Event posts never fail a reconcile.
+that lost a race (409: the release changed since it was read), and so does a lift (or an unheld retarget)
+when the release, read again right before it, is at another generation (a lift lets a pod swap at once:
+never toward an image a spec edit since the plan withdrew); Event posts never fail a reconcile.
 PodDisruptionBudgets: the planner may pick a pod, the budget gate (controller.budgetgate) defers it while
 a budget selecting it has no room, counting queued pods too, and the status says which budget waits.
 The per-pod reconciler gates the start itself again, so this only keeps targets from piling up.
@@ -194,7 +196,7 @@ class ReleaseReconciler:
                 if not verdict.admitted:
                     deferred[start.key] = verdict.message
                     continue
-                self._set_target(start, pods[start.key])
+                self._set_target(release, start, pods[start.key])
                 started.append(start)
         finally:
             if started:
@@ -245,6 +247,7 @@ class ReleaseReconciler:
         self._patch_each(
             patches,
             "release_swaps_allowed",
+            confirm=lambda: self._confirm(release),
             release=release.name,
             unavailable=plan.unavailable,
             max_unavailable=plan.allowed_unavailable,
@@ -252,25 +255,48 @@ class ReleaseReconciler:
         )
 
     def _patch_each(
-        self, patches: Sequence[tuple[Lift | Withdrawal, JSONPatch]], event: str, **fields: Any
+        self,
+        patches: Sequence[tuple[Lift | Withdrawal, JSONPatch]],
+        event: str,
+        *,
+        confirm: Callable[[], None] = lambda: None,
+        **fields: Any,
     ) -> None:
-        """Apply planned patches in order (a pod changed since the cache saw it ends the reconcile with a
-        conflict, as a start does); one log event names the pods patched."""
+        """Apply planned patches in order, each after `confirm` (a pod changed since the cache saw it ends
+        the reconcile with a conflict, as a start does); one log event names the pods patched."""
         done: list[str] = []
         try:
             for pod, patch in patches:
+                confirm()
                 self._patch_planned(pod.namespace, pod.name, patch)
                 done.append(pod.key)
         finally:
             if done:
                 logs.event(event, pods=",".join(done), **fields)
 
-    def _set_target(self, start: Start, pod: CachedPod) -> None:
+    def _set_target(self, release: Release, start: Start, pod: CachedPod) -> None:
+        if not start.hold:
+            self._confirm(release)  # unheld, the pod may swap at once: as a lift
         stale = pod.facts.swap_hold is not None  # never left to hold the new target by chance
         patch = target_patch(start.image, pod.resource_version, hold=start.hold, drop_hold=stale)
         written = self._patch_planned(start.namespace, start.name, patch)
         if self.budgets is not None:
             self.budgets.seen(written)  # the next start of this batch counts it as queued
+
+    def _confirm(self, release: Release) -> None:
+        """Raise a conflict (the rerun plans on the edit) unless the release, read again now, is still at
+        the generation planned on: a lift lets its pod swap at once, and a spec edited since the plan's
+        read (a rollback) may have withdrawn it. An edit landing between this read and the patch is the
+        one left: that pod finishes its swap, then moves on (docs/sidecarrelease.md, "One reconcile")."""
+        current = self.kube.get_release(release.name)
+        # A missing generation reads as 1, as parse_release reads it; a deleted release never matches.
+        generation = None if current is None else (current.get("metadata") or {}).get("generation", 1)
+        if generation != release.generation:
+            raise ConflictError(
+                409,
+                f"release {release.name} changed since it was planned "
+                f"(generation {release.generation}, now {generation})",
+            )
 
     def _patch_planned(self, namespace: str, name: str, patch: JSONPatch) -> dict[str, Any]:
         """Apply a patch pinned to the pod as planned; the written pod goes into the cache at once."""
