@@ -216,9 +216,26 @@ def test_a_rollback_withdraws_a_held_upgrade_without_a_failure(
     assert infos(kube, namespace)["web-1"].record.phase in (Phase.PENDING, Phase.PRE_PULLING)
     previous = (read(kube, name).get("status") or {}).get("previousImages") or []
     assert previous[:1] == [OLD], previous
+    rolled = cli("rollback", name, "--no-wait")
+    assert rolled.returncode == 0, output(rolled)
+    assert f"SidecarRelease {name}: spec.image={OLD} (generation 2)" in rolled.stdout
+
+    def rollback_seen() -> bool:
+        return (read(kube, name).get("status") or {}).get("observedGeneration") == 2
+
+    # The kubelet stays held back until the controller has seen the rollback: web-0 is mid-swap, so the
+    # window has no room for web-1 yet. (Started before, the kubelet let web-0 end its swap while the
+    # release still said NEW: web-1 was then rightly lifted toward NEW, and rolled back after.) The status
+    # of generation 2 is written after that reconcile's withdrawals: web-1's target is gone already.
+    wait_until(rollback_seen, timeout=20, what=f"the rollback seen ({controller.logs()})")
+    assert infos(kube, namespace)["web-1"].target is None, "withdrawn with the rollback"
+    # From here web-0's swap ends and the window has room again: web-1 must stay withdrawn, never lifted.
     kubelet = Background(sim.sync_all)
     try:
-        completes(cli, controller, "rollback", name, edit=f"spec.image={OLD} (generation 2)", image=OLD)
+        followed = cli("rollout", name, "--image", OLD, *FAST)
+        assert followed.returncode == 0, output(followed) + controller.logs()
+        assert f"SidecarRelease {name} unchanged (generation 2)" in followed.stdout
+        assert followed.stdout.rstrip().endswith(f"{name}: complete (AllPodsUpdated): all 3 pods run {OLD}")
     finally:
         kubelet.close()
     assert kubelet.errors == []
