@@ -400,11 +400,13 @@ def test_a_lift_is_never_decided_on_a_spec_edited_since_it_was_read(
         racing = RollbackAfterReadKube(kube)
         loop.reconciler.kube = racing
         loop.reconciler.reconcile(name)
+        withdrawn = {"web-0": (None, NEW)}  # the target removed; the hold kept as the step machine's cue
+        assert queued(kube, namespace) == withdrawn, "lifted on the stale plan"
         # The plan's read, the read right before the lift (generation 2: a conflict), the rerun's read.
+        # (Without that second read the lift went through, and the status, unchanged, was not written:
+        # no 409 either.)
         assert racing.reads == 3
         assert loop.metrics.api_retries.labels(kind="conflict")._value.get() == 1
-        withdrawn = {"web-0": (None, NEW)}  # the target removed; the hold kept as the step machine's cue
-        assert queued(kube, namespace) == withdrawn
         pods.reconcile(namespace, "web-0")
         loop.reconciler.kube = kube
         wait_until(
