@@ -130,7 +130,20 @@ class FenceTakeOver:
     event: Event | None = None
 
 
-Action = Noop | WaitFor | SetImage | CreatePrePullPod | Fail | Complete | FenceTakeOver
+@dataclass(frozen=True)
+class Withdraw:
+    """Drop an upgrade to `image` that its release withdrew while holding its swap: remove the record and
+    the hold in one patch (the hold `test`ed), then the pre-pull pod. Nothing had changed: no failure."""
+
+    image: str
+    reason: str
+    requeue_after: float
+    delete_pre_pull: str | None = None
+    record: None = None  # nothing is recorded: the pod is as before the upgrade began
+    event: None = None
+
+
+Action = Noop | WaitFor | SetImage | CreatePrePullPod | Fail | Complete | FenceTakeOver | Withdraw
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.rollout import PodFacts, at_risk, touched
+from controller.rollout import PodFacts, at_risk, heading_to, touched
 from releaseapi.release import IntOrPercent
 from releaseapi.selector import InvalidSelectorError, LabelSelector, parse_selector
 
@@ -31,7 +31,10 @@ def out_of_service(pod: PodFacts) -> bool:
     the reset of the old container at the end of an upgrade restarts a container, which can make the pod
     NotReady again, and a budget must hold through that too (docs/rollout.md).
     """
-    return at_risk(pod) or (pod.record is not None and pod.record.in_flight)
+    # Queued counts even with its swap held by a release (not at risk yet): the planner asks before it
+    # queues, and the step machine's own gate (`disrupted`) decides later when the upgrade may go on.
+    queued = heading_to(pod) is not None
+    return at_risk(pod) or queued or (pod.record is not None and pod.record.in_flight)
 
 
 def disrupted(pod: PodFacts) -> bool:

@@ -7,11 +7,12 @@ instead of clobbering. The record rides in the same patch, so it never disagrees
 
 from typing import Any
 
-from controller.actions import Complete, CreatePrePullPod, Fail, SetImage, WaitFor
+from controller.actions import Complete, CreatePrePullPod, Fail, SetImage, WaitFor, Withdraw
 from controller.keys import (
     ANNOTATION_KUBELET_BACKOFF,
     ANNOTATION_PLANNED_RESTARTS,
     ANNOTATION_STATUS,
+    ANNOTATION_SWAP_HOLD,
     ANNOTATION_TARGET_IMAGE,
     ANNOTATION_UPGRADE,
 )
@@ -70,10 +71,53 @@ def record_patch(record: UpgradeRecord, resource_version: str) -> JSONPatch:
     return [*_precondition(resource_version), _record_op(record)]
 
 
-def target_patch(image: str, resource_version: str) -> JSONPatch:
+def target_patch(
+    image: str, resource_version: str, *, hold: bool = False, drop_hold: bool = False
+) -> JSONPatch:
     """Set the pod's `hotupgrade.io/target-image` (a release starting or retargeting its upgrade), on the
-    pod as last seen: the step machine takes it from there. Injected pods always have annotations."""
-    return [
+    pod as last seen: the step machine takes it from there; with `hold`, it waits before the swap until
+    `lift_patch`; `drop_hold` removes a hold the pod has (for another image). Injected pods always have
+    annotations."""
+    ops = [
         *_precondition(resource_version),
         {"op": "add", "path": annotation_path(ANNOTATION_TARGET_IMAGE), "value": image},
+    ]
+    if hold:
+        ops.append({"op": "add", "path": annotation_path(ANNOTATION_SWAP_HOLD), "value": image})
+    elif drop_hold:
+        ops.append({"op": "remove", "path": annotation_path(ANNOTATION_SWAP_HOLD)})
+    return ops
+
+
+def withdraw_patch(action: Withdraw, resource_version: str) -> JSONPatch:
+    """Remove the record and the swap hold of a withdrawn upgrade (controller.steps), on the pod as last
+    seen; the hold must still name the upgrade's image."""
+    hold = annotation_path(ANNOTATION_SWAP_HOLD)
+    return [
+        *_precondition(resource_version),
+        {"op": "test", "path": hold, "value": action.image},
+        {"op": "remove", "path": hold},
+        {"op": "remove", "path": annotation_path(ANNOTATION_UPGRADE)},
+    ]
+
+
+def release_withdraw_patch(image: str, resource_version: str, *, target: bool, hold: bool) -> JSONPatch:
+    """A release withdraws a held upgrade to `image` (controller.rollout.Withdraw), on the pod as last seen:
+    remove the target if it names `image`, and the hold when no record of the upgrade is left to drop (else
+    the hold stays, so that the step machine knows the upgrade was held, and drops both: withdraw_patch)."""
+    ops = _precondition(resource_version)
+    for key, wanted in ((ANNOTATION_TARGET_IMAGE, target), (ANNOTATION_SWAP_HOLD, hold)):
+        if wanted:
+            path = annotation_path(key)
+            ops += [{"op": "test", "path": path, "value": image}, {"op": "remove", "path": path}]
+    return ops
+
+
+def lift_patch(image: str, resource_version: str) -> JSONPatch:
+    """Remove the pod's swap hold on `image` (its upgrade may swap now), on the pod as last seen."""
+    path = annotation_path(ANNOTATION_SWAP_HOLD)
+    return [
+        *_precondition(resource_version),
+        {"op": "test", "path": path, "value": image},
+        {"op": "remove", "path": path},
     ]

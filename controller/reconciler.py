@@ -29,6 +29,7 @@ from controller.actions import (
     Observe,
     SetImage,
     WaitFor,
+    Withdraw,
 )
 from controller.agents import FenceAnswer
 from controller.budgetgate import ADMITTED
@@ -55,7 +56,7 @@ from controller.observed import (
     observe_pod,
     pre_pull_view,
 )
-from controller.patches import patch_for
+from controller.patches import patch_for, withdraw_patch
 from controller.policy import Policy
 from controller.prepull import pre_pull_pod_manifest
 from controller.result import DONE, Result, requeue
@@ -241,6 +242,8 @@ class Reconciler:
             return self._pre_pull(observed, action)
         if isinstance(action, FenceTakeOver):
             return self._fence(observed, action)
+        if isinstance(action, Withdraw):
+            return self._withdraw(observed, action)
         ops = patch_for(action, observed.resource_version)
         owes = False
         if ops:
@@ -287,6 +290,18 @@ class Reconciler:
             self.metrics.upgrades.labels(result="failed", reason=reason).inc()
         if isinstance(action, Complete | Fail):
             return requeue(ERROR_REQUEUE) if owes else DONE  # terminal: look again only for an owed Event
+        return requeue(action.requeue_after)
+
+    def _withdraw(self, observed: ObservedPod, action: Withdraw) -> Result:
+        """Drop the withdrawn upgrade's record and hold (pinned to the pod as seen), then its pre-pull pod."""
+        self.kube.patch_pod(
+            observed.namespace, observed.name, withdraw_patch(action, observed.resource_version)
+        )
+        self.metrics.reconciles.labels(result="write").inc()
+        self.metrics.actions.labels(action=_kind(action)).inc()
+        logs.event("upgrade_withdrawn", pod=observed.key, to=action.image, reason=action.reason)
+        if action.delete_pre_pull:
+            self._delete_quietly(observed.namespace, action.delete_pre_pull)
         return requeue(action.requeue_after)
 
     def _fence(self, observed: ObservedPod, action: FenceTakeOver) -> Result:

@@ -35,6 +35,9 @@ class Phase(StrEnum):
 IN_FLIGHT = frozenset(
     {Phase.PENDING, Phase.PRE_PULLING, Phase.TAKING_OVER, Phase.DRAINING, Phase.RESETTING, Phase.ROLLING_BACK}
 )
+# How the message of an upgrade held before its swap by a release (hotupgrade.io/swap-hold) begins: the
+# step machine writes it, the release planner lifts such pods first (they pre-pulled).
+SWAP_WAIT = "waiting for its release to allow the swap"
 
 
 class Reason(StrEnum):

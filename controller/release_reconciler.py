@@ -6,14 +6,16 @@ pod's upgrade is the per-pod reconciler's, as for a hand-set target. Level-based
 from the release, the pods and their upgrade records, so a restarted controller resumes where the
 cluster stands. Errors become retries in the one map of controller.errors: a pod that changed since the
 cache saw it is re-read into the cache and the whole read-plan-act runs again, and so does a status write
-that lost a race (409: the release changed since it was read); Event posts never fail a reconcile.
+that lost a race (409: the release changed since it was read), and so does a lift (or an unheld retarget)
+when the release, read again right before it, is at another generation (a lift lets a pod swap at once:
+never toward an image a spec edit since the plan withdrew); Event posts never fail a reconcile.
 PodDisruptionBudgets: the planner may pick a pod, the budget gate (controller.budgetgate) defers it while
 a budget selecting it has no room, counting queued pods too, and the status says which budget waits.
 The per-pod reconciler gates the start itself again, so this only keeps targets from piling up.
 """
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -26,11 +28,19 @@ from controller.fleetcache import CachedPod, CachedRelease
 from controller.kube import Kube
 from controller.metrics import ControllerMetrics
 from controller.observed import BudgetView
-from controller.patches import target_patch
+from controller.patches import JSONPatch, lift_patch, release_withdraw_patch, target_patch
 from controller.reconciler import count_retry, in_place_retries
 from controller.release_events import ReleaseEvent
 from controller.result import DONE, Result, requeue
-from controller.rollout import PodFacts, ReleasePlan, Start, invalid_spec_status, plan_fleet
+from controller.rollout import (
+    Lift,
+    PodFacts,
+    ReleasePlan,
+    Start,
+    Withdrawal,
+    invalid_spec_status,
+    plan_fleet,
+)
 from releaseapi.release import (
     ConditionType,
     InvalidReleaseError,
@@ -135,6 +145,8 @@ class ReleaseReconciler:
         except InvalidReleaseError as exc:
             return self._invalid(raw, str(exc), now=now)
         plan, pods = self.plan(release, now=now)
+        self._withdraw(release, plan, pods)
+        self._lift(release, plan, pods)
         deferred = self._start(raw, release, plan, pods, now=now)
         plan = replace(plan, status=held_back(plan.status, deferred, release.spec.image))
         old = release.status
@@ -184,7 +196,7 @@ class ReleaseReconciler:
                 if not verdict.admitted:
                     deferred[start.key] = verdict.message
                     continue
-                self._set_target(start, pods[start.key])
+                self._set_target(release, start, pods[start.key])
                 started.append(start)
         finally:
             if started:
@@ -217,23 +229,90 @@ class ReleaseReconciler:
             return BudgetView(admitted=True)
         return self.budgets.admit_facts(pod.facts, counts=out_of_service)
 
-    def _set_target(self, start: Start, pod: CachedPod) -> None:
+    def _withdraw(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
+        """Withdraw the upgrades not swapped yet that the plan would not start now (controller.rollout);
+        one whose record the step machine still has to drop needs nothing more from here."""
+        patches = [
+            (w, release_withdraw_patch(w.image, pods[w.key].resource_version, target=w.target, hold=w.hold))
+            for w in plan.withdrawals
+            if w.target or w.hold
+        ]
+        self._patch_each(
+            patches, "release_upgrades_withdrawn", release=release.name, image=release.spec.image
+        )
+
+    def _lift(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
+        """Lift the swap holds the plan allows within maxUnavailable (those pods swap now)."""
+        patches = [(lift, lift_patch(lift.image, pods[lift.key].resource_version)) for lift in plan.lifts]
+        self._patch_each(
+            patches,
+            "release_swaps_allowed",
+            confirm=lambda: self._confirm(release),
+            release=release.name,
+            unavailable=plan.unavailable,
+            max_unavailable=plan.allowed_unavailable,
+            held=plan.held,
+        )
+
+    def _patch_each(
+        self,
+        patches: Sequence[tuple[Lift | Withdrawal, JSONPatch]],
+        event: str,
+        *,
+        confirm: Callable[[], None] = lambda: None,
+        **fields: Any,
+    ) -> None:
+        """Apply planned patches in order, each after `confirm` (a pod changed since the cache saw it ends
+        the reconcile with a conflict, as a start does); one log event names the pods patched."""
+        done: list[str] = []
         try:
-            written = self.kube.patch_pod(
-                start.namespace, start.name, target_patch(start.image, pod.resource_version)
+            for pod, patch in patches:
+                confirm()
+                self._patch_planned(pod.namespace, pod.name, patch)
+                done.append(pod.key)
+        finally:
+            if done:
+                logs.event(event, pods=",".join(done), **fields)
+
+    def _set_target(self, release: Release, start: Start, pod: CachedPod) -> None:
+        if not start.hold:
+            self._confirm(release)  # unheld, the pod may swap at once: as a lift
+        stale = pod.facts.swap_hold is not None  # never left to hold the new target by chance
+        patch = target_patch(start.image, pod.resource_version, hold=start.hold, drop_hold=stale)
+        written = self._patch_planned(start.namespace, start.name, patch)
+        if self.budgets is not None:
+            self.budgets.seen(written)  # the next start of this batch counts it as queued
+
+    def _confirm(self, release: Release) -> None:
+        """Raise a conflict (the rerun plans on the edit) unless the release, read again now, is still at
+        the generation planned on: a lift lets its pod swap at once, and a spec edited since the plan's
+        read (a rollback) may have withdrawn it. An edit landing between this read and the patch is the
+        one left: that pod finishes its swap, then moves on (docs/sidecarrelease.md, "One reconcile")."""
+        current = self.kube.get_release(release.name)
+        # A missing generation reads as 1, as parse_release reads it; a deleted release never matches.
+        generation = None if current is None else (current.get("metadata") or {}).get("generation", 1)
+        if generation != release.generation:
+            raise ConflictError(
+                409,
+                f"release {release.name} changed since it was planned "
+                f"(generation {release.generation}, now {generation})",
             )
+
+    def _patch_planned(self, namespace: str, name: str, patch: JSONPatch) -> dict[str, Any]:
+        """Apply a patch pinned to the pod as planned; the written pod goes into the cache at once."""
+        try:
+            written = self.kube.patch_pod(namespace, name, patch)
         except (ConflictError, NotFoundError) as exc:
-            fresh = self.kube.get_pod(start.namespace, start.name)
+            fresh = self.kube.get_pod(namespace, name)
             if fresh is None:
-                self.fleet.pod_gone(start.namespace, start.name)
+                self.fleet.pod_gone(namespace, name)
             else:
                 self.fleet.pod_written(fresh)
             raise ConflictError(
-                409, f"pod {start.key} changed since it was planned: {exc.message[:200]}"
+                409, f"pod {namespace}/{name} changed since it was planned: {exc.message[:200]}"
             ) from exc
         self.fleet.pod_written(written)
-        if self.budgets is not None:
-            self.budgets.seen(written)  # the next start of this batch counts it as queued
+        return written
 
     def _write_status(self, raw: Mapping[str, Any], old: ReleaseStatus, new: ReleaseStatus) -> bool:
         """PUT the status if it changed, on the release as read (409 if it moved since); True if written."""

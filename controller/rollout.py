@@ -4,9 +4,15 @@ status each release should show. Pure: releases, pod facts and namespace labels 
 The per-pod upgrade stays the step machine's (controller.steps); a release only sets a pod's
 `hotupgrade.io/target-image`. So the planner never runs two upgrades of one pod: a pod whose upgrade has
 touched it (past Pending) finishes, whatever the release now says, and only then moves on. Budget
-(issue 14, "rollout speed"): a pod counts against maxUnavailable while it is not Ready, or from the moment
-it is queued until its new Envoy serves (the take-over); draining and resetting overlap the next batch,
-since the pod then serves on the new Envoy. Arithmetic and its upstream sources: docs/sidecarrelease.md.
+(issue 14, "rollout speed"): a pod counts against maxUnavailable while it is not Ready, or from its swap
+(the standby's image change) until its new Envoy serves (the take-over); draining and resetting overlap the
+next batch, since the pod then serves on the new Envoy. A release starts a pod with its swap held
+(`hotupgrade.io/swap-hold`): the pod checks and pre-pulls, then waits; the planner lifts the hold within
+maxUnavailable. Held pods are bounded apart: at most maxUnavailable of a release's pods are held at once,
+so the next batch pre-pulls while the current one swaps. A held pod is lifted only toward an upgrade the
+plan would start now; otherwise (the spec moved to another image, the release stopped on failures of its
+image, the partition grew) it is withdrawn: nothing was swapped, so nothing is undone and nothing fails.
+Arithmetic and its upstream sources: docs/sidecarrelease.md.
 """
 
 from collections import Counter
@@ -17,9 +23,9 @@ from enum import StrEnum
 from typing import Any
 
 from controller.cli.podinfo import pod_info
-from controller.keys import ANNOTATION_RETRY
+from controller.keys import ANNOTATION_RETRY, ANNOTATION_SWAP_HOLD
 from controller.observed import same_image
-from controller.record import Phase, UpgradeRecord
+from controller.record import SWAP_WAIT, Phase, UpgradeRecord
 from releaseapi.release import (
     PREVIOUS_IMAGES_LIMIT,
     Condition,
@@ -36,13 +42,18 @@ from webhook.injection_status import InjectionStatus
 
 __all__ = [  # the selection rule moved to releaseapi.release; kept importable from here
     "FleetPlan",
+    "Lift",
     "PodFacts",
     "PodState",
     "ReleasePlan",
     "Start",
+    "Withdrawal",
+    "after_withdrawal",
     "allowed_unavailable",
     "at_risk",
+    "at_swap",
     "heading_to",
+    "held",
     "held_back",
     "invalid_spec_status",
     "owning_release",
@@ -53,11 +64,15 @@ __all__ = [  # the selection rule moved to releaseapi.release; kept importable f
     "precedence",
     "previous_images",
     "selects",
+    "stopped_on_failures",
     "touched",
+    "withdrawn",
 ]
 
 # Phases in which the new Envoy already serves: the pod is at risk again only if it is not Ready.
 _SERVING_NEW = frozenset({Phase.DRAINING, Phase.RESETTING})
+# Phases before the swap, where a hold keeps an upgrade (the step machine changes no container there).
+_BEFORE_SWAP = frozenset({Phase.PENDING, Phase.PRE_PULLING})
 _NAMES_SHOWN = 5
 
 
@@ -74,6 +89,7 @@ class PodFacts:
     target: str | None = None
     retry: str | None = None
     deleting: bool = False
+    swap_hold: str | None = None  # the image whose swap a release holds back (hotupgrade.io/swap-hold)
 
     @property
     def key(self) -> str:
@@ -84,6 +100,7 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
     """The planner's view of a raw pod document (the CLI's PodInfo plus labels, retry and deletion)."""
     info = pod_info(pod)
     meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
     return PodFacts(
         namespace=info.namespace,
         name=info.name,
@@ -92,8 +109,9 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
         status=info.status,
         record=info.record,
         target=info.target,
-        retry=(meta.get("annotations") or {}).get(ANNOTATION_RETRY),
+        retry=annotations.get(ANNOTATION_RETRY),
         deleting=bool(meta.get("deletionTimestamp")),
+        swap_hold=annotations.get(ANNOTATION_SWAP_HOLD) or None,
     )
 
 
@@ -110,13 +128,10 @@ class PodState(StrEnum):
 
 
 @dataclass(frozen=True)
-class Start:
-    """Set `hotupgrade.io/target-image` of pod namespace/name to `image` (the step machine takes over)."""
-
+class _PodImage:
     namespace: str
     name: str
     image: str
-    retarget: bool = False  # replaces a target the controller has not acted on yet
 
     @property
     def key(self) -> str:
@@ -124,13 +139,40 @@ class Start:
 
 
 @dataclass(frozen=True)
+class Lift(_PodImage):
+    """Remove pod namespace/name's swap hold (still `image`): its upgrade may swap now, at risk from then."""
+
+
+@dataclass(frozen=True)
+class Withdrawal(_PodImage):
+    """Withdraw pod namespace/name's upgrade to `image`, not swapped yet: remove its target (`target`: it
+    still names `image`) and its hold (`hold`: no upgrade record is left for the step machine to drop;
+    else the hold stays, and the step machine, seeing it without the target, drops both: controller.steps).
+    Never a Failed record: it would count against the release."""
+
+    target: bool = True
+    hold: bool = True
+
+
+@dataclass(frozen=True)
+class Start(_PodImage):
+    """Set `hotupgrade.io/target-image` of pod namespace/name to `image` (the step machine takes over)."""
+
+    retarget: bool = False  # replaces a target the controller has not acted on yet
+    hold: bool = True  # with its swap held (hotupgrade.io/swap-hold); a retarget (queued unheld) stays so
+
+
+@dataclass(frozen=True)
 class ReleasePlan:
     release: str
     pods: Mapping[str, PodState]  # governed pods by namespace/name
-    starts: tuple[Start, ...]
+    starts: tuple[Start, ...]  # each sets the target with its swap held
     status: ReleaseStatus
     allowed_unavailable: int
-    unavailable: int  # governed pods not Ready or at risk, before the starts
+    unavailable: int  # governed pods not Ready or at risk, before the lifts
+    lifts: tuple[Lift, ...] = ()
+    held: int = 0  # governed pods held before their swap, before the lifts and starts
+    withdrawals: tuple[Withdrawal, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,14 +232,32 @@ def heading_to(pod: PodFacts) -> str | None:
     return pod.target
 
 
+def held(pod: PodFacts) -> bool:
+    """Queued, checking or pre-pulling toward the image whose swap a release holds: the step machine changes
+    no container until the hold is lifted (controller.steps), so the pod is not at risk yet."""
+    heading = heading_to(pod)
+    if pod.swap_hold is None or heading is None or heading != pod.swap_hold:
+        return False
+    record = pod.record
+    return not touched(pod) or (record is not None and record.phase in _BEFORE_SWAP)
+
+
 def at_risk(pod: PodFacts) -> bool:
-    """Counts against maxUnavailable: not Ready, or queued/in flight before its new Envoy serves."""
+    """Counts against maxUnavailable: not Ready, or from its swap (or, unheld, from being queued: nothing
+    stops it swapping) until its new Envoy serves."""
     if not pod.ready:
         return True
-    if heading_to(pod) is None:
+    if heading_to(pod) is None or held(pod):
         return False
     record = pod.record
     return not (touched(pod) and record is not None and record.phase in _SERVING_NEW)
+
+
+def at_swap(pod: PodFacts) -> bool:
+    """Held, Ready, checked and pre-pulled: the step machine waits only for the hold to swap (it says so in
+    the record's message, controller.steps). Only such pods are lifted, so the window opens at the swap."""
+    record = pod.record
+    return held(pod) and pod.ready and record is not None and record.message.startswith(SWAP_WAIT)
 
 
 def pod_state(pod: PodFacts, image: str) -> PodState:
@@ -214,6 +274,55 @@ def pod_state(pod: PodFacts, image: str) -> PodState:
     if same_image(pod.status.sidecar_image, image):
         return PodState.UPDATED
     return PodState.WAITING if pod.ready else PodState.NOT_READY
+
+
+def stopped_on_failures(strategy: Strategy, failed: int) -> bool:
+    """The release has stopped on failures of its image: maxFailures reached, or paused with any failure.
+    Then no held pod swaps toward that image (only upgrades already past their swap finish)."""
+    return failed >= strategy.max_failures or (strategy.paused and failed > 0)
+
+
+def withdrawn(held_pods: Sequence[PodFacts], *, image: str, stopped: bool, room: int) -> list[PodFacts]:
+    """Which held pods (name order) a release withdraws, since its plan would not start them now: those
+    heading to another image (the spec was edited, e.g. rolled back onto the image they run), all when it
+    `stopped` on failures of `image`, those past the `room` its partition leaves, and those withdrawn
+    already (the target gone, the step machine yet to drop the record: never lifted meanwhile)."""
+    out: list[PodFacts] = []
+    kept = 0
+    for pod in held_pods:
+        heading = heading_to(pod)
+        gone = heading is None or pod.target != heading
+        if gone or not same_image(heading or "", image) or stopped or kept >= room:
+            out.append(pod)
+        else:
+            kept += 1
+    return out
+
+
+def after_withdrawal(pod: PodFacts, image: str) -> PodState:
+    """Where a withdrawn pod stands toward `image` in the status of the plan that withdraws it: as if
+    nothing had been queued (nothing was swapped). A retried Failed pod shows Failed again from the next
+    plan on, which counts it: the failures a plan decides on are the ones its status reports."""
+    assert pod.status is not None
+    if same_image(pod.status.sidecar_image, image):
+        return PodState.UPDATED
+    return PodState.WAITING if pod.ready else PodState.NOT_READY
+
+
+def _withdrawal(pod: PodFacts) -> Withdrawal:
+    """The patch's shape for a pod the plan withdraws (held, or queued unheld toward another image)."""
+    heading = heading_to(pod) or ""
+    record = pod.record
+    recorded = (
+        record is not None and record.phase in _BEFORE_SWAP and record.to_image == pod.swap_hold
+    )  # the step machine drops it, told by the hold: keep that
+    return Withdrawal(
+        pod.namespace,
+        pod.name,
+        heading,
+        target=pod.target == heading,
+        hold=pod.swap_hold is not None and pod.swap_hold == heading and not recorded,
+    )
 
 
 # --- the plan ----------------------------------------------------------------------------------------
@@ -276,15 +385,37 @@ def plan_release(
     failure_pause = failed >= strategy.max_failures
     paused = strategy.paused or failure_pause
     quota = max(0, goal - tally[PodState.UPDATED] - tally[PodState.UPGRADING] - failed)
-    starts: list[Start] = []
+    # Held pods are upgrades not swapped yet: each plan decides them again. Those it would not start now
+    # are withdrawn (never lifted, never failed); the rest may be lifted at their swap.
+    holding = [p for p in ordered if held(p)]
+    committed = sum(1 for p in ordered if states[p.key] is PodState.UPGRADING and not held(p))
+    room = goal - tally[PodState.UPDATED] - failed - committed
+    stopped = stopped_on_failures(strategy, failed)
+    withdrawing = withdrawn(holding, image=image, stopped=stopped, room=room)
+    # Queued without a hold toward another image, untouched: retargeted (costs only quota: the pod counts
+    # already, at risk, and stays so); onto the image it runs, withdrawn instead (a target it already runs
+    # would fail as AlreadyRunning, counted against the release).
+    elsewhere = [p for p in ordered if states[p.key] is PodState.QUEUED_ELSEWHERE and not held(p)]
+    on_image = [p for p in elsewhere if p.status is not None and same_image(p.status.sidecar_image, image)]
+    withdrawing += on_image
+    retargets = [] if paused else [p for p in elsewhere if p not in on_image][:quota]
+    starts = [Start(p.namespace, p.name, image, retarget=True, hold=False) for p in retargets]
+    gone = {p.key for p in withdrawing}
+    # The window opens at the swap: pods waiting there (held, Ready, checked, pre-pulled) and kept are
+    # lifted within maxUnavailable. A spec pause lifts them too (no new start: they started before it,
+    # as upgrades in flight finish), unless a pod failed on the image (stopped).
+    at_the_swap = [p for p in holding if at_swap(p) and p.key not in gone]
+    lifts = [
+        Lift(p.namespace, p.name, p.swap_hold or "") for p in at_the_swap[: max(0, allowed - unavailable)]
+    ]
+    held_before = len(holding)
+    still_held = held_before - len(lifts)  # a withdrawn pod frees its room once its hold is gone
     if not paused:
-        # Already counted as at risk (queued): retargeting costs no budget, only quota.
-        for pod in ordered:
-            if states[pod.key] is PodState.QUEUED_ELSEWHERE and len(starts) < quota:
-                starts.append(Start(pod.namespace, pod.name, image, retarget=True))
-        room = max(0, allowed - unavailable)
+        # A fresh start is held before its swap: it takes room among the held (at most maxUnavailable, so
+        # the next batch pre-pulls while this one swaps), not from maxUnavailable's at-risk count.
+        room_held = max(0, allowed - still_held)
         fresh = [p for p in ordered if states[p.key] is PodState.WAITING]
-        for pod in fresh[: max(0, min(quota - len(starts), room))]:
+        for pod in fresh[: max(0, min(quota - len(starts), room_held))]:
             starts.append(Start(pod.namespace, pod.name, image))
     started = {s.key for s in starts}
     status = _status(
@@ -292,6 +423,7 @@ def plan_release(
         ordered,
         states,
         started,
+        withdrawn={p.key: after_withdrawal(p, image) for p in withdrawing},
         goal=goal,
         allowed=allowed,
         unavailable=unavailable,
@@ -306,6 +438,9 @@ def plan_release(
         status=status,
         allowed_unavailable=allowed,
         unavailable=unavailable,
+        lifts=tuple(lifts),
+        held=held_before,
+        withdrawals=tuple(_withdrawal(p) for p in withdrawing),
     )
 
 
@@ -359,6 +494,7 @@ def _status(
     states: Mapping[str, PodState],
     started: set[str],
     *,
+    withdrawn: Mapping[str, PodState],
     goal: int,
     allowed: int,
     unavailable: int,
@@ -368,7 +504,8 @@ def _status(
 ) -> ReleaseStatus:
     image = release.spec.image
     strategy = release.spec.strategy
-    final = {k: (PodState.UPGRADING if k in started else s) for k, s in states.items()}
+    # The plan's own writes applied: its starts upgrade, its withdrawals are as if never queued.
+    final = {k: (PodState.UPGRADING if k in started else withdrawn.get(k, s)) for k, s in states.items()}
     count = Counter(final.values())
     ready = {p.key for p in pods if p.ready}
     failed_keys = [k for k, s in final.items() if s is PodState.FAILED]

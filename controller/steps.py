@@ -7,7 +7,9 @@ where the last one stopped. Steps (issue 5): checks -> the pod's PodDisruptionBu
 the target -> new agent serves -> old Envoy retired -> old container gets the empty image -> status
 swapped. A target that can never work (not an image reference, the empty image, not allowed, a native
 sidecar on a kubelet before 1.32) is refused before anything changes, and one already running is
-reported, never passed over in silence. Which image a container runs is decided by image ID first
+reported, never passed over in silence. An upgrade a release holds before its swap
+(`hotupgrade.io/swap-hold`) and then withdraws has changed nothing: it is dropped, record and all, not
+failed. Which image a container runs is decided by image ID first
 (controller.observed); a kubelet that never acts on an image change is caught after `kubelet_grace`.
 Before setting the standby to the target and the old slot to the empty image, the step waits out the
 kubelet's crash-loop back-off for that container and image (controller.kubeletbackoff) rather than
@@ -43,12 +45,14 @@ from controller.actions import (
     RollBack,
     SetImage,
     WaitFor,
+    Withdraw,
 )
 from controller.events import with_owed_event
 from controller.keys import (
     ANNOTATION_ABORT,
     ANNOTATION_RETRY,
     ANNOTATION_STATUS,
+    ANNOTATION_SWAP_HOLD,
     ANNOTATION_TARGET_IMAGE,
 )
 from controller.kubelet import (
@@ -82,7 +86,7 @@ from controller.prepull import (
     pull_as,
     pulled,
 )
-from controller.record import Phase, Reason, UpgradeRecord, record_in
+from controller.record import SWAP_WAIT, Phase, Reason, UpgradeRecord, record_in
 from controller.restarts import PlannedRestarts, plan_restart
 from releaseapi.apitime import format_time
 from releaseapi.imageref import is_reference
@@ -120,6 +124,9 @@ def _decide(pod: ObservedPod, policy: Policy) -> Action:
         return Noop("pod is not injected")
     record = current_record(pod)
     target = pod.annotations.get(ANNOTATION_TARGET_IMAGE) or None
+    withdrawn = _withdrawn(pod, record, target, policy)
+    if withdrawn is not None:
+        return withdrawn
     try:
         status = parse_status(raw_status)
     except InvalidStatusError as exc:
@@ -334,7 +341,8 @@ def _check(
             return _fail(pod, base, Reason.KUBELET_UNSUPPORTED, why)
     waiting = _not_yet(pod, base, old, new)
     if waiting is not None:
-        after_budget = already_pending and base.message.startswith(BUDGET_WAIT)  # the checks' clock restarts
+        # After a wait with no deadline (a budget, a release's swap hold) the checks' clock restarts.
+        after_budget = already_pending and base.message.startswith((BUDGET_WAIT, SWAP_WAIT))
         if already_pending and not after_budget and _elapsed(base, pod.now) > policy.step_timeout:
             why = f"checks did not pass within {policy.step_timeout:.0f}s: {waiting}"
             return _fail(pod, base, Reason.CHECKS_TIMEOUT, why)
@@ -423,7 +431,11 @@ def _swap_standby(
     *,
     note: str = "",
 ) -> Action:
-    """Set the standby to the target, once the kubelet's crash-loop back-off would let it start at once."""
+    """Set the standby to the target, once its release allows the swap and the kubelet's crash-loop back-off
+    would let it start at once."""
+    release_hold = _held_for_swap(pod, base, policy)
+    if release_hold is not None:
+        return release_hold
     held = _kubelet_hold(pod, new, base.to_image)
     if held is None:
         return _take_over_patch(pod, base, new, event, note=note)
@@ -435,6 +447,38 @@ def _swap_standby(
         )
         return _fail(pod, base, Reason.KUBELET_BACK_OFF, why)
     return _wait_out(pod, base, held, before=f"setting it to {base.to_image}")
+
+
+def _held_for_swap(pod: ObservedPod, base: UpgradeRecord, policy: Policy) -> WaitFor | None:
+    """A release holds this swap (`hotupgrade.io/swap-hold` names the target): wait, checked and pre-pulled,
+    until the release lifts it within maxUnavailable (controller.rollout). No deadline; the record says so
+    once. Nothing is changed yet, so the pod is not at risk."""
+    if pod.annotations.get(ANNOTATION_SWAP_HOLD) != base.to_image:
+        return None
+    message = f"{SWAP_WAIT} to {base.to_image} (maxUnavailable)"
+    if base.message == message:
+        return WaitFor(reason=message, requeue_after=policy.poll_interval)
+    return WaitFor(reason=message, requeue_after=policy.poll_interval, record=replace(base, message=message))
+
+
+def _withdrawn(
+    pod: ObservedPod, record: UpgradeRecord | None, target: str | None, policy: Policy
+) -> Withdraw | None:
+    """The release withdrew an upgrade it holds before the swap (the hold still names the record's image,
+    the target no longer does: controller.rollout.Withdraw, e.g. a rollback onto the image the pod runs).
+    Pending or PrePulling, it changed no container, so it is dropped, not failed: a Failed record would
+    count against the release (and a retarget onto the running image would fail as AlreadyRunning)."""
+    if record is None or record.phase not in (Phase.PENDING, Phase.PRE_PULLING):
+        return None
+    if pod.annotations.get(ANNOTATION_SWAP_HOLD) != record.to_image or target == record.to_image:
+        return None
+    now = f"the target is now {target}" if target is not None else "the target was removed"
+    return Withdraw(
+        image=record.to_image,
+        reason=f"upgrade to {record.to_image} withdrawn by its release before the swap ({now})",
+        requeue_after=policy.poll_interval,
+        delete_pre_pull=record.pre_pull_pod,
+    )
 
 
 def _kubelet_hold(pod: ObservedPod, container: ContainerView, image: str) -> Hold | None:

@@ -18,9 +18,10 @@ import pytest
 from kubernetes import client
 
 from controller.cli import releasecmd
+from controller.keys import ANNOTATION_SWAP_HOLD, ANNOTATION_TARGET_IMAGE
 from controller.kube import Kube
 from controller.reconciler import Reconciler
-from controller.rollout import at_risk, pod_facts
+from controller.rollout import at_risk, at_swap, pod_facts
 from releaseapi.release import GROUP, PLURAL, VERSION, parse_release
 from tests.integration.controller.fakes import EMPTY, NEW, OLD, Background, KubeletSim, wait_until
 from tests.integration.controller.releases import (
@@ -302,16 +303,32 @@ def test_pause_stops_new_batches_and_lets_the_upgrade_in_flight_finish(
     assert "RolloutPaused" in reasons and "RolloutResumed" in reasons, reasons
 
 
-class RacingKube(Kube):
-    """Right before its first status write, a user edits the release (a real write, so a real 409)."""
+def queued(kube: Kube, namespace: str) -> dict[str, tuple[str | None, str | None]]:
+    """Each pod's (target image, swap hold)."""
+    pods, _ = kube.list_pods(namespace)
+    return {
+        p["metadata"]["name"]: (
+            p["metadata"].get("annotations", {}).get(ANNOTATION_TARGET_IMAGE),
+            p["metadata"].get("annotations", {}).get(ANNOTATION_SWAP_HOLD),
+        )
+        for p in pods
+    }
 
-    def __init__(self, base: Kube) -> None:
+
+class RacingKube(Kube):
+    """Right before its first status write, a user edits the release (a real write, so a real 409); what
+    the pods were queued for then is kept in `before`."""
+
+    def __init__(self, base: Kube, namespace: str) -> None:
         super().__init__(base.api_client)
+        self.namespace = namespace
         self.raced = 0
+        self.before: dict[str, tuple[str | None, str | None]] = {}
 
     def replace_release_status(self, name: str, body: Any) -> dict[str, Any]:
         if not self.raced:
             self.raced += 1
+            self.before = queued(self, self.namespace)
             merge_release(self, name, {"spec": {"strategy": {"partition": 3}}})
         return super().replace_release_status(name, body)
 
@@ -324,17 +341,89 @@ def test_a_status_write_that_loses_a_race_is_replanned_on_the_new_spec(
     with release_loop(kube, namespace) as loop:
         name = make(kube, releases, namespace, strategy={"maxUnavailable": 3})
         loop.cached(name)
-        racing = RacingKube(kube)
+        racing = RacingKube(kube, namespace)
         loop.reconciler.kube = racing
         assert not loop.reconciler.reconcile(name).done
         assert racing.raced == 1
         assert loop.metrics.api_retries.labels(kind="conflict")._value.get() == 1
-    status = read(kube, name)["status"]
-    # The first attempt had started all three pods, then lost the race to `partition: 3` (generation 2):
-    # the rerun planned on the edited spec, started nothing more, and its status says so.
+    # The first attempt had started all three pods (held before their swap), then lost the race to
+    # `partition: 3` (generation 2): the rerun planned on the edited spec, so it withdrew them (nothing was
+    # swapped: the partition keeps every pod on its image, as Kruise's does), and its status says so. A
+    # rerun on the first spec would have left them queued.
+    assert racing.before == {f"web-{i}": (NEW, NEW) for i in range(3)}
+    assert queued(kube, namespace) == {f"web-{i}": (None, None) for i in range(3)}
+    release = read(kube, name)
+    status = release["status"]
     assert status["observedGeneration"] == 2
-    assert (status["matchedPods"], status["upgradingPods"]) == (3, 3)
-    assert all(t == NEW for t in targets(kube, namespace).values())
+    assert (status["matchedPods"], status["upgradingPods"], status["updatedPods"]) == (3, 0, 0)
+    assert state(release, "Complete") == ("True", "PartitionReached")
+    assert sidecar_images(kube, namespace) == {f"web-{i}": OLD for i in range(3)}
+
+
+class RollbackAfterReadKube(Kube):
+    """The user rolls the release back (spec.image to OLD) right after the reconciler's first read of it,
+    a real write: everything that reconcile planned from that read is stale before its first write."""
+
+    def __init__(self, base: Kube) -> None:
+        super().__init__(base.api_client)
+        self.reads = 0
+
+    def get_release(self, name: str) -> dict[str, Any] | None:
+        found = super().get_release(name)
+        self.reads += 1
+        if self.reads == 1:
+            merge_release(self, name, {"spec": {"image": OLD}})
+        return found
+
+
+def test_a_lift_is_never_decided_on_a_spec_edited_since_it_was_read(
+    kube: Kube, namespace: str, sim: KubeletSim, releases: list[str]
+) -> None:
+    """web-0 waits at its swap to NEW with room in the window, so a plan of generation 1 lifts it; the
+    rollback lands between that plan's read and its lift. The release is read again right before the lift:
+    the reconcile is re-planned on generation 2 and web-0 is withdrawn, never swapped (a lift patched on
+    the stale plan let it swap to NEW and back, or fail Aborted)."""
+    sim.add_pod("web-0")
+    pods, _ = make_reconciler(kube)
+    with release_loop(kube, namespace) as loop:
+        name = make(kube, releases, namespace)
+        loop.cached(name)
+        loop.reconciler.reconcile(name)
+        assert queued(kube, namespace) == {"web-0": (NEW, NEW)}, "started with its swap held"
+
+        def cached_at_the_swap() -> bool:
+            pods.reconcile(namespace, "web-0")
+            sim.sync_all()
+            return at_swap(loop.fleet.pods()[f"{namespace}/web-0"].facts)
+
+        wait_until(cached_at_the_swap, timeout=30, what="web-0 waiting at its swap, as the cache sees it")
+        racing = RollbackAfterReadKube(kube)
+        loop.reconciler.kube = racing
+        loop.reconciler.reconcile(name)
+        withdrawn = {"web-0": (None, NEW)}  # the target removed; the hold kept as the step machine's cue
+        assert queued(kube, namespace) == withdrawn, "lifted on the stale plan"
+        # The plan's read, the read right before the lift (generation 2: a conflict), the rerun's read.
+        # (Without that second read the lift went through, and the status, unchanged, was not written:
+        # no 409 either.)
+        assert racing.reads == 3
+        assert loop.metrics.api_retries.labels(kind="conflict")._value.get() == 1
+        pods.reconcile(namespace, "web-0")
+        loop.reconciler.kube = kube
+        wait_until(
+            lambda: loop.fleet.pods()[f"{namespace}/web-0"].facts.record is None,
+            timeout=10,
+            what="the record's removal cached",
+        )
+        loop.reconciler.reconcile(name)
+    assert queued(kube, namespace) == {"web-0": (None, None)}
+    web_0 = kube.get_pod(namespace, "web-0")
+    assert web_0 is not None and pod_facts(web_0).record is None, "dropped, not Failed"
+    assert sim.agents["web-0"].epoch == 0, "never swapped"
+    assert image_of(web_0, "hotupgrade-b") == EMPTY, "the standby never left the empty image"
+    release = read(kube, name)
+    status = release["status"]
+    assert (status["observedGeneration"], status["updatedPods"], status["failedPods"]) == (2, 1, 0)
+    assert state(release, "Complete") == ("True", "AllPodsUpdated")
 
 
 def test_overlapping_releases_are_reported_never_fought_over(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from controller.cli import edits, releaseops
+from controller.keys import ANNOTATION_SWAP_HOLD
 from controller.kube import Kube
 from controller.record import Phase
 from tests.integration.controller.fakes import NEW, OLD, Background, KubeletSim, wait_until
@@ -126,13 +127,22 @@ def test_rollout_to_a_new_image_completes_and_rollback_restores_the_previous(
     assert all(sim.agents[f"web-{i}"].epoch == 2 for i in range(3)), "each pod hot-upgraded there and back"
 
 
+def pod_annotation(kube: Kube, namespace: str, name: str, key: str) -> str | None:
+    pod = kube.get_pod(namespace, name)
+    assert pod is not None
+    value: str | None = (pod["metadata"].get("annotations") or {}).get(key)
+    return value
+
+
 def test_pause_stops_new_batches_and_resume_goes_on(
     cli: Cli, sim: KubeletSim, controller: ControllerProcess
 ) -> None:
     kube, namespace, name = cli.kube, cli.namespace, cli.name
     web_pods(sim)
     # The kubelet is held back: web-0's upgrade stays in flight (its new container not started) while
-    # the release is paused, then goes on.
+    # the release is paused, then goes on. web-0's swap opened its window (maxUnavailable 1), and web-1
+    # was started meanwhile with its swap held (checks and pre-pull only): the pause starts nothing more,
+    # but lets both finish (a held pod is lifted, never stranded).
     started = cli("rollout", name, "--image", NEW, "-n", namespace, "-l", "app=web", "--no-wait")
     assert started.returncode == 0, output(started)
     assert "progress: " not in started.stdout, "--no-wait returns after the edit"
@@ -141,6 +151,13 @@ def test_pause_stops_new_batches_and_resume_goes_on(
         timeout=30,
         what=f"web-0 taking over (controller log: {controller.logs()})",
     )
+    # The same reconcile lifted web-0's hold and started web-1: its patch may land just after web-0 swaps.
+    wait_until(lambda: targets(kube, namespace)["web-1"] == NEW, timeout=10, what="web-1 started")
+    assert targets(kube, namespace) == {"web-0": NEW, "web-1": NEW, "web-2": None}
+    assert pod_annotation(kube, namespace, "web-1", ANNOTATION_SWAP_HOLD) == NEW, (
+        "web-1 waits before its swap"
+    )
+    assert pod_annotation(kube, namespace, "web-0", ANNOTATION_SWAP_HOLD) is None, "web-0's hold was lifted"
     paused = cli("pause", name, "--no-wait")
     assert paused.returncode == 0 and f"{name}: spec.strategy.paused=true (generation 2)" in paused.stdout
 
@@ -155,14 +172,15 @@ def test_pause_stops_new_batches_and_resume_goes_on(
         quiet = cli("pause", name, *FAST)
         assert quiet.returncode == 0, output(quiet) + controller.logs()
         assert f"SidecarRelease {name} unchanged (generation 2)" in quiet.stdout
-        assert f"{name}: paused, nothing in flight; 1 of 3 pod(s) run {NEW}" in quiet.stdout
+        assert f"{name}: paused, nothing in flight; 2 of 3 pod(s) run {NEW}" in quiet.stdout
         assert infos(kube, namespace)["web-0"].record.phase is Phase.COMPLETED, "finished, not stranded"
-        assert targets(kube, namespace) == {"web-0": NEW, "web-1": None, "web-2": None}, "nothing new started"
+        assert infos(kube, namespace)["web-1"].record.phase is Phase.COMPLETED, "lifted while paused"
+        assert targets(kube, namespace) == {"web-0": NEW, "web-1": NEW, "web-2": None}, "nothing new started"
         # A rollout that meets the paused release says so with its own exit code.
         held = cli("rollout", name, "--image", NEW, *FAST)
         assert held.returncode == 4, output(held)
         assert f"`hotupgrade resume {name}` goes on" in held.stdout
-        assert targets(kube, namespace) == {"web-0": NEW, "web-1": None, "web-2": None}
+        assert targets(kube, namespace) == {"web-0": NEW, "web-1": NEW, "web-2": None}
 
         edit = "spec.strategy.paused=false (generation 3)"
         completes(cli, controller, "resume", name, edit=edit, image=NEW)
@@ -170,6 +188,65 @@ def test_pause_stops_new_batches_and_resume_goes_on(
         kubelet.close()
     assert kubelet.errors == []
     assert sidecar_images(kube, namespace) == {"web-0": NEW, "web-1": NEW, "web-2": NEW}
+
+
+def test_a_rollback_withdraws_a_held_upgrade_without_a_failure(
+    cli: Cli, sim: KubeletSim, controller: ControllerProcess
+) -> None:
+    """The release is rolled back (spec.image to status.previousImages[0], the image web-1 still runs)
+    while web-1 is held before its swap to NEW: its upgrade is withdrawn (record, hold and target gone),
+    not retargeted onto OLD (the step machine failed that as AlreadyRunning) nor lifted toward NEW."""
+    kube, namespace, name = cli.kube, cli.namespace, cli.name
+    web_pods(sim)
+    started = cli("rollout", name, "--image", NEW, "-n", namespace, "-l", "app=web", "--no-wait")
+    assert started.returncode == 0, output(started)
+    # The kubelet is held back: web-0 takes the window (maxUnavailable 1), web-1 waits held.
+    wait_until(
+        lambda: (r := infos(kube, namespace)["web-0"].record) is not None and r.phase is Phase.TAKING_OVER,
+        timeout=30,
+        what=f"web-0 taking over (controller log: {controller.logs()})",
+    )
+
+    def web_1_held() -> bool:
+        record = infos(kube, namespace)["web-1"].record
+        held = pod_annotation(kube, namespace, "web-1", ANNOTATION_SWAP_HOLD) == NEW
+        return held and record is not None and record.to_image == NEW and record.in_flight
+
+    wait_until(web_1_held, timeout=20, what=f"web-1 held before its swap ({controller.logs()})")
+    assert infos(kube, namespace)["web-1"].record.phase in (Phase.PENDING, Phase.PRE_PULLING)
+    previous = (read(kube, name).get("status") or {}).get("previousImages") or []
+    assert previous[:1] == [OLD], previous
+    rolled = cli("rollback", name, "--no-wait")
+    assert rolled.returncode == 0, output(rolled)
+    assert f"SidecarRelease {name}: spec.image={OLD} (generation 2)" in rolled.stdout
+
+    def rollback_seen() -> bool:
+        return (read(kube, name).get("status") or {}).get("observedGeneration") == 2
+
+    # The kubelet stays held back until the controller has seen the rollback: web-0 is mid-swap, so the
+    # window has no room for web-1 yet. (Started before, the kubelet let web-0 end its swap while the
+    # release still said NEW: web-1 was then rightly lifted toward NEW, and rolled back after.) The status
+    # of generation 2 is written after that reconcile's withdrawals: web-1's target is gone already.
+    wait_until(rollback_seen, timeout=20, what=f"the rollback seen ({controller.logs()})")
+    assert infos(kube, namespace)["web-1"].target is None, "withdrawn with the rollback"
+    # From here web-0's swap ends and the window has room again: web-1 must stay withdrawn, never lifted.
+    kubelet = Background(sim.sync_all)
+    try:
+        followed = cli("rollout", name, "--image", OLD, *FAST)
+        assert followed.returncode == 0, output(followed) + controller.logs()
+        assert f"SidecarRelease {name} unchanged (generation 2)" in followed.stdout
+        assert followed.stdout.rstrip().endswith(f"{name}: complete (AllPodsUpdated): all 3 pods run {OLD}")
+    finally:
+        kubelet.close()
+    assert kubelet.errors == []
+    status = read(kube, name)["status"]
+    assert (status["failedPods"], status["updatedPods"]) == (0, 3), status
+    web_1 = infos(kube, namespace)["web-1"]
+    assert web_1.record is None, f"withdrawn, not recorded: {web_1.record}"
+    assert web_1.target is None and pod_annotation(kube, namespace, "web-1", ANNOTATION_SWAP_HOLD) is None
+    assert sim.agents["web-1"].epoch == 0, "web-1 was never swapped"
+    assert "upgrade_withdrawn" in controller.log.read_text(errors="replace")
+    assert sidecar_images(kube, namespace) == {"web-0": OLD, "web-1": OLD, "web-2": OLD}
 
 
 def test_refusals_are_clear_and_change_nothing(cli: Cli) -> None:

@@ -42,17 +42,18 @@ def reading(r: Release, pods: list[PodFacts], *, generation: int | None = None, 
 def test_a_rollout_in_flight_is_followed() -> None:
     pods = [done("web-0"), in_flight("web-1", Phase.TAKING_OVER), *fleet(4)[2:]]
     summary = reading(release(max_unavailable=IntOrPercent(2)), pods)
+    # web-1 taking over is at risk; web-2 and web-3 start held before their swap (held room 2).
     assert (summary.fresh, summary.matched, summary.goal, summary.updated, summary.upgrading) == (
         True,
         4,
         4,
         1,
-        2,
+        3,
     )
     assert summary.reason == "RollingOut"
     assert verdict(summary, Goal.CONVERGED) is None
     assert progress_line(summary).startswith(
-        f"web: 1/4 pod(s) on {NEW}, upgrading 2, failed 0 (matched 4); RollingOut: "
+        f"web: 1/4 pod(s) on {NEW}, upgrading 3, failed 0 (matched 4); RollingOut: "
     )
 
 
@@ -182,6 +183,7 @@ def test_the_live_view_draws_a_bar_and_the_message(fresh: bool) -> None:
     assert "\x1b[" in drawn, "redrawn in place on a terminal"
     assert f"web → {NEW}" in drawn
     if fresh:
-        assert "1/4" in drawn and "RollingOut:" in drawn and "upgrading 1" in drawn
+        # web-1 taking over; web-2 starts held (pre-pulls) meanwhile
+        assert "1/4" in drawn and "RollingOut:" in drawn and "upgrading 2" in drawn
     else:
         assert "waiting for the controller" in drawn

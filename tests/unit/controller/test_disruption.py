@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from controller.disruption import Budget, InvalidBudgetError, out_of_service, parse_budget, room
+from controller.disruption import (
+    Budget,
+    InvalidBudgetError,
+    disrupted,
+    out_of_service,
+    parse_budget,
+    room,
+)
 from controller.record import Phase
 from controller.rollout import PodFacts
 from releaseapi.release import IntOrPercent
@@ -110,6 +117,15 @@ def test_ready_pods_in_a_hot_upgrade_count_as_out_of_service_until_it_ends() -> 
     assert (got.healthy, got.upgrading, got.desired, got.allowed) == (2, 3, 2, 0)
     assert "3 Ready pod(s) upgrading count as out of service" in got.explain()
     assert [out_of_service(p) for p in (queued, taking_over, resetting, *ended)] == [True] * 3 + [False] * 2
+
+
+def test_a_pod_queued_with_its_swap_held_is_out_of_service_for_a_planner_not_for_the_gate() -> None:
+    """A release queues with the swap held (not at risk yet): a planner still counts it as queued, or it
+    would queue past what the budget allows; the step machine's gate counts it once it leaves Pending."""
+    held = pod("web-0", target=NEW, swap_hold=NEW)
+    assert out_of_service(held) and not disrupted(held)
+    got = room(pdb({"minAvailable": 3}), [held, *web(3)[1:], pod("web-3")])
+    assert (got.upgrading, got.allowed) == (1, 0)
 
 
 def test_pods_of_other_workloads_do_not_count() -> None:
