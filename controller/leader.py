@@ -3,6 +3,9 @@
 Expiry is judged by how long *this* replica has seen the lease unchanged (not by the timestamps in it),
 so clock skew between replicas does not matter. The decision is pure; `LeaderElector` does the I/O.
 Losing the lease is fatal: the caller exits the process (a half-stopped controller could act twice).
+A stopping leader releases the lease only after its workers have stopped, and waits for them no longer
+than its last renewal lets it act (`shutdown_budget`); a worker still busy then keeps the lease held
+until it expires, so no follower acts beside it.
 """
 
 import logging
@@ -58,6 +61,19 @@ def decide_lease(lease: LeaseView | None, *, identity: str, unchanged_for: float
     if lease.holder is None or unchanged_for >= lease.duration_seconds:
         return LeaseDecision.ACQUIRE
     return LeaseDecision.WAIT
+
+
+def shutdown_budget(
+    *, lease_duration: float, renew_deadline: float, retry_period: float, since_renew: float
+) -> float:
+    """Seconds (0 or more) a stopping leader may still wait for its workers, `since_renew` seconds after
+    its last successful renewal, before it must assume a follower may act."""
+    # A leader acts only within `renew_deadline` of its last renewal (as `_lost` judges it, and as
+    # client-go does): the rest of `lease_duration` is the followers' margin for clock rates and for the
+    # time between their poll and ours. `lease_duration - retry_period` keeps a margin even when
+    # renew_deadline is set at or past the duration, since a follower takes an expired lease at once.
+    acting = min(renew_deadline, lease_duration - retry_period)
+    return max(0.0, acting - since_renew)
 
 
 def micro_time(now: datetime) -> str:
@@ -193,8 +209,18 @@ class LeaderElector:
             return True
         return self.monotonic() - self._last_renew > self.renew_deadline
 
+    def shutdown_budget(self) -> float:
+        """Seconds from now this leader may still act on its last renewal (`shutdown_budget`)."""
+        return shutdown_budget(
+            lease_duration=self.lease_duration,
+            renew_deadline=self.renew_deadline,
+            retry_period=self.retry_period,
+            since_renew=self.monotonic() - self._last_renew,
+        )
+
     def release(self) -> None:
-        """Give the lease up at shutdown so the next replica need not wait for it to expire."""
+        """Give the lease up at shutdown so the next replica need not wait for it to expire; only once
+        nothing of this replica acts any more (the caller's workers have stopped)."""
         try:
             raw = self.kube.get_lease(self.namespace, self.name)
             if raw is None or lease_view(raw).holder != self.identity:

@@ -1,16 +1,21 @@
 """`hotupgrade-controller ARGS` -> `main(argv)`: wire the shell together and run it.
 
 Leader election gates everything that writes; on lease loss the process exits (status 3) so that a
-supervisor restarts it as a follower, never a replica that half-believes it still leads.
+supervisor restarts it as a follower, never a replica that half-believes it still leads. On SIGTERM or
+SIGINT the leader stops taking work, waits for the reconciles in flight while its last renewal still
+covers them (controller.leader.shutdown_budget), and releases the lease only if every worker stopped:
+otherwise it exits holding it, and the followers wait for it to expire.
 """
 
 import argparse
+import logging
 import os
 import re
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -97,6 +102,17 @@ def policy_from(args: argparse.Namespace) -> Policy:
     )
 
 
+def join_threads(threads: Iterable[threading.Thread], timeout: float) -> list[str]:
+    """Wait up to `timeout` seconds in all for `threads` to end; the names of those still running."""
+    deadline = time.monotonic() + timeout
+    running = []
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            running.append(thread.name)
+    return running
+
+
 class Controller:
     """Watchers feed the queue; workers reconcile one key at a time each; the release loop beside them."""
 
@@ -119,6 +135,7 @@ class Controller:
         self.stop = threading.Event()
         self.metrics = metrics
         self.workers = workers
+        self.threads: list[threading.Thread] = []  # pod and release workers: they write, shut_down waits
         scopes: list[str | None] = list(namespaces) or [None]
         self.watchers = [
             PodWatcher(
@@ -147,9 +164,11 @@ class Controller:
                 target=watcher.run, name=f"watch-{watcher.namespace or 'all'}", daemon=True
             ).start()
         for index in range(self.workers):
-            threading.Thread(target=self._work, name=f"worker-{index}", daemon=True).start()
+            worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
+            worker.start()
+            self.threads.append(worker)
         if self.releases is not None:
-            self.releases.start()
+            self.threads.append(self.releases.start())
 
     def _work(self) -> None:
         while True:
@@ -165,13 +184,17 @@ class Controller:
                 self.queue.add_after(key, result.requeue_after)
             self.metrics.queue_depth.set(self.queue.depth())
 
-    def shut_down(self) -> None:
+    def shut_down(self, timeout: float = 0.0) -> list[str]:
+        """Stop taking work, wait up to `timeout` seconds for the reconciles in flight to end; the names
+        of the workers still busy (none: nothing of this controller acts any more)."""
         self.stop.set()
         self.queue.shut_down()
-        if self.budgets is not None:
-            self.budgets.close()
         if self.releases is not None:
             self.releases.shut_down()
+        busy = join_threads(self.threads, timeout)
+        if self.budgets is not None:
+            self.budgets.close()  # after the workers: a reconcile in flight still gates on fresh caches
+        return busy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,8 +261,22 @@ def main(argv: list[str] | None = None) -> int:
         if not elector.hold(stopping):
             logs.event("controller_exiting", reason="lease lost")
             os._exit(EXIT_LEASE_LOST)  # workers may be mid-request: do not let them finish as a non-leader
-        controller.shut_down()
-        elector.release()
+        # The workers may act only while the last renewal covers them (controller.leader.shutdown_budget).
+        # One still busy after that keeps the lease held: the process exits now and the followers wait
+        # out the lease's duration, instead of taking a released lease while that worker still writes.
+        budget = elector.shutdown_budget()
+        busy = controller.shut_down(timeout=budget)
+        if busy:
+            logs.event(
+                "lease_not_released",
+                level=logging.WARNING,
+                lease=f"{elector.namespace}/{elector.name}",
+                identity=args.identity,
+                busy=",".join(busy),
+                waited=round(budget, 3),
+            )
+        else:
+            elector.release()
     else:
         stopping.wait()
         controller.shut_down()

@@ -39,9 +39,12 @@ class ReleaseController:
         )
         self.reconciler = ReleaseReconciler(kube, self.fleet, metrics=metrics, budgets=budgets, clock=clock)
 
-    def start(self) -> None:
+    def start(self) -> threading.Thread:
+        """Start the caches and the worker; the worker's thread, for the caller to join at shutdown."""
         self.fleet.start()
-        threading.Thread(target=self._work, name="release-worker", daemon=True).start()
+        worker = threading.Thread(target=self._work, name="release-worker", daemon=True)
+        worker.start()
+        return worker
 
     def _work(self) -> None:
         while not self.fleet.wait_synced(timeout=1.0):

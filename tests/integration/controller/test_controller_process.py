@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,10 @@ CONTROLLER_CLI = str(Path(sys.executable).parent / "hotupgrade-controller")
 
 
 class ControllerProcess:
-    def __init__(self, kubeconfig: str, namespace: str, identity: str, log: Path) -> None:
+    def __init__(
+        self, kubeconfig: str, namespace: str, identity: str, log: Path, *, extra: Sequence[str] = ()
+    ) -> None:
+        """`extra`: more arguments, after the defaults below (a repeated option overrides its default)."""
         self.log = log
         args = [
             "--kubeconfig", kubeconfig,
@@ -47,7 +50,7 @@ class ControllerProcess:
         ]  # fmt: skip
         self.stream = log.open("ab")
         self.proc = subprocess.Popen(
-            [CONTROLLER_CLI, *args], stdout=self.stream, stderr=subprocess.STDOUT, cwd=os.getcwd()
+            [CONTROLLER_CLI, *args, *extra], stdout=self.stream, stderr=subprocess.STDOUT, cwd=os.getcwd()
         )
 
     def logs(self) -> str:
