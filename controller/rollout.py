@@ -427,7 +427,7 @@ def plan_release(
         goal=goal,
         allowed=allowed,
         unavailable=unavailable,
-        quota_left=quota - len(starts),
+        held=still_held,
         overlaps=overlaps,
         now=now,
     )
@@ -498,7 +498,7 @@ def _status(
     goal: int,
     allowed: int,
     unavailable: int,
-    quota_left: int,
+    held: int,
     overlaps: tuple[Overlap, ...],
     now: datetime,
 ) -> ReleaseStatus:
@@ -524,7 +524,8 @@ def _status(
             True,
             "TooManyFailures",
             f"{failures}; maxFailures is {strategy.max_failures}, so no new pods start. Roll back by "
-            "setting spec.image to one of status.previousImages, or fix the cause and `hotupgrade retry`",
+            "setting spec.image to one of status.previousImages, or fix the cause and "
+            "`hotupgrade retry -n NAMESPACE POD`",
         )
     elif strategy.paused:
         paused = cond(
@@ -541,18 +542,24 @@ def _status(
     else:
         degraded = cond(ConditionType.DEGRADED, False, "NoFailures", "no pod failed to upgrade to this image")
     done = upgrading == 0 and failed == 0 and updated >= goal
-    held = len(pods) - goal
+    # What is left once this plan's writes land (its starts and withdrawals included).
+    to_go = max(0, goal - updated - upgrading - failed)
     if done and not pods:
-        complete = cond(
-            ConditionType.COMPLETE, True, "NoMatchedPods", "no injected pod matches the selectors"
+        # The pod caches hold only the controller's namespaces (--namespace): say so, it is a likely cause.
+        message = "no injected pod matches the selectors in the namespaces the controller watches"
+        complete = cond(ConditionType.COMPLETE, True, "NoMatchedPods", message)
+    elif done and updated < len(pods):
+        # A partition raised after pods moved never moves them back: count the pods, not the partition.
+        others = len(pods) - updated
+        message = (
+            f"{updated} of {len(pods)} pods run {image} (the partition asks for {goal}); "
+            f"the other {others} keep their image"
         )
-    elif done and held > 0:
-        message = f"{updated} of {len(pods)} pods run {image}; the partition keeps {held} on their image"
         complete = cond(ConditionType.COMPLETE, True, "PartitionReached", message)
     elif done:
         complete = cond(ConditionType.COMPLETE, True, "AllPodsUpdated", f"all {updated} pods run {image}")
     else:
-        reason = "UpgradesFailed" if failed and quota_left == 0 and upgrading == 0 else "PodsRemaining"
+        reason = "UpgradesFailed" if failed and to_go == 0 and upgrading == 0 else "PodsRemaining"
         message = f"{updated} of {goal} pods run {image}"
         complete = cond(ConditionType.COMPLETE, False, reason, message)
     waiting = [k for k, s in final.items() if s in (PodState.NOT_READY, PodState.FINISHING)]
@@ -569,11 +576,12 @@ def _status(
         progressing = cond(ConditionType.PROGRESSING, False, "RolloutComplete", complete.message)
     elif failure_pause or strategy.paused:
         progressing = cond(ConditionType.PROGRESSING, False, paused.reason, paused.message)
-    elif quota_left > 0 and startable:
-        message = f"{quota_left} pod(s) to go; waiting for unavailable pods to be Ready ({budget})"
+    elif to_go > 0 and startable:
+        # Room is maxUnavailable less the unavailable pods for a swap, less the held pods for a start.
+        message = f"{to_go} pod(s) to go; waiting for room ({budget}, {held} held before their swap)"
         progressing = cond(ConditionType.PROGRESSING, True, "WaitingForAvailability", message)
-    elif quota_left > 0:
-        message = f"{quota_left} pod(s) to go; waiting for pods not Ready or finishing another upgrade: "
+    elif to_go > 0:
+        message = f"{to_go} pod(s) to go; waiting for pods not Ready or finishing another upgrade: "
         progressing = cond(ConditionType.PROGRESSING, True, "WaitingForPods", message + _names(waiting))
     else:
         progressing = cond(ConditionType.PROGRESSING, False, "UpgradesFailed", failures)

@@ -965,3 +965,47 @@ def test_a_broken_image_stops_within_the_failure_bound_then_rolls_back_without_a
     final = plan(back, pods)
     assert (final.status.failed, final.status.updated) == (0, 9)
     assert cond(final, ConditionType.DEGRADED) == (False, "NoFailures")
+
+
+# --- what the conditions say (a user acts on these words) ---------------------------------------------
+
+
+def message(p: ReleasePlan, kind: ConditionType) -> str:
+    found = p.status.condition(kind)
+    assert found is not None
+    return found.message
+
+
+def test_a_partition_raised_after_pods_moved_counts_the_pods_not_the_partition() -> None:
+    # 3 of 6 moved, then partition 5: nothing moves back, and the message must not say 5 stay.
+    pods = [done(f"web-{i}") for i in range(3)] + fleet(6)[3:]
+    p = plan(release(partition=IntOrPercent(5)), pods)
+    assert cond(p, ConditionType.COMPLETE) == (True, "PartitionReached") and p.starts == ()
+    assert message(p, ConditionType.COMPLETE) == (
+        f"3 of 6 pods run {NEW} (the partition asks for 1); the other 3 keep their image"
+    )
+
+
+def test_the_pods_to_go_are_counted_after_the_plans_withdrawals() -> None:
+    """Rolled back onto OLD with one pod held toward NEW: withdrawn, it runs OLD, so 1 of 2 pods is left,
+    not the 2 the quota saw before the withdrawal."""
+    history = ReleaseStatus(image=NEW, previous_images=(OLD,))
+    r = release(OLD, status=history, max_unavailable=IntOrPercent(1))
+    pods = [done("web-0", to=NEW), holding("web-1")]
+    p = plan(r, pods)
+    assert withdrew(p) == ["web-1"] and p.starts == ()
+    assert (p.status.updated, p.status.upgrading) == (1, 0)
+    progressing = message(p, ConditionType.PROGRESSING)
+    assert progressing.startswith("1 pod(s) to go; waiting for room (0 unavailable, maxUnavailable 1, "), (
+        progressing
+    )
+    assert "1 held before their swap" in progressing  # what takes the room: the hold not yet dropped
+
+
+def test_a_release_with_no_pods_names_the_watched_namespaces() -> None:
+    assert "in the namespaces the controller watches" in message(plan(release(), []), ConditionType.COMPLETE)
+
+
+def test_too_many_failures_says_how_to_retry() -> None:
+    p = plan(release(), [failed("web-0"), pod("web-1")])
+    assert "`hotupgrade retry -n NAMESPACE POD`" in message(p, ConditionType.PAUSED)
