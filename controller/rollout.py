@@ -525,7 +525,7 @@ def _status(
             "TooManyFailures",
             f"{failures}; maxFailures is {strategy.max_failures}, so no new pods start. Roll back by "
             "setting spec.image to one of status.previousImages, or fix the cause and "
-            "`hotupgrade retry -n NAMESPACE POD`",
+            "`hotupgrade retry -n NAMESPACE POD...`",
         )
     elif strategy.paused:
         paused = cond(

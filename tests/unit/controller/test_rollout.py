@@ -1008,4 +1008,4 @@ def test_a_release_with_no_pods_names_the_watched_namespaces() -> None:
 
 def test_too_many_failures_says_how_to_retry() -> None:
     p = plan(release(), [failed("web-0"), pod("web-1")])
-    assert "`hotupgrade retry -n NAMESPACE POD`" in message(p, ConditionType.PAUSED)
+    assert "`hotupgrade retry -n NAMESPACE POD...`" in message(p, ConditionType.PAUSED)
