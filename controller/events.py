@@ -91,6 +91,29 @@ def event_manifest(
     }
 
 
+WITHDRAWN = "UpgradeWithdrawn"
+
+
+def withdrawal_manifest(
+    pod: Mapping[str, str], *, image: str, message: str, now: datetime, component: str
+) -> dict[str, Any]:
+    """The Normal `UpgradeWithdrawn` Event on a pod whose held upgrade its release withdrew. `pod`: its
+    namespace, name, uid and resourceVersion (the one the withdrawal is pinned to, so the name of a
+    second post of the same withdrawal is taken). Not owed by a record: the withdrawal deletes it."""
+    key = f"{pod['uid']}\0{image}\0{WITHDRAWN}\0{pod['resourceVersion']}"
+    involved = {"apiVersion": "v1", "kind": "Pod", **pod}
+    return event_manifest(
+        involved,
+        namespace=pod["namespace"],
+        type="Normal",
+        reason=WITHDRAWN,
+        message=message,
+        name=f"{pod['name'][:200]}.{hashlib.sha256(key.encode()).hexdigest()[:16]}",
+        now=now,
+        component=component,
+    )
+
+
 def manifest(
     pod: Mapping[str, Any], event: OwedEvent, *, name: str, now: datetime, component: str
 ) -> dict[str, Any]:

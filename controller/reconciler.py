@@ -300,9 +300,30 @@ class Reconciler:
         self.metrics.reconciles.labels(result="write").inc()
         self.metrics.actions.labels(action=_kind(action)).inc()
         logs.event("upgrade_withdrawn", pod=observed.key, to=action.image, reason=action.reason)
+        self._say_withdrawn(observed, action)
         if action.delete_pre_pull:
             self._delete_quietly(observed.namespace, action.delete_pre_pull)
         return requeue(action.requeue_after)
+
+    def _say_withdrawn(self, observed: ObservedPod, action: Withdraw) -> None:
+        """Best effort: the record that would owe this Event is gone, so a failed post is only logged."""
+        pod = {
+            "namespace": observed.namespace,
+            "name": observed.name,
+            "uid": observed.uid,
+            "resourceVersion": observed.resource_version,
+        }
+        body = events.withdrawal_manifest(
+            pod, image=action.image, message=action.reason, now=self.clock(), component=self.kube.component
+        )
+        try:
+            self.kube.create_event(observed.namespace, body)
+        except KubeError as exc:
+            if not already_exists(exc):
+                reason, error = events.WITHDRAWN, api_message(exc)[:300]
+                logs.event(
+                    "event_failed", level=logging.WARNING, pod=observed.key, reason=reason, error=error
+                )
 
     def _fence(self, observed: ObservedPod, action: FenceTakeOver) -> Result:
         """Ask the agent; whatever it answers, look again: the verdict is read back from /status."""

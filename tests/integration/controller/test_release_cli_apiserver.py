@@ -246,6 +246,9 @@ def test_a_rollback_withdraws_a_held_upgrade_without_a_failure(
     assert web_1.target is None and pod_annotation(kube, namespace, "web-1", ANNOTATION_SWAP_HOLD) is None
     assert sim.agents["web-1"].epoch == 0, "web-1 was never swapped"
     assert "upgrade_withdrawn" in controller.log.read_text(errors="replace")
+    said = [(e["reason"], e["message"]) for e in kube.list_events(namespace, "web-1")]
+    withdrawn = [m for r, m in said if r == "UpgradeWithdrawn"]
+    assert len(withdrawn) == 1 and f"upgrade to {NEW} withdrawn by its release" in withdrawn[0], said
     assert sidecar_images(kube, namespace) == {"web-0": OLD, "web-1": OLD, "web-2": OLD}
 
 

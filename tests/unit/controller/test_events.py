@@ -6,7 +6,17 @@ from dataclasses import replace
 import jsonpatch
 
 from controller.actions import Event
-from controller.events import MESSAGE_LIMIT, due, event_name, manifest, owed_by, owing, posted, posted_patch
+from controller.events import (
+    MESSAGE_LIMIT,
+    due,
+    event_name,
+    manifest,
+    owed_by,
+    owing,
+    posted,
+    posted_patch,
+    withdrawal_manifest,
+)
 from controller.keys import ANNOTATION_UPGRADE
 from controller.record import OwedEvent, parse_record
 from tests.unit.controller.podfixtures import RECORD, T0, raw_pod
@@ -89,3 +99,16 @@ def test_the_event_body_names_the_pod_its_writer_and_stays_within_the_message_li
     assert body["reportingComponent"] == "hotupgrade-controller"
     assert body["firstTimestamp"] == body["lastTimestamp"] == "2026-11-26T12:00:00Z" and body["count"] == 1
     assert json.loads(json.dumps(body)) == body, "plain JSON, as the raw client sends it"
+
+
+def test_a_withdrawal_event_is_named_by_the_write_it_follows() -> None:
+    pod = {"namespace": "shop", "name": "web-1", "uid": "u-1", "resourceVersion": "42"}
+    body = withdrawal_manifest(pod, image="img:2", message="withdrawn", now=T0, component="ctl")
+    assert (body["type"], body["reason"], body["message"]) == ("Normal", "UpgradeWithdrawn", "withdrawn")
+    assert body["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", **pod}
+    again = withdrawal_manifest(pod, image="img:2", message="other words", now=T0, component="ctl")
+    later = withdrawal_manifest(
+        {**pod, "resourceVersion": "57"}, image="img:2", message="x", now=T0, component="c"
+    )
+    assert body["metadata"]["name"] == again["metadata"]["name"] != later["metadata"]["name"]
+    assert body["metadata"]["name"].startswith("web-1.")
