@@ -775,6 +775,10 @@ def _pre_pulling(pod: ObservedPod, record: UpgradeRecord, policy: Policy) -> Act
         shown = new.image if new else "missing"
         return _fail(pod, record, Reason.STANDBY_CHANGED, f"standby changed to {shown} during pre-pull")
     pull = _pre_pull(pod, record)
+    if (pull is None or not pull.exists) and record.message.startswith(SWAP_WAIT):
+        # Pulled before its release held the swap (the wait has no deadline): a pre-pull pod deleted or
+        # garbage-collected since changes nothing, where its step timeout would fail a held upgrade.
+        return _swap_standby(pod, record, new, None, policy, note=f"pre-pulled on {pod.node_name}")
     if pull is not None and pull.exists and pulled(pull):
         # A tag the node had never seen resolves only now: the pre-pull pod's image ID is the target's
         # digest. The same ID as the serving container's is the image already running (nothing touched).

@@ -52,6 +52,23 @@ def test_a_pre_pulled_upgrade_waits_at_the_swap_until_the_hold_is_lifted() -> No
     assert swap.record.phase is Phase.TAKING_OVER
 
 
+def test_a_pre_pull_pod_gone_while_held_fails_nothing() -> None:
+    # Pod garbage collection, or a hand, deletes the Succeeded pre-pull pod during a long hold.
+    waiting = apply(
+        held(pre_pulling()), next_step(observe(held(pre_pulling()), after=8, pre_pull=PULLED), PRE_PULL)
+    )
+    gone = PrePullView(exists=False)
+    late = next_step(observe(waiting, after=3600, pre_pull=gone), PRE_PULL)
+    assert isinstance(late, WaitFor) and late.record is None, late  # was PrePullTimeout past 60 s
+    swap = next_step(observe(lifted(waiting), after=3601, pre_pull=gone), PRE_PULL)
+    assert isinstance(swap, PatchStandbyImage) and swap.image == NEW
+    # Never pulled (no hold message yet): a missing pre-pull pod is still created, then timed out.
+    fresh = pre_pulling()
+    assert not isinstance(next_step(observe(fresh, after=8, pre_pull=gone), PRE_PULL), PatchStandbyImage)
+    timed_out = next_step(observe(fresh, after=3600, pre_pull=gone), PRE_PULL)
+    assert isinstance(timed_out, Fail) and timed_out.record.reason is Reason.PRE_PULL_TIMEOUT
+
+
 def test_a_hold_on_another_image_holds_nothing() -> None:
     pod = held(pre_pulling(), "registry.local/hotupgrade-sidecar:3")
     assert isinstance(next_step(observe(pod, after=8, pre_pull=PULLED), PRE_PULL), PatchStandbyImage)
