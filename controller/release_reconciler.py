@@ -39,6 +39,7 @@ from controller.rollout import (
     Start,
     Withdrawal,
     invalid_spec_status,
+    orphaned,
     plan_fleet,
 )
 from releaseapi.release import (
@@ -138,14 +139,17 @@ class ReleaseReconciler:
         if raw is None:
             self.metrics.release.forget(name)
             logs.event("release_gone", release=name)
+            self._withdraw_orphans(None, gone=name)  # its held pods: nothing else would ever lift them
             return DONE
         now = self.clock()
         try:
             release = parse_release(raw)
         except InvalidReleaseError as exc:
+            self._withdraw_orphans(None, gone=name)  # an invalid spec governs no pod
             return self._invalid(raw, str(exc), now=now)
         plan, pods = self.plan(release, now=now)
         self._withdraw(release, plan, pods)
+        self._withdraw_orphans(release)
         self._lift(release, plan, pods)
         deferred = self._start(raw, release, plan, pods, now=now)
         plan = replace(plan, status=held_back(plan.status, deferred, release.spec.image))
@@ -240,6 +244,24 @@ class ReleaseReconciler:
         self._patch_each(
             patches, "release_upgrades_withdrawn", release=release.name, image=release.spec.image
         )
+
+    def _withdraw_orphans(self, release: Release | None, *, gone: str | None = None) -> None:
+        """Withdraw held upgrades no release selects any more (controller.rollout.orphaned): `release` as
+        just read, the others as cached, `gone` (just found deleted) left out even if still cached."""
+        fresh = [release] if release is not None else []
+        cached = [
+            r.parsed
+            for n, r in self.fleet.releases().items()
+            if r.parsed is not None and n not in (gone, release.name if release else None)
+        ]
+        pods = self.fleet.pods()
+        withdrawals = orphaned([*fresh, *cached], [p.facts for p in pods.values()], self.fleet.namespaces())
+        patches = [
+            (w, release_withdraw_patch(w.image, pods[w.key].resource_version, target=w.target, hold=w.hold))
+            for w in withdrawals
+            if w.target or w.hold
+        ]
+        self._patch_each(patches, "release_orphans_withdrawn", release=gone or (release and release.name))
 
     def _lift(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
         """Lift the swap holds the plan allows within maxUnavailable (those pods swap now)."""

@@ -299,6 +299,21 @@ def withdrawn(held_pods: Sequence[PodFacts], *, image: str, stopped: bool, room:
     return out
 
 
+def orphaned(
+    releases: Sequence[Release], pods: Iterable[PodFacts], namespaces: Mapping[str, Mapping[str, str]]
+) -> tuple[Withdrawal, ...]:
+    """Held upgrades no valid release selects any more (deleted, its selectors edited, the pod or its
+    namespace relabelled): withdrawn as a release withdraws one, since nothing was swapped; in pod order.
+    `releases`: every release with a valid spec (an invalid one governs no pod)."""
+    out: list[Withdrawal] = []
+    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
+        if pod.status is None or pod.deleting or not held(pod):
+            continue
+        if not any(selects(r, pod.labels, namespaces.get(pod.namespace, {})) for r in releases):
+            out.append(_withdrawal(pod))
+    return tuple(out)
+
+
 def after_withdrawal(pod: PodFacts, image: str) -> PodState:
     """Where a withdrawn pod stands toward `image` in the status of the plan that withdraws it: as if
     nothing had been queued (nothing was swapped). A retried Failed pod shows Failed again from the next

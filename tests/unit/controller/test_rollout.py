@@ -27,6 +27,7 @@ from controller.rollout import (
     held,
     held_back,
     invalid_spec_status,
+    orphaned,
     owning_release,
     plan_fleet,
     plan_release,
@@ -1009,3 +1010,27 @@ def test_a_release_with_no_pods_names_the_watched_namespaces() -> None:
 def test_too_many_failures_says_how_to_retry() -> None:
     p = plan(release(), [failed("web-0"), pod("web-1")])
     assert "`hotupgrade retry -n NAMESPACE POD...`" in message(p, ConditionType.PAUSED)
+
+
+# --- held upgrades no release governs -----------------------------------------------------------------
+
+
+def test_held_upgrades_no_release_selects_are_withdrawn() -> None:
+    """The release deleted, its selector edited or the pod relabelled while pods were held: nothing would
+    ever lift them. Withdrawn like any held pod; one still selected, or past its swap, is left alone."""
+    queued = pod("web-0", target=NEW, swap_hold=NEW)  # the step machine has not acted yet
+    relabelled = replace(holding("web-1"), labels={"app": "shop"})
+    selected = holding("web-2")
+    swapped = in_flight("web-3", Phase.TAKING_OVER)
+    pods = [queued, relabelled, selected, swapped]
+    # The step machine drops web-1's record and hold itself (its target gone): the release removes the target.
+    assert orphaned([release()], pods, {}) == (Withdrawal("shop", "web-1", NEW, target=True, hold=False),)
+    # No release at all (deleted): every held pod; the one past its swap finishes whatever.
+    assert [w.name for w in orphaned([], pods, {})] == ["web-0", "web-1", "web-2"]
+    # With no record to drop, the release removes the hold too.
+    assert orphaned([], [queued], {}) == (Withdrawal("shop", "web-0", NEW, target=True, hold=True),)
+    # A namespaceSelector that no longer matches the pod's namespace counts as not selected.
+    by_ns = release(selector=LabelSelector(()))
+    by_ns = replace(by_ns, spec=replace(by_ns.spec, namespace_selector=WEB))
+    assert [w.name for w in orphaned([by_ns], [selected], {"shop": {"app": "web"}})] == []
+    assert [w.name for w in orphaned([by_ns], [selected], {"shop": {"app": "other"}})] == ["web-2"]
