@@ -513,3 +513,56 @@ def test_the_controller_process_runs_the_release_loop_under_its_lease(
     assert done["status"]["updatedPods"] == 2
     reasons = [e["reason"] for e in release_events(kube, name)]
     assert reasons.count("BatchStarted") == 2 and reasons[-1] == "RolloutComplete", reasons
+
+
+def test_held_upgrades_of_a_deleted_or_narrowed_release_are_withdrawn(
+    kube: Kube, namespace: str, sim: KubeletSim, releases: list[str]
+) -> None:
+    """Nothing would ever lift the hold of a pod no release governs: a release deleted, or its selector
+    narrowed, while pods were held. The next release reconcile withdraws them (nothing was swapped)."""
+    for index in range(3):
+        sim.add_pod(f"web-{index}")
+    pods, _ = make_reconciler(kube)
+    with release_loop(kube, namespace) as loop:
+        narrowed = make(kube, releases, namespace, strategy={"maxUnavailable": 2})
+        loop.cached(narrowed)
+        loop.reconciler.reconcile(narrowed)
+        assert queued(kube, namespace) == {"web-0": (NEW, NEW), "web-1": (NEW, NEW), "web-2": (None, None)}
+        pods.reconcile(namespace, "web-0")  # web-0 gets its record (checked, pre-pulling, held)
+        merge_release(kube, narrowed, {"spec": {"selector": {"matchLabels": {"app": "none"}}}})
+        wait_until(
+            lambda: (
+                loop.fleet.releases()[narrowed].parsed is not None
+                and loop.fleet.releases()[narrowed].raw["metadata"]["generation"] == 2
+            ),
+            timeout=10,
+            what="the edit cached",
+        )
+        wait_until(
+            lambda: loop.fleet.pods()[f"{namespace}/web-0"].facts.record is not None,
+            timeout=10,
+            what="web-0's record cached",
+        )
+        loop.reconciler.reconcile(narrowed)
+        # web-1 had no record: the release removes target and hold; web-0's record and hold are the step
+        # machine's to drop, told by its target gone.
+        assert queued(kube, namespace) == {"web-0": (None, NEW), "web-1": (None, None), "web-2": (None, None)}
+        pods.reconcile(namespace, "web-0")
+        assert queued(kube, namespace)["web-0"] == (None, None)
+        web_0 = kube.get_pod(namespace, "web-0")
+        assert web_0 is not None and pod_facts(web_0).record is None, "dropped, not Failed"
+        # Deleted: a second release queues web-2, then goes; its reconcile finds it gone and withdraws.
+        merge_release(kube, narrowed, {"spec": {"selector": {"matchLabels": {"app": "web"}}}})
+        gone = make(kube, releases, namespace, priority=5, strategy={"maxUnavailable": 1})
+        loop.cached(gone)
+        loop.reconciler.reconcile(gone)
+        held = {n: t for n, t in queued(kube, namespace).items() if t != (None, None)}
+        assert list(held.values()) == [(NEW, NEW)], held
+        delete_release(kube, gone)
+        delete_release(kube, narrowed)
+        wait_until(
+            lambda: not {gone, narrowed} & set(loop.fleet.releases()), timeout=10, what="the deletions cached"
+        )
+        loop.reconciler.reconcile(gone)
+    assert queued(kube, namespace) == {"web-0": (None, None), "web-1": (None, None), "web-2": (None, None)}
+    assert all(sim.agents[n].epoch == 0 for n in ("web-0", "web-1", "web-2")), "none swapped"
