@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="act only while holding the Lease --lease-namespace/--lease-name (default: on)",
+        help="act only while holding the Lease --lease-namespace/--lease-name; off: for one replica only "
+        "(default: on)",
     )
     p.add_argument(
         "--lease-name", default="hotupgrade-controller", help="the Lease's name (default: %(default)s)"
