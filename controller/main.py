@@ -39,51 +39,108 @@ EXIT_LEASE_LOST = 3
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotupgrade-controller", description="Run the upgrade controller.")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
-    p.add_argument("--namespace", action="append", default=[], help="watch only this namespace (repeatable)")
-    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--lease-name", default="hotupgrade-controller")
-    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
-    p.add_argument("--lease-duration", type=int, default=15, help="seconds")
-    p.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
-    p.add_argument("--retry-period", type=float, default=2.0, help="seconds")
-    p.add_argument("--identity", default=f"{socket.gethostname()}_{os.getpid()}")
+    p.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; default: all); SidecarReleases only see pods in these "
+        "namespaces",
+    )
+    p.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="act only while holding the Lease --lease-namespace/--lease-name; off: for one replica only "
+        "(default: on)",
+    )
+    p.add_argument(
+        "--lease-name", default="hotupgrade-controller", help="the Lease's name (default: %(default)s)"
+    )
+    p.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="the Lease's namespace (default: $POD_NAMESPACE, else default)",
+    )
+    p.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        help="seconds a follower waits after the leader's last renewal before taking the Lease (default: 15)",
+    )
+    p.add_argument(
+        "--renew-deadline",
+        type=float,
+        default=10.0,
+        help="seconds the leader keeps trying to renew before it exits; also bounds how long it waits on "
+        "SIGTERM for reconciles in flight, from its last renewal (default: 10)",
+    )
+    p.add_argument(
+        "--retry-period",
+        type=float,
+        default=2.0,
+        help="seconds between Lease attempts and renewals (default: 2)",
+    )
+    p.add_argument(
+        "--identity",
+        default=f"{socket.gethostname()}_{os.getpid()}",
+        help="this replica's name in the Lease (default: HOSTNAME_PID)",
+    )
     p.add_argument("--allow-image-prefix", action="append", default=[], help="allowed target image prefix")
     p.add_argument(
         "--allow-image-regex", action="append", default=[], help="allowed target image (full match)"
     )
-    p.add_argument("--step-timeout", type=float, default=300.0, help="seconds per step (drain excepted)")
-    p.add_argument("--drain-grace", type=float, default=120.0, help="seconds on top of parent-shutdown time")
-    p.add_argument("--poll-interval", type=float, default=2.0, help="seconds between agent status checks")
+    p.add_argument(
+        "--step-timeout", type=float, default=300.0, help="seconds per step (drain excepted; default: 300)"
+    )
+    p.add_argument(
+        "--drain-grace",
+        type=float,
+        default=120.0,
+        help="seconds on top of parent-shutdown time (default: 120)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=2.0,
+        help="seconds between agent status checks, and between looks of a held upgrade (a budget, a "
+        "release's swap hold): a lifted pod swaps at the latest this long after the lift (default: 2)",
+    )
     p.add_argument(
         "--prepull",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="pull the target on the pod's node before the swap (needs pods create/delete)",
+        help="pull the target on the pod's node before the swap (needs pods create/delete; default: on)",
     )
     p.add_argument(
         "--kubelet-grace",
         type=float,
         default=30.0,
-        help="seconds without any kubelet reaction to an image change before it counts as ignored",
+        help="seconds without any kubelet reaction to an image change before it counts as ignored "
+        "(default: 30)",
     )
     p.add_argument(
         "--disruption-budgets",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="start an upgrade only when the pod's PodDisruptionBudgets allow it (needs list/watch on "
-        "policy/poddisruptionbudgets and pods; docs/rollout.md)",
+        "policy/poddisruptionbudgets and pods; docs/rollout.md; default: on)",
     )
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=int, default=4, help="pods reconciled in parallel (default: 4)")
     p.add_argument(
         "--releases",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="converge the pods SidecarReleases select (needs the CRD and RBAC for sidecarreleases)",
+        help="converge the pods SidecarReleases select (needs the CRD and RBAC for sidecarreleases; "
+        "default: on)",
     )
-    p.add_argument("--watch-timeout", type=int, default=300, help="seconds before a pod watch is renewed")
-    p.add_argument("--metrics-port", type=int, default=9090, help="0 disables the metrics server")
-    p.add_argument("--metrics-bind", default="0.0.0.0")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--watch-timeout", type=int, default=300, help="seconds before a pod watch is renewed (default: 300)"
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=9090, help="0 disables the metrics server (default: 9090)"
+    )
+    p.add_argument("--metrics-bind", default="0.0.0.0", help="metrics server address (default: 0.0.0.0)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
     return p
 
 

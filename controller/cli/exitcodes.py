@@ -23,7 +23,8 @@ MEANINGS: dict[ExitCode, str] = {
     "error, no kubeconfig, a name not found; --direct: an upgrade failed or the rollout stopped",
     ExitCode.USAGE: "the command line does not parse (an unknown option, a missing argument)",
     ExitCode.TIMEOUT: "--timeout or --progress-deadline passed while following a release; it goes on",
-    ExitCode.PAUSED: "the release is paused by its spec: nothing starts until `hotupgrade resume`",
+    ExitCode.PAUSED: "the release is paused by its spec, once the upgrades in flight have ended (pods "
+    "already held at the swap still swap): nothing more starts until `hotupgrade resume`",
     ExitCode.INTERRUPTED: "Ctrl-C: what was started goes on in the cluster",
 }
 

@@ -44,10 +44,21 @@ def _pace_args(group: argparse._ActionsContainer, *, mode: str = "") -> None:
         "--progress-deadline",
         type=float,
         default=1200.0,
-        help=f"{mode}stop following if nothing changes for this many seconds (default 1200)",
+        help=f"{mode}seconds without progress after which to stop following (default: 1200); following "
+        "a release: exit 3, the rollout goes on (no change in the status); --direct: the rollout stops, "
+        "upgrades in flight finish, exit 1 (no pod finished)"
+        if mode
+        else "stop following if the status does not change for this many seconds; the release goes on, "
+        "exit 3 (default: 1200)",
     )
     group.add_argument(
-        "--poll-interval", type=float, default=None, help=f"{mode}seconds between status reads"
+        "--poll-interval",
+        type=float,
+        default=None,
+        help=f"{mode}seconds between reads (default: {RELEASE_POLL_INTERVAL:g} following a release, "
+        f"{DIRECT_POLL_INTERVAL:g} with --direct)"
+        if mode
+        else f"seconds between status reads (default: {RELEASE_POLL_INTERVAL:g})",
     )
 
 
@@ -151,8 +162,8 @@ def _rollout_parser(sub: Subparsers, parent: argparse.ArgumentParser) -> None:
     both.add_argument(
         "--max-failures",
         type=int,
-        help=f"{mode}failed upgrades that pause the release (>= 1), or stop a --direct rollout "
-        "(0 = never); default 1",
+        help=f"{mode}failed upgrades that pause the release (>= 1; default: 1 on create, an edit "
+        "without it keeps the release's value), or stop a --direct rollout (0 = never; default: 1)",
     )
     _pace_args(both, mode=mode)
     # After --progress-deadline, whose default (1200) it must not replace.
@@ -174,10 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     _rollout_parser(sub, parent)
 
     for name, text in (
-        ("pause", "pause a SidecarRelease: no new pods start; waits for the upgrades in flight"),
-        ("resume", "resume a paused SidecarRelease and follow it to Complete"),
+        (
+            "pause",
+            "pause a SidecarRelease: no new pods start, pods already held at the swap still swap; waits "
+            "until nothing is in flight",
+        ),
+        ("resume", "resume a paused SidecarRelease (spec.strategy.paused: false) and follow it to Complete"),
     ):
-        paused = sub.add_parser(name, parents=[parent], help=text)
+        paused = sub.add_parser(
+            name, parents=[parent], help=text, description=text[0].upper() + text[1:] + "."
+        )
         paused.add_argument("name", help="the SidecarRelease")
         _follow_args(paused)
 
@@ -214,10 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--no-epoch", action="store_true", help="-n: do not ask the agents for the epoch")
 
     for name, text in (
-        ("abort", "abort upgrades in flight (the standby goes back to the empty image)"),
-        ("retry", "retry failed upgrades"),
+        (
+            "abort",
+            "abort pods' upgrades until the new Envoy has taken over (the standby goes back to the empty "
+            "image); recorded Failed (Aborted), which counts against a SidecarRelease's maxFailures",
+        ),
+        ("retry", "retry pods' failed upgrades (hotupgrade.io/retry): the controller starts them again"),
     ):
-        each = sub.add_parser(name, parents=[parent], help=text)
+        each = sub.add_parser(name, parents=[parent], help=text, description=text[0].upper() + text[1:] + ".")
         _pods_args(each, required=True)
         each.add_argument("pods", nargs="*", help="pod names (instead of, or within, the selector)")
     return parser
