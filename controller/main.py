@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubelet-grace",
         type=float,
         default=30.0,
-        help="seconds without any kubelet reaction to an image change before it counts as ignored "
-        "(default: 30)",
+        help="seconds without any kubelet reaction to an image change (a new container, an answering "
+        "agent, or a kubelet Event about the container) before it counts as ignored (default: 30)",
     )
     p.add_argument(
         "--disruption-budgets",
