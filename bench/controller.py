@@ -260,7 +260,8 @@ def clocked(run: Callable[[], object]) -> tuple[float, float]:
 
 def planning(*, pods: int, releases: int, namespaces: int, runs: int, seed: int) -> dict[str, Any]:
     """The planning half of the JSON: the fleet's shape, then per run (after one warm-up) the whole fleet in
-    one plan_fleet, and one resync: each release's reconcile plan (`ReleaseReconciler.plan`) once."""
+    one plan_fleet, one resync (each release's reconcile plan, `ReleaseReconciler.plan`, once) and one sweep
+    for held upgrades no release selects (`ReleaseReconciler.orphans`, at most once a minute)."""
     now = datetime(2026, 11, 30, tzinfo=UTC)
     fleet = synthetic_fleet(pods=pods, releases=releases, namespaces=namespaces, seed=seed, now=now)
     reconciler = ReleaseReconciler(
@@ -271,6 +272,8 @@ def planning(*, pods: int, releases: int, namespaces: int, runs: int, seed: int)
     for plan in plans:  # warm-up
         plan()
     fleet_wall, fleet_cpu, one_wall, one_cpu, sync_wall, sync_cpu = [], [], [], [], [], []
+    sweep_wall: list[float] = []
+    sweep_cpu: list[float] = []
     for _ in range(runs):
         wall, cpu = clocked(lambda: plan_fleet(fleet.releases, fleet.pods, fleet.namespaces, now=now))
         fleet_wall.append(wall)
@@ -280,6 +283,9 @@ def planning(*, pods: int, releases: int, namespaces: int, runs: int, seed: int)
         one_cpu += [c for _, c in timings]
         sync_wall.append(sum(w for w, _ in timings))
         sync_cpu.append(sum(c for _, c in timings))
+        wall, cpu = clocked(lambda: reconciler.orphans(fleet.releases[0]))
+        sweep_wall.append(wall)
+        sweep_cpu.append(cpu)
     states = Counter(str(s) for p in whole.releases.values() for s in p.pods.values())
     return {
         "pods": pods,
@@ -293,6 +299,7 @@ def planning(*, pods: int, releases: int, namespaces: int, runs: int, seed: int)
         "plan_fleet_all_pods": figures(fleet_wall, fleet_cpu),
         "reconcile_plan_one_release": figures(one_wall, one_cpu),
         "resync_all_releases": figures(sync_wall, sync_cpu),
+        "orphan_sweep": figures(sweep_wall, sweep_cpu),
     }
 
 

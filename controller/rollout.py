@@ -306,12 +306,12 @@ def orphaned(
     namespace relabelled): withdrawn as a release withdraws one, since nothing was swapped; in pod order.
     `releases`: every release with a valid spec (an invalid one governs no pod)."""
     out: list[Withdrawal] = []
-    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
-        if pod.status is None or pod.deleting or not held(pod):
-            continue
+    for pod in pods:
+        if pod.swap_hold is None or pod.status is None or pod.deleting or not held(pod):
+            continue  # the cheap test first: on a fleet at rest no pod is held
         if not any(selects(r, pod.labels, namespaces.get(pod.namespace, {})) for r in releases):
             out.append(_withdrawal(pod))
-    return tuple(out)
+    return tuple(sorted(out, key=lambda w: (w.namespace, w.name)))
 
 
 def after_withdrawal(pod: PodFacts, image: str) -> PodState:

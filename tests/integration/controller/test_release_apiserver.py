@@ -524,6 +524,7 @@ def test_held_upgrades_of_a_deleted_or_narrowed_release_are_withdrawn(
         sim.add_pod(f"web-{index}")
     pods, _ = make_reconciler(kube)
     with release_loop(kube, namespace) as loop:
+        loop.reconciler.orphan_sweep_seconds = 0  # every reconcile sweeps (once a minute by default)
         narrowed = make(kube, releases, namespace, strategy={"maxUnavailable": 2})
         loop.cached(narrowed)
         loop.reconciler.reconcile(narrowed)
