@@ -242,38 +242,38 @@ class ReleaseReconciler:
     def _withdraw(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
         """Withdraw the upgrades not swapped yet that the plan would not start now (controller.rollout);
         one whose record the step machine still has to drop needs nothing more from here."""
-        patches = [
-            (w, release_withdraw_patch(w.image, pods[w.key].resource_version, target=w.target, hold=w.hold))
-            for w in plan.withdrawals
-            if w.target or w.hold
-        ]
+        patches = _withdrawal_patches(plan.withdrawals, pods)
         self._patch_each(
             patches, "release_upgrades_withdrawn", release=release.name, image=release.spec.image
         )
 
-    def orphans(self, release: Release | None, *, gone: str | None = None) -> tuple[Withdrawal, ...]:
+    def orphans(
+        self,
+        release: Release | None,
+        *,
+        gone: str | None = None,
+        pods: Mapping[str, CachedPod] | None = None,
+    ) -> tuple[Withdrawal, ...]:
         """Held upgrades no release selects any more (controller.rollout.orphaned): `release` as just
-        read, the others as cached, `gone` (just found deleted or invalid) left out even if still cached."""
+        read, the others as cached, `gone` (just found deleted or invalid) left out even if still cached;
+        `pods`: the cached pods (None: read the cache)."""
         fresh = [release] if release is not None else []
         cached = [
             r.parsed
             for n, r in self.fleet.releases().items()
             if r.parsed is not None and n not in (gone, release.name if release else None)
         ]
-        held = [p.facts for p in self.fleet.pods().values() if p.facts.swap_hold is not None]
+        pods = self.fleet.pods() if pods is None else pods
+        held = [p.facts for p in pods.values() if p.facts.swap_hold is not None]
         return orphaned([*fresh, *cached], held, self.fleet.namespaces())
 
     def _withdraw_orphans(self, release: Release | None, *, gone: str | None = None) -> None:
         """Withdraw what `orphans` finds, each patch pinned to the pod as cached."""
         self._swept = self.clock()
-        withdrawals = self.orphans(release, gone=gone)
         pods = self.fleet.pods()
-        patches = [
-            (w, release_withdraw_patch(w.image, pods[w.key].resource_version, target=w.target, hold=w.hold))
-            for w in withdrawals
-            if w.target or w.hold
-        ]
-        self._patch_each(patches, "release_orphans_withdrawn", release=gone or (release and release.name))
+        patches = _withdrawal_patches(self.orphans(release, gone=gone, pods=pods), pods)
+        name = gone if gone is not None else release.name if release is not None else None
+        self._patch_each(patches, "release_orphans_withdrawn", release=name)
 
     def _lift(self, release: Release, plan: ReleasePlan, pods: Mapping[str, CachedPod]) -> None:
         """Lift the swap holds the plan allows within maxUnavailable (those pods swap now)."""
@@ -423,3 +423,15 @@ class ReleaseReconciler:
         metrics.updated.labels(release=name).set(status.updated)
         metrics.upgrading.labels(release=name).set(status.upgrading)
         metrics.failed.labels(release=name).set(status.failed)
+
+
+def _withdrawal_patches(
+    withdrawals: Sequence[Withdrawal], pods: Mapping[str, CachedPod]
+) -> list[tuple[Withdrawal, JSONPatch]]:
+    """The release's patches for `withdrawals`, each pinned to its pod as cached; one whose record the
+    step machine still has to drop (neither target nor hold to remove) needs none from here."""
+    return [
+        (w, release_withdraw_patch(w.image, pods[w.key].resource_version, target=w.target, hold=w.hold))
+        for w in withdrawals
+        if w.target or w.hold
+    ]
