@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from localcluster import docker, dockerimages
 from localcluster import settings as s
@@ -34,6 +35,10 @@ CLUSTER = os.environ.get("KIND_CLUSTER", "hotupgrade-e2e")
 KUBECONFIG = Path(os.environ.get("KIND_KUBECONFIG", "/tmp/hotupgrade-kind.kubeconfig"))
 NETWORK = "kind"  # the docker network kind puts its nodes on
 MODULES = Path("/lib/modules")
+# kube-proxy's count of the packets its iptables mode drops because conntrack marked them INVALID
+# (KUBE-FORWARD, kubernetes#74839); served on its metrics address, 127.0.0.1:10249 by default.
+INVALID_DROPS = "kubeproxy_iptables_ct_state_invalid_dropped_packets_total"
+KUBE_PROXY_METRICS = "http://127.0.0.1:10249/metrics"
 
 
 def routed_subnets(config_text: str) -> list[str]:
@@ -45,6 +50,16 @@ def routed_subnets(config_text: str) -> list[str]:
         str(networking.get("podSubnet", "10.244.0.0/16")),
         str(networking.get("serviceSubnet", "10.96.0.0/16")),
     ]
+
+
+def invalid_drops(metrics_text: str) -> float | None:
+    """The INVALID_DROPS counter in kube-proxy's /metrics text; None when it is not exported (nftables or
+    ipvs mode, or conntrack.tcpBeLiberal set: kube-proxy then installs no such rule)."""
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == INVALID_DROPS:
+                return float(sample.value)
+    return None
 
 
 def kind_binary() -> str:
@@ -117,6 +132,29 @@ def node_routes(env: Mapping[str, str]) -> Iterator[None]:
             subprocess.run(["ip", "route", "del", cidr, "via", node_ip], check=False)
 
 
+def report_invalid_drops(env: Mapping[str, str]) -> None:
+    """Print how many packets the node's kube-proxy dropped as conntrack INVALID during the suite.
+
+    The host reaches pods through the node (node_routes), so every packet of the suite's load crosses the
+    node's FORWARD chain and its INVALID drop; on the local cluster the host is the node and nothing is
+    forwarded. A FIN dropped there turns a clean close into a reset at the client's next send: a TCP reset
+    seen only on kind is checked against this count first."""
+    out = subprocess.run(
+        ["docker", "exec", f"{CLUSTER}-control-plane", "curl", "-sf", "--max-time", "5", KUBE_PROXY_METRICS],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    drops = invalid_drops(out.stdout) if out.returncode == 0 else None
+    shown = (
+        "unknown (kube-proxy metrics unreadable or without the counter)" if drops is None else f"{drops:.0f}"
+    )
+    print(
+        f"kind node: packets kube-proxy dropped as conntrack INVALID ({INVALID_DROPS}): {shown}", flush=True
+    )
+
+
 def gateway(env: Mapping[str, str]) -> str:
     """The IPv4 gateway of kind's docker network: the host as the API server sees it."""
     out = _inspect(env, "network", "inspect", NETWORK, "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}")
@@ -162,6 +200,7 @@ def e2e(offline: bool, pytest_args: Sequence[str]) -> int:
                     check=False,
                 ).returncode
                 timings["suite"] = time.monotonic() - started
+                report_invalid_drops(env)
     timings["total"] = time.monotonic() - started
     print(
         "kind-e2e timings (s, cumulative): " + " ".join(f"{k}={t:.0f}" for k, t in timings.items()),

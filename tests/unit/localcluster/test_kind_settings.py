@@ -177,3 +177,20 @@ def test_runc_bounded_finds_the_spec_runc_reads() -> None:
     assert runc_bounded.spec_file([*root, "exec", "--process", "/tmp/p.json", "id"]) == Path("/tmp/p.json")
     assert runc_bounded.spec_file([*root, "create", "id"]) == Path("config.json")
     assert runc_bounded.spec_file([*root, "start", "id"]) is None
+
+
+# kube-proxy v1.34's /metrics, shortened (help texts cut)
+KUBE_PROXY_METRICS = """# HELP kubeproxy_sync_proxy_rules_iptables_total [ALPHA] iptables rules
+# TYPE kubeproxy_sync_proxy_rules_iptables_total gauge
+kubeproxy_sync_proxy_rules_iptables_total{table="filter"} 7
+# HELP kubeproxy_iptables_ct_state_invalid_dropped_packets_total [ALPHA] packets dropped by iptables
+# TYPE kubeproxy_iptables_ct_state_invalid_dropped_packets_total counter
+kubeproxy_iptables_ct_state_invalid_dropped_packets_total 3
+"""
+
+
+def test_invalid_drops_reads_kube_proxys_counter() -> None:
+    assert kind.invalid_drops(KUBE_PROXY_METRICS) == 3.0
+    without = "\n".join(KUBE_PROXY_METRICS.splitlines()[:3]) + "\n"
+    assert kind.invalid_drops(without) is None
+    assert kind.invalid_drops("") is None
