@@ -119,6 +119,11 @@ def engine_env() -> dict[str, str]:
     return {"DOCKER_HOST": f"unix://{SOCKET}", "PATH": f"{CLIENT_DIR}:{path}"}
 
 
+def is_ours(env: Mapping[str, str]) -> bool:
+    """Whether env points docker clients at the engine started here (engine_env)."""
+    return env.get("DOCKER_HOST") == f"unix://{SOCKET}"
+
+
 def _our_pid() -> int | None:
     """The pid in our pid file if that process is still dockerd."""
     try:

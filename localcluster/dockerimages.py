@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localcluster import build as k8s_build
+from localcluster import docker, host
 from localcluster import settings as s
 from localcluster.imagebuilder import apt_sources, builder, prevagent
 
@@ -181,6 +182,7 @@ def files_tar(files: Mapping[str, tuple[bytes, int]], links: Mapping[str, str]) 
 
 def ensure_base_images(env: Mapping[str, str]) -> BaseImages:
     """Debian (the debootstrap rootfs), busybox and pause as local images, tagged by content."""
+    host.ensure_packages(s.IMAGE_PACKAGES)
     with cache_lock():
         _, base_layer = builder.ensure_base()
         pause = k8s_build.ensure_pause().read_bytes()
@@ -223,15 +225,24 @@ def write_secrets(workdir: Path) -> list[str]:
     return flags
 
 
+HOST_NETWORK = "--network=host"
+
+
+def online_flags(env: Mapping[str, str]) -> list[str]:
+    """`docker build` flags with the public registries: none, but the host's network on the engine started
+    here, which has no bridge (localcluster/docker.py: `--bridge=none`), so a RUN step would have none."""
+    return [HOST_NETWORK] if docker.is_ours(env) else []
+
+
 def offline_flags(env: Mapping[str, str], workdir: Path) -> list[str]:
     """`docker build` flags for a machine without the public registries (base images made first)."""
-    return [*ensure_base_images(env).build_args(), *write_secrets(workdir), "--network=host"]
+    return [*ensure_base_images(env).build_args(), *write_secrets(workdir), HOST_NETWORK]
 
 
 def build_e2e_images(env: Mapping[str, str], *, offline: bool) -> None:
     """Run images/kind-build.sh (the documented build) with this machine's settings when offline."""
     with tempfile.TemporaryDirectory(prefix="hotupgrade-docker-build-") as tmp:
-        flags = offline_flags(env, Path(tmp)) if offline else []
+        flags = offline_flags(env, Path(tmp)) if offline else online_flags(env)
         log.info("event=kind-build offline=%s flags=%s", offline, " ".join(flags))
         subprocess.run(
             [str(KIND_BUILD)],
@@ -246,7 +257,7 @@ def build_prev_image(env: Mapping[str, str], *, offline: bool) -> str:
     from the history (prevagent.commit_tree: MissingCommitError when it cannot get them). Returns the tag."""
     with tempfile.TemporaryDirectory(prefix="hotupgrade-docker-build-") as tmp:
         tree = prevagent.commit_tree(prevagent.PREV_AGENT_COMMIT, Path(tmp) / "src")
-        flags = offline_flags(env, Path(tmp)) if offline else []
+        flags = offline_flags(env, Path(tmp)) if offline else online_flags(env)
         log.info("event=kind-build-prev offline=%s commit=%s", offline, prevagent.PREV_AGENT_COMMIT)
         subprocess.run(
             [str(KIND_BUILD)],

@@ -32,8 +32,10 @@ log = logging.getLogger("localcluster.kind")
 
 KIND_CONFIG = s.REPO_ROOT / "e2e" / "kind-config.yaml"
 CLUSTER = os.environ.get("KIND_CLUSTER", "hotupgrade-e2e")
-KUBECONFIG = Path(os.environ.get("KIND_KUBECONFIG", "/tmp/hotupgrade-kind.kubeconfig"))
-NETWORK = "kind"  # the docker network kind puts its nodes on
+DEFAULT_KUBECONFIG = Path("/tmp/hotupgrade-kind.kubeconfig")
+KUBECONFIG = Path(os.environ.get("KIND_KUBECONFIG") or DEFAULT_KUBECONFIG)
+# Tests that need the local cluster (its registry and containerd): skipped on kind, and a skip fails in CI.
+LOCAL_CLUSTER_ONLY = ("e2e/test_pull_window.py",)
 MODULES = Path("/lib/modules")
 # kube-proxy's count of the packets its iptables mode drops because conntrack marked them INVALID
 # (KUBE-FORWARD, kubernetes#74839); served on its metrics address, 127.0.0.1:10249 by default.
@@ -79,9 +81,8 @@ def _inspect(env: Mapping[str, str], *args: str) -> str:
 @contextlib.contextmanager
 def cluster(kind: str, env: Mapping[str, str], image: str) -> Iterator[None]:
     """A kind cluster for the block, deleted afterwards (with its kubeconfig)."""
-    subprocess.run(
-        [kind, "delete", "cluster", "--name", CLUSTER], env=dict(env), capture_output=True, check=False
-    )
+    delete = [kind, "delete", "cluster", "--name", CLUSTER, "--kubeconfig", str(KUBECONFIG)]
+    subprocess.run(delete, env=dict(env), capture_output=True, check=False)
     # kind bind-mounts /lib/modules into the node; docker creates a missing source directory on the host
     # (this kernel has its modules built in, so there is none): remove it again if it was ours.
     had_modules = MODULES.exists()
@@ -106,8 +107,11 @@ def cluster(kind: str, env: Mapping[str, str], image: str) -> Iterator[None]:
         )
         yield
     finally:
-        subprocess.run([kind, "delete", "cluster", "--name", CLUSTER], env=dict(env), check=False)
-        KUBECONFIG.unlink(missing_ok=True)
+        # `kind delete` takes its entries out of the kubeconfig; only our own file is removed (KIND_KUBECONFIG
+        # may name a user's kubeconfig with other clusters in it).
+        subprocess.run(delete, env=dict(env), check=False)
+        if KUBECONFIG == DEFAULT_KUBECONFIG:
+            KUBECONFIG.unlink(missing_ok=True)
         if not had_modules and MODULES.is_dir() and not any(MODULES.iterdir()):
             MODULES.rmdir()
 
@@ -132,13 +136,13 @@ def node_routes(env: Mapping[str, str]) -> Iterator[None]:
             subprocess.run(["ip", "route", "del", cidr, "via", node_ip], check=False)
 
 
-def report_invalid_drops(env: Mapping[str, str]) -> None:
-    """Print how many packets the node's kube-proxy dropped as conntrack INVALID during the suite.
+def node_invalid_drops(env: Mapping[str, str]) -> float | None:
+    """The node's kube-proxy INVALID_DROPS counter now; None when it cannot be read.
 
-    The host reaches pods through the node (node_routes), so every packet of the suite's load crosses the
-    node's FORWARD chain and its INVALID drop; on the local cluster the host is the node and nothing is
-    forwarded. A FIN dropped there turns a clean close into a reset at the client's next send: a TCP reset
-    seen only on kind is checked against this count first."""
+    Why it is watched: the host reaches pods through the node (node_routes), so every packet of the suite's
+    load crosses the node's FORWARD chain and kube-proxy's INVALID drop there; on the local cluster the host
+    is the node and nothing is forwarded. A FIN dropped there turns a clean close into a reset at the
+    client's next send, so a TCP reset seen only on kind is checked against this count first."""
     out = subprocess.run(
         ["docker", "exec", f"{CLUSTER}-control-plane", "curl", "-sf", "--max-time", "5", KUBE_PROXY_METRICS],
         env=dict(env),
@@ -146,22 +150,24 @@ def report_invalid_drops(env: Mapping[str, str]) -> None:
         text=True,
         check=False,
     )
-    drops = invalid_drops(out.stdout) if out.returncode == 0 else None
-    shown = (
-        "unknown (kube-proxy metrics unreadable or without the counter)" if drops is None else f"{drops:.0f}"
+    return invalid_drops(out.stdout) if out.returncode == 0 else None
+
+
+def drops_line(before: float | None, after: float | None) -> str:
+    """What the run prints about the packets kube-proxy dropped as INVALID while the suite ran."""
+    if before is None or after is None:
+        return f"kind node: INVALID drops during the suite unknown (no {INVALID_DROPS} from kube-proxy)"
+    return (
+        f"kind node: packets kube-proxy dropped as conntrack INVALID during the suite: {after - before:.0f}"
     )
-    print(
-        f"kind node: packets kube-proxy dropped as conntrack INVALID ({INVALID_DROPS}): {shown}", flush=True
-    )
 
 
-def gateway(env: Mapping[str, str]) -> str:
-    """The IPv4 gateway of kind's docker network: the host as the API server sees it."""
-    out = _inspect(env, "network", "inspect", NETWORK, "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}")
-    return next(a for a in out.split() if "." in a)
+def suite_argv(tests: Sequence[str], pytest_args: Sequence[str]) -> list[str]:
+    """pytest's arguments on kind: the tests (paths, as pytest takes them) without LOCAL_CLUSTER_ONLY."""
+    return [*tests, *(f"--ignore={path}" for path in LOCAL_CLUSTER_ONLY), *pytest_args]
 
 
-def e2e(offline: bool, pytest_args: Sequence[str]) -> int:
+def e2e(offline: bool, pytest_args: Sequence[str], tests: Sequence[str] = ("e2e",)) -> int:
     """Build, create, load, route, run the suite, tear down; the suite's exit code."""
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -187,20 +193,20 @@ def e2e(offline: bool, pytest_args: Sequence[str]) -> int:
                 suite_env = {
                     **env,
                     "KUBECONFIG": str(KUBECONFIG),
-                    "E2E_WEBHOOK_HOST": gateway(env),
                     # How a test loads an image it builds on demand (e2e/previmage.py).
                     "E2E_KIND": kind,
                     "E2E_KIND_CLUSTER": CLUSTER,
                     "E2E_KIND_OFFLINE": "1" if offline else "",
                 }
+                drops = node_invalid_drops(env)
                 rc = subprocess.run(
-                    [sys.executable, "-m", "pytest", "e2e", *pytest_args],
+                    [sys.executable, "-m", "pytest", *suite_argv(tests, pytest_args)],
                     cwd=s.REPO_ROOT,
                     env=suite_env,
                     check=False,
                 ).returncode
                 timings["suite"] = time.monotonic() - started
-                report_invalid_drops(env)
+                print(drops_line(drops, node_invalid_drops(env)), flush=True)
     timings["total"] = time.monotonic() - started
     print(
         "kind-e2e timings (s, cumulative): " + " ".join(f"{k}={t:.0f}" for k, t in timings.items()),
@@ -213,13 +219,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcluster.kind", description=__doc__)
     parser.add_argument("command", choices=("e2e", "build"))
     parser.add_argument("--offline", action="store_true", help="build the base and node images here")
+    parser.add_argument(
+        "--tests",
+        default="e2e",
+        help="what the suite runs: pytest paths, space-separated (default: e2e, the whole suite)",
+    )
     args, rest = parser.parse_known_args(argv)
+    if args.offline and os.environ.get("KIND_NODE_IMAGE"):
+        parser.error(
+            "KIND_NODE_IMAGE names a node image to pull; offline, the node image is built here: set one"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     os.environ["PATH"] = ":".join(
         [*os.environ.get("PATH", "").split(":"), "/usr/local/sbin", "/usr/sbin", "/sbin"]
     )
     if args.command == "e2e":
-        return e2e(args.offline, rest)
+        return e2e(args.offline, rest, args.tests.split())
     with docker.engine() as engine:  # build: every artefact, no cluster (warms the caches)
         env = engine.client_env()
         print(kind_binary())

@@ -48,12 +48,14 @@ CONTAINERD_SOCKET = CONTAINERD_STATE / "containerd.sock"
 RUNC_ROOT = RUN_DIR / "runc"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 
+# What the images are made from: the debootstrap rootfs, busybox-static's /bin/busybox, and pause compiled
+# static with gcc (libc6-dev has the static libc); the kind path needs them without the local cluster.
+IMAGE_PACKAGES = ("busybox-static", "debootstrap", "gcc", "libc6-dev")
 APT_PACKAGES = (
-    "busybox-static",
+    *IMAGE_PACKAGES,
     "conntrack",
     "containerd",
     "containernetworking-plugins",
-    "debootstrap",
     "etcd-server",
     "iptables",
     "runc",

@@ -10,8 +10,14 @@ KIND_CLUSTER ?= hotupgrade-e2e
 KIND_NODE_IMAGE ?=
 KIND_KUBECONFIG ?= /tmp/hotupgrade-kind.kubeconfig
 KIND_OFFLINE ?=
+# What the suite runs on kind: pytest paths (default: all of e2e/). KIND_CI_TESTS: what CI runs on kind after
+# `make test` (.ci/run): the kind path end to end (engine, Dockerfiles, node image, load) and the issue's list:
+# injection, upgrade and rollback under load, fleet rollout, guard, chart with the in-cluster controller and
+# webhook; ~8 min warm, where the whole suite takes ~21 (localcluster/README.md, "kind").
+E2E_KIND_TESTS ?= e2e
+KIND_CI_TESTS := e2e/test_injection.py e2e/test_upgrade.py e2e/test_fleet.py e2e/test_guard.py e2e/test_chart.py
 
-.PHONY: cluster-up cluster-down cluster-status apiserver-up e2e-build e2e-images e2e-local e2e-kind
+.PHONY: cluster-up cluster-down cluster-status apiserver-up e2e-build e2e-images e2e-local e2e-kind e2e-kind-ci
 
 ## Local cluster: etcd, control plane, containerd, kubelet, kube-proxy, images imported (warm: seconds).
 cluster-up: venv
@@ -50,8 +56,14 @@ e2e-local: venv
 	KUBECONFIG=$${KUBECONFIG:-$(E2E_KUBECONFIG)} $(PY) -m pytest e2e $(E2E_PYTEST_ARGS)
 
 ## kind: an engine (the running one, else Debian's docker.io started and stopped here), images/Dockerfile's
-## images, a cluster from e2e/kind-config.yaml, the images loaded, the pod CIDR routed to the node (the suite
-## talks to pod IPs from the host), the suite, and a teardown that always runs (localcluster/kind.py).
+## images, a cluster from e2e/kind-config.yaml, the images loaded, the pod and service CIDRs routed to the node
+## (the suite talks to pod IPs and ClusterIPs from the host), the suite, and a teardown that always runs
+## (localcluster/kind.py). KIND_OFFLINE=1 (or true, yes): no public registry needed.
 e2e-kind: venv
 	KIND=$(KIND) KIND_CLUSTER=$(KIND_CLUSTER) KIND_NODE_IMAGE=$(KIND_NODE_IMAGE) KIND_KUBECONFIG=$(KIND_KUBECONFIG) \
-	  $(PY) -m localcluster.kind e2e $(if $(KIND_OFFLINE),--offline) $(E2E_PYTEST_ARGS)
+	  $(PY) -m localcluster.kind e2e $(if $(filter 1 true yes,$(KIND_OFFLINE)),--offline) \
+	  --tests "$(E2E_KIND_TESTS)" $(E2E_PYTEST_ARGS)
+
+## kind in CI: the same, on KIND_CI_TESTS only.
+e2e-kind-ci:
+	$(MAKE) --no-print-directory e2e-kind E2E_KIND_TESTS="$(KIND_CI_TESTS)"

@@ -194,3 +194,27 @@ def test_invalid_drops_reads_kube_proxys_counter() -> None:
     without = "\n".join(KUBE_PROXY_METRICS.splitlines()[:3]) + "\n"
     assert kind.invalid_drops(without) is None
     assert kind.invalid_drops("") is None
+
+
+def test_the_suite_on_kind_leaves_out_what_needs_the_local_cluster() -> None:
+    argv = kind.suite_argv(["e2e"], ["-s", "-k", "fleet"])
+    assert argv == ["e2e", "--ignore=e2e/test_pull_window.py", "-s", "-k", "fleet"]
+    assert kind.suite_argv(["e2e/test_chart.py"], [])[0] == "e2e/test_chart.py"
+
+
+def test_drops_line_counts_the_suites_drops_only() -> None:
+    assert kind.drops_line(2.0, 5.0).endswith(": 3")
+    assert "unknown" in kind.drops_line(None, 5.0) and "unknown" in kind.drops_line(2.0, None)
+
+
+def test_online_builds_on_the_engine_started_here_use_the_hosts_network() -> None:
+    assert dockerimages.online_flags(docker.engine_env()) == ["--network=host"]
+    assert dockerimages.online_flags({"DOCKER_HOST": "unix:///var/run/docker.sock"}) == []
+    assert dockerimages.online_flags({}) == []
+
+
+def test_offline_refuses_a_node_image_to_pull(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIND_NODE_IMAGE", "kindest/node:v1.34.0")
+    with pytest.raises(SystemExit) as exited:
+        kind.main(["e2e", "--offline"])
+    assert exited.value.code == 2
