@@ -25,7 +25,7 @@ demo: venv
 test: lint unit
 	$(MAKE) --no-print-directory integration e2e || { rc=$$?; $(PY) -m localcluster down; exit $$rc; }
 
-## The cold path: `CI=true make test` on a fresh clone with empty Go, pip and project caches (prints its wall time).
+## The cold path of `make test`: `CI=true make test` on a fresh clone with empty Go, pip and project caches (prints its wall time).
 fresh-test:
 	bash .ci/fresh-test
 

@@ -181,7 +181,8 @@ def files_tar(files: Mapping[str, tuple[bytes, int]], links: Mapping[str, str]) 
 
 
 def ensure_base_images(env: Mapping[str, str]) -> BaseImages:
-    """Debian (the debootstrap rootfs), busybox and pause as local images, tagged by content."""
+    """Debian (the debootstrap rootfs), busybox and pause as local images, tagged by content; apt-installs
+    what they are made from (settings.IMAGE_PACKAGES) when missing."""
     host.ensure_packages(s.IMAGE_PACKAGES)
     with cache_lock():
         _, base_layer = builder.ensure_base()

@@ -1,11 +1,13 @@
 """`make e2e-kind`: the e2e suite on a kind cluster, with Docker and the internet or offline.
 
-`python -m localcluster.kind e2e [--offline] [PYTEST ARGS...]`: an engine (the running one, or Debian's
-started here and stopped at the end), the pinned kind (from the Go module proxy, cached), the images of
-images/Dockerfile (images/kind-build.sh), a cluster from e2e/kind-config.yaml on kind's node image (online:
-kind's upstream image; offline: one built here, localcluster/kindnode/), the images loaded, the pod and
-service CIDRs routed to the node (the suite talks to pod IPs and ClusterIPs from the host), the suite, and
-a teardown that always runs: routes, cluster, kubeconfig, engine. The suite's exit code is the command's.
+`python -m localcluster.kind e2e [--offline] [--tests "PATHS"] [PYTEST ARGS...]`: an engine (the running one,
+or Debian's started here and stopped at the end), the pinned kind (from the Go module proxy, cached), the
+images of images/Dockerfile (images/kind-build.sh), a cluster from e2e/kind-config.yaml on kind's node image
+(online: kind's upstream image; offline: one built here, localcluster/kindnode/), the images loaded, the pod
+and service CIDRs routed to the node (the suite talks to pod IPs and ClusterIPs from the host), the suite,
+and a teardown that always runs: routes, cluster, its kubeconfig entries (the file when it is ours), and the
+engine if started here. The suite's exit code is the command's. `build [--offline]`: every artefact, no
+cluster. Settings from the environment: KIND, KIND_CLUSTER, KIND_NODE_IMAGE, KIND_KUBECONFIG (mk/e2e.mk).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ KIND_CONFIG = s.REPO_ROOT / "e2e" / "kind-config.yaml"
 CLUSTER = os.environ.get("KIND_CLUSTER", "hotupgrade-e2e")
 DEFAULT_KUBECONFIG = Path("/tmp/hotupgrade-kind.kubeconfig")
 KUBECONFIG = Path(os.environ.get("KIND_KUBECONFIG") or DEFAULT_KUBECONFIG)
-# Tests that need the local cluster (its registry and containerd): skipped on kind, and a skip fails in CI.
+# Tests that need the local cluster (its registry and containerd): left out on kind, where they would skip,
+# and a skip fails under CI (tests/conftest.py).
 LOCAL_CLUSTER_ONLY = ("e2e/test_pull_window.py",)
 MODULES = Path("/lib/modules")
 # kube-proxy's count of the packets its iptables mode drops because conntrack marked them INVALID
@@ -162,9 +165,15 @@ def drops_line(before: float | None, after: float | None) -> str:
     )
 
 
+def local_cluster_only(tests: Sequence[str]) -> list[str]:
+    """The tests named (pytest paths or node ids) that only the local cluster can run."""
+    return [test for test in tests if test.split("::")[0].rstrip("/") in LOCAL_CLUSTER_ONLY]
+
+
 def suite_argv(tests: Sequence[str], pytest_args: Sequence[str]) -> list[str]:
-    """pytest's arguments on kind: the tests (paths, as pytest takes them) without LOCAL_CLUSTER_ONLY."""
-    return [*tests, *(f"--ignore={path}" for path in LOCAL_CLUSTER_ONLY), *pytest_args]
+    """pytest's arguments on kind: the tests (paths, as pytest takes them; e2e when none) without
+    LOCAL_CLUSTER_ONLY, which `--ignore` leaves out of a directory (a path named: local_cluster_only)."""
+    return [*(tests or ["e2e"]), *(f"--ignore={path}" for path in LOCAL_CLUSTER_ONLY), *pytest_args]
 
 
 def e2e(offline: bool, pytest_args: Sequence[str], tests: Sequence[str] = ("e2e",)) -> int:
@@ -227,14 +236,20 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.offline and os.environ.get("KIND_NODE_IMAGE"):
         parser.error(
-            "KIND_NODE_IMAGE names a node image to pull; offline, the node image is built here: set one"
+            "KIND_NODE_IMAGE names a node image to pull, and offline the node image is built here: "
+            "unset KIND_NODE_IMAGE, or drop KIND_OFFLINE (--offline) to pull it"
+        )
+    tests = args.tests.split()
+    if only := local_cluster_only(tests):
+        parser.error(
+            f"{' '.join(only)} needs the local cluster's registry and containerd: run it with `make e2e`"
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     os.environ["PATH"] = ":".join(
         [*os.environ.get("PATH", "").split(":"), "/usr/local/sbin", "/usr/sbin", "/sbin"]
     )
     if args.command == "e2e":
-        return e2e(args.offline, rest, args.tests.split())
+        return e2e(args.offline, rest, tests)
     with docker.engine() as engine:  # build: every artefact, no cluster (warms the caches)
         env = engine.client_env()
         print(kind_binary())

@@ -200,6 +200,19 @@ def test_the_suite_on_kind_leaves_out_what_needs_the_local_cluster() -> None:
     argv = kind.suite_argv(["e2e"], ["-s", "-k", "fleet"])
     assert argv == ["e2e", "--ignore=e2e/test_pull_window.py", "-s", "-k", "fleet"]
     assert kind.suite_argv(["e2e/test_chart.py"], [])[0] == "e2e/test_chart.py"
+    # An empty E2E_KIND_TESTS is the whole suite, not pytest's testpaths (tests/, against the kind cluster).
+    assert kind.suite_argv([], [])[0] == "e2e"
+
+
+def test_a_local_cluster_test_named_on_kind_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert kind.local_cluster_only(["e2e/test_upgrade.py", "e2e/test_pull_window.py::test_x"]) == [
+        "e2e/test_pull_window.py::test_x"
+    ]
+    assert kind.local_cluster_only(["e2e", "e2e/test_chart.py"]) == []
+    with pytest.raises(SystemExit) as exited:
+        kind.main(["e2e", "--tests", "e2e/test_pull_window.py"])
+    assert exited.value.code == 2
+    assert "make e2e" in capsys.readouterr().err
 
 
 def test_drops_line_counts_the_suites_drops_only() -> None:
