@@ -31,6 +31,7 @@ log = logging.getLogger("localcluster.docker")
 
 ENGINE_DIR = Path("/run/sidecar-hotupgrade-docker")
 SOCKET = ENGINE_DIR / "docker.sock"
+DOCKER_HOST = f"unix://{SOCKET}"
 PID_FILE = ENGINE_DIR / "dockerd.pid"
 LOG_FILE = ENGINE_DIR / "dockerd.log"
 # The client that ships with Debian's engine: its built-in BuildKit client serves `RUN --mount`
@@ -116,12 +117,12 @@ def answers(env: Mapping[str, str]) -> bool:
 def engine_env() -> dict[str, str]:
     """What points docker clients at our engine: its socket, and its own client first on PATH."""
     path = os.environ.get("PATH", "/usr/bin:/bin")
-    return {"DOCKER_HOST": f"unix://{SOCKET}", "PATH": f"{CLIENT_DIR}:{path}"}
+    return {"DOCKER_HOST": DOCKER_HOST, "PATH": f"{CLIENT_DIR}:{path}"}
 
 
 def is_ours(env: Mapping[str, str]) -> bool:
     """Whether env points docker clients at the engine started here (engine_env)."""
-    return env.get("DOCKER_HOST") == f"unix://{SOCKET}"
+    return env.get("DOCKER_HOST") == DOCKER_HOST
 
 
 def _our_pid() -> int | None:

@@ -5,16 +5,17 @@ E2E_PYTEST_ARGS ?= -s  # the suite prints its figures (requests, failures, NotRe
 # kind: KIND empty = the pinned kind built from the Go module proxy (localcluster/kindnode/versions.py);
 # KIND_NODE_IMAGE empty = kind v0.30.0's kindest/node:v1.34.0. KIND_OFFLINE=1 builds the base and node images
 # on this machine instead of pulling them (no public registry needed; localcluster/README.md, "kind").
+# KIND_KUBECONFIG empty = /tmp/hotupgrade-kind.kubeconfig (localcluster/kind.py DEFAULT_KUBECONFIG).
 KIND ?=
 KIND_CLUSTER ?= hotupgrade-e2e
 KIND_NODE_IMAGE ?=
-KIND_KUBECONFIG ?= /tmp/hotupgrade-kind.kubeconfig
+KIND_KUBECONFIG ?=
 KIND_OFFLINE ?=
-# What the suite runs on kind: pytest paths (default: all of e2e/). KIND_CI_TESTS: what CI runs on kind after
+# What the suite runs on kind: pytest paths (empty: all of e2e/). KIND_CI_TESTS: what CI runs on kind after
 # `make test` (.ci/run): the kind path end to end (engine, Dockerfiles, node image, load) and what issue 11 asks
 # of kind: injection, upgrade and rollback under load, fleet rollout, guard, chart with the in-cluster
 # controller and webhook; ~7.5 min warm, where the whole suite takes ~21 (localcluster/README.md, "kind").
-E2E_KIND_TESTS ?= e2e
+E2E_KIND_TESTS ?=
 KIND_CI_TESTS := e2e/test_injection.py e2e/test_upgrade.py e2e/test_fleet.py e2e/test_guard.py e2e/test_chart.py
 
 .PHONY: cluster-up cluster-down cluster-status apiserver-up e2e-build e2e-images e2e-local e2e-kind e2e-kind-ci
